@@ -1,0 +1,91 @@
+"""``bcdet`` -- the command line.
+
+All argument parsing lives here; each sub-command hands its parsed arguments to a ``cli_*``
+function in the module that does the work, so this file stays a table of contents. Heavy imports
+(torch) happen inside those functions, so ``bcdet --help`` and ``bcdet data check`` stay quick.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import BcdetError
+
+# sub-command -> (module, function)
+HANDLERS = {
+    "data check": ("bcdet_helpers.data.check", "cli_check"),
+    "data download": ("bcdet_helpers.data.download", "cli_download"),
+    "duplicates": ("bcdet_helpers.data.duplicates", "cli_duplicates"),
+    "train": ("bcdet_helpers.train", "cli_train"),
+    "predict": ("bcdet_helpers.evaluate", "cli_predict"),
+    "evaluate": ("bcdet_helpers.evaluate", "cli_evaluate"),
+    "reproduce": ("bcdet_helpers.reproduce", "cli_reproduce"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bcdet",
+        description="ResNet9 on breast ultrasound (BUSI): data, training, evaluation, reproduction.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="check or download the BUSI dataset")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    check = dsub.add_parser("check", help="validate a BUSI folder and print what is in it")
+    check.add_argument("path", nargs="?", help="BUSI folder (default: $BCDET_DATA or data/)")
+    dl = dsub.add_parser("download", help="fetch, verify and unpack BUSI (skipped when present)")
+    dl.add_argument("--dest", default=None, help="folder to unpack into (default: data/)")
+    dl.add_argument("--url", default=None, help="zip URL (default: $BCDET_BUSI_URL or the authors')")
+    dl.add_argument("--force", action="store_true", help="download even if a copy is found")
+
+    dup = sub.add_parser("duplicates", help="find near-duplicate images (same scan) in BUSI")
+    dup.add_argument("path", nargs="?", help="BUSI folder (default: $BCDET_DATA or data/)")
+    dup.add_argument("--csv", default=None, help="write one row per pair to this CSV")
+
+    tr = sub.add_parser("train", help="one headless training run")
+    tr.add_argument("--profile", default="laptop", help="paper | laptop | smoke")
+    tr.add_argument("--schedule", default="switching", help="constant | switching | onecycle")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--split", default="grouped", help="grouped (leak-free) | random (paper-like)")
+    tr.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    tr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+
+    pr = sub.add_parser("predict", help="class probabilities for images (a teaching model!)")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--device", default="auto")
+
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a folder-per-class dataset")
+    ev.add_argument("folder")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--map", nargs="*", default=[], metavar="SRC=DST",
+                    help="rename class folders, e.g. malign=malignant")
+    ev.add_argument("--out", default=None, help="folder for metrics.json and figures")
+    ev.add_argument("--device", default="auto")
+
+    rp = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill")
+    rp.add_argument("--profile", default="paper")
+    rp.add_argument("--out", default=None, help="default: runs/<profile>/")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    key = args.command + (f" {args.data_command}" if args.command == "data" else "")
+    module, func = HANDLERS[key]
+    try:
+        handler = getattr(importlib.import_module(module), func)
+        return int(handler(args) or 0)
+    except BcdetError as exc:
+        print(f"bcdet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bcdet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Where things live: the project root, the BUSI folder and the run folders.
+
+Two environment variables steer everything, so notebooks, the CLI and the tests agree:
+
+* ``BCDET_DATA`` -- a BUSI folder (``Dataset_BUSI_with_GT`` itself, or a folder that contains it).
+  Without it we look in ``<project>/data/``.
+* ``BCDET_RUNS`` -- where runs, caches and executed notebooks go. Default ``<project>/runs/``.
+  The tests point it at a temporary folder so they never touch a user's runs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BUSI_FOLDER = "Dataset_BUSI_with_GT"
+CLASSES = ("benign", "malignant", "normal")
+
+
+def project_root() -> Path:
+    """The checkout this package was installed from (editable install), else the working directory.
+
+    Notebooks run with their own folder as working directory, so we cannot rely on ``cwd``.
+    """
+    here = Path(__file__).resolve().parents[1]
+    if (here / "pyproject.toml").exists() and (here / "notebooks").is_dir():
+        return here
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "pyproject.toml").exists() and (folder / "bcdet_helpers").is_dir():
+            return folder
+    return cwd
+
+
+def default_data_dir() -> Path:
+    """``$BCDET_DATA`` if set, else ``<project>/data`` (resolved further by :func:`data.locate`)."""
+    env = os.environ.get("BCDET_DATA")
+    return Path(env).expanduser() if env else project_root() / "data"
+
+
+def runs_dir(profile: str | None = None) -> Path:
+    """``$BCDET_RUNS`` (or ``<project>/runs``), optionally the sub-folder of one profile."""
+    env = os.environ.get("BCDET_RUNS")
+    root = Path(env).expanduser() if env else project_root() / "runs"
+    return root / profile if profile else root

@@ -1,0 +1,4 @@
+"""Figures for data."""
+from __future__ import annotations
+
+__all__: list[str] = []

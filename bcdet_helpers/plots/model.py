@@ -1,0 +1,4 @@
+"""Figures for model."""
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,69 @@
+"""What a recorded number needs beside it: versions, device, machine, commit, wall time.
+
+Every ``result.json``, ``metrics.json`` and benchmark file embeds :func:`environment_info`, so a
+figure in the README can always be traced to the run and the machine that produced it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from .paths import project_root
+
+PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "pandas", "matplotlib", "seaborn", "papermill")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_info(device=None) -> dict:
+    """Name the device a run used: the GPU model on CUDA, the CPU and thread count otherwise."""
+    import torch
+
+    dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    info = {"device": dev, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(dev))
+    info["cpu"] = platform.processor() or platform.machine()
+    return info
+
+
+def environment_info(device=None) -> dict:
+    versions = {"python": sys.version.split()[0]}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "versions": versions,
+        **device_info(device),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    """Write JSON atomically (temp file + rename): an interrupted write never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path

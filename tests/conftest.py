@@ -1,0 +1,50 @@
+"""Shared fixtures: the dataset every test uses and an isolated runs/ folder.
+
+``busi_dir`` is the real BUSI copy when ``BCDET_DATA`` (or ``data/``) has one -- CI points it at the
+shared copy -- and otherwise a mini-BUSI generated once per session, so the suite always runs.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bcdet_helpers.data.locate import find_busi
+from fakebusi import make_busi
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_runs(tmp_path_factory):
+    """Keep every test's runs, caches and executed notebooks out of the user's runs/."""
+    runs = tmp_path_factory.mktemp("runs")
+    old = os.environ.get("BCDET_RUNS")
+    os.environ["BCDET_RUNS"] = str(runs)
+    yield runs
+    if old is None:
+        os.environ.pop("BCDET_RUNS", None)
+    else:
+        os.environ["BCDET_RUNS"] = old
+
+
+@pytest.fixture(scope="session")
+def real_busi():
+    """The real BUSI folder, or skip (tests marked ``realdata``)."""
+    found = find_busi()
+    if found is None:
+        pytest.skip("real BUSI not found (set BCDET_DATA); the generated fixtures cover this path")
+    return found
+
+
+@pytest.fixture(scope="session")
+def busi_dir(tmp_path_factory):
+    """Real BUSI if present, else a generated mini-BUSI (30/20/15 images with duplicates)."""
+    found = find_busi()
+    if found is not None:
+        return found
+    return make_busi(tmp_path_factory.mktemp("busi"), {"benign": 30, "malignant": 20, "normal": 15})
+
+
+@pytest.fixture
+def mini_busi(tmp_path):
+    """A fresh, small, writable mini-BUSI (6 images per class) for tests that break things."""
+    return make_busi(tmp_path, 6)

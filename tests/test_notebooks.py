@@ -1,0 +1,36 @@
+"""Execute every course notebook, in order, with the ``smoke`` profile (papermill).
+
+They share one runs/ folder (the session's ``BCDET_RUNS``), as in ``make reproduce``, so later
+chapters reuse the cache and checkpoints of earlier ones. A failing cell fails the test with the
+notebook and cell named by papermill.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_course_has_five_chapters():
+    assert [nb.name[:2] for nb in NOTEBOOKS] == ["01", "02", "03", "04", "05"], NOTEBOOKS
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebook_runs_under_smoke(notebook, busi_dir, isolated_runs):
+    papermill = pytest.importorskip("papermill")
+    os.environ["BCDET_DATA"] = str(busi_dir)
+    out = isolated_runs / "executed" / notebook.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(notebook),
+        str(out),
+        parameters={"profile": "smoke"},
+        kernel_name="python3",
+        cwd=str(notebook.parent),
+        progress_bar=False,
+    )
+    assert out.exists()
