@@ -1,0 +1,70 @@
+"""Read one image or mask the same way everywhere (index, cache, ``bcdet predict``).
+
+BUSI's PNGs are mostly grayscale stored as RGB, a few are colour (Doppler overlays), two masks are
+RGBA; other ultrasound sets bring 16-bit, palette or tiny images. All of them come out of
+:func:`read_image` as an 8-bit PIL image in the requested mode, or as a :class:`BcdetError` that names
+the file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import BcdetError
+
+MIN_SIDE = 16  # smaller than this is not an ultrasound image we can learn from
+MASK_SUFFIX = "_mask"
+
+
+def is_mask(path: str | Path) -> bool:
+    """``benign (3)_mask.png`` and ``benign (3)_mask_1.png`` are masks; ``benign (3).png`` is not."""
+    stem = Path(path).stem
+    return stem.endswith(MASK_SUFFIX) or (MASK_SUFFIX + "_") in stem
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """Convert 16-bit / 32-bit / float images to 8-bit by scaling their actual range, and flatten
+    alpha onto black. Palette, RGB and L images pass through ``convert`` unchanged in content."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        return Image.fromarray(((arr - lo) * scale).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img
+
+
+def read_image(path: str | Path, mode: str = "L", min_side: int = MIN_SIDE) -> Image.Image:
+    """Decode ``path`` fully and return it as an 8-bit image in ``mode`` ("L" or "RGB").
+
+    Raises :class:`BcdetError` naming the file when it cannot be decoded or is too small.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = to_8bit(img).convert(mode)
+    except FileNotFoundError:
+        raise BcdetError(f"{path}: file not found.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BcdetError(
+            f"{path}: cannot be read as an image ({exc}). Replace it with a good copy from the "
+            f"original dataset, or delete it."
+        ) from None
+    if min(img.size) < min_side:
+        raise BcdetError(
+            f"{path}: image is only {img.size[0]}x{img.size[1]} pixels (need at least {min_side} on "
+            f"each side). Remove it from the dataset folder."
+        )
+    return img
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A lesion mask as a boolean array (any non-zero pixel in any channel is lesion)."""
+    img = read_image(path, mode="L", min_side=1)
+    return np.asarray(img) > 0

@@ -1,0 +1,52 @@
+"""Find the BUSI folder: ``$BCDET_DATA`` wins, else ``<project>/data``.
+
+Both the ``Dataset_BUSI_with_GT`` folder itself and any folder that contains it are accepted, so
+``BCDET_DATA=~/Downloads`` works as well as ``BCDET_DATA=~/Downloads/Dataset_BUSI_with_GT``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import BcdetError
+from ..paths import BUSI_FOLDER, CLASSES, default_data_dir
+
+HOW_TO_GET = (
+    "Get BUSI with `make data` (or `bcdet data download`), or download Dataset_BUSI_with_GT.zip by "
+    "hand from the authors' page (https://scholar.cu.edu.eg/?q=afahmy/pages/dataset) or the Kaggle "
+    "mirror (https://www.kaggle.com/datasets/aryashah2k/breast-ultrasound-images-dataset), unzip it "
+    "into data/ (giving data/Dataset_BUSI_with_GT/benign, .../malignant, .../normal) or point "
+    "BCDET_DATA at the unzipped folder."
+)
+
+
+def _looks_like_busi(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / c).is_dir() for c in CLASSES)
+
+
+def find_busi(path: str | Path | None = None) -> Path | None:
+    """The BUSI folder at or under ``path`` (default: ``$BCDET_DATA`` or ``data/``), or ``None``."""
+    base = Path(path).expanduser() if path is not None else default_data_dir()
+    for candidate in (base, base / BUSI_FOLDER):
+        if _looks_like_busi(candidate):
+            return candidate.resolve()
+    # a parent holding exactly one extracted copy under another name (e.g. Kaggle's layout)
+    if base.is_dir():
+        nested = [d for d in base.iterdir() if _looks_like_busi(d)]
+        if len(nested) == 1:
+            return nested[0].resolve()
+        nested = [d for d in base.glob(f"*/{BUSI_FOLDER}") if _looks_like_busi(d)]
+        if len(nested) == 1:
+            return nested[0].resolve()
+    return None
+
+
+def locate_busi(path: str | Path | None = None) -> Path:
+    """Like :func:`find_busi` but raises :class:`BcdetError` with what to do when nothing is found."""
+    found = find_busi(path)
+    if found is None:
+        where = Path(path).expanduser() if path is not None else default_data_dir()
+        raise BcdetError(
+            f"No BUSI dataset found at {where} (looked for benign/, malignant/, normal/ folders "
+            f"there and in {where / BUSI_FOLDER}). {HOW_TO_GET}"
+        )
+    return found
