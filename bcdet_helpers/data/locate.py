@@ -10,13 +10,14 @@ from pathlib import Path
 from ..errors import BcdetError
 from ..paths import BUSI_FOLDER, CLASSES, default_data_dir
 
-HOW_TO_GET = (
-    "Get BUSI with `make data` (or `bcdet data download`), or download Dataset_BUSI_with_GT.zip by "
+BY_HAND = (
+    "Download Dataset_BUSI_with_GT.zip by "
     "hand from the authors' page (https://scholar.cu.edu.eg/?q=afahmy/pages/dataset) or the Kaggle "
     "mirror (https://www.kaggle.com/datasets/aryashah2k/breast-ultrasound-images-dataset), unzip it "
     "into data/ (giving data/Dataset_BUSI_with_GT/benign, .../malignant, .../normal) or point "
     "BCDET_DATA at the unzipped folder."
 )
+HOW_TO_GET = "Get BUSI with `make data` (or `bcdet data download`). Or: " + BY_HAND
 
 
 def _looks_like_busi(folder: Path) -> bool:
