@@ -77,9 +77,11 @@ class Profile:
     splits: tuple[str, ...] = ("grouped", "random")  # grouped = leak-free (ours), random = paper-like
     schedules: tuple[str, ...] = ("constant", "switching")  # what notebooks 04/05 compare
     max_per_class: int | None = None  # a subset, for smoke runs only
-    teach_depth: int = 20  # conv layers of the plain-vs-residual experiment (nb 03)
-    teach_width: int = 16
-    teach_steps: int = 300
+    teach_depth: int = 56  # weight layers of nb 03's plain-vs-residual twins (ResNet paper's 56)  # ours
+    teach_width: int = 16  # channels of the twins  # ours
+    teach_steps: int = 150  # SGD steps the twins train for in nb 03 (~1 min on a laptop CPU)  # ours
+    teach_batch: int = 32  # ours
+    teach_lr: float = 0.05  # SGD, momentum 0.9  # ours
     bootstrap: int = 2000  # bootstrap resamples for confidence intervals
     extra: dict = field(default_factory=dict, compare=False)
 

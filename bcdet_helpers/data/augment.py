@@ -1,0 +1,91 @@
+"""Training-time augmentation: a random horizontal flip and a small random affine per image.
+
+The paper does not say whether it augmented; these choices are ours and live in ``AUGMENT`` (the
+one source of truth; :func:`augment_batch` and :func:`v2_transform` both read it):
+
+* horizontal flip with probability 0.5 -- left/right in a breast ultrasound image is only the
+  probe's orientation, so a flipped scan is still a plausible scan;
+* **no vertical flip** -- the vertical axis is depth: skin and the probe at the top, chest wall at
+  the bottom, acoustic shadows and enhancement always fall *below* a lesion (posterior shadowing
+  is a sign of malignancy). Upside-down scans do not exist and would teach the model nonsense;
+* rotation within +-10 degrees, translation within +-8 % of the side, scale 0.9-1.1 -- the
+  wobble of a hand-held probe, small enough to keep the lesion in view.
+
+:func:`augment_batch` works on a whole float batch (N, C, H, W) at once with
+``affine_grid``/``grid_sample`` -- no Python loop over images, so it runs on the GPU where the
+batch already is -- and draws its random numbers from a CPU ``torch.Generator``, so a seed gives
+the same augmentation on any device. Pixels that come from outside the image are filled with the
+image's own minimum (black ultrasound background, whatever the normalisation).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+AUGMENT = {
+    "hflip_p": 0.5,  # probability of a horizontal (left-right) flip
+    "degrees": 10.0,  # rotation drawn uniformly in [-degrees, +degrees]
+    "translate": 0.08,  # shift drawn uniformly in [-translate, +translate] x side, per axis
+    "scale": (0.9, 1.1),  # zoom factor drawn uniformly in this range
+    "vflip_p": 0.0,  # never: depth direction matters (see module doc)
+}
+
+
+def random_affine_params(n: int, generator: torch.Generator | None = None, params: dict = AUGMENT):
+    """Per-sample ``(flip, angle_deg, tx, ty, scale)`` tensors of length ``n`` (CPU)."""
+    u = torch.rand(5, n, generator=generator)
+    flip = u[0] < params["hflip_p"]
+    angle = (2 * u[1] - 1) * params["degrees"]
+    tx = (2 * u[2] - 1) * params["translate"]
+    ty = (2 * u[3] - 1) * params["translate"]
+    lo, hi = params["scale"]
+    scale = lo + (hi - lo) * u[4]
+    return flip, angle, tx, ty, scale
+
+
+def affine_matrices(flip, angle, tx, ty, scale) -> torch.Tensor:
+    """(N, 2, 3) ``theta`` for ``affine_grid``: output pixel p samples the input at ``A p + t``.
+
+    Coordinates are in [-1, 1], so a shift of ``tx`` image widths is ``2 tx``; zooming in by
+    ``s`` means sampling at ``p / s``; a flip negates the x coordinate.
+    """
+    rad = angle * (math.pi / 180)
+    cos, sin = torch.cos(rad) / scale, torch.sin(rad) / scale
+    f = 1.0 - 2.0 * flip.float()  # -1 flips
+    theta = torch.stack(
+        [torch.stack([cos * f, -sin, -2 * tx], 1), torch.stack([sin * f, cos, -2 * ty], 1)], 1
+    )
+    return theta
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None,
+                  params: dict = AUGMENT) -> torch.Tensor:
+    """A randomly flipped / rotated / shifted / zoomed copy of the float batch ``x`` (N, C, H, W).
+
+    Deterministic given ``generator`` (a CPU generator); runs on ``x.device``.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"augment_batch wants a (N, C, H, W) batch, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError("augment_batch works on float batches; convert uint8 images first")
+    theta = affine_matrices(*random_affine_params(len(x), generator, params)).to(x.device, x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    fill = x.amin(dim=(1, 2, 3), keepdim=True)
+    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False) + fill
+
+
+def v2_transform(params: dict = AUGMENT):
+    """The same augmentation as a ``torchvision.transforms.v2`` pipeline (one image at a time).
+
+    For previews and for users of torchvision datasets; training uses :func:`augment_batch`.
+    """
+    from torchvision.transforms import v2
+
+    return v2.Compose([
+        v2.RandomHorizontalFlip(p=params["hflip_p"]),
+        v2.RandomAffine(degrees=params["degrees"], translate=(params["translate"],) * 2,
+                        scale=params["scale"]),
+    ])

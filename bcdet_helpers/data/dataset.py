@@ -1,0 +1,70 @@
+"""`load_split_data`: BUSI folder + profile -> :class:`SplitData` (the entry point of training).
+
+Steps: the cached index (with near-duplicate groups) -> the profile's subset (``max_per_class``)
+-> the split (grouped or random) -> the cached uint8 tensors -> train-only mean/std. The split is
+written to ``runs_dir(profile)/splits/<kind>-seed<seed>.csv`` (file, class, group, split) so anyone
+can audit which image went where.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..paths import CLASSES, runs_dir
+from ..profiles import Profile, get_profile
+from .cache import load_cache
+from .index import load_index
+from .locate import locate_busi
+from .split import leak_report, make_split
+from .splitdata import SplitData
+
+
+def select_subset(index: pd.DataFrame, max_per_class: int | None) -> pd.DataFrame:
+    """The first ``max_per_class`` images of each class in index order (all when ``None``).
+
+    Deterministic and cheap; a duplicate group cut by the limit simply keeps its members that are
+    inside (the split still keeps those together).
+    """
+    if not max_per_class:
+        return index
+    return index.groupby("label", sort=False, group_keys=False).head(max_per_class)
+
+
+def split_csv_path(profile_name: str, kind: str, seed: int):
+    return runs_dir(profile_name) / "splits" / f"{kind}-seed{seed}.csv"
+
+
+def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None) -> SplitData:
+    """All images of ``profile`` (name or :class:`Profile`) as tensors with a ``split`` of kind
+    ``"grouped"`` (leak-free, default) or ``"random"`` (paper-like), deterministic in ``seed``."""
+    prof: Profile = get_profile(profile)
+    root = locate_busi(root)
+    bundle = load_index(root, full=True)
+    index = select_subset(bundle["index"], prof.max_per_class)
+    parts = make_split(index, split, seed, prof.val_fraction, prof.test_fraction)
+
+    cache = load_cache(root, prof.image_size, prof.channels)
+    position = {f: i for i, f in enumerate(cache["files"])}
+    rows = torch.as_tensor([position[f] for f in index["file"]], dtype=torch.long)
+    images = cache["images"][rows]
+    labels = cache["labels"][rows]
+    mean, std = SplitData.train_stats(images, parts)
+
+    out = split_csv_path(prof.name, split, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"file": index["file"].to_numpy(), "class": index["label"].to_numpy(),
+                  "group": index["group"].to_numpy(), "split": parts}).to_csv(out, index=False)
+
+    meta = {
+        "profile": prof.name,
+        "data_hash": cache["meta"]["data_hash"],
+        "root": str(root),
+        "resize": cache["meta"]["resize"],
+        "cache_file": cache["meta"]["file"],
+        "split_csv": str(out),
+        "leaked_pairs": leak_report(bundle["pairs"], index, parts),
+        "counts": {p: int((parts == p).sum()) for p in ("train", "val", "test")},
+    }
+    return SplitData(images=images, labels=labels, files=list(index["file"]), split=np.asarray(parts),
+                     mean=mean, std=std, classes=CLASSES, kind=split, seed=seed, meta=meta)

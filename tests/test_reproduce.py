@@ -1,0 +1,112 @@
+"""``reproduce``: notebooks run in order, wall times recorded, a failing cell named, a report written.
+
+The course notebooks themselves are exercised by test_notebooks.py; here we inject tiny
+notebooks so the orchestration is tested in seconds.
+"""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from bcdet_helpers import reproduce as rp
+from bcdet_helpers.errors import BcdetError
+
+KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def write_nb(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = KERNEL
+    params = nbformat.v4.new_code_cell('profile = "laptop"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params] + [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_failing_notebook_stops_the_run_naming_notebook_and_cell(tmp_path):
+    ok = write_nb(tmp_path / "01_ok.ipynb", "print('chapter one', profile)")
+    bad = write_nb(tmp_path / "02_broken.ipynb", "x = 1", "raise ValueError('boom in chapter two')")
+    never = write_nb(tmp_path / "03_never.ipynb", "print('should not run')")
+    out = tmp_path / "runs"
+    with pytest.raises(BcdetError) as info:
+        rp.reproduce("smoke", out=out, notebooks=[ok, bad, never], echo=False)
+    msg = str(info.value)
+    assert "02_broken.ipynb" in msg and "cell" in msg and "raise ValueError" in msg
+    assert "ValueError: boom in chapter two" in msg
+    folder = out / "smoke"
+    assert (folder / "notebooks" / "01_ok.ipynb").exists()  # ran, with the profile injected
+    assert "chapter one smoke" in (folder / "notebooks" / "01_ok.ipynb").read_text()
+    assert (folder / "notebooks" / "02_broken.ipynb").exists()  # kept, for the traceback
+    assert not (folder / "notebooks" / "03_never.ipynb").exists()
+    assert not (folder / "report.md").exists()
+
+
+def test_successful_run_merges_wall_times_and_writes_the_report(tmp_path, monkeypatch):
+    writer = write_nb(
+        tmp_path / "05_writes.ipynb",
+        "from bcdet_helpers.paths import runs_dir\n"
+        "from bcdet_helpers.runinfo import write_json\n"
+        "write_json(runs_dir(profile) / 'metrics.json', {'profile': profile, 'from_notebook': 42})",
+    )
+    runs = tmp_path / "elsewhere"
+    metrics = rp.reproduce("smoke", out=runs / "smoke", notebooks=[writer], echo=False)
+    saved = json.loads((runs / "smoke" / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    assert saved["from_notebook"] == 42  # the notebook's numbers survive the merge
+    assert saved["notebooks"]["05_writes.ipynb"]["wall_time_s"] > 0
+    assert saved["reproduce"]["estimate"]["seconds_per_epoch"] > 0
+    assert saved["reproduce"]["environment"]["versions"]["torch"]
+    report = (runs / "smoke" / "report.md").read_text()
+    assert "profile `smoke`" in report and "05_writes.ipynb" in report and "not a medical device" in report
+
+
+def test_report_is_built_from_the_metrics_only(tmp_path):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "05_confusion_matrices.png").write_bytes(b"png")
+    ci = {"low": 0.70, "high": 0.84}
+    metrics = {
+        "profile": "laptop",
+        "evaluation": {"main_split": "grouped", "models": {
+            "switching": {"accuracy": 0.777, "macro_f1": 0.7, "weighted_f1": 0.75, "macro_auc": 0.9,
+                          "ece": 0.05, "n": 120, "ci": {"accuracy": ci, "macro_f1": ci}}}},
+        "study": {"grouped": {
+            "switching": {"accuracy": {"mean": 0.777, "std": 0.02, "n": 3}, "macro_f1": {"mean": 0.7, "std": 0.01, "n": 3}},
+            "paired_accuracy": {"verdict": "no significant difference over 3 seeds"}}},
+        "leakage_gap": {"switching": {"grouped": 0.777, "random": 0.85, "gap": 0.073}},
+        "comparison_table": [{"source": "paper, switching", "accuracy": 0.90, "note": "as claimed"}],
+        "notebooks": {"05_evaluation.ipynb": {"wall_time_s": 12.0, "executed": "notebooks/05_evaluation.ipynb"}},
+    }
+    text = rp.write_report(metrics, tmp_path).read_text()
+    assert "77.7 ± 2.0% (n=3)" in text and "70.0–84.0%" in text
+    assert "no significant difference over 3 seeds" in text
+    assert "+7.3 points" in text
+    assert "| paper, switching | 90.0%" in text
+    assert "figures/05_confusion_matrices.png" in text
+    assert "figures/05_gradcam.png" not in text  # only figures that exist are linked
+
+
+def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):
+    from bcdet_helpers.runinfo import write_json
+    from bcdet_helpers.train import run_dir_for
+
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
+    write_json(run_dir_for("smoke", "constant", "grouped", 0) / "result.json",
+               {"seconds_per_epoch": 2.5, "environment": {"device": "cpu"}})
+    est = rp.estimate("smoke", "cpu")
+    assert est["seconds_per_epoch"] == 2.5 and "recorded" in est["seconds_per_epoch_source"]
+    from bcdet_helpers.profiles import get_profile
+
+    p = get_profile("smoke")
+    n_runs = len(p.schedules) * len(p.seeds) * len(p.splits)
+    assert est["runs"] == n_runs and est["runs_done"] == 1  # the finished run is reused, not retrained
+    assert est["training_seconds"] == pytest.approx((n_runs - est["runs_done"]) * p.epochs * 2.5)
+
+
+def test_unknown_profile_is_a_user_error():
+    import argparse
+
+    with pytest.raises(BcdetError, match="Unknown profile"):
+        rp.cli_reproduce(argparse.Namespace(profile="gpu-cluster", out=None))

@@ -1,0 +1,255 @@
+"""bcdet_helpers.train: determinism, resume, Ctrl-C, optimizer switching, best-by-validation, run folders.
+
+Everything runs on small random tensors with a tiny ResNet9 (16 x 16 px, width 4), so the file
+takes seconds; the real data path is exercised by notebook 04 under the smoke profile.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import bcdet_helpers.data as bdata
+from bcdet_helpers import train
+from bcdet_helpers.data import SplitData
+from bcdet_helpers.errors import BcdetError
+from bcdet_helpers.model import ResNet9
+from bcdet_helpers.profiles import Phase, get_profile
+
+HAS_AUGMENT = importlib.util.find_spec("bcdet_helpers.data.augment") is not None
+SIZE, WIDTH = 16, 4
+
+
+def fake_data(n_train=40, n_val=20, n_test=6, seed=0) -> SplitData:
+    """Class-dependent brightness plus noise: learnable, but not in two epochs."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_val + n_test
+    labels = torch.arange(n) % 3
+    base = (60 + 50 * labels).view(n, 1, 1, 1).float()
+    images = (base + 60 * torch.randn(n, 1, SIZE, SIZE, generator=g)).clamp(0, 255).to(torch.uint8)
+    split = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
+    mean, std = SplitData.train_stats(images, split)
+    return SplitData(images=images, labels=labels, files=[f"img{i}.png" for i in range(n)], split=split,
+                     mean=mean, std=std)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return ResNet9(in_channels=1, num_classes=3, width=WIDTH)
+
+
+PHASES = [Phase("adam", 3e-3, 2), Phase("sgd", 2e-2, 2, scheduler="onecycle")]
+
+
+def run(tmp_path=None, name="run", phases=PHASES, seed=0, model_seed=0, **kw):
+    kw.setdefault("progress", False)
+    return train.fit(tiny_model(model_seed), fake_data(), phases, batch_size=16, seed=seed, device="cpu",
+                     augment=HAS_AUGMENT, run_dir=None if tmp_path is None else tmp_path / name, **kw)
+
+
+def without_seconds(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns="seconds").reset_index(drop=True)
+
+
+def assert_same_state(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_same_seed_gives_identical_history_and_weights():
+    a, b = run(phases=PHASES[:1]), run(phases=PHASES[:1])
+    assert len(a.history) == 2
+    pd.testing.assert_frame_equal(without_seconds(a.history), without_seconds(b.history))
+    assert_same_state(a.best_state, b.best_state)
+    c = run(phases=PHASES[:1], seed=1)  # batch order (and augmentation) follow the seed
+    assert not without_seconds(a.history).equals(without_seconds(c.history))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("full")
+    model = tiny_model()
+    res = train.fit(model, fake_data(), PHASES, batch_size=16, seed=0, device="cpu", augment=HAS_AUGMENT,
+                    run_dir=tmp / "run", progress=False)
+    return res, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("how, k", [("stop_after", 1),  # inside the Adam phase
+                                     ("keyboard_interrupt", 3)])  # inside the one-cycle SGD phase
+def test_resume_after_interrupt_gives_the_same_final_weights(tmp_path, uninterrupted, how, k):
+    full, full_weights = uninterrupted
+    if how == "stop_after":
+        part = run(tmp_path, stop_after=k)
+    else:
+        def hook(row):
+            if row["epoch"] == k:
+                raise KeyboardInterrupt
+        part = run(tmp_path, on_epoch_end=hook)
+    assert part.interrupted and len(part.history) == k
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == k
+
+    model = tiny_model(seed=123)  # a different init: everything must come from the checkpoint
+    rest = train.fit(model, fake_data(), PHASES, batch_size=16, seed=0, device="cpu", augment=HAS_AUGMENT,
+                     run_dir=tmp_path / "run", resume=True, progress=False)
+    assert not rest.interrupted
+    assert_same_state(model.state_dict(), full_weights)
+    assert_same_state(rest.best_state, full.best_state)
+    assert rest.best_epoch == full.best_epoch
+    pd.testing.assert_frame_equal(without_seconds(rest.history), without_seconds(full.history))
+
+
+def test_ctrl_c_mid_epoch_keeps_last_finished_epoch(tmp_path):
+    calls = {"n": 0}
+    real = train._evaluate
+
+    def flaky_evaluate(*a, **kw):  # Ctrl-C during epoch 2's validation
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "_evaluate", flaky_evaluate)
+        res = run(tmp_path)
+    assert res.interrupted
+    assert list(res.history["epoch"]) == [1]
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_phase_boundaries_switch_the_optimizer(uninterrupted, monkeypatch):
+    made = []
+    real = train._make_optimizer
+    monkeypatch.setattr(train, "_make_optimizer", lambda p, m: made.append(real(p, m)) or made[-1])
+    res = run()
+    assert [type(o).__name__ for o in made] == ["Adam", "SGD"]
+    h = res.history
+    assert list(h["optimizer"]) == ["adam", "adam", "sgd", "sgd"]
+    assert list(h["phase"]) == [0, 0, 1, 1]
+    assert (h["lr"][:2] == 3e-3).all()
+    assert h["lr"].iloc[-1] < 1e-4  # one-cycle anneals to a tiny rate by the end of its phase
+
+
+def test_best_weights_are_the_best_validation_epoch(uninterrupted):
+    res, _ = uninterrupted
+    h = res.history
+    top = h[h["val_f1"] == h["val_f1"].max()]
+    assert res.best_epoch == int(top.loc[top["val_loss"].idxmin(), "epoch"])
+    # the kept weights reproduce that epoch's validation numbers
+    data = fake_data()
+    model = tiny_model()
+    model.load_state_dict(res.best_state)
+    x, y = data.part("val")
+    loss, conf = train._evaluate(model, x, y, lambda u: data.normalize(u), lambda: torch.autocast("cpu", enabled=False), 3)
+    row = h.set_index("epoch").loc[res.best_epoch]
+    assert float(loss) / len(y) == pytest.approx(row["val_loss"], rel=1e-5)
+    assert train._macro_f1(conf) == pytest.approx(row["val_f1"])
+
+
+def test_macro_f1_matches_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        yt, yp = rng.integers(0, 3, 30), rng.integers(0, 2, 30)  # class 2 never predicted
+        conf = torch.bincount(torch.tensor(yt * 3 + yp), minlength=9).view(3, 3)
+        assert train._macro_f1(conf) == pytest.approx(f1_score(yt, yp, average="macro", labels=[0, 1, 2],
+                                                                zero_division=0))
+
+
+def test_choose_device():
+    assert train.choose_device("cpu").type == "cpu"
+    assert train.choose_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(BcdetError, match="Unknown device"):
+        train.choose_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BcdetError, match="--device cpu"):
+            train.choose_device("cuda")
+
+
+def test_phase_table_lists_every_phase():
+    t = train.phase_table(["constant", "switching"], epochs=50)
+    assert list(t.groupby("schedule", sort=False).size()) == [1, 4]
+    assert set(t["optimizer"]) == {"Adam", "SGD + momentum"}
+
+
+# ------------------------------------------------------------------------- train_run / run folders
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """train_run on fake data: the real loader is replaced (its own tests cover it)."""
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(bdata, "load_split_data", lambda profile, split="grouped", seed=0, root=None: fake_data(),
+                        raising=False)
+    return get_profile("smoke", image_size=SIZE, width=WIDTH, batch_size=16, epochs=3, augment=HAS_AUGMENT)
+
+
+def test_train_run_writes_its_folder_and_is_loaded_not_retrained(runs, monkeypatch, capsys):
+    res = train.train_run(runs, "switching", seed=0, device="cpu", progress=False)
+    d = train.run_dir_for("smoke", "switching", "grouped", 0)
+    assert res.run_dir == d
+    for f in ("config.json", "history.csv", "checkpoint.pt", "best.pt", "result.json"):
+        assert (d / f).exists(), f
+    info = json.loads((d / "result.json").read_text())
+    assert info["best_epoch"] == res.best_epoch and "environment" in info
+    assert list(res.history["optimizer"]) == ["adam", "sgd", "adam"]
+
+    def no_training(*a, **kw):
+        raise AssertionError("a finished run must be loaded, not retrained")
+
+    monkeypatch.setattr(train, "fit", no_training)
+    again = train.train_run(runs, "switching", seed=0, device="cpu", progress=False)
+    assert again.best_epoch == res.best_epoch
+    assert_same_state(again.best_state, res.best_state)
+    pd.testing.assert_frame_equal(without_seconds(again.history), without_seconds(res.history), check_dtype=False)
+
+    model, meta = train.load_checkpoint(d / "best.pt")
+    assert meta["image_size"] == SIZE and meta["classes"] == ("benign", "malignant", "normal")
+    assert_same_state(model.state_dict(), res.best_state)
+
+    with pytest.raises(BcdetError, match="different settings"):  # same folder, other epochs
+        train.train_run(runs, "switching", seed=0, epochs=5, device="cpu", progress=False)
+
+
+def test_unfinished_run_needs_resume(runs):
+    d = train.run_dir_for("smoke", "constant", "grouped", 1)
+    stopped = train.fit  # interrupt train_run's fit after one epoch
+
+    def stop_early(*a, **kw):
+        return stopped(*a, **kw, stop_after=1)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "fit", stop_early)
+        part = train.train_run(runs, "constant", seed=1, device="cpu", progress=False)
+    assert part.interrupted and not (d / "result.json").exists()
+    with pytest.raises(BcdetError, match="resume"):
+        train.train_run(runs, "constant", seed=1, device="cpu", progress=False)
+    done = train.train_run(runs, "constant", seed=1, device="cpu", resume=True, progress=False)
+    assert not done.interrupted and len(done.history) == 3 and (d / "result.json").exists()
+
+
+def test_cli_train_prints_where_results_went(runs, capsys, monkeypatch):
+    monkeypatch.setattr(train, "get_profile", lambda name, **kw: runs.__class__(**{**runs.to_dict(), **kw}))
+    args = argparse.Namespace(profile="smoke", schedule="onecycle", seed=2, split="grouped", epochs=2,
+                              device="cpu", resume=False)
+    assert train.cli_train(args) == 0
+    out = capsys.readouterr().out
+    assert str(train.run_dir_for("smoke", "onecycle", "grouped", 2)) in out
+    assert "val macro-F1" in out and "Training on cpu" in out
+
+
+def test_training_plots_return_figures(uninterrupted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bcdet_helpers import plots
+
+    res, _ = uninterrupted
+    fig = plots.training_history({"switching": res.history, "constant": res.history.assign(phase=0)})
+    assert fig.axes and len(fig.axes[0].patches) >= 2  # one shaded band per phase
+    assert plots.optimizer_paths(steps=20).axes
