@@ -112,7 +112,7 @@ class ResNet9(nn.Sequential):
     linear), hence the name. ``width=64`` gives the paper's ~6.5 M parameters. Three 2x2 pools
     divide the size by 8, so any input of at least 16 px works (8 px would give a 1 x 1 map).
 
-    It is an ``nn.Sequential`` with named stages, so ``model.conv2`` or ``model[:3]`` work and a
+    It is an ``nn.Sequential`` with named stages, so ``model.conv2`` or ``model[2]`` work and a
     shape trace is a loop over ``model.named_children()``. Use it in ``channels_last`` memory
     format if you like (``model.to(memory_format=torch.channels_last)``); nothing depends on the
     layout.
