@@ -89,3 +89,17 @@ def test_colour_detector():
     rgb = np.array(gray)
     rgb[:10, :10] = (200, 30, 30)  # a red Doppler blob
     assert colour_fraction(Image.fromarray(rgb)) == pytest.approx(0.04)
+
+
+def test_index_and_check_agree_on_stray_files(mini_busi):
+    """A copy named ``benign (1) copy.png`` or a benign file in malignant/ is a stray file for
+    ``bcdet data check`` and must not become a training image either."""
+    from bcdet_helpers.data.check import check_dataset
+
+    src = mini_busi / "benign" / "benign (1).png"
+    (mini_busi / "benign" / "benign (1) copy.png").write_bytes(src.read_bytes())
+    (mini_busi / "malignant" / "benign (99).png").write_bytes(src.read_bytes())
+    index = build_index(mini_busi)
+    report = check_dataset(mini_busi)
+    assert sum(report.images.values()) == len(index) == 18
+    assert not index["file"].str.contains("copy|benign \\(99\\)").any()

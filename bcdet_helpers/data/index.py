@@ -39,7 +39,8 @@ from PIL import Image
 from ..errors import BcdetError
 from ..paths import CLASSES, runs_dir
 from . import duplicates
-from .images import is_mask, read_image, read_mask, to_8bit
+from .check import parse_name
+from .images import read_image, read_mask, to_8bit
 from .locate import locate_busi
 
 INDEX_VERSION = 2  # bump when the columns or detectors change, to invalidate old caches
@@ -50,23 +51,27 @@ MARK_CONTRAST = 100
 MARK_GAP = 3
 MARK_PIXELS = 100  # chosen by eye on BUSI: 50-100 is mostly the scanner logo + bright ligaments
 
-_NUMBER = re.compile(r"\((\d+)\)")
-
 
 def image_number(name: str) -> int:
-    """``benign (12).png`` -> 12 (``-1`` when there is no number in brackets)."""
-    m = _NUMBER.search(name)
-    return int(m.group(1)) if m else -1
+    """``benign (12).png`` -> 12 (``-1`` when the name does not follow BUSI's pattern)."""
+    parsed = parse_name(name)
+    return parsed[1] if parsed else -1
 
 
 def list_images(root: Path) -> list[Path]:
-    """The image files (not masks) of the class folders, sorted by (class, number, name)."""
+    """The images of the class folders, sorted by (class, number).
+
+    An image is what ``bcdet data check`` calls one (:func:`check.parse_name`): ``<class> (N).png``
+    in its own class folder. Masks and stray files such as ``benign (3) copy.png`` are left out, so
+    the check and the index always agree on what the dataset holds.
+    """
     files = []
     for cls in CLASSES:
         folder = root / cls
         if folder.is_dir():
-            pics = [p for p in folder.iterdir() if p.suffix.lower() == ".png" and not is_mask(p)]
-            files += sorted(pics, key=lambda p: (image_number(p.name), p.name))
+            named = [(parse_name(p.name), p) for p in folder.iterdir()]
+            pics = [(n[1], p) for n, p in named if n is not None and n[0] == cls and n[2] is None]
+            files += [p for _, p in sorted(pics)]
     if not files:
         raise BcdetError(f"{root}: no images found in {', '.join(CLASSES)}/ folders. "
                          f"Point BCDET_DATA at the Dataset_BUSI_with_GT folder.")
