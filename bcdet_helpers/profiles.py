@@ -89,6 +89,12 @@ class Profile:
         return asdict(self)
 
 
+# The fields that change what one training run computes. A finished run is reused as long as these
+# match; the others (seeds, splits, bootstrap, teach_*) belong to the study or to other chapters.
+RUN_FIELDS = ("image_size", "channels", "width", "batch_size", "epochs", "augment",
+              "val_fraction", "test_fraction", "max_per_class")
+
+
 PROFILES: dict[str, Profile] = {
     "paper": Profile("paper"),
     "laptop": Profile("laptop", width=16),  # ours: 1/16 of the paper's compute per epoch

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from .errors import BcdetError
 from .paths import runs_dir
-from .profiles import Phase, Profile, get_profile
+from .profiles import RUN_FIELDS, Phase, Profile, get_profile
 from .profiles import schedule as schedule_phases
 from .runinfo import environment_info, write_json
 
@@ -556,9 +556,13 @@ def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str
 
 
 def _same_config(a: dict, b: dict) -> list[str]:
-    """Keys (device aside) where two run configs differ; JSON round-trips tuples to lists."""
+    """What differs between two run configs: the profile fields that shape a run
+    (:data:`~bcdet_helpers.profiles.RUN_FIELDS`), schedule, phases, seed, split. The device does
+    not count, and JSON round-trips tuples to lists."""
     norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
-    return [k for k in ("profile", "schedule", "phases", "seed", "split") if norm(a.get(k)) != norm(b.get(k))]
+    pa, pb = a.get("profile") or {}, b.get("profile") or {}
+    differs = [f"profile.{f}" for f in RUN_FIELDS if norm(pa.get(f)) != norm(pb.get(f))]
+    return differs + [k for k in ("schedule", "phases", "seed", "split") if norm(a.get(k)) != norm(b.get(k))]
 
 
 def train_run(

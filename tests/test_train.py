@@ -215,6 +215,13 @@ def test_train_run_writes_its_folder_and_is_loaded_not_retrained(runs, monkeypat
     with pytest.raises(BcdetError, match="different settings"):  # same folder, other epochs
         train.train_run(runs, "switching", seed=0, epochs=5, device="cpu", progress=False)
 
+    # a study-level field (bootstrap, teach_*, seeds) changing later does not orphan finished runs
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["profile"]["bootstrap"] += 1
+    cfg["profile"]["teach_steps"] += 1
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert train.train_run(runs, "switching", seed=0, device="cpu", progress=False).best_epoch == res.best_epoch
+
 
 def test_unfinished_run_needs_resume(runs):
     d = train.run_dir_for("smoke", "constant", "grouped", 1)
