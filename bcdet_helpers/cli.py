@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bcdet",
         description="ResNet9 on breast ultrasound (BUSI): data, training, evaluation, reproduction.",
+        epilog="`bcdet COMMAND --help` shows each command's options and defaults.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--profile", default="laptop", help="paper | laptop | smoke")
     tr.add_argument("--schedule", default="switching", help="constant | switching | onecycle")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--split", default="grouped", help="grouped (leak-free) | random (paper-like)")
+    tr.add_argument("--split", default="grouped", choices=["grouped", "random"],
+                    help="grouped (leak-free) | random (paper-like)")
     tr.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
@@ -61,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a folder-per-class dataset")
     ev.add_argument("folder")
     ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--map", nargs="*", default=[], metavar="SRC=DST",
-                    help="rename class folders, e.g. malign=malignant")
+    ev.add_argument("--map", action="append", default=[], metavar="SRC=DST",
+                    help="rename a class folder, e.g. --map malign=malignant (repeat for several)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and figures")
     ev.add_argument("--device", default="auto")
 
@@ -81,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(handler(args) or 0)
     except BcdetError as exc:
         print(f"bcdet: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user gave that cannot be written or read
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"bcdet: error: {where}{exc.strerror or exc}. Check the path you gave.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bcdet: interrupted", file=sys.stderr)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import BcdetError
 from .paths import CLASSES
+from .runinfo import jsonable  # noqa: F401  (re-exported: notebooks call ev.jsonable)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 TEACHING_REMINDER = (
@@ -58,24 +59,6 @@ PUBLISHED = {
 }
 
 
-def jsonable(obj):
-    """A copy of ``obj`` that strict JSON accepts: numpy scalars/arrays -> Python, NaN/inf -> None,
-    tuples -> lists, Paths -> str (``metrics.json`` must load in any JSON reader, not only Python's)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 # --------------------------------------------------------------------------------------------
 # predictions
 # --------------------------------------------------------------------------------------------
@@ -106,14 +89,11 @@ def predict_proba(model, images_uint8, mean: float, std: float, device="cpu", ba
 
 
 def _device(device):
-    """A torch.device; ``"auto"`` asks train.choose_device (cuda, then mps, then cpu)."""
-    import torch
+    """A torch.device through train.choose_device: "auto" picks cuda, mps, cpu; "cuda" without a
+    GPU or an unknown name is a clear error, as in ``bcdet train``."""
+    from .train import choose_device
 
-    if isinstance(device, str) and device == "auto":
-        from .train import choose_device
-
-        return choose_device("auto")
-    return torch.device(device)
+    return choose_device(device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,15 +143,19 @@ def metrics(y_true, proba, classes=CLASSES) -> dict:
             "support": int(support[k]),
             "auc": auc,
         }
+    # macro averages run over the classes that occur in y_true: a folder without, say, malignant
+    # images must not score that class's F1 as 0 (the AUC average already skips it)
+    present = [k for k in labels if support[k] > 0]
     aucs = [c["auc"] for c in per_class.values() if not math.isnan(c["auc"])]
     specs = [c["specificity"] for c in per_class.values() if not math.isnan(c["specificity"])]
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
-        "macro_precision": float(np.mean(prec)),
-        "macro_recall": float(np.mean(rec)),
+        "macro_precision": float(np.mean(prec[present])),
+        "macro_recall": float(np.mean(rec[present])),
+        "absent_classes": [classes[k] for k in labels if k not in present],
         "macro_specificity": float(np.mean(specs)) if specs else float("nan"),
         "macro_auc": float(np.mean(aucs)) if aucs else float("nan"),
         "per_class": per_class,
@@ -199,11 +183,12 @@ def accuracy(y_true, proba) -> float:
 
 
 def macro_f1(y_true, proba) -> float:
-    """Unweighted mean of the per-class F1 over *all* classes of ``proba`` (a ``metric_fn``)."""
+    """Unweighted mean of the per-class F1 over the classes present in ``y_true`` (a ``metric_fn``;
+    the same definition as ``metrics()["macro_f1"]``)."""
     from sklearn.metrics import f1_score
 
     y_true, proba = _check(y_true, proba)
-    labels = list(range(proba.shape[1]))
+    labels = sorted(set(y_true.tolist()))
     return float(f1_score(y_true, proba.argmax(1), labels=labels, average="macro", zero_division=0))
 
 

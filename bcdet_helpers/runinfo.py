@@ -6,6 +6,7 @@ figure in the README can always be traced to the run and the machine that produc
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import socket
@@ -14,6 +15,8 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+
+import numpy as np
 
 from .paths import project_root
 
@@ -59,11 +62,30 @@ def environment_info(device=None) -> dict:
     }
 
 
+def jsonable(obj):
+    """A copy of ``obj`` that strict JSON accepts: numpy scalars/arrays -> Python, NaN/inf -> None,
+    tuples -> lists, Paths -> str (``metrics.json`` must load in any JSON reader, not only Python's)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
 def write_json(path: str | Path, data: dict) -> Path:
-    """Write JSON atomically (temp file + rename): an interrupted write never leaves half a file."""
+    """Write strict JSON (NaN -> null, see :func:`jsonable`) atomically: temp file + rename, so an
+    interrupted write never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(jsonable(data), indent=2, default=str, allow_nan=False) + "\n")
     os.replace(tmp, path)
     return path

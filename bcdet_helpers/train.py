@@ -85,7 +85,7 @@ def choose_device(request: str | torch.device = "auto") -> torch.device:
     if req.startswith("cuda"):
         if not torch.cuda.is_available():
             raise BcdetError(
-                f"Device {request!r} was asked for, but no CUDA GPU is available to PyTorch "
+                f"Device {req!r} was asked for, but no CUDA GPU is available to PyTorch "
                 f"(torch {torch.__version__}). Use --device cpu (or device='cpu'), or --device auto "
                 "to take the best device there is."
             )
@@ -583,8 +583,12 @@ def train_run(
     04's runs that way. A folder with an unfinished run needs ``resume=True`` (or deleting).
     """
     schedule_name = schedule
+    if split not in ("grouped", "random"):
+        raise BcdetError(f"Unknown split {split!r}. Choose 'grouped' (leak-free) or 'random' (paper-like).")
+    if epochs is not None and epochs < 1:
+        raise BcdetError(f"--epochs must be at least 1, got {epochs}.")
     try:
-        prof = get_profile(profile, **({"epochs": epochs} if epochs else {}))
+        prof = get_profile(profile, **({"epochs": epochs} if epochs is not None else {}))
         phases = schedule_phases(schedule_name, prof.epochs)
     except ValueError as exc:  # unknown profile / schedule: the message lists the valid names
         raise BcdetError(str(exc)) from None
@@ -686,16 +690,24 @@ def load_checkpoint(path: str | Path, device="cpu"):
         path = path / "best.pt"
     if not path.exists():
         raise BcdetError(f"No checkpoint at {path}. Train one with `bcdet train` (it writes runs/<profile>/.../best.pt).")
+    what_to_pass = "Pass the best.pt of a finished run, e.g. runs/laptop/switching-grouped-seed0/best.pt."
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise BcdetError(f"Cannot read {path} as a PyTorch checkpoint ({exc}).") from exc
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise BcdetError(f"{path} is not a PyTorch checkpoint (empty, damaged or another kind of file: "
+                         f"{reason}). {what_to_pass}") from None
     if not isinstance(ck, dict) or "meta" not in ck or "model" not in ck:
-        raise BcdetError(f"{path} is not a bcdet best.pt (no 'meta'); pass the best.pt of a finished run.")
+        raise BcdetError(f"{path} is not a bcdet best.pt (no 'meta'). {what_to_pass}")
     meta = ck["meta"]
-    prof = Profile(name=meta["profile"], image_size=meta["image_size"], channels=meta["channels"], width=meta["width"])
-    model = build_model(prof)
-    model.load_state_dict(ck["model"])
+    try:
+        prof = Profile(name=meta["profile"], image_size=meta["image_size"], channels=meta["channels"],
+                       width=meta["width"])
+        model = build_model(prof)
+        model.load_state_dict(ck["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise BcdetError(f"{path} was written by another version of bcdet or for another model ({exc!s:.120}). "
+                         f"Retrain it with this version (bcdet train ...). {what_to_pass}") from None
     dev = choose_device(device)
     return model.to(dev).eval(), meta
 

@@ -340,3 +340,15 @@ def test_evaluate_run_scores_the_test_part_and_refuses_another_split(tiny_checkp
         ev.evaluate_run(tiny_checkpoint.parent, data)
     with pytest.raises(BcdetError, match="best.pt"):
         ev.evaluate_run(tiny_checkpoint.parent / "nowhere", data)
+
+
+def test_macro_scores_skip_a_class_absent_from_the_labels():
+    """An external folder without malignant images: the macro averages run over benign and normal
+    only (not a 0 for the missing class), and the absence is reported."""
+    y = np.array([0, 0, 2, 2])
+    proba = np.eye(3)[[0, 2, 2, 2]]  # one benign image called normal
+    m = ev.metrics(y, proba)
+    f1_benign, f1_normal = 2 / 3, 0.8
+    assert m["absent_classes"] == ["malignant"]
+    assert m["macro_f1"] == pytest.approx((f1_benign + f1_normal) / 2)
+    assert ev.macro_f1(y, proba) == pytest.approx(m["macro_f1"])

@@ -51,15 +51,18 @@ def read_image(path: str | Path, mode: str = "L", min_side: int = MIN_SIDE) -> I
             img = to_8bit(img).convert(mode)
     except FileNotFoundError:
         raise BcdetError(f"{path}: file not found.") from None
+    except IsADirectoryError:
+        raise BcdetError(f"{path} is a folder, not an image: pass image files (or use "
+                         f"`bcdet evaluate FOLDER` for a folder per class).") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BcdetError(
-            f"{path}: cannot be read as an image ({exc}). Replace it with a good copy from the "
-            f"original dataset, or delete it."
+            f"{path}: cannot be read as an image ({exc}). Use an undamaged copy (in a "
+            f"dataset folder: replace the file from the original download, or delete it)."
         ) from None
     if min(img.size) < min_side:
         raise BcdetError(
             f"{path}: image is only {img.size[0]}x{img.size[1]} pixels (need at least {min_side} on "
-            f"each side). Remove it from the dataset folder."
+            f"each side), too small for the model. Use a larger image (in a dataset folder: remove this one)."
         )
     return img
 
