@@ -59,6 +59,7 @@ def confusion_matrices(cm, classes, title: str = ""):
         for ax in (ax_n, ax_r):
             ax.set_xlabel("predicted")
             ax.set_ylabel("true")
+            ax.tick_params(axis="y", rotation=0)  # horizontal class names: "malignant" fits
     if title and isinstance(cm, dict):
         fig.suptitle(title)
     fig.tight_layout()
