@@ -10,6 +10,7 @@ Two environment variables steer everything, so notebooks, the CLI and the tests 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 BUSI_FOLDER = "Dataset_BUSI_with_GT"
@@ -42,3 +43,23 @@ def runs_dir(profile: str | None = None) -> Path:
     env = os.environ.get("BCDET_RUNS")
     root = Path(env).expanduser() if env else project_root() / "runs"
     return root / profile if profile else root
+
+
+@contextmanager
+def use_runs_dir(folder: str | Path | None):
+    """Point ``BCDET_RUNS`` at ``folder`` inside the ``with`` block, then put it back.
+
+    ``None`` changes nothing. Subprocesses started inside (papermill kernels) inherit it.
+    """
+    if folder is None:
+        yield
+        return
+    old = os.environ.get("BCDET_RUNS")
+    os.environ["BCDET_RUNS"] = str(folder)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("BCDET_RUNS", None)
+        else:
+            os.environ["BCDET_RUNS"] = old

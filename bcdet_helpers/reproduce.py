@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 from .errors import BcdetError
-from .paths import CLASSES, project_root, runs_dir
+from .paths import CLASSES, project_root, runs_dir, use_runs_dir
 
 REPORT_FIGURES = (  # (file stem under figures/, caption) -- the ones report.md links, if present
     ("05_confusion_matrices", "Confusion matrices (test split, best-by-validation)"),
@@ -45,15 +44,17 @@ def course_notebooks(folder: str | Path | None = None) -> list[Path]:
 
 # ------------------------------------------------------------------------------ time estimate
 def _n_train_images(prof) -> int:
-    """Training images per epoch for this profile: the dataset (or BUSI's published counts) after
-    ``max_per_class``, times the training fraction."""
-    from .data.images import is_mask
+    """Training images per epoch for this profile: the dataset's images (as the index counts them;
+    BUSI's published counts when no copy is found) after ``max_per_class``, times the training
+    fraction."""
+    from .data.check import EXPECTED_IMAGES
+    from .data.index import list_images
     from .data.locate import find_busi
 
-    counts = {"benign": 437, "malignant": 210, "normal": 133}  # BUSI as published (fallback)
     root = find_busi()
+    counts = dict(EXPECTED_IMAGES)
     if root is not None:
-        counts = {c: sum(1 for p in (root / c).glob("*.png") if not is_mask(p)) for c in CLASSES}
+        counts = {c: sum(1 for p in list_images(root) if p.parent.name == c) for c in CLASSES}
     if prof.max_per_class:
         counts = {c: min(n, prof.max_per_class) for c, n in counts.items()}
     return max(1, round(sum(counts.values()) * (1 - prof.val_fraction - prof.test_fraction)))
@@ -222,11 +223,10 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     notebooks = [Path(nb) for nb in (notebooks if notebooks is not None else course_notebooks())]
     if not notebooks:
         raise BcdetError(f"No notebooks to run (looked for NN_*.ipynb in {project_root() / 'notebooks'}).")
-    old_runs = os.environ.get("BCDET_RUNS")
     if out is not None:
         out = Path(out).expanduser().resolve()
-        os.environ["BCDET_RUNS"] = str(out.parent if out.name == prof.name else out)
-    try:
+        out = out.parent if out.name == prof.name else out
+    with use_runs_dir(out):
         folder = runs_dir(prof.name)
         folder.mkdir(parents=True, exist_ok=True)
         from .runinfo import device_info
@@ -268,12 +268,6 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         report = write_report(metrics, folder)
         print(f"Done in {_fmt_duration(total)}. Report: {report}  Metrics: {metrics_path}")
         return metrics
-    finally:
-        if out is not None:
-            if old_runs is None:
-                os.environ.pop("BCDET_RUNS", None)
-            else:
-                os.environ["BCDET_RUNS"] = old_runs
 
 
 # ------------------------------------------------------------------------------------- report

@@ -21,7 +21,6 @@ the versions and device it came from (:func:`bcdet_helpers.runinfo.environment_i
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from bcdet_helpers.data import load_split_data, locate_busi
 from bcdet_helpers.data.cache import load_cache
 from bcdet_helpers.data.images import is_mask
 from bcdet_helpers.model import build_model
+from bcdet_helpers.paths import use_runs_dir
 from bcdet_helpers.profiles import Phase, get_profile, schedule
 from bcdet_helpers.runinfo import environment_info, write_json
 from bcdet_helpers.train import choose_device, fit
@@ -138,18 +138,10 @@ def tutorial_epoch(prof, data, device, root: Path, workers: int = 2) -> float:
 
 def cache_times(prof, root: Path) -> dict:
     """Build the tensor cache from the PNGs in a scratch runs/ folder, then load it three times."""
-    old = os.environ.get("BCDET_RUNS")
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["BCDET_RUNS"] = scratch
-        try:
-            load_cache(root, prof.image_size, prof.channels)  # index (and near-duplicate pass) first
-            build = timed(lambda: load_cache(root, prof.image_size, prof.channels, rebuild=True))
-            load = min(timed(lambda: load_cache(root, prof.image_size, prof.channels)) for _ in range(3))
-        finally:
-            if old is None:
-                os.environ.pop("BCDET_RUNS", None)
-            else:
-                os.environ["BCDET_RUNS"] = old
+    with tempfile.TemporaryDirectory() as scratch, use_runs_dir(scratch):
+        load_cache(root, prof.image_size, prof.channels)  # index (and near-duplicate pass) first
+        build = timed(lambda: load_cache(root, prof.image_size, prof.channels, rebuild=True))
+        load = min(timed(lambda: load_cache(root, prof.image_size, prof.channels)) for _ in range(3))
     return {"cache_build_s": build, "cache_load_s": load}
 
 

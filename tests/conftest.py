@@ -5,11 +5,10 @@ shared copy -- and otherwise a mini-BUSI generated once per session, so the suit
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from bcdet_helpers.data.locate import find_busi
+from bcdet_helpers.paths import use_runs_dir
 from fakebusi import make_busi
 
 
@@ -17,13 +16,8 @@ from fakebusi import make_busi
 def isolated_runs(tmp_path_factory):
     """Keep every test's runs, caches and executed notebooks out of the user's runs/."""
     runs = tmp_path_factory.mktemp("runs")
-    old = os.environ.get("BCDET_RUNS")
-    os.environ["BCDET_RUNS"] = str(runs)
-    yield runs
-    if old is None:
-        os.environ.pop("BCDET_RUNS", None)
-    else:
-        os.environ["BCDET_RUNS"] = old
+    with use_runs_dir(runs):
+        yield runs
 
 
 @pytest.fixture(scope="session")
