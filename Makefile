@@ -8,6 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bcdet-setup
 PROFILE ?= paper
+ARGS    ?=
 # pip on this kind of machine warns about every local index folder it skips; keep the log readable.
 QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
@@ -15,7 +16,8 @@ QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=paper|laptop|smoke (reproduce), BCDET_DATA=/path/to/Dataset_BUSI_with_GT"
+	@echo "  variables: PROFILE=paper|laptop|smoke (reproduce), BCDET_DATA=/path/to/Dataset_BUSI_with_GT,"
+	@echo "             ARGS=\"--seeds 0 --splits grouped\" (reproduce: a smaller study)"
 
 setup: $(STAMP)  ## create .venv, install bcdet (editable, with test extras), register the Jupyter kernel
 
@@ -33,7 +35,7 @@ lab: setup  ## open JupyterLab on the course notebooks
 	$(BIN)/jupyter lab notebooks/
 
 reproduce: data  ## run notebooks 01-05 headless with papermill (PROFILE=paper by default)
-	$(BIN)/bcdet reproduce --profile $(PROFILE)
+	$(BIN)/bcdet reproduce --profile $(PROFILE) $(ARGS)
 
 test: setup  ## unit tests + every notebook under the smoke profile
 	$(BIN)/python -m pytest

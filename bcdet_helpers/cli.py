@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .errors import BcdetError
+from .profiles import SPLITS
 
 # sub-command -> (module, function)
 HANDLERS = {
@@ -21,6 +22,7 @@ HANDLERS = {
     "predict": ("bcdet_helpers.evaluate", "cli_predict"),
     "evaluate": ("bcdet_helpers.evaluate", "cli_evaluate"),
     "reproduce": ("bcdet_helpers.reproduce", "cli_reproduce"),
+    "publish": ("bcdet_helpers.publish", "cli_publish"),
 }
 
 
@@ -40,25 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--dest", default=None, help="folder to unpack into (default: data/)")
     dl.add_argument("--url", default=None, help="zip URL (default: $BCDET_BUSI_URL or the authors')")
     dl.add_argument("--force", action="store_true", help="download even if a copy is found")
+    dl.add_argument("--allow-incomplete", action="store_true",
+                    help="keep a zip with fewer images than the published 780 (your own subset)")
 
     dup = sub.add_parser("duplicates", help="find near-duplicate images (same scan) in BUSI")
     dup.add_argument("path", nargs="?", help="BUSI folder (default: $BCDET_DATA or data/)")
     dup.add_argument("--csv", default=None, help="write one row per pair to this CSV")
 
     tr = sub.add_parser("train", help="one headless training run")
-    tr.add_argument("--profile", default="laptop", help="paper | laptop | smoke")
-    tr.add_argument("--schedule", default="switching", help="constant | switching | onecycle")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--split", default="grouped", choices=["grouped", "random"],
-                    help="grouped (leak-free) | random (paper-like)")
+    tr.add_argument("--profile", default="laptop", help="paper | laptop | smoke (default: %(default)s)")
+    tr.add_argument("--schedule", default="switching", help="constant | switching | onecycle (default: %(default)s)")
+    tr.add_argument("--seed", type=int, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
+    tr.add_argument("--split", default="grouped", choices=SPLITS,
+                    help="grouped (leak-free) | random (paper-like) (default: %(default)s)")
     tr.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
-    tr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    tr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
 
     pr = sub.add_parser("predict", help="class probabilities for images (a teaching model!)")
     pr.add_argument("images", nargs="+")
     pr.add_argument("--checkpoint", required=True)
-    pr.add_argument("--device", default="auto")
+    pr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a folder-per-class dataset")
     ev.add_argument("folder")
@@ -66,11 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--map", action="append", default=[], metavar="SRC=DST",
                     help="rename a class folder, e.g. --map malign=malignant (repeat for several)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and figures")
-    ev.add_argument("--device", default="auto")
+    ev.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
 
     rp = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill")
-    rp.add_argument("--profile", default="paper")
+    rp.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
+    rp.add_argument("--seeds", type=int, nargs="+", default=None, metavar="N",
+                    help="a smaller study: only these seeds (default: the profile's own)")
+    rp.add_argument("--splits", nargs="+", choices=SPLITS, default=None,
+                    help="a smaller study: only these splits (default: both)")
     rp.add_argument("--out", default=None, help="default: runs/<profile>/")
+
+    pb = sub.add_parser("publish", help="copy a finished reproduction's small outputs to results/<profile>/")
+    pb.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
+    pb.add_argument("--dest", default=None, help="default: results/<profile>/")
     return p
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 CLASSES = ("benign", "malignant", "normal")
+SPLITS = ("grouped", "random")  # grouped = near-duplicates kept together (leak-free, ours); random = paper-like
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Profile:
     val_fraction: float = 0.15  # ours: the paper gives no split
     test_fraction: float = 0.15  # ours
     seeds: tuple[int, ...] = (0, 1, 2)  # ours: seeds of the switching-vs-constant study (nb 05)
-    splits: tuple[str, ...] = ("grouped", "random")  # grouped = leak-free (ours), random = paper-like
+    splits: tuple[str, ...] = SPLITS  # the splits of the study (nb 05)
     schedules: tuple[str, ...] = ("constant", "switching")  # what notebooks 04/05 compare
     max_per_class: int | None = None  # a subset, for smoke runs only
     teach_depth: int = 56  # weight layers of nb 03's plain-vs-residual twins (ResNet paper's 56)  # ours
@@ -115,7 +116,11 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str | Profile, **overrides) -> Profile:
-    """The profile called ``name``, with optional field overrides (``epochs=2``...)."""
+    """The profile called ``name``, with optional field overrides (``epochs=2``, ``seeds=[0]``...).
+
+    An override of ``None`` keeps the profile's own value, so a notebook parameter such as
+    ``seeds = None`` can be handed straight through; lists become tuples.
+    """
     if isinstance(name, Profile):
         prof = name
     else:
@@ -125,7 +130,15 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
             raise ValueError(
                 f"Unknown profile {name!r}. Choose one of: {', '.join(PROFILES)}."
             ) from None
-    return replace(prof, **overrides) if overrides else prof
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return prof
+    prof = replace(prof, **overrides)
+    if not prof.seeds or not all(isinstance(s, int) for s in prof.seeds):
+        raise ValueError(f"seeds must be one or more integers, got {prof.seeds!r}")
+    if not prof.splits or not set(prof.splits) <= set(SPLITS):
+        raise ValueError(f"splits must be one or more of {', '.join(SPLITS)}, got {prof.splits!r}")
+    return prof
 
 
 def schedule(name: str, epochs: int = 50) -> list[Phase]:

@@ -116,11 +116,12 @@ def _measure_seconds_per_epoch(prof, device, n_train: int) -> float:
     return per_image * n_train * (1 + val_share / 3)
 
 
-def estimate(profile: str = "paper", device="auto") -> dict:
+def estimate(profile="paper", device="auto") -> dict:
     """How long the training in the course will take on ``device``, and where the number comes from.
 
     Runs = notebook 05's study (schedules x seeds x splits; notebook 04's runs are part of it and
-    are reused), minus runs already finished in ``runs/<profile>/``. Seconds per epoch come from
+    are reused), minus runs already finished in ``runs/<profile>/``. ``profile`` is a name or a
+    :class:`~bcdet_helpers.profiles.Profile` (e.g. one with fewer seeds). Seconds per epoch come from
     those finished runs on the same device type when there are some, else from timing a few
     training steps now. Notebook 03's small depth experiment, data preparation and evaluation come
     on top (minutes on a CPU).
@@ -178,19 +179,24 @@ def print_estimate(est: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------ running
-def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True) -> float:
+def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **study) -> float:
     """Execute one notebook with papermill; returns its wall time. A failing cell raises
-    :class:`BcdetError` naming the notebook, the cell and the error."""
+    :class:`BcdetError` naming the notebook, the cell and the error.
+
+    ``study`` (``seeds=[0]``, ``splits=["grouped"]``) goes only to notebooks whose parameters cell
+    declares it (chapter 05); the others get just ``profile``."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    declared = pm.inspect_notebook(str(notebook))
+    parameters = {"profile": profile, **{k: v for k, v in study.items() if v is not None and k in declared}}
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(
             str(notebook),
             str(out),
-            parameters={"profile": profile},
+            parameters=parameters,
             kernel_name="python3",
             cwd=str(notebook.parent),
             progress_bar=False,
@@ -208,9 +214,12 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True) -> 
 
 
 def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=None, echo: bool = True,
-              device: str = "auto") -> dict:
+              device: str = "auto", seeds=None, splits=None) -> dict:
     """Run the course headless with ``profile``; returns the merged metrics.json content.
 
+    ``seeds`` / ``splits`` shrink chapter 05's study below the profile's (e.g. ``seeds=[0]``,
+    ``splits=["grouped"]``: two runs instead of twelve) when the full study does not fit the time
+    at hand -- the paper profile on a CPU. The report says which study it is.
     ``out``: a runs folder to use instead of ``$BCDET_RUNS`` / ``runs/`` (results land in
     ``out/<profile>/``; an ``out`` that already ends in the profile's name is taken as that
     folder). ``notebooks``: the notebooks to run, default :func:`course_notebooks` (the tests pass
@@ -219,7 +228,9 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     from .profiles import get_profile
     from .runinfo import environment_info, write_json
 
-    prof = get_profile(profile)  # unknown profile -> ValueError before anything runs
+    seeds = [int(s) for s in seeds] if seeds else None
+    splits = list(splits) if splits else None
+    prof = get_profile(profile, seeds=seeds, splits=splits)  # bad names -> ValueError before anything runs
     notebooks = [Path(nb) for nb in (notebooks if notebooks is not None else course_notebooks())]
     if not notebooks:
         raise BcdetError(f"No notebooks to run (looked for NN_*.ipynb in {project_root() / 'notebooks'}).")
@@ -237,7 +248,7 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         print(f"Device: {dev}" + (f" ({info['gpu']})" if info.get("gpu") else
                                   f" ({info['cpu']}, {info['torch_threads']} torch threads; no CUDA GPU found)"))
         print("Estimating the training time ...", flush=True)
-        est = estimate(prof.name, dev)
+        est = estimate(prof, dev)
         print_estimate(est)
         print(f"Results go to {folder}\n")
 
@@ -246,7 +257,7 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         for nb in notebooks:
             target = folder / "notebooks" / nb.name
             print(f"=== {nb.name} (profile {prof.name!r}) -> {target}", flush=True)
-            wall[nb.name] = round(run_notebook(nb, target, prof.name, echo=echo), 2)
+            wall[nb.name] = round(run_notebook(nb, target, prof.name, echo=echo, seeds=seeds, splits=splits), 2)
             print(f"=== {nb.name} done in {_fmt_duration(wall[nb.name])}\n", flush=True)
         total = time.perf_counter() - t_all
 
@@ -261,13 +272,25 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
             "estimate": est,
             "device": device_info(dev),
             "environment": environment_info(dev),
-            "command": f"bcdet reproduce --profile {prof.name}",
+            "study": {"seeds": list(prof.seeds), "splits": list(prof.splits), "schedules": list(prof.schedules),
+                      "smaller_than_profile": bool(seeds or splits)},
+            "command": reproduce_command(prof.name, seeds, splits),
         }
         metrics.setdefault("profile", prof.name)
         write_json(metrics_path, metrics)
         report = write_report(metrics, folder)
         print(f"Done in {_fmt_duration(total)}. Report: {report}  Metrics: {metrics_path}")
         return metrics
+
+
+def reproduce_command(profile: str, seeds=None, splits=None) -> str:
+    """The ``bcdet reproduce`` command line that gives this study (recorded in metrics.json)."""
+    cmd = f"bcdet reproduce --profile {profile}"
+    if seeds:
+        cmd += " --seeds " + " ".join(str(s) for s in seeds)
+    if splits:
+        cmd += " --splits " + " ".join(splits)
+    return cmd
 
 
 # ------------------------------------------------------------------------------------- report
@@ -297,8 +320,12 @@ def _mean_std(d: dict | None) -> str:
     return f"{100 * d['mean']:.1f}{sd}% (n={d.get('n', len(d.get('values', [])))})"
 
 
-def write_report(metrics: dict, folder: str | Path) -> Path:
-    """``report.md``: one page a reviewer reads without Jupyter, built only from ``metrics``."""
+def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | None = None) -> Path:
+    """``report.md``: one page a reviewer reads without Jupyter, built only from ``metrics``.
+
+    ``executed_notebooks``: where the executed notebooks are when they are not beside the report
+    (``bcdet publish`` writes the report into ``results/``, without them); default: linked from
+    ``notebooks/`` next to it."""
     folder = Path(folder)
     lines = []
     add = lines.append
@@ -308,16 +335,27 @@ def write_report(metrics: dict, folder: str | Path) -> Path:
     dev_text = dev.get("gpu") or f"{dev.get('device', '?')} ({dev.get('cpu', '')}, {dev.get('torch_threads', '?')} threads)"
     add(f"# bcdet reproduction — profile `{profile}`\n")
     add("ResNet9 on BUSI (benign / malignant / normal), reproducing Achyuthanwesh et al. "
-        "Every number below was computed by the executed notebooks in `notebooks/`; "
+        f"Every number below was computed by the executed notebooks in `{executed_notebooks or 'notebooks/'}`; "
         "this is a teaching model, not a medical device.\n")
     add(f"- device: {dev_text}")
     if rep.get("total_wall_time_s") is not None:
-        add(f"- wall time: {_fmt_duration(rep['total_wall_time_s'])} in total")
+        add(f"- wall time: {_fmt_duration(rep['total_wall_time_s'])} in total for this command "
+            "(finished training runs are reused, not retrained)")
+    trained = [r["train_seconds"] for r in metrics.get("runs", []) if not _missing(r.get("train_seconds"))]
+    if trained:
+        add(f"- training: {_fmt_duration(sum(trained))} over {len(trained)} runs, when they were trained "
+            "(each run's `result.json` has its device, versions and wall time)")
     env = rep.get("environment") or metrics.get("environment") or {}
     if env:
         v = env.get("versions", {})
         add(f"- torch {v.get('torch')}, python {v.get('python')}, commit {env.get('git_commit')}, "
             f"recorded {env.get('recorded_at')}")
+    scope = rep.get("study")
+    if scope:
+        n = len(scope["schedules"]) * len(scope["seeds"]) * len(scope["splits"])
+        add(f"- study: {n} training runs = schedules {', '.join(scope['schedules'])} x seeds "
+            f"{', '.join(map(str, scope['seeds']))} x splits {', '.join(scope['splits'])}"
+            + (" (smaller than the profile's own study, to fit the time at hand)" if scope.get("smaller_than_profile") else ""))
     add(f"- command: `{rep.get('command', f'bcdet reproduce --profile {profile}')}`\n")
 
     ev = metrics.get("evaluation", {})
@@ -387,10 +425,14 @@ def write_report(metrics: dict, folder: str | Path) -> Path:
     nbs = metrics.get("notebooks", {})
     if nbs:
         add("## Notebooks (executed copies)\n")
+        if executed_notebooks:
+            add(f"The command above leaves the executed notebooks in `{executed_notebooks}`; they are not "
+                "committed, as they embed the dataset's images.\n")
         add("| notebook | wall time |")
         add("| --- | --- |")
         for name, info in nbs.items():
-            add(f"| [{name}]({info.get('executed', 'notebooks/' + name)}) | {_fmt_duration(info['wall_time_s'])} |")
+            link = name if executed_notebooks else f"[{name}]({info.get('executed', 'notebooks/' + name)})"
+            add(f"| {link} | {_fmt_duration(info['wall_time_s'])} |")
         add("")
     figs = [(stem, cap) for stem, cap in REPORT_FIGURES if (folder / "figures" / f"{stem}.png").exists()]
     if figs:
@@ -407,9 +449,10 @@ def write_report(metrics: dict, folder: str | Path) -> Path:
 
 
 def cli_reproduce(args) -> int:
-    """``bcdet reproduce --profile P [--out O]``."""
+    """``bcdet reproduce --profile P [--seeds N ...] [--splits S ...] [--out O]``."""
     try:
-        reproduce(args.profile, out=getattr(args, "out", None))
+        reproduce(args.profile, out=getattr(args, "out", None), seeds=getattr(args, "seeds", None),
+                  splits=getattr(args, "splits", None))
     except ValueError as exc:  # unknown profile
         raise BcdetError(str(exc)) from None
     return 0

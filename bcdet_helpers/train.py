@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from .errors import BcdetError
 from .paths import runs_dir
-from .profiles import RUN_FIELDS, Phase, Profile, get_profile
+from .profiles import RUN_FIELDS, SPLITS, Phase, Profile, get_profile
 from .profiles import schedule as schedule_phases
 from .runinfo import environment_info, write_json
 
@@ -583,12 +583,12 @@ def train_run(
     04's runs that way. A folder with an unfinished run needs ``resume=True`` (or deleting).
     """
     schedule_name = schedule
-    if split not in ("grouped", "random"):
+    if split not in SPLITS:
         raise BcdetError(f"Unknown split {split!r}. Choose 'grouped' (leak-free) or 'random' (paper-like).")
     if epochs is not None and epochs < 1:
         raise BcdetError(f"--epochs must be at least 1, got {epochs}.")
     try:
-        prof = get_profile(profile, **({"epochs": epochs} if epochs is not None else {}))
+        prof = get_profile(profile, epochs=epochs)
         phases = schedule_phases(schedule_name, prof.epochs)
     except ValueError as exc:  # unknown profile / schedule: the message lists the valid names
         raise BcdetError(str(exc)) from None

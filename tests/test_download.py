@@ -89,7 +89,8 @@ def _listing(folder: Path) -> list[str]:
 
 def test_good_zip_is_extracted_checked_and_in_place(server, tmp_path):
     dest = tmp_path / "data"
-    got = dl.download_busi(dest=dest, url=server.url("/Dataset_BUSI_with_GT.zip"))
+    # the fake BUSI has 4 images a class, far fewer than the real 780: allowed here on purpose
+    got = dl.download_busi(dest=dest, url=server.url("/Dataset_BUSI_with_GT.zip"), allow_incomplete=True)
     assert got == (dest / "Dataset_BUSI_with_GT").resolve()
     report = check_dataset(got)
     assert report.ok and report.images == {"benign": 4, "malignant": 4, "normal": 4}
@@ -104,7 +105,7 @@ def test_nested_zip_with_macosx_folder_and_env_url(server, tmp_path, monkeypatch
     server.files["/nested.zip"] = _zip_folder(src, prefix="BUSI_v1/", macosx=True)
     monkeypatch.setenv("BCDET_BUSI_URL", server.url("/nested.zip"))
     dest = tmp_path / "data"
-    got = dl.download_busi(dest=dest)
+    got = dl.download_busi(dest=dest, allow_incomplete=True)
     assert server.requests == ["/nested.zip"]
     assert got == (dest / "Dataset_BUSI_with_GT").resolve()
     assert check_dataset(got).images["normal"] == 3
@@ -188,7 +189,7 @@ def test_already_present_means_no_download(server, tmp_path, capsys):
 def test_force_replaces_an_existing_copy(server, tmp_path):
     existing = make_busi(tmp_path / "data", 3)
     got = dl.download_busi(dest=tmp_path / "data", url=server.url("/Dataset_BUSI_with_GT.zip"),
-                           force=True)
+                           force=True, allow_incomplete=True)
     assert got == existing.resolve()
     assert server.requests == ["/Dataset_BUSI_with_GT.zip"]
     assert check_dataset(got).images["benign"] == 4  # the served copy, not the old 3-per-class one
@@ -208,5 +209,24 @@ def test_ctrl_c_leaves_nothing_behind(server, tmp_path, monkeypatch):
 def test_file_url_for_a_zip_fetched_by_hand(tmp_path, busi_zip):
     zip_path = tmp_path / "Dataset_BUSI_with_GT.zip"
     zip_path.write_bytes(busi_zip)
-    got = dl.download_busi(dest=tmp_path / "data", url=zip_path.as_uri())
+    got = dl.download_busi(dest=tmp_path / "data", url=zip_path.as_uri(), allow_incomplete=True)
     assert check_dataset(got).ok
+
+
+def test_a_zip_smaller_than_busi_is_refused_unless_allowed(server, tmp_path, capsys):
+    dest = tmp_path / "data"
+    url = server.url("/Dataset_BUSI_with_GT.zip")
+    with pytest.raises(BcdetError) as err:
+        dl.download_busi(dest=dest, url=url)
+    msg = str(err.value)
+    assert "benign 4 of 437" in msg and "--allow-incomplete" in msg and "Nothing was written" in msg
+    assert list(tmp_path.iterdir()) == []
+    assert main(["data", "download", "--dest", str(dest), "--url", url, "--allow-incomplete"]) == 0
+    assert check_dataset(dest / "Dataset_BUSI_with_GT").images["normal"] == 4
+
+
+def test_a_failed_download_removes_the_folders_it_created(tmp_path):
+    dest = tmp_path / "new" / "nested" / "data"
+    with pytest.raises(BcdetError, match="could not fetch"):
+        dl.download_busi(dest=dest, url="http://127.0.0.1:9/busi.zip", timeout=5)
+    assert list(tmp_path.iterdir()) == []  # not even tmp_path/new

@@ -87,6 +87,9 @@ def test_cli_writes_csv_and_flags_cross_class(mini_busi, tmp_path, capsys):
     assert list(table.columns) == PAIR_COLUMNS and len(table) >= 2
     text = capsys.readouterr().out
     assert "CROSSES CLASSES" in text and f"{len(table)} near-duplicate pairs" in text
+    headers = [ln.split()[1] for ln in text.splitlines() if ln.startswith("group ")]
+    n = len(headers)
+    assert n >= 1 and headers == [f"{i}/{n}" for i in range(1, n + 1)]  # numbered 1..n, no gaps
 
 
 @pytest.mark.realdata

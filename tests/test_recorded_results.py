@@ -52,3 +52,26 @@ def test_a_recorded_run_reproduces(real_busi):
     n_val = int((data.split == "val").sum())
     for col in ("train_acc", "val_acc"):
         np.testing.assert_allclose(again[col], recorded[col], atol=2.5 / n_val, err_msg=f"{run.name}: {col}")
+
+
+@pytest.mark.skipif(not RECORDED, reason="no recorded runs under results/")
+@pytest.mark.parametrize("history", RECORDED, ids=lambda h: f"{h.parents[2].name}/{h.parent.name}")
+def test_every_recorded_run_matches_todays_profile_and_schedule(history):
+    """Cheap and for every run (the paper profile's included, too slow to re-train here): the
+    recorded configuration is still what today's profile and schedule would run, and the recorded
+    history is complete."""
+    from dataclasses import asdict
+
+    from bcdet_helpers.profiles import RUN_FIELDS, get_profile, schedule
+
+    run = history.parent
+    cfg = json.loads((run / "config.json").read_text())
+    prof = get_profile(cfg["profile"]["name"])
+    for f in RUN_FIELDS:
+        assert json.loads(json.dumps(getattr(prof, f))) == cfg["profile"][f], f"{run}: profile field {f} changed"
+    assert cfg["phases"] == [asdict(p) for p in schedule(cfg["schedule"], prof.epochs)], f"{run}: schedule changed"
+    assert run.name == f"{cfg['schedule']}-{cfg['split']}-seed{cfg['seed']}"
+    hist = pd.read_csv(history)
+    assert list(hist["epoch"]) == list(range(1, prof.epochs + 1)), f"{run}: history is not one full run"
+    result = json.loads((run / "result.json").read_text())
+    assert result["environment"]["versions"]["torch"] and result["seconds_per_epoch"] > 0

@@ -16,10 +16,10 @@ from bcdet_helpers.errors import BcdetError
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
-def write_nb(path, *sources):
+def write_nb(path, *sources, params='profile = "laptop"'):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = KERNEL
-    params = nbformat.v4.new_code_cell('profile = "laptop"')
+    params = nbformat.v4.new_code_cell(params)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [nbformat.v4.new_code_cell(s) for s in sources]
     nbformat.write(nb, path)
@@ -110,3 +110,26 @@ def test_unknown_profile_is_a_user_error():
 
     with pytest.raises(BcdetError, match="Unknown profile"):
         rp.cli_reproduce(argparse.Namespace(profile="gpu-cluster", out=None))
+
+
+def test_a_smaller_study_reaches_only_the_notebooks_that_declare_it(tmp_path):
+    plain = write_nb(tmp_path / "04_plain.ipynb", "print('plain', profile, 'seeds' in dir())")
+    study = write_nb(tmp_path / "05_study.ipynb", "print('study', profile, seeds, splits)",
+                     params='profile = "laptop"\nseeds = None\nsplits = None')
+    metrics = rp.reproduce("smoke", out=tmp_path / "runs", notebooks=[plain, study], echo=False,
+                           seeds=[0], splits=["grouped"])
+    folder = tmp_path / "runs" / "smoke"
+    assert "plain smoke False" in (folder / "notebooks" / "04_plain.ipynb").read_text()
+    assert "study smoke [0] ['grouped']" in (folder / "notebooks" / "05_study.ipynb").read_text()
+    rep = metrics["reproduce"]
+    assert rep["command"] == "bcdet reproduce --profile smoke --seeds 0 --splits grouped"
+    assert rep["study"]["seeds"] == [0] and rep["study"]["splits"] == ["grouped"]
+    assert rep["estimate"]["runs"] == len(rep["study"]["schedules"])  # one seed, one split
+    assert "smaller than the profile's own study" in (folder / "report.md").read_text()
+
+
+def test_bad_study_is_a_user_error():
+    import argparse
+
+    with pytest.raises(BcdetError, match="splits must be"):
+        rp.cli_reproduce(argparse.Namespace(profile="smoke", out=None, seeds=None, splits=["leaky"]))

@@ -4,8 +4,9 @@ The order matters. The zip is streamed into a hidden temporary folder beside the
 unpacked there, located (zips nest ``Dataset_BUSI_with_GT/`` at the top or one level deeper),
 validated with :func:`~bcdet_helpers.data.check.check_dataset`, and finally *renamed* into
 ``<dest>/Dataset_BUSI_with_GT`` -- one atomic step on the same disk. A network error, a 404, a
-truncated or corrupt zip, a zip without BUSI inside, a failed check or Ctrl-C all end with the
-temporary folder removed and the destination as it was.
+truncated or corrupt zip, a zip without BUSI inside, a failed check, a zip with fewer images than
+BUSI (unless ``--allow-incomplete``) or Ctrl-C all end with the temporary folder -- and any parent
+folders the download created -- removed, and the destination as it was.
 
 URL precedence: ``--url`` > ``$BCDET_BUSI_URL`` > :data:`DEFAULT_URL` (the authors' zip).
 ``file://`` URLs work too, so a zip downloaded by hand can be unpacked and checked the same way.
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..errors import BcdetError
 from ..paths import BUSI_FOLDER, default_data_dir
-from .check import check_dataset
+from .check import EXPECTED_IMAGES, check_dataset
 from .locate import BY_HAND, find_busi
 
 DEFAULT_URL = "https://scholar.cu.edu.eg/Dataset_BUSI.zip"  # Al-Dhabyani et al. (2020)
@@ -73,6 +74,17 @@ def _fetch(url: str, target: Path, timeout: float) -> None:
         raise HTTPException(f"connection ended after {got} of {total} bytes")
 
 
+def _missing_parents(folder: Path) -> list[Path]:
+    """The ancestors of ``folder`` (itself included) that do not exist yet, deepest first -- the
+    ones a failed download must remove again so that nothing is left behind."""
+    return [p for p in [folder, *folder.parents] if not p.exists()]
+
+
+def _shortfall(images: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Classes with fewer images than the published BUSI: ``{class: (found, published)}``."""
+    return {c: (images.get(c, 0), n) for c, n in EXPECTED_IMAGES.items() if images.get(c, 0) < n}
+
+
 def _unpack(zip_path: Path, into: Path) -> None:
     """Extract the whole zip (zipfile strips absolute paths and ``..``), checking every CRC.
 
@@ -87,11 +99,15 @@ def download_busi(
     url: str | None = None,
     force: bool = False,
     timeout: float = 60.0,
+    allow_incomplete: bool = False,
 ) -> Path:
     """Make sure a valid BUSI copy exists under ``dest`` (default ``data/``); return its folder.
 
     If a copy is already found (at ``dest``, or ``$BCDET_DATA``/``data/`` when ``dest`` is not
     given) and ``force`` is false, nothing is downloaded: the copy is checked and returned.
+    A downloaded zip with fewer images than the published dataset (780) is refused unless
+    ``allow_incomplete`` (your own subset, on purpose): a wrong or partial mirror should not
+    quietly become the data every number is computed on.
     Raises :class:`BcdetError` (destination untouched) when anything goes wrong.
     """
     dest = _dest_folder(dest)
@@ -113,9 +129,11 @@ def download_busi(
     # The work folder sits on the same disk as the destination, so the final move is a rename.
     # Inside dest when it exists (dest may be a mount point), else beside it (dest stays absent).
     work_parent = dest if dest.is_dir() else dest.parent
+    created = _missing_parents(dest)  # removed again unless the download succeeds
     work_parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".bcdet-download-", dir=work_parent))
     zip_path, unpacked = work / "busi.zip", work / "unpacked"
+    done = False
     try:
         print(f"Downloading BUSI from {url}")
         try:
@@ -145,6 +163,14 @@ def download_busi(
             print(report.format())
             raise BcdetError(f"The downloaded copy from {url} failed the check (errors above); "
                              f"nothing was written. {_by_hand(dest)}")
+        short = _shortfall(report.images)
+        if short and not allow_incomplete:
+            print(report.format())
+            counts = ", ".join(f"{c} {got} of {n}" for c, (got, n) in short.items())
+            raise BcdetError(
+                f"The zip from {url} holds fewer images than the published BUSI ({counts}): a partial "
+                f"or different copy. Nothing was written. If this subset is what you want, add "
+                f"--allow-incomplete. {_by_hand(dest)}")
         dest.mkdir(parents=True, exist_ok=True)
         old = work / "old"
         if final.exists():  # --force over an old copy: set it aside until the new one is in
@@ -158,15 +184,25 @@ def download_busi(
         report.root = final.resolve()
         print(report.format())
         print(f"BUSI is ready at {final}")
+        done = True
         return final.resolve()
     except KeyboardInterrupt:
         print("\nDownload interrupted; removed the partial files (destination unchanged).")
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if not done:
+            for folder in created:  # deepest first; rmdir refuses a folder someone filled meanwhile
+                try:
+                    folder.rmdir()
+                except FileNotFoundError:  # dest itself is only made at the very end
+                    continue
+                except OSError:
+                    break
 
 
 def cli_download(args) -> int:
-    """``bcdet data download [--dest D] [--url U] [--force]``."""
-    download_busi(dest=args.dest, url=args.url, force=args.force)
+    """``bcdet data download [--dest D] [--url U] [--force] [--allow-incomplete]``."""
+    download_busi(dest=args.dest, url=args.url, force=args.force,
+                  allow_incomplete=getattr(args, "allow_incomplete", False))
     return 0

@@ -195,10 +195,11 @@ def cli_duplicates(args) -> int:
         print(f"wrote {len(pairs)} pairs to {out}")
     sizes = index.groupby("group")["file"].transform("size")
     grouped = index[sizes >= 2].groupby("group", sort=True)
-    for gid, members in grouped:
+    # numbered 1..n here; the index's own group ids also count every single image, so they have gaps
+    for n, (_, members) in enumerate(grouped, start=1):
         cross = members["label"].nunique() > 1
         tag = "  <-- CROSSES CLASSES (label conflict)" if cross else ""
-        print(f"group {gid} ({len(members)} images){tag}")
+        print(f"group {n}/{grouped.ngroups} ({len(members)} images){tag}")
         for f in members["file"]:
             print(f"    {f}")
     s = summarize(index, pairs)

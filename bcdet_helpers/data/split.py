@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-KINDS = ("grouped", "random")
+from ..profiles import SPLITS as KINDS
 
 
 def _one_fold(y, groups, fraction: float, seed: int) -> np.ndarray:

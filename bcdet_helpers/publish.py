@@ -1,0 +1,90 @@
+"""``bcdet publish``: copy a finished reproduction's small outputs into ``results/<profile>/``.
+
+``runs/<profile>/`` holds everything a reproduction leaves -- checkpoints, caches, executed
+notebooks that embed the dataset's images -- and is never committed. ``results/<profile>/`` is
+the part that is: what the README's results table and ``tests/test_recorded_results.py`` read.
+
+What is copied (nothing else, so no weights and no patient images beyond the small figures):
+
+* ``metrics.json`` and a fresh ``report.md`` built from it (links point inside ``results/``)
+* ``figures/*.png``                       -- chapters 04 and 05's figures
+* ``splits/<split>-seed<N>.csv``          -- which file went to train / val / test, per study split
+* ``runs/<run>/{config.json,history.csv,result.json}`` -- each run of the study: its exact
+  configuration, per-epoch history and final numbers (device, versions, wall time included)
+
+The destination is rebuilt in a staging folder and swapped in at the end, so an interrupted
+publish leaves the previous results untouched.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .errors import BcdetError
+from .paths import project_root, runs_dir
+
+RUN_FILES = ("config.json", "history.csv", "result.json")
+
+
+def study_runs(metrics: dict) -> list[tuple[str, str, int]]:
+    """``(split, schedule, seed)`` of every run in the study that ``metrics.json`` describes."""
+    return [(r["split"], r["schedule"], int(r["seed"])) for r in metrics.get("runs", [])]
+
+
+def publish(profile: str, dest: str | Path | None = None) -> Path:
+    """Copy the committed part of ``runs/<profile>/`` to ``dest`` (default ``results/<profile>/``)."""
+    from .reproduce import write_report
+    from .train import run_dir_for
+
+    src = runs_dir(profile)
+    metrics_path = src / "metrics.json"
+    if not metrics_path.exists():
+        raise BcdetError(f"No {metrics_path}: run `bcdet reproduce --profile {profile}` first; "
+                         "publish copies what that run left.")
+    metrics = json.loads(metrics_path.read_text())
+    runs = study_runs(metrics)
+    if not runs:
+        raise BcdetError(f"{metrics_path} lists no training runs (notebook 05 did not finish?). "
+                         f"Run `bcdet reproduce --profile {profile}` again; finished runs are reused.")
+    missing = [run_dir_for(profile, sched, split, seed) for split, sched, seed in runs
+               if not (run_dir_for(profile, sched, split, seed) / "result.json").exists()]
+    if missing:
+        raise BcdetError(f"Runs listed in {metrics_path} are not finished: {', '.join(map(str, missing))}. "
+                         "Run the reproduction again (it resumes them) before publishing.")
+
+    dest = Path(dest) if dest is not None else project_root() / "results" / profile
+    stage = dest.with_name(dest.name + ".publishing")
+    shutil.rmtree(stage, ignore_errors=True)
+    (stage / "figures").mkdir(parents=True)
+    shutil.copy2(metrics_path, stage / "metrics.json")
+    for fig in sorted((src / "figures").glob("*.png")):
+        shutil.copy2(fig, stage / "figures" / fig.name)
+    for split, seed in sorted({(split, seed) for split, _, seed in runs}):
+        csv = src / "splits" / f"{split}-seed{seed}.csv"
+        if csv.exists():
+            (stage / "splits").mkdir(exist_ok=True)
+            shutil.copy2(csv, stage / "splits" / csv.name)
+    for split, sched, seed in runs:
+        run = run_dir_for(profile, sched, split, seed)
+        (stage / "runs" / run.name).mkdir(parents=True)
+        for name in RUN_FILES:
+            if (run / name).exists():
+                shutil.copy2(run / name, stage / "runs" / run.name / name)
+    write_report(metrics, stage, executed_notebooks=f"runs/{profile}/notebooks/")
+
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    stage.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def cli_publish(args) -> int:
+    """``bcdet publish --profile P [--dest D]``."""
+    dest = publish(args.profile, dest=getattr(args, "dest", None))
+    n = sum(1 for _ in (dest / "runs").iterdir())
+    print(f"Published {n} run(s), metrics.json, report.md and figures to {dest}")
+    return 0
