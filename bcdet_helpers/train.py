@@ -48,7 +48,7 @@ from .errors import BcdetError
 from .paths import runs_dir
 from .profiles import RUN_FIELDS, SPLITS, Phase, Profile, get_profile
 from .profiles import schedule as schedule_phases
-from .runinfo import environment_info, write_json
+from .runinfo import environment_info, git_commit, write_json
 
 __all__ = [
     "FitResult",
@@ -621,7 +621,11 @@ def train_run(
     torch.manual_seed(seed)
     model = build_model(prof)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", {**config, "device": str(dev)})
+    # the commit the run *started* from (result.json records the one at its end; a resumed run keeps
+    # its first start), so a code change during a long run shows up as two different commits
+    previous = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    started = previous.get("started") or {"git_commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_json(run_dir / "config.json", {**config, "device": str(dev), "started": started})
 
     res = fit(model, data, phases, batch_size=prof.batch_size, seed=seed, device=dev, augment=prof.augment,
               run_dir=run_dir, resume=resume, progress=progress)

@@ -197,6 +197,8 @@ def test_train_run_writes_its_folder_and_is_loaded_not_retrained(runs, monkeypat
         assert (d / f).exists(), f
     info = json.loads((d / "result.json").read_text())
     assert info["best_epoch"] == res.best_epoch and "environment" in info
+    started = json.loads((d / "config.json").read_text())["started"]  # the commit the run began from
+    assert set(started) == {"git_commit", "at"} and started["at"] <= info["environment"]["recorded_at"]
     assert list(res.history["optimizer"]) == ["adam", "sgd", "adam"]
 
     def no_training(*a, **kw):
@@ -234,10 +236,12 @@ def test_unfinished_run_needs_resume(runs):
         mp.setattr(train, "fit", stop_early)
         part = train.train_run(runs, "constant", seed=1, device="cpu", progress=False)
     assert part.interrupted and not (d / "result.json").exists()
+    started = json.loads((d / "config.json").read_text())["started"]
     with pytest.raises(BcdetError, match="resume"):
         train.train_run(runs, "constant", seed=1, device="cpu", progress=False)
     done = train.train_run(runs, "constant", seed=1, device="cpu", resume=True, progress=False)
     assert not done.interrupted and len(done.history) == 3 and (d / "result.json").exists()
+    assert json.loads((d / "config.json").read_text())["started"] == started  # the first start is kept
 
 
 def test_cli_train_prints_where_results_went(runs, capsys, monkeypatch):
