@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 __all__ = ["optimizer_paths", "training_history", "PHASE_COLORS"]
 
@@ -102,7 +102,10 @@ def training_history(runs: dict, shade: str | None = None, title: str | None = N
         ax_loss.plot(h["epoch"], h["val_loss"], "-", color=color, lw=1.6, label=f"{name} val")
         ax_acc.plot(h["epoch"], h["val_acc"], "-", color=color, lw=1.6, label=name)
         ax_f1.plot(h["epoch"], h["val_f1"], "-", color=color, lw=1.6, label=name)
-    ax_loss.set(ylabel="cross-entropy", title="loss")
+    ax_loss.set(ylabel="cross-entropy (log scale)", title="loss", yscale="log")  # a blow-up must not flatten the rest
+    ax_loss.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 0.2, 0.5, 1, 2, 5 ... written plainly
+    ax_loss.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax_loss.yaxis.set_minor_formatter(NullFormatter())
     ax_acc.set(ylabel="accuracy", title="validation accuracy")
     ax_f1.set(ylabel="macro-F1", title="validation macro-F1")
     for ax in axes:
@@ -111,7 +114,8 @@ def training_history(runs: dict, shade: str | None = None, title: str | None = N
     for first, last, opt, lr in spans:  # label each phase on the loss panel, inside the top edge
         ax_loss.text((first + last) / 2, 0.98, f"{OPT_LABEL.get(opt, opt)}\n{lr:.0e}", ha="center", va="top",
                      fontsize=7, transform=ax_loss.get_xaxis_transform(), color=PHASE_COLORS.get(opt, "0.3"))
-    ax_loss.legend(fontsize=7, loc="best")
+    # below the panel: inside, it would hide curves or the phase labels whatever the run looks like
+    ax_loss.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     handles = ax_acc.get_legend_handles_labels()[0]
     handles += [Patch(color=PHASE_COLORS[o], alpha=0.3, label=f"{OPT_LABEL[o]} phase ({shade})")
                 for o in sorted({s[2] for s in spans}) if o in PHASE_COLORS]
