@@ -24,6 +24,10 @@ PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "pandas", "matplotl
 
 
 def git_commit() -> str | None:
+    """The checkout's commit; a copy of it without ``.git`` (a GPU machine the tree was copied to)
+    names the commit it was copied from in ``$BCDET_GIT_COMMIT``."""
+    if os.environ.get("BCDET_GIT_COMMIT"):
+        return os.environ["BCDET_GIT_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5

@@ -133,3 +133,13 @@ def test_bad_study_is_a_user_error():
 
     with pytest.raises(BcdetError, match="splits must be"):
         rp.cli_reproduce(argparse.Namespace(profile="smoke", out=None, seeds=None, splits=["leaky"]))
+
+
+def test_a_copied_checkout_names_its_commit_through_the_environment(monkeypatch):
+    """A tree copied without .git (to a GPU machine) still records the commit it came from."""
+    from bcdet_helpers.runinfo import environment_info, git_commit
+
+    monkeypatch.setenv("BCDET_GIT_COMMIT", "abc1234")
+    assert git_commit() == "abc1234" and environment_info()["git_commit"] == "abc1234"
+    monkeypatch.delenv("BCDET_GIT_COMMIT")
+    assert git_commit() != "abc1234"
