@@ -7,7 +7,7 @@ had to choose; those choices are marked ``# ours`` so the notebooks can say so.
 Profiles
 --------
 ``paper``   the paper's setting: 64 x 64 inputs, batch 128, 50 epochs, full-width ResNet9 (~6.5 M
-            parameters). About 6 s per run on an H100, 31-37 min on a 2-core CPU (results/).
+            parameters). About 6 s per run on an H100, 30-37 min on a 2-core CPU (results/).
 ``laptop``  the CPU-friendly profile for students, teachers and multi-seed studies on a CPU: same
             data, same schedules and epochs, a narrower ResNet9.                   # ours
 ``smoke``   a tiny run that exercises every code path in seconds; what ``make test`` executes.
