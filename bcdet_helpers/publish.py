@@ -47,8 +47,8 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
     if not runs:
         raise BcdetError(f"{metrics_path} lists no training runs (notebook 05 did not finish?). "
                          f"Run `bcdet reproduce --profile {profile}` again; finished runs are reused.")
-    missing = [run_dir_for(profile, sched, split, seed) for split, sched, seed in runs
-               if not (run_dir_for(profile, sched, split, seed) / "result.json").exists()]
+    run_dirs = [run_dir_for(profile, sched, split, seed) for split, sched, seed in runs]
+    missing = [run for run in run_dirs if not (run / "result.json").exists()]
     if missing:
         raise BcdetError(f"Runs listed in {metrics_path} are not finished: {', '.join(map(str, missing))}. "
                          "Run the reproduction again (it resumes them) before publishing.")
@@ -65,8 +65,7 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
         if csv.exists():
             (stage / "splits").mkdir(exist_ok=True)
             shutil.copy2(csv, stage / "splits" / csv.name)
-    for split, sched, seed in runs:
-        run = run_dir_for(profile, sched, split, seed)
+    for run in run_dirs:
         (stage / "runs" / run.name).mkdir(parents=True)
         for name in RUN_FILES:
             if (run / name).exists():

@@ -188,8 +188,9 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    declared = pm.inspect_notebook(str(notebook))
-    parameters = {"profile": profile, **{k: v for k, v in study.items() if v is not None and k in declared}}
+    study = {k: v for k, v in study.items() if v is not None}
+    declared = pm.inspect_notebook(str(notebook)) if study else {}  # read the notebook only when needed
+    parameters = {"profile": profile, **{k: v for k, v in study.items() if k in declared}}
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:

@@ -595,9 +595,9 @@ def train_run(
     run_dir = run_dir_for(prof.name, schedule_name, split, seed)
     config = _run_config(prof, schedule_name, phases, seed, split)
 
-    if (run_dir / "config.json").exists():
-        old = json.loads((run_dir / "config.json").read_text())
-        differs = _same_config(old, config)
+    recorded = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    if recorded:
+        differs = _same_config(recorded, config)
         if differs:
             raise BcdetError(
                 f"{run_dir} holds a run with different settings ({', '.join(differs)} differ, e.g. another "
@@ -623,8 +623,7 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     # the commit the run *started* from (result.json records the one at its end; a resumed run keeps
     # its first start), so a code change during a long run shows up as two different commits
-    previous = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
-    started = previous.get("started") or {"git_commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    started = recorded.get("started") or {"git_commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(run_dir / "config.json", {**config, "device": str(dev), "started": started})
 
     res = fit(model, data, phases, batch_size=prof.batch_size, seed=seed, device=dev, augment=prof.augment,
