@@ -139,12 +139,51 @@ def test_deepnet_rejects_odd_depth():
 
 
 def test_gradient_reaches_first_layer():
+    """With the zero-initialised classifier the body gets no gradient on the very first step (the
+    head's weights are 0) but does from the second step on."""
     torch.manual_seed(0)
     model = bm.ResNet9(width=8)
     x, y = torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    nn.functional.cross_entropy(model(x), y).backward()
+    assert model.conv1[0].weight.grad.abs().sum() == 0 and model.head[-1].weight.grad.abs().sum() > 0
+    opt.step()
+    opt.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
     grad = model.conv1[0].weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_fresh_model_starts_at_ln3_in_train_mode():
+    """The conditioning fix: a fresh ResNet9 at the paper's width, in train mode (BatchNorm on batch
+    statistics, as fit sees it), scores ln 3 on its first batch; PyTorch's default head does not."""
+    import math
+
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 1, 64, 64) * 2, torch.randint(0, 3, (32,))
+    fresh = bm.ResNet9(width=64).train()
+    assert abs(nn.functional.cross_entropy(fresh(x), y).item() - math.log(3)) < 0.15
+    torch.manual_seed(0)
+    default = bm.ResNet9(width=64, zero_head=False).train()
+    assert nn.functional.cross_entropy(default(x), y).item() > math.log(3) + 0.15  # the test can fail
+
+
+@pytest.mark.realdata
+def test_first_training_step_loss_is_ln3_on_busi(real_busi):
+    """Issue #13's acceptance test: the paper profile's first training batch on BUSI."""
+    import math
+
+    from bcdet_helpers.data import load_split_data
+    from bcdet_helpers.profiles import get_profile
+
+    prof = get_profile("paper")
+    data = load_split_data(prof, "grouped", fold=0, seed=0)
+    x, y = data.part("train")
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[: prof.batch_size]
+    torch.manual_seed(0)
+    model = bm.build_model(prof).train()
+    loss = nn.functional.cross_entropy(model(data.normalize(x[idx])), y[idx]).item()
+    assert abs(loss - math.log(3)) < 0.15, loss
 
 
 def test_conv_gradient_norms_one_per_conv_layer():
