@@ -19,6 +19,7 @@ HANDLERS = {
     "data download": ("bcdet_helpers.data.download", "cli_download"),
     "duplicates": ("bcdet_helpers.data.duplicates", "cli_duplicates"),
     "train": ("bcdet_helpers.train", "cli_train"),
+    "tune": ("bcdet_helpers.tune", "cli_tune"),
     "predict": ("bcdet_helpers.evaluate", "cli_predict"),
     "evaluate": ("bcdet_helpers.evaluate", "cli_evaluate"),
     "reproduce": ("bcdet_helpers.reproduce", "cli_reproduce"),
@@ -50,14 +51,29 @@ def build_parser() -> argparse.ArgumentParser:
     dup.add_argument("--csv", default=None, help="write one row per pair to this CSV")
 
     tr = sub.add_parser("train", help="one headless training run")
-    tr.add_argument("--profile", default="laptop", help="paper | laptop | smoke (default: %(default)s)")
-    tr.add_argument("--schedule", default="switching", help="constant | switching | onecycle (default: %(default)s)")
+    tr.add_argument("--profile", default="laptop", help="paper | laptop | class | smoke (default: %(default)s)")
+    tr.add_argument("--schedule", default="switching",
+                    help="constant | decay | switching | onecycle (default: %(default)s)")
     tr.add_argument("--seed", type=int, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
     tr.add_argument("--split", default="grouped", choices=SPLITS,
                     help="grouped (leak-free) | random (paper-like) (default: %(default)s)")
+    tr.add_argument("--fold", type=int, default=0, help="the test fold, 0..4 (default: %(default)s)")
     tr.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+
+    tu = sub.add_parser("tune", help="tune an arm's rates and switch points on validation data (Optuna)")
+    tu.add_argument("--profile", default="laptop", help="paper | laptop | class | smoke (default: %(default)s)")
+    tu.add_argument("--schedule", default="all", help="constant | decay | switching | onecycle | all (default: %(default)s)")
+    tu.add_argument("--trials", type=int, default=12, help="finished trials per arm, the same for every arm (default: %(default)s)")
+    tu.add_argument("--storage", default=None,
+                    help="Optuna storage URL (default: sqlite file under runs/<profile>/tuning/; "
+                         "a postgresql:// or mysql:// URL lets several machines share one study)")
+    tu.add_argument("--split", default="grouped", choices=SPLITS, help="(default: %(default)s)")
+    tu.add_argument("--seed", type=int, default=0, help="the sampler's and the runs' seed (default: %(default)s)")
+    tu.add_argument("--jobs", type=int, default=1, help="parallel workers on this machine (default: %(default)s)")
+    tu.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default: %(default)s)")
+    tu.add_argument("--out", default=None, help="folder for trials CSV, best values, figures (default: runs/<profile>/tuning/)")
 
     pr = sub.add_parser("predict", help="class probabilities for images (a teaching model!)")
     pr.add_argument("images", nargs="+")

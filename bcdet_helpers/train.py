@@ -179,12 +179,45 @@ def _make_optimizer(phase: Phase, model: torch.nn.Module) -> torch.optim.Optimiz
     )
 
 
+def _enter_phase(phase: Phase, previous: Phase | None, optimizer, model):
+    """The optimizer for ``phase``: a *new* one when the optimizer changes (the paper's switch --
+    Adam's moments and SGD's momentum belong to the old optimizer), otherwise the same one with the
+    phase's rate and weight decay (a step of the rate, as in ``decay``)."""
+    if optimizer is None or previous is None or previous.optimizer != phase.optimizer:
+        return _make_optimizer(phase, model)
+    for group in optimizer.param_groups:
+        group["lr"], group["weight_decay"] = phase.lr, phase.weight_decay
+        group.pop("initial_lr", None)  # else a new scheduler would start from the old phase's rate
+    return optimizer
+
+
 def _make_scheduler(phase: Phase, optimizer, steps_per_epoch: int):
+    """A one-cycle rate for one-cycle phases; linear warm-up (if any) for the others."""
+    total = phase.epochs * steps_per_epoch
     if phase.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=phase.lr, total_steps=phase.epochs * steps_per_epoch
-        )
-    return None
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=phase.lr, total_steps=total,
+                                                   pct_start=phase.pct_start)
+    warm = min(total, math.ceil(phase.warmup * steps_per_epoch))
+    if warm <= 0:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warm + 1)))
+
+
+def phase_stability(history: pd.DataFrame, classes: int = 3) -> list[dict]:
+    """Per phase: the loss it was entered with, its peak training loss, and their ratio.
+
+    The entry loss of the first phase is ln(classes) (what a fresh, well-conditioned model scores);
+    of a later phase, the last epoch's training loss before it. A ratio well above 1 means the
+    phase's start undid training (a rate too large for a fresh optimizer); issue #13 asks for
+    <= 2 in every phase of a tuned arm.
+    """
+    rows, entry = [], math.log(classes)
+    for phase, g in history.groupby("phase", sort=True):
+        peak = float(g["train_loss"].max())
+        rows.append({"phase": int(phase), "optimizer": str(g["optimizer"].iloc[0]),
+                     "entry_loss": entry, "peak_loss": peak, "ratio": peak / entry})
+        entry = float(g["train_loss"].iloc[-1])
+    return rows
 
 
 def _to_cpu(obj):
@@ -335,7 +368,9 @@ def fit(
     n_train, n_classes = len(x_train), len(data.classes)
     steps = math.ceil(n_train / batch_size)
 
-    model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    # channels_last on every device: on a 2-core CPU a width-16 ResNet9 step took 579 ms vs 803 ms
+    # contiguous (issue #17); on CUDA it is what the tensor cores want.
+    model.to(device, memory_format=torch.channels_last)
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda") if cuda and amp_dtype == torch.float16 else None
     if cuda:
@@ -346,7 +381,7 @@ def fit(
         if gen is not None:
             x = augment_batch(x, gen)
         x = (x - mean) / std
-        return x.contiguous(memory_format=torch.channels_last) if cuda else x
+        return x.contiguous(memory_format=torch.channels_last)
 
     def autocast():
         return torch.autocast("cuda", dtype=amp_dtype) if cuda else torch.autocast("cpu", enabled=False)
@@ -374,10 +409,16 @@ def fit(
 
     optimizer = scheduler = None
     if start < total_epochs:
-        optimizer = _make_optimizer(phases[epoch_phase[start]], model)
-        scheduler = _make_scheduler(phases[epoch_phase[start]], optimizer, steps)
-        if opt_state is not None and start > 0 and epoch_phase[start] == epoch_phase[start - 1]:
-            optimizer.load_state_dict(opt_state)  # mid-phase: the optimizer carries on
+        p_now = epoch_phase[start]
+        p_before = epoch_phase[start - 1] if start > 0 else None
+        optimizer = _make_optimizer(phases[p_now], model)
+        if opt_state is not None and p_before not in (None, p_now) \
+                and phases[p_before].optimizer == phases[p_now].optimizer:  # resumed right at a rate step
+            optimizer.load_state_dict(opt_state)
+            optimizer = _enter_phase(phases[p_now], phases[p_before], optimizer, model)
+        scheduler = _make_scheduler(phases[p_now], optimizer, steps)
+        if opt_state is not None and p_before == p_now:  # mid-phase: optimizer and rate exactly as saved
+            optimizer.load_state_dict(opt_state)  # after the scheduler, which resets rate and momentum
             if scheduler is not None and sched_state is not None:
                 scheduler.load_state_dict(sched_state)
 
@@ -427,8 +468,8 @@ def fit(
                 break
             p_idx = epoch_phase[epoch]
             phase = phases[p_idx]
-            if epoch > start and p_idx != epoch_phase[epoch - 1]:  # the switch: a fresh optimizer
-                optimizer = _make_optimizer(phase, model)
+            if epoch > start and p_idx != epoch_phase[epoch - 1]:  # a phase boundary (maybe a switch)
+                optimizer = _enter_phase(phase, phases[epoch_phase[epoch - 1]], optimizer, model)
                 scheduler = _make_scheduler(phase, optimizer, steps)
             t0 = time.perf_counter()
             epoch_done_in_memory = False
@@ -540,29 +581,36 @@ def _load_training_checkpoint(path: Path, phases, seed, batch_size) -> dict:
 
 
 # ------------------------------------------------------------------------------------ run folders
-def run_dir_for(profile_name: str, schedule: str, split: str, seed: int) -> Path:
-    """``runs/<profile>/<schedule>-<split>-seed<seed>``: where :func:`train_run` keeps one run."""
-    return runs_dir(profile_name) / f"{schedule}-{split}-seed{seed}"
+def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0) -> Path:
+    """``runs/<profile>/<schedule>-<split>-fold<fold>-seed<seed>``: where :func:`train_run` keeps one run."""
+    return runs_dir(profile_name) / f"{schedule}-{split}-fold{fold}-seed{seed}"
 
 
-def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str) -> dict:
+def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str, fold: int) -> dict:
     return {
         "profile": prof.to_dict(),
         "schedule": schedule_name,
         "phases": [asdict(p) for p in phases],
         "seed": seed,
         "split": split,
+        "fold": fold,
     }
 
 
 def _same_config(a: dict, b: dict) -> list[str]:
     """What differs between two run configs: the profile fields that shape a run
-    (:data:`~bcdet_helpers.profiles.RUN_FIELDS`), schedule, phases, seed, split. The device does
-    not count, and JSON round-trips tuples to lists."""
+    (:data:`~bcdet_helpers.profiles.RUN_FIELDS`), schedule, phases, seed, split, fold. The device
+    does not count, and JSON round-trips tuples to lists."""
     norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
     pa, pb = a.get("profile") or {}, b.get("profile") or {}
     differs = [f"profile.{f}" for f in RUN_FIELDS if norm(pa.get(f)) != norm(pb.get(f))]
-    return differs + [k for k in ("schedule", "phases", "seed", "split") if norm(a.get(k)) != norm(b.get(k))]
+    return differs + [k for k in ("schedule", "phases", "seed", "split", "fold") if norm(a.get(k)) != norm(b.get(k))]
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise BcdetError(f"A seed must be a whole number from 0 to {2**32 - 1} (numpy's range), got {seed!r}.")
+    return seed
 
 
 def train_run(
@@ -574,8 +622,15 @@ def train_run(
     device="auto",
     resume: bool = False,
     progress: bool = True,
+    fold: int = 0,
+    params: dict | None = None,
+    run_dir: str | Path | None = None,
 ) -> FitResult:
     """One reproducible training run in its own folder (see :func:`run_dir_for`).
+
+    Fold ``fold`` of the split kind ``split`` is the test part (never looked at here); ``params``
+    overrides the arm's numbers (:func:`~bcdet_helpers.profiles.arm_params`; ``bcdet tune`` uses
+    it, with its own ``run_dir``).
 
     Writes ``config.json``, ``history.csv``, ``checkpoint.pt`` (every epoch), ``best.pt`` (the
     best-by-validation weights + what :func:`load_checkpoint` needs) and ``result.json``. A folder
@@ -587,13 +642,16 @@ def train_run(
         raise BcdetError(f"Unknown split {split!r}. Choose 'grouped' (leak-free) or 'random' (paper-like).")
     if epochs is not None and epochs < 1:
         raise BcdetError(f"--epochs must be at least 1, got {epochs}.")
+    _check_seed(seed)
     try:
         prof = get_profile(profile, epochs=epochs)
-        phases = schedule_phases(schedule_name, prof.epochs)
+        phases = schedule_phases(schedule_name, prof.epochs, prof, params)
     except ValueError as exc:  # unknown profile / schedule: the message lists the valid names
         raise BcdetError(str(exc)) from None
-    run_dir = run_dir_for(prof.name, schedule_name, split, seed)
-    config = _run_config(prof, schedule_name, phases, seed, split)
+    if not isinstance(fold, int) or not 0 <= fold < prof.folds:
+        raise BcdetError(f"--fold must be 0..{prof.folds - 1} (profile {prof.name!r} has {prof.folds} folds), got {fold!r}.")
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(prof.name, schedule_name, split, seed, fold)
+    config = _run_config(prof, schedule_name, phases, seed, split, fold)
 
     recorded = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
     if recorded:
@@ -617,7 +675,7 @@ def train_run(
     from .model import build_model
 
     dev = choose_device(device)
-    data = load_split_data(prof, split=split, seed=seed)
+    data = load_split_data(prof, split=split, seed=seed, fold=fold)
     torch.manual_seed(seed)
     model = build_model(prof)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -634,18 +692,19 @@ def train_run(
     meta = {
         "image_size": data.image_size, "channels": data.channels, "width": prof.width,
         "mean": float(data.mean), "std": float(data.std), "classes": tuple(data.classes),
-        "profile": prof.name, "schedule": schedule_name, "split": split, "seed": seed,
+        "profile": prof.name, "schedule": schedule_name, "split": split, "fold": fold, "seed": seed,
         "best_epoch": res.best_epoch,
     }
     _atomic_save({"model": res.best_state, "meta": meta}, run_dir / "best.pt")
     _atomic_csv(res.history, run_dir / "history.csv")
     best_row = res.history.set_index("epoch").loc[res.best_epoch]
     info = {
-        "profile": prof.name, "schedule": schedule_name, "split": split, "seed": seed,
+        "profile": prof.name, "schedule": schedule_name, "split": split, "fold": fold, "seed": seed,
         "epochs": len(res.history),
         "best_epoch": res.best_epoch,
         "best_val": {k: float(best_row[k]) for k in ("val_loss", "val_acc", "val_f1")},
         "final_val": {k: float(res.history[k].iloc[-1]) for k in ("val_loss", "val_acc", "val_f1")},
+        "phase_stability": phase_stability(res.history, len(data.classes)),
         "wall_time_s": res.wall_time,
         "seconds_per_epoch": res.seconds_per_epoch,
         "n_train": int((data.split == "train").sum()), "n_val": int((data.split == "val").sum()),
@@ -719,7 +778,7 @@ def load_checkpoint(path: str | Path, device="cpu"):
 def cli_train(args) -> int:
     """``bcdet train``: one headless run; prints where the results went and the best val metrics."""
     res = train_run(args.profile, args.schedule, seed=args.seed, split=args.split, epochs=args.epochs,
-                    device=args.device, resume=args.resume)
+                    device=args.device, resume=args.resume, fold=args.fold)
     if res.interrupted:
         print(f"Interrupted after epoch {len(res.history)}. Continue with the same command plus --resume.")
         return 130

@@ -184,7 +184,7 @@ def test_phase_table_lists_every_phase():
 def runs(tmp_path, monkeypatch):
     """train_run on fake data: the real loader is replaced (its own tests cover it)."""
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setattr(bdata, "load_split_data", lambda profile, split="grouped", seed=0, root=None: fake_data(),
+    monkeypatch.setattr(bdata, "load_split_data", lambda profile, split="grouped", seed=0, root=None, fold=0: fake_data(),
                         raising=False)
     return get_profile("smoke", image_size=SIZE, width=WIDTH, batch_size=16, epochs=3, augment=HAS_AUGMENT)
 
@@ -247,7 +247,7 @@ def test_unfinished_run_needs_resume(runs):
 def test_cli_train_prints_where_results_went(runs, capsys, monkeypatch):
     monkeypatch.setattr(train, "get_profile", lambda name, **kw: runs.__class__(**{**runs.to_dict(), **kw}))
     args = argparse.Namespace(profile="smoke", schedule="onecycle", seed=2, split="grouped", epochs=2,
-                              device="cpu", resume=False)
+                              device="cpu", resume=False, fold=0)
     assert train.cli_train(args) == 0
     out = capsys.readouterr().out
     assert str(train.run_dir_for("smoke", "onecycle", "grouped", 2)) in out
