@@ -57,7 +57,7 @@ def _n_train_images(prof) -> int:
         counts = {c: sum(1 for p in list_images(root) if p.parent.name == c) for c in CLASSES}
     if prof.max_per_class:
         counts = {c: min(n, prof.max_per_class) for c, n in counts.items()}
-    return max(1, round(sum(counts.values()) * (1 - prof.val_fraction - prof.test_fraction)))
+    return max(1, round(sum(counts.values()) * (1 - 1 / prof.folds) * (1 - prof.val_fraction)))
 
 
 def _recorded_seconds_per_epoch(profile: str, device_type: str) -> float | None:
@@ -112,7 +112,7 @@ def _measure_seconds_per_epoch(prof, device, n_train: int) -> float:
         torch.cuda.synchronize()
     per_image = (time.perf_counter() - t0) / (timed * batch)
     # + validation (a forward pass over ~val/train as many images, ~1/3 of a training step each)
-    val_share = prof.val_fraction / max(1e-9, 1 - prof.val_fraction - prof.test_fraction)
+    val_share = prof.val_fraction / (1 - prof.val_fraction)
     return per_image * n_train * (1 + val_share / 3)
 
 

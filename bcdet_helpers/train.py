@@ -633,7 +633,8 @@ def train_run(
     it, with its own ``run_dir``).
 
     Writes ``config.json``, ``history.csv``, ``checkpoint.pt`` (every epoch), ``best.pt`` (the
-    best-by-validation weights + what :func:`load_checkpoint` needs) and ``result.json``. A folder
+    best-by-validation weights + what :func:`load_checkpoint` needs), ``last.pt`` (the final
+    weights, same format) and ``result.json``. A folder
     that already holds the finished run is loaded, not retrained -- notebook 05 reuses notebook
     04's runs that way. A folder with an unfinished run needs ``resume=True`` (or deleting).
     """
@@ -696,6 +697,9 @@ def train_run(
         "best_epoch": res.best_epoch,
     }
     _atomic_save({"model": res.best_state, "meta": meta}, run_dir / "best.pt")
+    # the weights at the end of training: the study's weights rule (no selection on a noisy curve)
+    _atomic_save({"model": _to_cpu(model.state_dict()), "meta": {**meta, "epoch": len(res.history)}},
+                 run_dir / "last.pt")
     _atomic_csv(res.history, run_dir / "history.csv")
     best_row = res.history.set_index("epoch").loc[res.best_epoch]
     info = {
