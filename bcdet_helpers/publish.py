@@ -27,9 +27,9 @@ from .paths import project_root, runs_dir
 RUN_FILES = ("config.json", "history.csv", "result.json")
 
 
-def study_runs(metrics: dict) -> list[tuple[str, str, int]]:
-    """``(split, schedule, seed)`` of every run in the study that ``metrics.json`` describes."""
-    return [(r["split"], r["schedule"], int(r["seed"])) for r in metrics.get("runs", [])]
+def study_runs(metrics: dict) -> list[tuple[str, str, int, int]]:
+    """``(split, schedule, seed, fold)`` of every run in the study that ``metrics.json`` describes."""
+    return [(r["split"], r["schedule"], int(r["seed"]), int(r.get("fold", 0))) for r in metrics.get("runs", [])]
 
 
 def publish(profile: str, dest: str | Path | None = None) -> Path:
@@ -47,7 +47,7 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
     if not runs:
         raise BcdetError(f"{metrics_path} lists no training runs (notebook 05 did not finish?). "
                          f"Run `bcdet reproduce --profile {profile}` again; finished runs are reused.")
-    run_dirs = [run_dir_for(profile, sched, split, seed) for split, sched, seed in runs]
+    run_dirs = [run_dir_for(profile, sched, split, seed, fold) for split, sched, seed, fold in runs]
     missing = [run for run in run_dirs if not (run / "result.json").exists()]
     if missing:
         raise BcdetError(f"Runs listed in {metrics_path} are not finished: {', '.join(map(str, missing))}. "
@@ -60,8 +60,8 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
     shutil.copy2(metrics_path, stage / "metrics.json")
     for fig in sorted((src / "figures").glob("*.png")):
         shutil.copy2(fig, stage / "figures" / fig.name)
-    for split, seed in sorted({(split, seed) for split, _, seed in runs}):
-        csv = src / "splits" / f"{split}-seed{seed}.csv"
+    for split, seed, fold in sorted({(split, seed, fold) for split, _, seed, fold in runs}):
+        csv = src / "splits" / f"{split}-fold{fold}-seed{seed}.csv"
         if csv.exists():
             (stage / "splits").mkdir(exist_ok=True)
             shutil.copy2(csv, stage / "splits" / csv.name)

@@ -27,7 +27,7 @@ def fake_reproduction(profile="smoke"):
     (folder / "figures").mkdir()
     (folder / "figures" / "05_confusion_matrices.png").write_bytes(b"png")
     (folder / "splits").mkdir()
-    (folder / "splits" / "grouped-seed0.csv").write_text("file,split\n")
+    (folder / "splits" / "grouped-fold0-seed0.csv").write_text("file,split\n")
     (folder / "notebooks").mkdir()
     (folder / "notebooks" / "01_dataset_inspection.ipynb").write_text("{}")
     write_json(folder / "metrics.json", {
@@ -47,11 +47,11 @@ def test_publish_copies_the_small_outputs_only(tmp_path, monkeypatch):
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == [
         "figures/05_confusion_matrices.png", "metrics.json", "report.md",
-        "runs/constant-grouped-seed0/config.json", "runs/constant-grouped-seed0/history.csv",
-        "runs/constant-grouped-seed0/result.json",
-        "runs/switching-grouped-seed0/config.json", "runs/switching-grouped-seed0/history.csv",
-        "runs/switching-grouped-seed0/result.json",
-        "splits/grouped-seed0.csv",
+        "runs/constant-grouped-fold0-seed0/config.json", "runs/constant-grouped-fold0-seed0/history.csv",
+        "runs/constant-grouped-fold0-seed0/result.json",
+        "runs/switching-grouped-fold0-seed0/config.json", "runs/switching-grouped-fold0-seed0/history.csv",
+        "runs/switching-grouped-fold0-seed0/result.json",
+        "splits/grouped-fold0-seed0.csv",
     ]  # no weights, no executed notebooks, no run outside the study, nothing stale
     assert json.loads((dest / "metrics.json").read_text())["profile"] == "smoke"
     report = (dest / "report.md").read_text()
