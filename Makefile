@@ -42,6 +42,7 @@ test: setup  ## unit tests + every notebook under the smoke profile
 
 bench: setup  ## speed benchmarks, side by side (writes benchmarks/results/)
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/throughput.py --profile laptop
 
 clean:  ## remove runs/ (caches, checkpoints, executed notebooks); keeps data/ and .venv/
 	rm -rf runs .pytest_cache

@@ -151,7 +151,7 @@ def metrics(y_true, proba, classes=CLASSES) -> dict:
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "macro_f1": macro_f1(y_true, proba),  # the one definition (bcdet_helpers.metrics)
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "macro_precision": float(np.mean(prec[present])),
         "macro_recall": float(np.mean(rec[present])),
@@ -183,13 +183,12 @@ def accuracy(y_true, proba) -> float:
 
 
 def macro_f1(y_true, proba) -> float:
-    """Unweighted mean of the per-class F1 over the classes present in ``y_true`` (a ``metric_fn``;
-    the same definition as ``metrics()["macro_f1"]``)."""
-    from sklearn.metrics import f1_score
+    """Unweighted mean of the per-class F1 over the classes present in ``y_true`` (a ``metric_fn``):
+    :func:`bcdet_helpers.metrics.macro_f1`, the one definition training uses too."""
+    from .metrics import macro_f1 as _macro_f1
 
     y_true, proba = _check(y_true, proba)
-    labels = sorted(set(y_true.tolist()))
-    return float(f1_score(y_true, proba.argmax(1), labels=labels, average="macro", zero_division=0))
+    return _macro_f1(y_true, proba.argmax(1), proba.shape[1])
 
 
 def roc_curves(y_true, proba, classes=CLASSES) -> dict:

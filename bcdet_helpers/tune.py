@@ -35,6 +35,7 @@ from .runinfo import environment_info, git_commit, write_json
 __all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "cli_tune"]
 
 LAST_EPOCHS = 5  # the score averages the validation accuracy of this many final epochs
+STABLE_RATIO = 2.0  # a phase whose peak training loss exceeds 2 x its entry loss has blown up (#13)
 TUNING_FOLD = 0  # the held-out fold whose training part tuning may use
 
 
@@ -97,7 +98,7 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
     if threads:
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    prof = get_profile(profile)
+    prof = get_profile(profile)  # a name or a Profile (tests pass a smaller one)
     sampler = optuna.samplers.TPESampler(seed=seed + worker)
     study = optuna.create_study(study_name=_study_name(prof.name, arm, split), storage=_storage(url),
                                 sampler=sampler, direction="maximize", load_if_exists=True)
@@ -127,11 +128,13 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
     study.optimize(objective, n_trials=trials, callbacks=[stop], catch=())
 
 
-def tune(profile: str, arm: str, trials: int, storage: str | None = None, split: str = "grouped",
+def tune(profile, arm: str, trials: int, storage: str | None = None, split: str = "grouped",
          seed: int = 0, device: str = "cpu", jobs: int = 1, out: str | Path | None = None,
          progress: bool = True) -> dict:
     """Run (or resume) the study of ``arm`` until it holds ``trials`` finished trials; returns
-    :func:`summarize`'s summary, also written to ``out`` (default ``runs/<profile>/tuning/``)."""
+    :func:`summarize`'s summary, also written to ``out`` (default ``runs/<profile>/tuning/``).
+
+    ``profile`` is a name or a :class:`~bcdet_helpers.profiles.Profile`."""
     prof = get_profile(profile)
     if arm not in SEARCH_SPACES:
         raise BcdetError(f"Unknown schedule {arm!r}. Choose one of: {', '.join(SEARCH_SPACES)}.")
@@ -142,12 +145,12 @@ def tune(profile: str, arm: str, trials: int, storage: str | None = None, split:
     url = storage or storage_url(prof.name)
     t0 = time.time()
     if jobs == 1:
-        _worker(prof.name, arm, split, trials, url, seed, device, None, 0, progress)
+        _worker(prof, arm, split, trials, url, seed, device, None, 0, progress)
     else:  # N single-thread workers: on 2 CPU cores, 1.13x one two-thread run (issue #17)
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        _worker(prof.name, arm, split, 0, url, seed, device, threads, 0, False)  # creates the study once
+        _worker(prof, arm, split, 0, url, seed, device, threads, 0, False)  # creates the study once
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=(prof.name, arm, split, trials, url, seed, device, threads, w,
+        procs = [ctx.Process(target=_worker, args=(prof, arm, split, trials, url, seed, device, threads, w,
                                                    progress)) for w in range(jobs)]
         for p in procs:
             p.start()
@@ -172,12 +175,17 @@ def summarize(profile: str, arm: str, split: str, url: str, out=None, wall_time:
     done = df[df["state"] == "COMPLETE"]
     if done.empty:
         raise BcdetError(f"The study {study.study_name} has no finished trial yet; run bcdet tune again.")
-    best = study.best_trial
+    # the best *stable* trial: no phase's peak training loss above STABLE_RATIO x its entry loss
+    stable = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+              if t.user_attrs.get("max_phase_ratio", math.inf) <= STABLE_RATIO]
+    best = max(stable, key=lambda t: t.value) if stable else study.best_trial
     seconds = float(done["user_attrs_seconds"].sum()) if "user_attrs_seconds" in done else math.nan
     summary = {
         "profile": profile, "arm": arm, "split": split, "fold": TUNING_FOLD,
         "score": f"mean validation accuracy of the last {LAST_EPOCHS} epochs (test fold {TUNING_FOLD} never read)",
-        "trials": int(len(done)), "best_trial": best.number, "best_value": best.value, "params": best.params,
+        "trials": int(len(done)), "stable_trials": len(stable), "stable": bool(stable),
+        "rule": f"highest score among trials whose every phase peaks below {STABLE_RATIO} x its entry loss",
+        "best_trial": best.number, "best_value": best.value, "params": best.params,
         "best_user_attrs": best.user_attrs, "training_seconds": seconds, "wall_time_s": wall_time,
         "storage": url.split("@")[-1], "study": study.study_name, "git_commit": git_commit(),
         "environment": environment_info(device),

@@ -268,3 +268,17 @@ def test_training_plots_return_figures(uninterrupted):
     fig = plots.training_history({"switching": res.history, "constant": res.history.assign(phase=0)})
     assert fig.axes and len(fig.axes[0].patches) >= 2  # one shaded band per phase
     assert plots.optimizer_paths(steps=20).axes
+
+
+def test_one_macro_f1_for_training_and_evaluation_absent_class_pinned():
+    """Issue #18: training's validation macro-F1 and evaluation's are one definition. With a class
+    absent from the truth (here: no normal image), it is averaged over the classes present --
+    0.833 on these four predictions, not scikit-learn's all-labels 0.556."""
+    from bcdet_helpers import evaluate
+    from bcdet_helpers.metrics import confusion
+
+    y_true, y_pred = np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2])
+    proba = np.eye(3)[y_pred]
+    assert macro_f1_from_confusion(confusion(y_true, y_pred, 3)) == pytest.approx(0.8333, abs=1e-4)
+    assert evaluate.macro_f1(y_true, proba) == pytest.approx(0.8333, abs=1e-4)
+    assert evaluate.metrics(y_true, proba)["macro_f1"] == pytest.approx(0.8333, abs=1e-4)
