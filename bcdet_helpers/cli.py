@@ -86,11 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def preflight(key: str, args) -> None:
+    """Refusals a command owes the user before it does any work.
+
+    ``bcdet train`` refuses a BUSI folder that ``bcdet data check`` calls NOT USABLE here, before it
+    picks a device or touches a run folder (``reproduce`` does the same itself, and the notebooks
+    through :func:`~bcdet_helpers.data.index.load_index`), so all of them say the same thing.
+    """
+    if key == "train":
+        from .data.check import require_usable
+
+        require_usable()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     key = args.command + (f" {args.data_command}" if args.command == "data" else "")
     module, func = HANDLERS[key]
     try:
+        preflight(key, args)
         handler = getattr(importlib.import_module(module), func)
         return int(handler(args) or 0)
     except BcdetError as exc:

@@ -232,6 +232,9 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     seeds = [int(s) for s in seeds] if seeds else None
     splits = list(splits) if splits else None
     prof = get_profile(profile, seeds=seeds, splits=splits)  # bad names -> ValueError before anything runs
+    from .data.check import require_usable
+
+    require_usable()  # the same refusal as `bcdet train` and the notebooks, before anything runs
     notebooks = [Path(nb) for nb in (notebooks if notebooks is not None else course_notebooks())]
     if not notebooks:
         raise BcdetError(f"No notebooks to run (looked for NN_*.ipynb in {project_root() / 'notebooks'}).")

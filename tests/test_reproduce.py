@@ -16,6 +16,12 @@ from bcdet_helpers.errors import BcdetError
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
+@pytest.fixture(autouse=True)
+def usable_busi(busi_dir, monkeypatch):
+    """reproduce refuses to start without a usable BUSI folder (issue #16), even for tiny notebooks."""
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+
+
 def write_nb(path, *sources, params='profile = "laptop"'):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = KERNEL

@@ -258,6 +258,49 @@ def _short_list(items: list[str], limit: int = 5) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+# (root, signature) -> None when usable, else the refusal message; see require_usable
+_VERDICTS: dict[tuple[str, tuple], str | None] = {}
+
+
+def _signature(root: Path) -> tuple:
+    """(name, size, mtime) of every entry one and two levels down: any change a check could see
+    (a class folder removed, a PNG replaced or truncated) changes it; a few ms for BUSI."""
+    entries = []
+    for p in sorted([*root.iterdir(), *root.glob("*/*")]):
+        st = p.stat()
+        entries.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return tuple(entries)
+
+
+def unusable_message(report: CheckReport) -> str:
+    """The one refusal every entry point prints for a folder ``bcdet data check`` calls NOT USABLE."""
+    errors = report.errors
+    shown = "; ".join(str(p) for p in errors[:5])
+    more = f"; ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return (f"The BUSI folder {report.root} is NOT USABLE ({len(errors)} error(s)): {shown}{more}. "
+            f"`bcdet data check {report.root}` prints the full report. Fix the folder (or point BCDET_DATA "
+            "at a complete copy) and run again.")
+
+
+def require_usable(path: str | Path | None = None) -> Path:
+    """The BUSI folder at ``path`` (as :func:`locate_busi` finds it), or :class:`BcdetError` when
+    :func:`check_dataset` finds errors there.
+
+    Training, ``bcdet reproduce`` and every notebook call this before they read the data, so a
+    class folder gone missing stops them all with the same message -- never a model trained on two
+    classes or a ``KeyError`` deep inside a notebook. The verdict is kept per folder (and per state
+    of its files), so calling it again costs a directory listing, not a new check.
+    """
+    root = locate_busi(path)
+    key = (str(root), _signature(root))
+    if key not in _VERDICTS:
+        report = check_dataset(root)
+        _VERDICTS[key] = None if report.ok else unusable_message(report)
+    if _VERDICTS[key] is not None:
+        raise BcdetError(_VERDICTS[key])
+    return root
+
+
 def cli_check(args) -> int:
     """``bcdet data check [PATH]``: print the report; exit 0 when usable, 1 otherwise."""
     report = check_dataset(getattr(args, "path", None))

@@ -14,8 +14,8 @@ import torch
 from ..paths import CLASSES, runs_dir
 from ..profiles import Profile, get_profile
 from .cache import load_cache
+from .check import require_usable
 from .index import load_index
-from .locate import locate_busi
 from .split import leak_report, make_split
 from .splitdata import SplitData
 
@@ -39,7 +39,7 @@ def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None) -
     """All images of ``profile`` (name or :class:`Profile`) as tensors with a ``split`` of kind
     ``"grouped"`` (leak-free, default) or ``"random"`` (paper-like), deterministic in ``seed``."""
     prof: Profile = get_profile(profile)
-    root = locate_busi(root)
+    root = require_usable(root)  # a folder `bcdet data check` calls NOT USABLE never reaches training
     bundle = load_index(root, full=True)
     index = select_subset(bundle["index"], prof.max_per_class)
     parts = make_split(index, split, seed, prof.val_fraction, prof.test_fraction)

@@ -39,9 +39,8 @@ from PIL import Image
 from ..errors import BcdetError
 from ..paths import CLASSES, runs_dir
 from . import duplicates
-from .check import parse_name
+from .check import parse_name, require_usable
 from .images import read_image, read_mask, to_8bit
-from .locate import locate_busi
 
 INDEX_VERSION = 2  # bump when the columns or detectors change, to invalidate old caches
 COLOUR_DELTA = 30
@@ -185,8 +184,11 @@ def load_index(root: str | Path | None = None, full: bool = False, rebuild: bool
     ``full=True`` returns the whole cached bundle: ``index``, ``pairs`` (the near-duplicate pairs),
     ``similarity`` (N x N), ``thumbs`` (N x 96 x 96 uint8), ``histograms`` (N x 256 pixel counts),
     ``build_seconds`` and ``cache_file``.
+
+    Every reader of BUSI comes through here (the tensor cache, :func:`load_split_data`, the
+    notebooks), so this is where an unusable folder is refused (:func:`check.require_usable`).
     """
-    root = locate_busi(root)
+    root = require_usable(root)
     cache = runs_dir() / "cache" / f"index-{fingerprint(root)}.pkl"
     bundle = None
     if cache.exists() and not rebuild:
