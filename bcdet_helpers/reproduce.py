@@ -255,6 +255,7 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         est = estimate(prof, dev)
         print_estimate(est)
         print(f"Results go to {folder}\n")
+        set_aside_previous(folder)
 
         t_all = time.perf_counter()
         wall = {}
@@ -283,8 +284,32 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         metrics.setdefault("profile", prof.name)
         write_json(metrics_path, metrics)
         report = write_report(metrics, folder)
+        for previous in PREVIOUS.values():  # superseded by the files just written
+            (folder / previous).unlink(missing_ok=True)
         print(f"Done in {_fmt_duration(total)}. Report: {report}  Metrics: {metrics_path}")
         return metrics
+
+
+# what a finished reproduction leaves -> where it goes while the next one runs
+PREVIOUS = {"report.md": "report.previous.md", "metrics.json": "metrics.previous.json"}
+
+
+def set_aside_previous(folder: Path) -> None:
+    """Rename the last reproduction's ``report.md`` and ``metrics.json`` to ``*.previous.*``.
+
+    They are rewritten only when every notebook has run, so a reproduction that fails halfway would
+    otherwise leave the old report beside new, failed notebooks, looking current -- and ``bcdet
+    publish`` would copy it. A success deletes the ``.previous`` files; a failure keeps them to
+    compare with.
+    """
+    moved = []
+    for name, previous in PREVIOUS.items():
+        if (folder / name).exists():
+            (folder / name).replace(folder / previous)
+            moved.append(previous)
+    if moved:
+        print(f"The last reproduction's files are now {' and '.join(moved)} in {folder}; "
+              "new ones are written when all notebooks have run.\n", flush=True)
 
 
 def reproduce_command(profile: str, seeds=None, splits=None) -> str:

@@ -69,6 +69,34 @@ def test_successful_run_merges_wall_times_and_writes_the_report(tmp_path, monkey
     assert "profile `smoke`" in report and "05_writes.ipynb" in report and "not a medical device" in report
 
 
+def test_a_failed_reproduction_leaves_no_report_that_looks_current(tmp_path, monkeypatch, capsys):
+    """Issue #16 case 3: the last report is set aside, not left beside new, failed notebooks."""
+    from bcdet_helpers.publish import publish
+
+    writer = write_nb(
+        tmp_path / "05_writes.ipynb",
+        "from bcdet_helpers.paths import runs_dir\n"
+        "from bcdet_helpers.runinfo import write_json\n"
+        "write_json(runs_dir(profile) / 'metrics.json', {'profile': profile, 'runs': []})",
+    )
+    out = tmp_path / "runs"
+    rp.reproduce("smoke", out=out, notebooks=[writer], echo=False)
+    folder = out / "smoke"
+    assert (folder / "report.md").exists() and (folder / "metrics.json").exists()
+    bad = write_nb(tmp_path / "01_broken.ipynb", "raise ValueError('boom')")
+    with pytest.raises(BcdetError, match="01_broken.ipynb failed"):
+        rp.reproduce("smoke", out=out, notebooks=[bad, writer], echo=False)
+    assert not (folder / "report.md").exists() and not (folder / "metrics.json").exists()
+    assert (folder / "report.previous.md").exists() and (folder / "metrics.previous.json").exists()
+    assert "report.previous.md" in capsys.readouterr().out
+    monkeypatch.setenv("BCDET_RUNS", str(out))
+    with pytest.raises(BcdetError, match="run `bcdet reproduce --profile smoke` first"):
+        publish("smoke", dest=tmp_path / "results")
+    rp.reproduce("smoke", out=out, notebooks=[writer], echo=False)  # a success clears the old copies
+    assert (folder / "report.md").exists() and not (folder / "report.previous.md").exists()
+    assert not (folder / "metrics.previous.json").exists()
+
+
 def test_report_is_built_from_the_metrics_only(tmp_path):
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "05_confusion_matrices.png").write_bytes(b"png")
