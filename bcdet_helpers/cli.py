@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .errors import BcdetError
+from .options import epochs_arg, seed_arg, seeds_arg
 from .profiles import SPLITS
 
 # sub-command -> (module, function)
@@ -52,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="one headless training run")
     tr.add_argument("--profile", default="laptop", help="paper | laptop | smoke (default: %(default)s)")
     tr.add_argument("--schedule", default="switching", help="constant | switching | onecycle (default: %(default)s)")
-    tr.add_argument("--seed", type=int, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
+    tr.add_argument("--seed", type=seed_arg, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
     tr.add_argument("--split", default="grouped", choices=SPLITS,
                     help="grouped (leak-free) | random (paper-like) (default: %(default)s)")
-    tr.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    tr.add_argument("--epochs", type=epochs_arg, default=None, help="override the profile's epochs")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill")
     rp.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
-    rp.add_argument("--seeds", type=int, nargs="+", default=None, metavar="N",
+    rp.add_argument("--seeds", type=seeds_arg, nargs="+", default=None, metavar="N",
                     help="a smaller study: only these seeds (default: the profile's own)")
     rp.add_argument("--splits", nargs="+", choices=SPLITS, default=None,
                     help="a smaller study: only these splits (default: both)")

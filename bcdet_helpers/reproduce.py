@@ -229,7 +229,9 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     from .profiles import get_profile
     from .runinfo import environment_info, write_json
 
-    seeds = [int(s) for s in seeds] if seeds else None
+    from .options import check_seed
+
+    seeds = [check_seed(s, "--seeds") for s in seeds] if seeds else None  # before notebook 01, not in 05
     splits = list(splits) if splits else None
     prof = get_profile(profile, seeds=seeds, splits=splits)  # bad names -> ValueError before anything runs
     from .data.check import require_usable

@@ -77,3 +77,41 @@ def test_a_usable_folder_is_checked_once(mini_busi, monkeypatch):
     (mini_busi / "benign" / "benign (1).png").write_bytes(b"broken")  # a change is seen
     with pytest.raises(BcdetError, match="NOT USABLE"):
         check.require_usable(mini_busi)
+
+
+# --------------------------------------------------------------------------------------------
+# case 4: option values are refused while parsing, not by numpy after training started
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["train", "--seed", "-1"],
+    ["train", "--seed", str(2**66)],
+    ["train", "--epochs", "0"],
+    ["reproduce", "--profile", "smoke", "--seeds", "0", "-1"],
+    ["reproduce", "--profile", "smoke", "--seeds", str(2**32)],
+])
+def test_bad_option_values_stop_the_cli_while_parsing(argv, capsys, monkeypatch):
+    from bcdet_helpers import reproduce as rp
+    from bcdet_helpers.data import check
+
+    started = []
+    monkeypatch.setattr(check, "require_usable", lambda *a: started.append("data"), raising=False)
+    monkeypatch.setattr(rp, "reproduce", lambda *a, **k: started.append("reproduce"))
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert f"argument {argv[-2] if argv[-2].startswith('--') else '--seeds'}" in err
+    assert ("0 to 4294967295" in err) if "--epochs" not in argv else ("at least 1" in err)
+    assert started == []
+
+
+@pytest.mark.parametrize("seeds", [[-1], [0, 2**66], [1.5], ["x"]])
+def test_reproduce_checks_seeds_before_notebook_01(seeds, tmp_path, busi_dir, monkeypatch):
+    from bcdet_helpers import reproduce as rp
+    from test_reproduce import write_nb
+
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    nb = write_nb(tmp_path / "01_first.ipynb", "print('ran')")
+    with pytest.raises(BcdetError, match="--seeds .*a seed is a whole number from 0 to 4294967295"):
+        rp.reproduce("smoke", out=tmp_path / "out", notebooks=[nb], echo=False, seeds=seeds)
+    assert not (tmp_path / "out").exists()
