@@ -17,7 +17,8 @@ QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=paper|laptop|smoke (reproduce), BCDET_DATA=/path/to/Dataset_BUSI_with_GT,"
-	@echo "             ARGS=\"--seeds 0 --splits grouped\" (reproduce: a smaller study)"
+	@echo "             ARGS=\"--seeds 0 --splits grouped\" (reproduce: a smaller study),"
+	@echo "             YES=1 (reproduce: start a job estimated at over an hour without asking)"
 
 setup: $(STAMP)  ## create .venv, install bcdet (editable, with test extras), register the Jupyter kernel
 
@@ -34,8 +35,8 @@ data: setup  ## find BUSI (BCDET_DATA or data/) or download it, then validate it
 lab: setup  ## open JupyterLab on the course notebooks
 	$(BIN)/jupyter lab notebooks/
 
-reproduce: data  ## run notebooks 01-05 headless with papermill (PROFILE=paper by default)
-	$(BIN)/bcdet reproduce --profile $(PROFILE) $(ARGS)
+reproduce: data  ## run notebooks 01-05 headless with papermill (PROFILE=paper by default; over 1 h: asks, or YES=1)
+	$(BIN)/bcdet reproduce --profile $(PROFILE) $(if $(filter 1 yes true,$(YES)),--yes) $(ARGS)
 
 test: setup  ## unit tests + every notebook under the smoke profile
 	$(BIN)/python -m pytest

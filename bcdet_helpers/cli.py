@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--splits", nargs="+", choices=SPLITS, default=None,
                     help="a smaller study: only these splits (default: both)")
     rp.add_argument("--out", default=None, help="default: runs/<profile>/")
+    rp.add_argument("--yes", action="store_true",
+                    help="start even when the training is estimated at over an hour, without asking")
 
     pb = sub.add_parser("publish", help="copy a finished reproduction's small outputs to results/<profile>/")
     pb.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
