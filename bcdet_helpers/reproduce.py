@@ -25,6 +25,10 @@ from pathlib import Path
 from .errors import BcdetError
 from .paths import CLASSES, project_root, runs_dir, use_runs_dir
 
+# The kernel papermill runs and every notebook's metadata names: Jupyter's own "python3", which
+# inside .venv's Jupyter is .venv's Python. No user-wide kernel is registered (see the Makefile).
+KERNEL = "python3"
+
 REPORT_FIGURES = (  # (file stem under figures/, caption) -- the ones report.md links, if present
     ("05_confusion_matrices", "Confusion matrices (test split, best-by-validation)"),
     ("05_schedule_comparison", "Switching vs constant, per seed and split"),
@@ -267,7 +271,7 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
             str(notebook),
             str(out),
             parameters=parameters,
-            kernel_name="python3",
+            kernel_name=KERNEL,
             cwd=str(notebook.parent),
             progress_bar=False,
             stdout_file=sys.stdout if echo else None,
