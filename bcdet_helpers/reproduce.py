@@ -315,6 +315,11 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     notebooks = [Path(nb) for nb in (notebooks if notebooks is not None else course_notebooks())]
     if not notebooks:
         raise BcdetError(f"No notebooks to run (looked for NN_*.ipynb in {project_root() / 'notebooks'}).")
+    from .params import check_reproduce_parameters
+
+    given = {"profile": prof.name, "seeds": seeds, "splits": splits}
+    check_reproduce_parameters(notebooks, {k: v for k, v in given.items() if v is not None},
+                               optional=("seeds", "splits"))
     if out is not None:
         out = Path(out).expanduser().resolve()
         out = out.parent if out.name == prof.name else out
