@@ -96,8 +96,12 @@ class CheckReport:
         """All class folders present, each with at least one image, and nothing unreadable."""
         return not self.errors
 
-    def format(self) -> str:
-        """A plain-text report: counts table, size range, errors, warnings, notes, verdict."""
+    def format(self, verdict: str | None = None) -> str:
+        """A plain-text report: counts table, size range, errors, warnings, notes, verdict.
+
+        ``verdict`` replaces the last line when the caller decides more than the check does (a
+        download refused for holding fewer images than BUSI must not end on "Result: OK").
+        """
         lines = [f"BUSI folder: {self.root}", ""]
         lines.append(f"{'class':<10} {'images':>7} {'masks':>7} {'expected images':>16}")
         for cls in CLASSES:
@@ -123,7 +127,9 @@ class CheckReport:
         if self.notes:
             lines += ["", f"Notes ({len(self.notes)}):"] + [f"  - {n}" for n in self.notes]
         lines.append("")
-        if self.ok:
+        if verdict is not None:
+            lines.append(verdict)
+        elif self.ok:
             lines.append("Result: OK -- this folder is usable.")
         else:
             lines.append(f"Result: NOT USABLE -- fix the {len(self.errors)} error(s) above.")

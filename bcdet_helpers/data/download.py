@@ -163,7 +163,8 @@ def download_busi(
                              f"nothing was written. {_by_hand(dest)}")
         short = _shortfall(report.images)
         if short and not allow_incomplete:
-            print(report.format())
+            print(report.format(verdict="Result: NOT INSTALLED -- readable, but fewer images than the "
+                                        "published BUSI (see the error below)."))
             counts = ", ".join(f"{c} {got} of {n}" for c, (got, n) in short.items())
             raise BcdetError(
                 f"The zip from {url} holds fewer images than the published BUSI ({counts}): a partial "
