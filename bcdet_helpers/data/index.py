@@ -41,6 +41,7 @@ from ..paths import CLASSES, runs_dir
 from . import duplicates
 from .check import parse_name, require_usable
 from .images import read_image, read_mask, to_8bit
+from .progress import announce
 
 INDEX_VERSION = 2  # bump when the columns or detectors change, to invalidate old caches
 COLOUR_DELTA = 30
@@ -154,7 +155,7 @@ def _build(root: Path) -> dict:
     t0 = time.perf_counter()
     files = list_images(root)
     rows, thumbs, hists = [], [], []
-    for p in files:
+    for p in announce(files, len(files), f"Indexing BUSI in {root}"):
         row, thumb, hist = _describe(p)
         label = p.parent.name
         rows.append({"file": f"{label}/{p.name}", "path": str(p), "label": label,
@@ -163,6 +164,7 @@ def _build(root: Path) -> dict:
         hists.append(hist)
     index = pd.DataFrame(rows)
     thumbs = np.stack(thumbs)
+    print("  comparing every pair for near-duplicates ...", flush=True)
     sim = duplicates.similarity_matrix(thumbs)
     pairs = duplicates.pairs_from_similarity(sim, index["file"], index["label"])
     index["group"] = duplicates.duplicate_groups(index["file"], pairs)
