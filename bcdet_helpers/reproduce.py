@@ -432,6 +432,20 @@ def _mean_std(d: dict | None) -> str:
     return f"{100 * d['mean']:.1f}{sd}% (n={d.get('n', len(d.get('values', [])))})"
 
 
+def smoke_warning(profile: str) -> str | None:
+    """For the ``smoke`` profile, why its numbers mean nothing (a report without it reads "ours
+    30 % vs the paper 90 %" as a finding); ``None`` for the other profiles."""
+    if profile != "smoke":
+        return None
+    from .profiles import get_profile
+
+    p = get_profile("smoke")
+    return (f"Smoke profile: these numbers mean nothing. It trains a {p.width}-channel ResNet9 for "
+            f"{p.epochs} epochs on at most {p.max_per_class} images per class at {p.image_size} x "
+            f"{p.image_size} px, only to check that every code path runs (make test). Do not compare "
+            "them with the paper; the laptop or paper profile gives numbers worth reading.")
+
+
 def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | None = None) -> Path:
     """``report.md``: one page a reviewer reads without Jupyter, built only from ``metrics``.
 
@@ -449,6 +463,9 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     add("ResNet9 on BUSI (benign / malignant / normal), reproducing Achyuthanwesh et al. "
         f"Every number below was computed by the executed notebooks in `{executed_notebooks or 'notebooks/'}`; "
         "this is a teaching model, not a medical device.\n")
+    smoke = smoke_warning(profile)
+    if smoke:
+        add(f"> **{smoke}**\n")
     add(f"- device: {dev_text}")
     if rep.get("total_wall_time_s") is not None:
         add(f"- wall time: {_fmt_duration(rep['total_wall_time_s'])} in total for this command "
@@ -473,6 +490,8 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     ev = metrics.get("evaluation", {})
     study = metrics.get("study", {})
     add("## Headline: test accuracy, ours vs the paper\n")
+    if smoke:
+        add("*Smoke profile: the comparison below checks that the code runs, nothing else.*\n")
     add("| | accuracy | macro-F1 | 95% CI (accuracy, one model) | note |")
     add("| --- | --- | --- | --- | --- |")
     models = ev.get("models", {})

@@ -246,3 +246,15 @@ def test_make_reproduce_passes_yes_through():
     dry = subprocess.run(["make", "-n", "-C", str(root), "reproduce"],
                          capture_output=True, text=True, check=True).stdout
     assert "--yes" not in next(ln for ln in dry.splitlines() if "bcdet reproduce" in ln)
+
+
+def test_a_smoke_report_says_its_numbers_mean_nothing(tmp_path):
+    """Issue #16 case 9: 'ours 30 % vs paper 90 %' from the smoke profile is not a finding."""
+    metrics = {"profile": "smoke", "comparison_table": [{"source": "paper, switching", "accuracy": 0.90}],
+               "study": {"grouped": {"switching": {"accuracy": {"mean": 0.3, "std": 0.0, "n": 1}}}}}
+    text = rp.write_report(metrics, tmp_path).read_text()
+    head, table = text.split("## Headline", 1)
+    assert "Smoke profile: these numbers mean nothing" in head and "4 epochs" in head
+    assert "checks that the code runs" in table.split("| ours")[0]  # said before the first number
+    metrics["profile"] = "laptop"
+    assert "mean nothing" not in rp.write_report(metrics, tmp_path).read_text()
