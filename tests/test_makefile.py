@@ -101,3 +101,14 @@ def test_distclean_removes_the_old_kernel_pointing_into_its_venv(tmp_path):
     other = _kernel(xdg, tmp_path / "elsewhere" / ".venv" / "bin" / "python")
     make("distclean", cwd=checkout, env=env, dry=False)
     assert other.exists()
+
+
+# ---------------------------------------------------------------------------------------- case 9
+def test_readme_first_time_section_states_size_time_and_opt_in():
+    text = (ROOT / "README.md").read_text()
+    assert "## First time" in text
+    section = text.split("## First time", 1)[1].split("\n## ", 1)[0]
+    assert "6 GB" in section and "du -sh .venv" in section  # size, and how it was measured
+    assert "make test` takes" in section and "min" in section  # time
+    assert "YES=1" in section and "--yes" in section and "over an hour" in section  # the opt-in
+    assert "HEADLESS=1" in section
