@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .errors import BcdetError
+from .options import epochs_arg, seed_arg, seeds_arg
 from .profiles import SPLITS
 
 # sub-command -> (module, function)
@@ -54,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--profile", default="laptop", help="paper | laptop | class | smoke (default: %(default)s)")
     tr.add_argument("--schedule", default="switching",
                     help="constant | decay | switching | onecycle (default: %(default)s)")
-    tr.add_argument("--seed", type=int, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
+    tr.add_argument("--seed", type=seed_arg, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
     tr.add_argument("--split", default="grouped", choices=SPLITS,
                     help="grouped (leak-free) | random (paper-like) (default: %(default)s)")
     tr.add_argument("--fold", type=int, default=0, help="the test fold, 0..4 (default: %(default)s)")
-    tr.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    tr.add_argument("--epochs", type=epochs_arg, default=None, help="override the profile's epochs")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
 
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Optuna storage URL (default: sqlite file under runs/<profile>/tuning/; "
                          "a postgresql:// or mysql:// URL lets several machines share one study)")
     tu.add_argument("--split", default="grouped", choices=SPLITS, help="(default: %(default)s)")
-    tu.add_argument("--seed", type=int, default=0, help="the sampler's and the runs' seed (default: %(default)s)")
+    tu.add_argument("--seed", type=seed_arg, default=0, help="the sampler's and the runs' seed (default: %(default)s)")
     tu.add_argument("--jobs", type=int, default=1, help="parallel workers on this machine (default: %(default)s)")
     tu.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default: %(default)s)")
     tu.add_argument("--out", default=None, help="folder for trials CSV, best values, figures (default: runs/<profile>/tuning/)")
@@ -90,11 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill")
     rp.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
-    rp.add_argument("--seeds", type=int, nargs="+", default=None, metavar="N",
+    rp.add_argument("--seeds", type=seeds_arg, nargs="+", default=None, metavar="N",
                     help="a smaller study: only these seeds (default: the profile's own)")
     rp.add_argument("--splits", nargs="+", choices=SPLITS, default=None,
                     help="a smaller study: only these splits (default: both)")
     rp.add_argument("--out", default=None, help="default: runs/<profile>/")
+    rp.add_argument("--yes", action="store_true",
+                    help="start even when the training is estimated at over an hour, without asking")
 
     pb = sub.add_parser("publish", help="copy a finished reproduction's small outputs to results/<profile>/")
     pb.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
@@ -102,11 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def preflight(key: str, args) -> None:
+    """Refusals a command owes the user before it does any work.
+
+    ``bcdet train`` refuses a BUSI folder that ``bcdet data check`` calls NOT USABLE here, before it
+    picks a device or touches a run folder (``reproduce`` does the same itself, and the notebooks
+    through :func:`~bcdet_helpers.data.index.load_index`), so all of them say the same thing.
+    """
+    if key == "train":
+        from .data.check import require_usable
+
+        require_usable()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     key = args.command + (f" {args.data_command}" if args.command == "data" else "")
     module, func = HANDLERS[key]
     try:
+        preflight(key, args)
         handler = getattr(importlib.import_module(module), func)
         return int(handler(args) or 0)
     except BcdetError as exc:

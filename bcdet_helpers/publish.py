@@ -32,6 +32,25 @@ def study_runs(metrics: dict) -> list[tuple[str, str, int, int]]:
     return [(r["split"], r["schedule"], int(r["seed"]), int(r.get("fold", 0))) for r in metrics.get("runs", [])]
 
 
+def require_finished(src: Path, metrics: dict, profile: str) -> None:
+    """Refuse a ``metrics.json`` that a finished ``bcdet reproduce`` did not write last.
+
+    reproduce adds its ``reproduce`` section only after every notebook ran; without it the file
+    comes from notebook 05 alone or from a reproduction that stopped. An executed notebook newer
+    than the file means a later reproduction re-ran (and failed or is still running): the numbers
+    no longer describe the notebooks beside them.
+    """
+    again = f"Run `bcdet reproduce --profile {profile}` to the end (finished runs are reused), then publish."
+    if "reproduce" not in metrics:
+        raise BcdetError(f"{src / 'metrics.json'} is incomplete: it has no 'reproduce' section, so no "
+                         f"`bcdet reproduce` finished with it (notebook 05 ran alone, or the run stopped). {again}")
+    written = (src / "metrics.json").stat().st_mtime_ns
+    newer = sorted(nb.name for nb in (src / "notebooks").glob("*.ipynb") if nb.stat().st_mtime_ns > written)
+    if newer:
+        raise BcdetError(f"{src / 'metrics.json'} is stale: {', '.join(newer)} in {src / 'notebooks'} ran after "
+                         f"it was written (a later reproduction failed or is still running). {again}")
+
+
 def publish(profile: str, dest: str | Path | None = None) -> Path:
     """Copy the committed part of ``runs/<profile>/`` to ``dest`` (default ``results/<profile>/``)."""
     from .reproduce import write_report
@@ -43,6 +62,7 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
         raise BcdetError(f"No {metrics_path}: run `bcdet reproduce --profile {profile}` first; "
                          "publish copies what that run left.")
     metrics = json.loads(metrics_path.read_text())
+    require_finished(src, metrics, profile)
     runs = study_runs(metrics)
     if not runs:
         raise BcdetError(f"{metrics_path} lists no training runs (notebook 05 did not finish?). "

@@ -31,7 +31,7 @@ def fake_reproduction(profile="smoke"):
     (folder / "notebooks").mkdir()
     (folder / "notebooks" / "01_dataset_inspection.ipynb").write_text("{}")
     write_json(folder / "metrics.json", {
-        "profile": profile, "runs": runs,
+        "profile": profile, "runs": runs, "reproduce": {"profile": profile},
         "notebooks": {"05_evaluation.ipynb": {"wall_time_s": 3.0, "executed": "notebooks/05_evaluation.ipynb"}}})
     return folder
 
@@ -69,3 +69,21 @@ def test_publish_refuses_without_a_finished_reproduction(tmp_path, monkeypatch):
         publish("smoke", dest=tmp_path / "results")
     assert not (tmp_path / "results").exists()
     assert folder.exists()
+
+
+def test_publish_refuses_an_incomplete_or_stale_metrics_json(tmp_path, monkeypatch):
+    """Issue #16 case 3: only what a finished `bcdet reproduce` wrote last is published."""
+    import os
+
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    folder = fake_reproduction()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    write_json(folder / "metrics.json", {k: v for k, v in metrics.items() if k != "reproduce"})  # nb 05 alone
+    with pytest.raises(BcdetError, match="incomplete.*bcdet reproduce --profile smoke"):
+        publish("smoke", dest=tmp_path / "results")
+    write_json(folder / "metrics.json", metrics)
+    later = (folder / "metrics.json").stat().st_mtime_ns + 10**9
+    os.utime(folder / "notebooks" / "01_dataset_inspection.ipynb", ns=(later, later))  # re-ran after it
+    with pytest.raises(BcdetError, match="stale: 01_dataset_inspection.ipynb"):
+        publish("smoke", dest=tmp_path / "results")
+    assert not (tmp_path / "results").exists()

@@ -14,8 +14,8 @@ import torch
 from ..paths import CLASSES, runs_dir
 from ..profiles import Profile, get_profile
 from .cache import load_cache
+from .check import require_usable
 from .index import load_index
-from .locate import locate_busi
 from .split import leak_report, make_split
 from .splitdata import SplitData
 
@@ -40,7 +40,7 @@ def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None, f
     split kind ``split`` -- ``"grouped"`` (leak-free, default) or ``"random"`` (paper-like) -- as the
     test part and a validation part carved from the other folds with ``seed``."""
     prof: Profile = get_profile(profile)
-    root = locate_busi(root)
+    root = require_usable(root)  # a folder `bcdet data check` calls NOT USABLE never reaches training
     bundle = load_index(root, full=True)
     index = select_subset(bundle["index"], prof.max_per_class)
     parts = make_split(index, split, fold, seed, folds=prof.folds, fold_seed=prof.fold_seed,
