@@ -108,11 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 def preflight(key: str, args) -> None:
     """Refusals a command owes the user before it does any work.
 
-    ``bcdet train`` refuses a BUSI folder that ``bcdet data check`` calls NOT USABLE here, before it
+    ``bcdet train`` and ``bcdet tune`` refuse a BUSI folder that ``bcdet data check`` calls NOT USABLE here, before it
     picks a device or touches a run folder (``reproduce`` does the same itself, and the notebooks
     through :func:`~bcdet_helpers.data.index.load_index`), so all of them say the same thing.
     """
-    if key == "train":
+    if key in ("train", "tune"):
         from .data.check import require_usable
 
         require_usable()
