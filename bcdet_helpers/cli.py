@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "a postgresql:// or mysql:// URL lets several machines share one study)")
     tu.add_argument("--split", default="grouped", choices=SPLITS, help="(default: %(default)s)")
     tu.add_argument("--seed", type=seed_arg, default=0, help="the sampler's and the runs' seed (default: %(default)s)")
-    tu.add_argument("--jobs", type=int, default=1, help="parallel workers on this machine (default: %(default)s)")
+    tu.add_argument("--jobs", type=int, default=None,
+                    help="parallel workers on this machine (default: one 1-thread worker per core on a CPU, 1 on a GPU)")
     tu.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default: %(default)s)")
     tu.add_argument("--out", default=None, help="folder for trials CSV, best values, figures (default: runs/<profile>/tuning/)")
 

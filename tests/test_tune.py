@@ -45,11 +45,11 @@ def test_every_arm_has_a_search_space_and_its_defaults_build():
 
 def test_default_sqlite_storage_resumes_and_counts(small, tmp_path):
     out = tmp_path / "out"
-    s = tune.tune(small, "constant", trials=1, out=out, progress=False)
+    s = tune.tune(small, "constant", trials=1, out=out, jobs=1, progress=False)
     url = tune.storage_url(small.name)
     assert url.startswith("sqlite:///") and url.endswith("smoke/tuning/optuna.db")
     assert s["trials"] == 1 and 0 <= s["best_value"] <= 1
-    again = tune.tune(small, "constant", trials=2, out=out, progress=False)  # resumes: one more trial
+    again = tune.tune(small, "constant", trials=2, out=out, jobs=1, progress=False)  # resumes: one more trial
     assert again["trials"] == 2 and len(_complete(url, "smoke-constant-grouped")) == 2
     for f in ("trials-constant.csv", "best-constant.json", "history-constant.png", "importance-constant.png"):
         assert (out / f).exists(), f
@@ -70,7 +70,7 @@ def test_tuning_never_sees_test_labels(small, tmp_path, monkeypatch):
     import bcdet_helpers.data as bdata
 
     clean = tune.tune(small, "switching", trials=2, storage=f"sqlite:///{tmp_path / 'a.db'}", out=tmp_path / "a",
-                      progress=False)
+                      jobs=1, progress=False)  # one in-process worker: the poisoned loader below reaches it
     real = bdata.load_split_data
 
     def poisoned(*a, **kw):
@@ -82,9 +82,15 @@ def test_tuning_never_sees_test_labels(small, tmp_path, monkeypatch):
 
     monkeypatch.setattr(bdata, "load_split_data", poisoned)
     dirty = tune.tune(small, "switching", trials=2, storage=f"sqlite:///{tmp_path / 'b.db'}", out=tmp_path / "b",
-                      progress=False)
+                      jobs=1, progress=False)
     assert dirty["params"] == clean["params"]
     assert math.isclose(dirty["best_value"], clean["best_value"])
+
+
+def test_auto_jobs_fill_the_cpu_and_keep_one_gpu_process():
+    import os
+
+    assert tune.auto_jobs("cpu") == (os.cpu_count() or 1) and tune.auto_jobs("cuda") == 1
 
 
 def test_bad_arguments_are_refused_before_any_work(small):
