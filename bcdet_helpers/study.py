@@ -80,6 +80,7 @@ COMPARISONS = (
 )
 PAPER_CLAIM = 0.09  # ~90 % vs ~81 %: the difference the paper reports, switching - constant
 METRICS = ("accuracy", "macro_f1")
+PROBA_DECIMALS = 5  # probabilities in the prediction CSVs (keeps results/<profile>-cv/ small)
 PREDICTION_COLUMNS = (
     ["file", "label", "y", "group", "kind", "fold", "seed", "arm", "weights", "epoch", "part"]
     + [f"p_{c}" for c in CLASSES] + [f"p_{c}_hflip" for c in CLASSES] + ["pred"]
@@ -524,7 +525,9 @@ def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = N
         plain, flipped = proba[: len(x)], proba[len(x):]
         start = 0
         for part, (_, y) in zip(parts, xs):
-            p, pf = plain[start:start + len(y)], flipped[start:start + len(y)]
+            # rounded once, here: the CSV is the record, and `pred` is the arg-max of what it holds
+            p = np.round(plain[start:start + len(y)], PROBA_DECIMALS)
+            pf = np.round(flipped[start:start + len(y)], PROBA_DECIMALS)
             start += len(y)
             files = data.files_of(part)
             df = pd.DataFrame({
@@ -533,9 +536,9 @@ def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = N
                 "seed": data.seed, "arm": meta["schedule"], "weights": weights, "epoch": epoch, "part": part,
             })
             for k, c in enumerate(CLASSES):
-                df[f"p_{c}"] = np.round(p[:, k], 6)
+                df[f"p_{c}"] = p[:, k]
             for k, c in enumerate(CLASSES):
-                df[f"p_{c}_hflip"] = np.round(pf[:, k], 6)
+                df[f"p_{c}_hflip"] = pf[:, k]
             df["pred"] = [CLASSES[int(k)] for k in p.argmax(1)]
             out[part].append(df)
     return {part: pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS] for part, frames in out.items()}
@@ -738,7 +741,9 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
     scored_val = val[~val["file"].isin(excluded)].copy()
     scored["_proba"] = list(_proba(scored))
 
-    arms = [a for a in dict.fromkeys(design.get("arms") or []) if a in set(oof["arm"])] or sorted(oof["arm"].unique())
+    present = set(oof["arm"])
+    arms = [a for a in dict.fromkeys(design.get("arms") or []) if a in present]
+    arms += sorted(present - set(arms))  # arms of earlier calls that this design.json does not name
     kinds = [k for k in KINDS if k in set(oof["kind"])]
     weights_present = [w for w in WEIGHTS if w in set(oof["weights"])]
     seeds = {k: sorted(int(s) for s in oof.loc[oof["kind"] == k, "seed"].unique()) for k in kinds}
