@@ -31,17 +31,17 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Interval",
     "CorrectedTTest",
-    "resample_counts",
-    "group_confusions",
-    "scores_from_confusion",
+    "Interval",
+    "bootstrap_detectable_difference",
     "cluster_bootstrap",
-    "paired_cluster_bootstrap",
     "corrected_ttest",
     "detectable_difference",
-    "bootstrap_detectable_difference",
+    "group_confusions",
+    "paired_cluster_bootstrap",
     "power_at",
+    "resample_counts",
+    "scores_from_confusion",
 ]
 
 
@@ -149,8 +149,8 @@ def cluster_bootstrap(y, pred, groups=None, *, n_classes: int = 3, n_boot: int =
         "accuracy": _interval(float(point["accuracy"]), reps["accuracy"], alpha),
         "macro_f1": _interval(float(point["macro_f1"]), reps["macro_f1"], alpha),
         "recall": [_interval(float(point["recall"][k]), reps["recall"][:, k], alpha) for k in range(n_classes)],
-        "n_rows": int(len(y)),
-        "n_groups": int(len(labels)),
+        "n_rows": len(y),
+        "n_groups": len(labels),
     }
 
 

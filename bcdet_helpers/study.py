@@ -35,7 +35,7 @@ with the best validation macro-F1). The study scores :data:`WEIGHTS_RULE` = ``"l
 objective already scores the end of training, and picking the maximum of a noisy validation curve
 on ~100 images selects noise (issue #14 found best-validation minus test at +11.9 points). The
 alternative is recorded beside it (every score, difference and run carries a ``weights`` field),
-and :attr:`Study.weights_checks` compares the two on each run's *validation* images -- where
+and :attr:`Study.weights_checks` (:func:`compare_weights`) compares the two on each run's *validation* images -- where
 ``best`` is favoured, having been chosen on those very images, so "best is no better than last
 even there" is a strong argument for the rule.
 """
@@ -60,11 +60,34 @@ from .profiles import KINDS, Profile, get_profile
 from .stats import CorrectedTTest, Interval
 
 __all__ = [
-    "SCHEMA", "SCHEMA_VERSION", "WEIGHTS", "WEIGHTS_RULE", "COMPARISONS", "PAPER_CLAIM",
-    "PREDICTION_COLUMNS", "Study", "ArmScore", "RunScore", "Difference", "LeakageGap", "Conflict",
-    "Coverage", "WeightsCheck", "study_dir", "study_index", "label_conflicts", "write_folds",
-    "read_folds", "predict_run", "run_study", "load_predictions", "evaluate_study", "to_json",
-    "from_json", "load_study",
+    "COMPARISONS",
+    "PAPER_CLAIM",
+    "PREDICTION_COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "WEIGHTS",
+    "WEIGHTS_RULE",
+    "ArmScore",
+    "Conflict",
+    "Coverage",
+    "Difference",
+    "LeakageGap",
+    "RunScore",
+    "Study",
+    "WeightsCheck",
+    "compare_weights",
+    "evaluate_study",
+    "from_json",
+    "label_conflicts",
+    "load_predictions",
+    "load_study",
+    "predict_run",
+    "read_folds",
+    "run_study",
+    "study_dir",
+    "study_index",
+    "to_json",
+    "write_folds",
 ]
 
 SCHEMA = "bcdet.study"
@@ -256,7 +279,7 @@ class Study:
         return jsonable(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Study":
+    def from_dict(cls, data: dict) -> Study:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise BcdetError(f"Not a bcdet study result (schema {data.get('schema') if isinstance(data, dict) else None!r}, "
                              f"expected {SCHEMA!r}).")
@@ -271,7 +294,7 @@ class Study:
         return write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> "Study":
+    def load(cls, path: str | Path) -> Study:
         path = Path(path)
         if path.is_dir():
             path = path / "study.json"
@@ -350,11 +373,12 @@ class Study:
     def summary(self, kind: str = "grouped") -> list[str]:
         """Plain-words lines for a report: each paired difference with its clustered CI, the
         corrected test and what the design can detect."""
-        pts = lambda v: f"{100 * v:+.1f}"  # noqa: E731
-        out = [f"{self.profile}: {len(self.arms)} arms x {self.folds.get(kind, '?')} folds x "
-               f"{len(self.seeds.get(kind, []))} seeds ({kind} split), {self.n_scored} of {self.n_images} images "
-               f"scored ({len(self.conflicts)} label conflicts {'included' if self.include_conflicts else 'excluded'}), "
-               f"weights: {self.weights}."]
+        pts = lambda v: f"{100 * v:+.1f}"
+        conflicts = "included" if self.include_conflicts else "excluded"
+        head = (f"{self.profile}: {len(self.arms)} arms x {self.folds.get(kind, '?')} folds x "
+                f"{len(self.seeds.get(kind, []))} seeds ({kind} split), {self.n_scored} of {self.n_images} images "
+                f"scored ({len(self.conflicts)} label conflicts {conflicts}), weights: {self.weights}.")
+        out = [head]
         for d in self.differences:
             if d.kind != kind or d.metric != "accuracy" or d.weights != self.weights:
                 continue
@@ -680,7 +704,7 @@ def _score(df, arm, kind, weights, rows, n_seeds, n_boot, seed, alpha) -> ArmSco
     clustered = stats.cluster_bootstrap(y, proba, groups, n_boot=n_boot, seed=seed, alpha=alpha)
     image = stats.cluster_bootstrap(y, proba, df["file"].to_numpy(), n_boot=n_boot, seed=seed, alpha=alpha)
     return ArmScore(arm=arm, kind=kind, weights=weights, rows=rows, n_images=int(df["file"].nunique()),
-                    n_seeds=int(n_seeds), n_predictions=int(len(df)),
+                    n_seeds=int(n_seeds), n_predictions=len(df),
                     n_groups=clustered["n_groups"], accuracy=clustered["accuracy"], macro_f1=clustered["macro_f1"],
                     recall=dict(zip(CLASSES, clustered["recall"])), accuracy_image_level=image["accuracy"])
 
@@ -756,7 +780,7 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
         counts = g["file"].value_counts()
         coverage.append(Coverage(arm=arm, kind=kind, weights=w, seed=int(s),
                                  folds=sorted(int(f) for f in g["fold"].unique()), images=n_img,
-                                 predicted=int(len(counts)), duplicates=int((counts > 1).sum()),
+                                 predicted=len(counts), duplicates=int((counts > 1).sum()),
                                  complete=bool(len(counts) == n_img and (counts == 1).all())))
 
     # per-arm pooled and ensemble scores
@@ -785,7 +809,7 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
         if key not in n_train_of:
             raise BcdetError(f"{folder}/runs.csv has no row for {_run_name(*key)}: re-run run_study to record it.")
         runs.append(RunScore(arm=arm, kind=kind, fold=int(fold), seed=int(s), weights=w,
-                             epoch=int(g["epoch"].iloc[0]), n_train=n_train_of[key], n_test=int(len(g)),
+                             epoch=int(g["epoch"].iloc[0]), n_train=n_train_of[key], n_test=len(g),
                              accuracy=acc, macro_f1=f1, val_accuracy=vacc, val_macro_f1=vf1))
     run_of = {(r.arm, r.kind, r.fold, r.seed, r.weights): r for r in runs}
 
@@ -823,32 +847,12 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
                                               seeds=[int(s) for s in (common or sorted(set(ga["seed"]) | set(ra["seed"])))]))
 
     # the weights rule on validation data
-    checks = []
-    if {"last", "best"} <= set(weights_present):
-        for kind in kinds:
-            for arm in arms:
-                keys = sorted({(f, s) for (x, k, f, s, _w) in run_of if x == arm and k == kind})
-                pairs = [(run_of[(arm, kind, f, s, "last")], run_of[(arm, kind, f, s, "best")]) for f, s in keys
-                         if (arm, kind, f, s, "last") in run_of and (arm, kind, f, s, "best") in run_of]
-                if not pairs:
-                    continue
-                d = np.array([b.val_accuracy - la.val_accuracy for la, b in pairs])
-                checks.append(WeightsCheck(
-                    arm=arm, kind=kind, n_runs=len(pairs),
-                    last_val_accuracy=float(np.mean([la.val_accuracy for la, _ in pairs])),
-                    best_val_accuracy=float(np.mean([b.val_accuracy for _, b in pairs])),
-                    last_val_macro_f1=float(np.mean([la.val_macro_f1 for la, _ in pairs])),
-                    best_val_macro_f1=float(np.mean([b.val_macro_f1 for _, b in pairs])),
-                    mean_difference=float(d.mean()), sd_difference=float(d.std(ddof=1)) if len(d) > 1 else math.nan,
-                    best_better=int((d > 0).sum()), last_better=int((d < 0).sum()),
-                    mean_best_epoch=float(np.mean([b.epoch for _, b in pairs])),
-                    epochs=int(max(la.epoch for la, _ in pairs)),
-                ))
+    checks = compare_weights(runs)
 
     return Study(
         schema=SCHEMA, version=SCHEMA_VERSION, profile=prof_name, weights=weights,
         include_conflicts=include_conflicts, classes=list(CLASSES), arms=arms, kinds=kinds, seeds=seeds,
-        folds=n_folds, n_images=int(len(images)), n_scored=int(len(images) - len(excluded & set(images["file"]))),
+        folds=n_folds, n_images=len(images), n_scored=int(len(images) - len(excluded & set(images["file"]))),
         n_boot=int(n_boot), alpha=alpha, claim=claim, conflicts=conflicts, coverage=coverage, scores=scores,
         runs=runs, differences=differences, leakage=leakage, weights_checks=checks, commit=git_commit(),
         created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), design=design,
@@ -857,7 +861,7 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
 
 def _differences(scored, run_of, a, b, question, kind, w, pairs, n_boot, seed, alpha, claim) -> list[Difference]:
     """Both metrics' :class:`Difference` of ``a - b`` over the (fold, seed) ``pairs`` both arms ran."""
-    sel = lambda arm: scored[(scored["arm"] == arm) & (scored["kind"] == kind) & (scored["weights"] == w)  # noqa: E731
+    sel = lambda arm: scored[(scored["arm"] == arm) & (scored["kind"] == kind) & (scored["weights"] == w)
                              & pd.Series(list(zip(scored["fold"], scored["seed"])), index=scored.index).isin(pairs)]
     da, db = sel(a), sel(b)
     pa, pb = np.stack(da["_proba"]), np.stack(db["_proba"])
@@ -882,3 +886,31 @@ def _differences(scored, run_of, a, b, question, kind, w, pairs, n_boot, seed, a
             power_at_claim=stats.power_at(claim, test.se, test.df, alpha) if test.n > 1 else math.nan,
         ))
     return out
+
+
+def compare_weights(runs: list[RunScore]) -> list[WeightsCheck]:
+    """Final weights against best-by-validation on each run's *validation* images, per (arm, kind)
+    -- the numbers that decide the weights rule without looking at a test image. Runs that have
+    only one of the two are skipped. (``best`` was picked on these images, so its side is
+    optimistic; see the module doc.)"""
+    run_of = {(r.arm, r.kind, r.fold, r.seed, r.weights): r for r in runs}
+    checks = []
+    for arm, kind in dict.fromkeys((r.arm, r.kind) for r in runs):
+        keys = sorted({(f, s) for (x, k, f, s, _w) in run_of if x == arm and k == kind})
+        pairs = [(run_of[(arm, kind, f, s, "last")], run_of[(arm, kind, f, s, "best")]) for f, s in keys
+                 if (arm, kind, f, s, "last") in run_of and (arm, kind, f, s, "best") in run_of]
+        if not pairs:
+            continue
+        d = np.array([b.val_accuracy - la.val_accuracy for la, b in pairs])
+        checks.append(WeightsCheck(
+            arm=arm, kind=kind, n_runs=len(pairs),
+            last_val_accuracy=float(np.mean([la.val_accuracy for la, _ in pairs])),
+            best_val_accuracy=float(np.mean([b.val_accuracy for _, b in pairs])),
+            last_val_macro_f1=float(np.mean([la.val_macro_f1 for la, _ in pairs])),
+            best_val_macro_f1=float(np.mean([b.val_macro_f1 for _, b in pairs])),
+            mean_difference=float(d.mean()), sd_difference=float(d.std(ddof=1)) if len(d) > 1 else math.nan,
+            best_better=int((d > 0).sum()), last_better=int((d < 0).sum()),
+            mean_best_epoch=float(np.mean([b.epoch for _, b in pairs])),
+            epochs=int(max(la.epoch for la, _ in pairs)),
+        ))
+    return checks

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fakebusi import make_busi
 
 from bcdet_helpers import evaluate as ev
 from bcdet_helpers import stats as st
@@ -24,7 +25,6 @@ from bcdet_helpers import study as sd
 from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.paths import CLASSES
 from bcdet_helpers.profiles import get_profile
-from fakebusi import make_busi
 
 P_COLS = [f"p_{c}" for c in CLASSES]
 H_COLS = [f"p_{c}_hflip" for c in CLASSES]
@@ -171,10 +171,10 @@ def test_paired_differences_per_fold_and_seed_with_the_corrected_test(folder, st
     d = study.difference("switching", "constant", "grouped")
     assert d.question == "the paper's claim" and d.test.n == FOLDS * len(SEEDS) == len(d.per_run)
     by_hand = []
+    last = oof[(oof["kind"] == "grouped") & (oof["weights"] == "last")]
     for fold, seed in d.runs:
-        sel = lambda a: oof[(oof["arm"] == a) & (oof["kind"] == "grouped") & (oof["weights"] == "last")  # noqa: E731
-                            & (oof["fold"] == fold) & (oof["seed"] == seed)]
-        by_hand.append(_acc(sel("switching")) - _acc(sel("constant")))
+        run = last[(last["fold"] == fold) & (last["seed"] == seed)]
+        by_hand.append(_acc(run[run["arm"] == "switching"]) - _acc(run[run["arm"] == "constant"]))
     assert d.per_run == pytest.approx(by_hand)
     n_train = runs.loc[(runs["kind"] == "grouped") & runs["arm"].isin(["switching", "constant"]), "n_train"].mean()
     n_test = np.mean([r.n_test for r in study.runs if r.kind == "grouped" and r.weights == "last"
@@ -195,7 +195,7 @@ def test_paired_differences_per_fold_and_seed_with_the_corrected_test(folder, st
 
 
 def test_leakage_gap_is_random_minus_grouped(study):
-    g = [x for x in study.leakage if x.arm == "decay" and x.metric == "accuracy" and x.weights == "last"][0]
+    g = next(x for x in study.leakage if x.arm == "decay" and x.metric == "accuracy" and x.weights == "last")
     assert g.grouped == pytest.approx(study.score("decay", "grouped").accuracy.value)
     assert g.random == pytest.approx(study.score("decay", "random").accuracy.value)
     assert g.gap.value == pytest.approx(g.random - g.grouped)
@@ -205,7 +205,7 @@ def test_leakage_gap_is_random_minus_grouped(study):
 def test_weights_check_uses_validation_images_only(folder, study):
     val = sd.load_predictions(folder, "val")
     val = val[~val["file"].isin([c.file for c in study.conflicts])]
-    w = [c for c in study.weights_checks if (c.arm, c.kind) == ("constant", "grouped")][0]
+    w = next(c for c in study.weights_checks if (c.arm, c.kind) == ("constant", "grouped"))
     rows = val[(val["arm"] == "constant") & (val["kind"] == "grouped")]
     per_run = rows.groupby(["fold", "seed", "weights"]).apply(_acc, include_groups=False).unstack("weights")
     assert w.n_runs == FOLDS * len(SEEDS)
