@@ -607,11 +607,15 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     table = read_folds(out)
     groups = dict(zip(table["file"], table["group"].astype(int)))
     dev = choose_device(device)
-    write_json(out / "design.json", {
-        "profile": prof.to_dict(), "arms": arms, "kinds": kinds, "seeds": seeds_of,
-        "folds": None if folds is None else list(folds), "weights_rule": WEIGHTS_RULE,
-        "include_conflicts": include_conflicts, "device": str(dev), "commit": git_commit(),
-    })
+    # design.json: the profile, and every call that added runs to this folder (a study may be run in
+    # pieces, e.g. the random split with fewer seeds); "arms" orders the arms of the result
+    design_path = out / "design.json"
+    calls = json.loads(design_path.read_text()).get("calls", []) if design_path.exists() else []
+    calls.append({"arms": arms, "kinds": kinds, "seeds": seeds_of, "folds": None if folds is None else list(folds),
+                  "include_conflicts": include_conflicts, "device": str(dev), "commit": git_commit(),
+                  "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_json(design_path, {"profile": prof.to_dict(), "weights_rule": WEIGHTS_RULE,
+                             "arms": list(dict.fromkeys(a for c in calls for a in c["arms"])), "calls": calls})
     (out / "oof").mkdir(exist_ok=True)
     (out / "val").mkdir(exist_ok=True)
     run_rows = []

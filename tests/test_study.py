@@ -278,11 +278,11 @@ def smoke_study(tmp_path_factory):
                              device="cpu", progress=False, out=out, n_boot=200)
     finally:
         torch.set_num_threads(threads)
-    return s, out
+    return s, out, prof, data
 
 
 def test_smoke_study_folds_cover_every_image_once_and_keep_groups_together(smoke_study):
-    _, out = smoke_study
+    _, out, *_ = smoke_study
     folds = pd.read_csv(out / "folds.csv")
     assert set(folds["kind"]) == {"grouped", "random"}
     for kind, f in folds.groupby("kind"):
@@ -297,7 +297,7 @@ def test_smoke_study_folds_cover_every_image_once_and_keep_groups_together(smoke
 
 
 def test_smoke_study_writes_oof_predictions_for_every_image_once_per_seed(smoke_study):
-    s, out = smoke_study
+    s, out, *_ = smoke_study
     files = sorted(p.name for p in (out / "oof").glob("*.csv"))
     assert files == sorted(f"{a}-{k}-fold{f}-seed0.csv" for a in ("constant", "onecycle")
                            for k in ("grouped", "random") for f in range(3))
@@ -317,7 +317,7 @@ def test_smoke_study_writes_oof_predictions_for_every_image_once_per_seed(smoke_
 
 
 def test_smoke_study_result_has_every_part_and_reads_back(smoke_study):
-    s, out = smoke_study
+    s, out, *_ = smoke_study
     folds = pd.read_csv(out / "folds.csv").drop_duplicates("file")
     conflicts = set(folds.loc[folds["conflict"], "file"])
     assert s.profile == "smoke-cv" and s.weights == "last" and s.n_scored == 24 - len(conflicts)
@@ -332,6 +332,26 @@ def test_smoke_study_result_has_every_part_and_reads_back(smoke_study):
     assert {g.arm for g in s.leakage} == {"constant", "onecycle"}
     assert len(s.weights_checks) == 4 and all(w.n_runs == 3 for w in s.weights_checks)
     assert sd.load_study(out).to_dict() == sd.from_json(sd.to_json(s)).to_dict()
+
+
+def test_smoke_study_second_call_loads_the_runs_and_records_the_call(smoke_study, monkeypatch):
+    s, out, prof, data = smoke_study
+    before = sd.load_predictions(out)
+    runs_before = pd.read_csv(out / "runs.csv")
+    monkeypatch.setenv("BCDET_DATA", str(data))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        again = sd.run_study(prof, arms=["constant"], kinds=["random"], seeds=[0], device="cpu", progress=False,
+                             out=out, n_boot=200)
+    finally:
+        torch.set_num_threads(threads)
+    pd.testing.assert_frame_equal(sd.load_predictions(out), before)  # same weights, same predictions
+    pd.testing.assert_frame_equal(pd.read_csv(out / "runs.csv"), runs_before)  # loaded, not retrained
+    design = json.loads((out / "design.json").read_text())
+    assert [c["arms"] for c in design["calls"]] == [["constant", "onecycle"], ["constant"]]
+    assert again.arms == s.arms == ["constant", "onecycle"]
+    assert sd.to_json(again).count('"arm"') == sd.to_json(s).count('"arm"')
 
 
 def test_write_folds_on_the_fixture_data_keeps_near_duplicates_together(busi_dir, tmp_path, monkeypatch):
