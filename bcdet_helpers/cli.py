@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="parallel workers on this machine (default: one 1-thread worker per core on a CPU, 1 on a GPU)")
     tu.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default: %(default)s)")
     tu.add_argument("--out", default=None, help="folder for trials CSV, best values, figures (default: runs/<profile>/tuning/)")
+    tu.add_argument("--export", default=None, metavar="DIR",
+                    help="train nothing: write every arm's summary so far (and a copy of a SQLite study) to DIR")
 
     pr = sub.add_parser("predict", help="class probabilities for images (a teaching model!)")
     pr.add_argument("images", nargs="+")
