@@ -1,8 +1,9 @@
 """``bcdet`` -- the command line.
 
 All argument parsing lives here; each sub-command hands its parsed arguments to a ``cli_*``
-function in the module that does the work, so this file stays a table of contents. Heavy imports
-(torch) happen inside those functions, so ``bcdet --help`` and ``bcdet data check`` stay quick.
+function beside it in :mod:`.commands`, which calls the module that does the work, so this file
+stays a table of contents. Heavy imports (torch) happen inside those functions, so ``bcdet --help``
+and ``bcdet data check`` stay quick.
 """
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ from .errors import BcdetError
 from .options import epochs_arg, seed_arg, seeds_arg
 from .profiles import SPLITS
 
-# sub-command -> (module, function)
+# sub-command -> (module, function): every handler lives in bcdet_helpers.commands
 HANDLERS = {
-    "data check": ("bcdet_helpers.data.check", "cli_check"),
-    "data download": ("bcdet_helpers.data.download", "cli_download"),
-    "duplicates": ("bcdet_helpers.data.duplicates", "cli_duplicates"),
-    "train": ("bcdet_helpers.train", "cli_train"),
-    "tune": ("bcdet_helpers.tune", "cli_tune"),
-    "predict": ("bcdet_helpers.evaluate", "cli_predict"),
-    "evaluate": ("bcdet_helpers.evaluate", "cli_evaluate"),
-    "reproduce": ("bcdet_helpers.reproduce", "cli_reproduce"),
-    "publish": ("bcdet_helpers.publish", "cli_publish"),
+    "data check": ("bcdet_helpers.commands", "cli_check"),
+    "data download": ("bcdet_helpers.commands", "cli_download"),
+    "duplicates": ("bcdet_helpers.commands", "cli_duplicates"),
+    "train": ("bcdet_helpers.commands", "cli_train"),
+    "tune": ("bcdet_helpers.commands", "cli_tune"),
+    "predict": ("bcdet_helpers.commands", "cli_predict"),
+    "evaluate": ("bcdet_helpers.commands", "cli_evaluate"),
+    "reproduce": ("bcdet_helpers.commands", "cli_reproduce"),
+    "publish": ("bcdet_helpers.commands", "cli_publish"),
 }
 
 

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from .errors import BcdetError
-from .paths import CLASSES, project_root, runs_dir, use_runs_dir
+from .busi import CLASSES
+from .paths import project_root, runs_dir, use_runs_dir
 
 # The kernel papermill runs and every notebook's metadata names: Jupyter's own "python3", which
 # inside .venv's Jupyter is .venv's Python. No user-wide kernel is registered (see the Makefile).
@@ -579,11 +580,9 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     return path
 
 
-def cli_reproduce(args) -> int:
-    """``bcdet reproduce --profile P [--seeds N ...] [--splits S ...] [--out O] [--yes]``."""
-    try:
-        reproduce(args.profile, out=getattr(args, "out", None), seeds=getattr(args, "seeds", None),
-                  splits=getattr(args, "splits", None), yes=getattr(args, "yes", False))
-    except ValueError as exc:  # unknown profile
-        raise BcdetError(str(exc)) from None
-    return 0
+def __getattr__(name):  # cli_reproduce moved to bcdet_helpers.commands; the old name still works
+    if name in ("cli_reproduce",):
+        import importlib
+
+        return getattr(importlib.import_module("bcdet_helpers.commands"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

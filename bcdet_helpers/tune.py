@@ -32,7 +32,7 @@ from .paths import runs_dir
 from .profiles import KINDS, SEARCH_SPACES, get_profile
 from .runinfo import environment_info, git_commit, write_json
 
-__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "cli_tune"]
+__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value"]
 
 LAST_EPOCHS = 5  # the score averages the validation accuracy of this many final epochs
 STABLE_RATIO = 2.0  # a phase whose peak training loss exceeds 2 x its entry loss has blown up (#13)
@@ -215,14 +215,3 @@ def _figures(study, history_png: Path, importance_png: Path) -> None:
             ax = ovm.plot_param_importances(study)
             ax.figure.savefig(importance_png, dpi=110, bbox_inches="tight")
             plt.close(ax.figure)
-
-
-def cli_tune(args) -> int:
-    """``bcdet tune``: tune one arm (or ``all``) with an equal number of trials."""
-    arms = list(SEARCH_SPACES) if args.schedule == "all" else [args.schedule]
-    for arm in arms:
-        s = tune(args.profile, arm, args.trials, storage=args.storage, split=args.split, seed=args.seed,
-                 device=args.device, jobs=args.jobs, out=args.out)
-        print(f"{arm}: best score {s['best_value']:.3f} after {s['trials']} trials (trial {s['best_trial']}): "
-              f"{s['params']}")
-    return 0

@@ -12,6 +12,9 @@ antialiased bicubic filter. Our choice, the paper says only "64 x 64": padding w
 quarter of a 64-pixel input on black bars for the wider scans, cropping would cut lesions near
 the edge; squashing keeps every pixel of the scan and changes shapes by at most ~1.5x, the same for
 train and test. Channels: 1 = grayscale ("L"), 3 = RGB (the 16 colour images keep colour).
+
+:func:`load_images` and :func:`lesion_mask` read other files (``bcdet predict``, ``bcdet evaluate``,
+notebook 05's masks) through the same :func:`resize_image`, so they see what training saw.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from PIL import Image
 
 from ..paths import runs_dir
 from .images import read_image
-from .index import fingerprint, load_index
+from .index import fingerprint, load_index, masks_of
 from .locate import locate_busi
 from .progress import announce
 
@@ -102,3 +105,26 @@ def load_cache(root=None, image_size: int = 64, channels: int = 1, rebuild: bool
     data["meta"]["load_seconds"] = round(time.perf_counter() - t0, 3)
     data["meta"]["file"] = str(path)
     return data
+
+
+def load_images(paths, image_size: int, channels: int = 1):
+    """uint8 tensor ``(N, C, S, S)`` of image files, decoded and resized exactly like the cache.
+
+    Decoding (RGBA, 16-bit, palette, grayscale...) and resizing are the cache's own
+    :func:`resize_image`, so ``bcdet predict`` sees what training saw.
+    """
+    if not len(paths):
+        return torch.zeros((0, channels, image_size, image_size), dtype=torch.uint8)
+    return torch.from_numpy(np.stack([resize_image(p, image_size, channels) for p in paths]))
+
+
+def lesion_mask(image_path, image_size: int) -> np.ndarray:
+    """The union of an image's lesion masks (``X_mask.png``, ``X_mask_1.png``...), resized like
+    the image itself (the cache's squash + bicubic), as a float ``(S, S)`` array in 0..1 -- a
+    pixel half covered by lesion is 0.5. All zeros for normal tissue (BUSI's normal images have
+    empty masks) and for images without a mask file."""
+    masks = masks_of(Path(image_path))
+    if not masks:
+        return np.zeros((image_size, image_size), dtype=np.float32)
+    stack = [resize_image(m, image_size, 1)[0].astype(np.float32) / 255.0 for m in masks]
+    return np.max(stack, axis=0)
