@@ -13,7 +13,7 @@ import sys
 
 from .errors import BcdetError
 from .options import epochs_arg, seed_arg, seeds_arg
-from .profiles import SPLITS
+from .profiles import KINDS
 
 # sub-command -> (module, function): every handler lives in bcdet_helpers.commands
 HANDLERS = {
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--schedule", default="switching",
                     help="constant | decay | switching | onecycle (default: %(default)s)")
     tr.add_argument("--seed", type=seed_arg, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
-    tr.add_argument("--split", default="grouped", choices=SPLITS,
+    tr.add_argument("--split", default="grouped", choices=KINDS,
                     help="grouped (leak-free) | random (paper-like) (default: %(default)s)")
     tr.add_argument("--fold", type=int, default=0, help="the test fold, 0..4 (default: %(default)s)")
     tr.add_argument("--epochs", type=epochs_arg, default=None, help="override the profile's epochs")
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--storage", default=None,
                     help="Optuna storage URL (default: sqlite file under runs/<profile>/tuning/; "
                          "a postgresql:// or mysql:// URL lets several machines share one study)")
-    tu.add_argument("--split", default="grouped", choices=SPLITS, help="(default: %(default)s)")
+    tu.add_argument("--split", default="grouped", choices=KINDS, help="(default: %(default)s)")
     tu.add_argument("--seed", type=seed_arg, default=0, help="the sampler's and the runs' seed (default: %(default)s)")
     tu.add_argument("--jobs", type=int, default=1, help="parallel workers on this machine (default: %(default)s)")
     tu.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default: %(default)s)")
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
     rp.add_argument("--seeds", type=seeds_arg, nargs="+", default=None, metavar="N",
                     help="a smaller study: only these seeds (default: the profile's own)")
-    rp.add_argument("--splits", nargs="+", choices=SPLITS, default=None,
+    rp.add_argument("--splits", nargs="+", choices=KINDS, default=None,
                     help="a smaller study: only these splits (default: both)")
     rp.add_argument("--out", default=None, help="default: runs/<profile>/")
     rp.add_argument("--yes", action="store_true",

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .busi import CLASSES
 from .data.cache import lesion_mask, load_images
 from .data.folders import IMAGE_SUFFIXES, folder_dataset, parse_map, single_class_warning
 from .errors import BcdetError
@@ -49,7 +50,7 @@ __all__ = [
     "metrics", "accuracy", "macro_f1", "roc_curves", "bootstrap_ci", "bootstrap_count", "reliability",
     "expected_calibration_error", "paired_comparison", "grad_cam", "last_conv_block", "upsample_cam",
     "cam_mass_in_mask", "load_images", "lesion_mask", "folder_dataset", "parse_map", "single_class_warning",
-    "IMAGE_SUFFIXES", "PUBLISHED", "jsonable", "BcdetError",
+    "IMAGE_SUFFIXES", "PUBLISHED", "jsonable", "BcdetError", "CLASSES",
 ]
 
 

@@ -38,9 +38,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from .busi import CLASSES
-KINDS = ("grouped", "random")  # grouped = near-duplicates kept together (leak-free, ours); random = paper-like
-SPLITS = KINDS  # older name, kept for callers
+from .busi import CLASSES  # noqa: F401  (re-exported; defined once, in the BUSI record)
+
+# How the folds are drawn -- the split *kind*: grouped = near-duplicates kept together (leak-free,
+# ours); random = image-level, paper-like. The parts of one split are train / val / test.
+KINDS = ("grouped", "random")
+SPLITS = KINDS  # older name, kept for callers (the CLI's --split / --splits options and Profile.splits choose kinds)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,11 @@ class Profile:
 
 AUGMENT_FIELDS = tuple(f for f in Profile.__dataclass_fields__ if f.startswith("augment_"))
 
+# The table's default values (the paper's where it gives one). Functions elsewhere whose parameter is a
+# setting of the table take their default from here -- ``ResNet9(width=DEFAULTS.width)`` -- never a
+# number of their own (tests/test_settings.py checks).
+DEFAULTS = Profile("defaults")
+
 # The fields that change what one training run computes. A finished run is reused as long as these
 # match; the others (seeds, splits, bootstrap, teach_*) belong to the study or to other chapters --
 # ``bootstrap`` only changes the width of a reported interval, never a trained weight.
@@ -219,8 +227,8 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
     prof = replace(prof, **overrides)
     if not prof.seeds or not all(isinstance(s, int) for s in prof.seeds):
         raise ValueError(f"seeds must be one or more integers, got {prof.seeds!r}")
-    if not prof.splits or not set(prof.splits) <= set(SPLITS):
-        raise ValueError(f"splits must be one or more of {', '.join(SPLITS)}, got {prof.splits!r}")
+    if not prof.splits or not set(prof.splits) <= set(KINDS):
+        raise ValueError(f"splits must be one or more of {', '.join(KINDS)}, got {prof.splits!r}")
     return prof
 
 

@@ -40,7 +40,7 @@ from . import callbacks
 from .callbacks import HISTORY_COLUMNS, Batches, Checkpointer, Precision, Progress, TrainState
 from .device import choose_device, describe_device
 from .metrics import macro_f1_from_confusion
-from .profiles import Phase
+from .profiles import DEFAULTS, Phase
 from .profiles import schedule as schedule_phases
 
 __all__ = [
@@ -87,7 +87,7 @@ class FitResult:
 
 
 # ---------------------------------------------------------------------------------------- phases
-def phase_table(schedules=("constant", "decay", "switching", "onecycle"), epochs: int = 50,
+def phase_table(schedules=("constant", "decay", "switching", "onecycle"), epochs: int = DEFAULTS.epochs,
                 profile=None) -> pd.DataFrame:
     """The phases of one or more arms as a table (what notebook 04 shows).
 

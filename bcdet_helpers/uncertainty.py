@@ -20,14 +20,14 @@ from .metrics import accuracy, check_predictions
 def bootstrap_count(profile=None) -> int:
     """Bootstrap resamples for ``profile`` (a name or a Profile): its ``bootstrap`` field; for
     ``None`` or a name the table does not know (a checkpoint from elsewhere), the table's default."""
-    from .profiles import Profile, get_profile
+    from .profiles import DEFAULTS, get_profile
 
     if profile is not None:
         try:
             return int(get_profile(profile).bootstrap)
         except ValueError:
             pass
-    return int(Profile.bootstrap)
+    return int(DEFAULTS.bootstrap)
 
 
 def bootstrap_ci(y_true, proba, metric_fn=accuracy, n: int | None = None, seed: int = 0, alpha: float = 0.05) -> dict:

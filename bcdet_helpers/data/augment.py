@@ -26,11 +26,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..profiles import Profile
+from ..profiles import DEFAULTS
 
 # hflip_p, degrees, translate, scale: the profile table's defaults. vflip_p is not a setting: it is
 # always 0 (see module doc) and stated here so that previews and readers see it.
-AUGMENT = {**Profile("defaults").augment_params, "vflip_p": 0.0}
+AUGMENT = {**DEFAULTS.augment_params, "vflip_p": 0.0}
 
 
 def random_affine_params(n: int, generator: torch.Generator | None = None, params: dict | None = None):

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from ..paths import runs_dir
+from ..profiles import DEFAULTS
 from .images import read_image
 from .index import fingerprint, load_index, masks_of
 from .locate import locate_busi
@@ -39,7 +40,7 @@ def cache_path(image_size: int, channels: int) -> Path:
     return runs_dir() / "cache" / f"images-{image_size}px-{channels}ch.pt"
 
 
-def resize_image(path, image_size: int, channels: int = 1) -> np.ndarray:
+def resize_image(path, image_size: int, channels: int = DEFAULTS.channels) -> np.ndarray:
     """One image file -> uint8 array (C, S, S): decoded, converted, squashed to S x S."""
     img = read_image(path, "L" if channels == 1 else "RGB")
     img = img.resize((image_size, image_size), Image.Resampling.BICUBIC, reducing_gap=3.0)
@@ -47,7 +48,7 @@ def resize_image(path, image_size: int, channels: int = 1) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def build_cache(root=None, image_size: int = 64, channels: int = 1) -> dict:
+def build_cache(root=None, image_size: int = DEFAULTS.image_size, channels: int = DEFAULTS.channels) -> dict:
     """Decode and resize every image of the index; save and return the cache dict."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
@@ -78,7 +79,8 @@ def build_cache(root=None, image_size: int = 64, channels: int = 1) -> dict:
     return data
 
 
-def load_cache(root=None, image_size: int = 64, channels: int = 1, rebuild: bool = False) -> dict:
+def load_cache(root=None, image_size: int = DEFAULTS.image_size, channels: int = DEFAULTS.channels,
+               rebuild: bool = False) -> dict:
     """The cached tensors for (size, channels), rebuilt when missing, stale or ``rebuild``.
 
     ``meta["loaded_from_cache"]`` says whether this call rebuilt, ``meta["load_seconds"]`` how long
@@ -107,7 +109,7 @@ def load_cache(root=None, image_size: int = 64, channels: int = 1, rebuild: bool
     return data
 
 
-def load_images(paths, image_size: int, channels: int = 1):
+def load_images(paths, image_size: int, channels: int = DEFAULTS.channels):
     """uint8 tensor ``(N, C, S, S)`` of image files, decoded and resized exactly like the cache.
 
     Decoding (RGBA, 16-bit, palette, grayscale...) and resizing are the cache's own

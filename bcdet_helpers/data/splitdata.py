@@ -21,7 +21,7 @@ class SplitData:
     images: torch.Tensor  # uint8 (N, C, H, W)
     labels: torch.Tensor  # int64 (N,)
     files: list[str]  # relative file names, aligned with images
-    split: np.ndarray  # "train" / "val" / "test" per image
+    split: np.ndarray  # the part of each image: "train" / "val" / "test" (also as ``parts``)
     mean: float = 0.0  # train-pixel mean on the 0..1 scale
     std: float = 1.0  # train-pixel std on the 0..1 scale
     classes: tuple[str, ...] = CLASSES
@@ -29,6 +29,12 @@ class SplitData:
     seed: int = 0
     fold: int = 0  # the test fold
     meta: dict = field(default_factory=dict)
+
+    @property
+    def parts(self) -> np.ndarray:
+        """The part (``"train"`` / ``"val"`` / ``"test"``) of each image -- the ``split`` field under
+        the name the package uses for it; ``kind`` says how the folds were drawn (grouped/random)."""
+        return self.split
 
     @property
     def image_size(self) -> int:
