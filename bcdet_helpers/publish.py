@@ -53,7 +53,7 @@ def require_finished(src: Path, metrics: dict, profile: str) -> None:
 
 def publish(profile: str, dest: str | Path | None = None) -> Path:
     """Copy the committed part of ``runs/<profile>/`` to ``dest`` (default ``results/<profile>/``)."""
-    from .reproduce import write_report
+    from .report import write_report
     from .train import run_dir_for
 
     src = runs_dir(profile)
