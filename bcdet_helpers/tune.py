@@ -32,7 +32,7 @@ from .paths import runs_dir
 from .profiles import KINDS, SEARCH_SPACES, get_profile
 from .runinfo import environment_info, git_commit, write_json
 
-__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "cli_tune"]
+__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "export", "auto_jobs"]
 
 LAST_EPOCHS = 5  # the score averages the validation accuracy of this many final epochs
 STABLE_RATIO = 2.0  # a phase whose peak training loss exceeds 2 x its entry loss has blown up (#13)
@@ -252,20 +252,3 @@ def export(profile: str, url: str, out: str | Path, split: str = "grouped") -> l
         dst.close()
         shutil.move(out / "optuna.db.tmp", out / "optuna.db")
     return done
-
-
-def cli_tune(args) -> int:
-    """``bcdet tune``: tune one arm (or ``all``) with an equal number of trials; ``--export DIR``
-    only writes the summaries of the studies so far."""
-    if getattr(args, "export", None):
-        prof = get_profile(args.profile)
-        for s in export(prof.name, args.storage or storage_url(prof.name), args.export, args.split):
-            print(f"{s['arm']}: {s['trials']} trials ({s['stable_trials']} stable), best {s['best_value']:.3f}")
-        return 0
-    arms = list(SEARCH_SPACES) if args.schedule == "all" else [args.schedule]
-    for arm in arms:
-        s = tune(args.profile, arm, args.trials, storage=args.storage, split=args.split, seed=args.seed,
-                 device=args.device, jobs=args.jobs, out=args.out)
-        print(f"{arm}: best score {s['best_value']:.3f} after {s['trials']} trials (trial {s['best_trial']}): "
-              f"{s['params']}")
-    return 0
