@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .profiles import DEFAULTS
+
 __all__ = [
     "CorrectedTTest",
     "Interval",
@@ -127,7 +129,7 @@ def _interval(value: float, replicates: np.ndarray, alpha: float) -> Interval:
     return Interval(float(value), float(low), float(high), float(reps.std(ddof=1)), 1 - alpha)
 
 
-def cluster_bootstrap(y, pred, groups=None, *, n_classes: int = 3, n_boot: int = 2000, seed: int = 0,
+def cluster_bootstrap(y, pred, groups=None, *, n_classes: int = 3, n_boot: int = DEFAULTS.bootstrap, seed: int = 0,
                       alpha: float = 0.05) -> dict:
     """Pooled accuracy, macro-F1 and per-class recall, each with a clustered bootstrap CI.
 
@@ -155,7 +157,7 @@ def cluster_bootstrap(y, pred, groups=None, *, n_classes: int = 3, n_boot: int =
 
 
 def paired_cluster_bootstrap(y_a, pred_a, groups_a, y_b, pred_b, groups_b, *, n_classes: int = 3,
-                             n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
+                             n_boot: int = DEFAULTS.bootstrap, seed: int = 0, alpha: float = 0.05) -> dict:
     """The difference ``A - B`` of pooled accuracy and macro-F1, with a clustered *paired* CI.
 
     A and B are two sets of predictions of the same images (two arms; or the random and the

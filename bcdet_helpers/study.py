@@ -56,7 +56,7 @@ import pandas as pd
 from . import stats
 from .errors import BcdetError
 from .paths import CLASSES, runs_dir
-from .profiles import KINDS, Profile, get_profile
+from .profiles import DEFAULTS, KINDS, Profile, get_profile
 from .stats import CorrectedTTest, Interval
 
 __all__ = [
@@ -745,8 +745,8 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
     if n_boot is None:
         try:
             n_boot = get_profile(prof_name).bootstrap
-        except ValueError:
-            n_boot = 2000
+        except ValueError:  # a folder of a profile this version does not know
+            n_boot = DEFAULTS.bootstrap
     if weights not in WEIGHTS:
         raise BcdetError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     oof = load_predictions(folder, "test")
