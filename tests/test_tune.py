@@ -50,7 +50,9 @@ def test_default_sqlite_storage_resumes_and_counts(small, tmp_path):
     assert url.startswith("sqlite:///") and url.endswith("smoke/tuning/optuna.db")
     assert s["trials"] == 1 and 0 <= s["best_value"] <= 1
     again = tune.tune(small, "constant", trials=2, out=out, jobs=1, progress=False)  # resumes: one more trial
-    assert again["trials"] == 2 and len(_complete(url, "smoke-constant-grouped")) == 2
+    trials = _complete(url, "smoke-constant-grouped")
+    assert again["trials"] == 2 and len(trials) == 2
+    assert trials[0].params != trials[1].params  # a resumed study draws new points, not its first ones again
     for f in ("trials-constant.csv", "best-constant.json", "history-constant.png", "importance-constant.png"):
         assert (out / f).exists(), f
     assert "max_phase_ratio" in s["best_user_attrs"] and s["stable"] in (True, False)
