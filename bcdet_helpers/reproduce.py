@@ -30,8 +30,8 @@ from .paths import CLASSES, project_root, runs_dir, use_runs_dir
 KERNEL = "python3"
 
 REPORT_FIGURES = (  # (file stem under figures/, caption) -- the ones report.md links, if present
-    ("05_confusion_matrices", "Confusion matrices (test split, best-by-validation)"),
-    ("05_schedule_comparison", "Switching vs constant, per seed and split"),
+    ("05_forest", "The verdict: paired differences with clustered 95% CIs (cross-validated study)"),
+    ("05_confusion_matrices", "Confusion matrices (chapter 04's runs on their test fold, final weights)"),
     ("05_roc_curves", "ROC curves (one-vs-rest)"),
     ("05_reliability", "Reliability diagram"),
     ("05_gradcam", "Grad-CAM with the lesion mask outlined"),
@@ -120,12 +120,30 @@ def _measure_seconds_per_epoch(prof, device, n_train: int) -> float:
     return per_image * n_train * (1 + val_share / 3)
 
 
-def planned_runs(prof) -> list[tuple[str, str, int]]:
-    """``(schedule, split, seed)`` of every training run a reproduction of ``prof`` starts.
+STUDY_PROFILES = ("paper", "laptop")  # `bcdet reproduce` runs the cross-validated study for these by default
 
-    Notebook 05's study (schedules x seeds x splits) plus notebook 04's runs: notebook 04 gets only
-    ``profile``, so it always trains the profile's *own* first seed and split, even when a smaller
-    study (``--seeds 1 --splits random``) leaves them out of chapter 05.
+
+def runs_study(profile: str, study: bool | None = None) -> bool:
+    """Does a reproduction of ``profile`` run notebook 05's cross-validated study? ``study`` (``--study`` /
+    ``--no-study``) decides when given; else yes for :data:`STUDY_PROFILES` (researchers get the full
+    study; ``class`` and ``smoke`` keep it opt-in)."""
+    return bool(study) if study is not None else profile in STUDY_PROFILES
+
+
+def study_seeds(prof, random_seeds=None) -> dict[str, list[int]]:
+    """Seeds per split kind of the study: the profile's seeds for ``grouped``; for ``random`` (which only
+    measures the leakage gap) ``random_seeds``, by default the first seed only."""
+    out = {"grouped": list(prof.seeds), "random": list(random_seeds) if random_seeds else list(prof.seeds[:1])}
+    return {k: v for k, v in out.items() if k in prof.splits}
+
+
+def planned_runs(prof, study: bool = True, random_seeds=None) -> list[tuple[str, str, int, int]]:
+    """``(schedule, split, seed, fold)`` of every training run a reproduction of ``prof`` starts.
+
+    Notebook 04's runs (the profile's *own* arms on its first split and seed, fold 0 -- notebook 04
+    gets only ``profile``, so a smaller study such as ``--seeds 1 --splits random`` does not change
+    them; notebook 05 scores these same runs) plus, when ``study``, notebook 05's cross-validated
+    study: arms x folds x the seeds of each split kind (:func:`study_seeds`).
     """
     from .profiles import get_profile
 
@@ -133,15 +151,21 @@ def planned_runs(prof) -> list[tuple[str, str, int]]:
         own = get_profile(prof.name)
     except ValueError:  # a Profile built by hand, not one of PROFILES
         own = prof
-    study = [(s, sp, seed) for sp in prof.splits for s in prof.schedules for seed in prof.seeds]
-    chapter04 = [(s, own.splits[0], own.seeds[0]) for s in own.schedules]
-    return list(dict.fromkeys(study + chapter04))
+    chapter04 = [(s, own.splits[0], own.seeds[0], 0) for s in own.schedules]
+    return list(dict.fromkeys((study_runs(prof, random_seeds) if study else []) + chapter04))
 
 
-def estimate(profile="paper", device="auto") -> dict:
+def study_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
+    """``(schedule, split, seed, fold)`` of the cross-validated study: 5 folds x arms x seeds per kind."""
+    return [(s, kind, seed, fold) for kind, seeds in study_seeds(prof, random_seeds).items() for seed in seeds
+            for fold in range(prof.folds) for s in prof.schedules]
+
+
+def estimate(profile="paper", device="auto", study: bool | None = None, random_seeds=None) -> dict:
     """How long the training in the course will take on ``device``, and where the number comes from.
 
-    Runs = :func:`planned_runs` (notebook 05's study plus notebook 04's runs, each counted once),
+    Runs = :func:`planned_runs` (notebook 04's runs, plus notebook 05's cross-validated study when it
+    runs -- :func:`runs_study`: by default for the paper and laptop profiles -- each counted once),
     minus runs already finished in ``runs/<profile>/``. ``profile`` is a name or a
     :class:`~bcdet_helpers.profiles.Profile` (e.g. one with fewer seeds). Seconds per epoch come from
     those finished runs on the same device type when there are some, else from timing a few
@@ -153,8 +177,11 @@ def estimate(profile="paper", device="auto") -> dict:
 
     prof = get_profile(profile)
     dev = choose_device(device)
-    runs = planned_runs(prof)
-    done = sum((run_dir_for(prof.name, s, sp, seed) / "result.json").exists() for s, sp, seed in runs)
+    with_study = runs_study(prof.name, study)
+    runs = planned_runs(prof, with_study, random_seeds)
+    chapter04 = planned_runs(prof, False)
+    cv = study_runs(prof, random_seeds) if with_study else []
+    done = sum((run_dir_for(prof.name, s, sp, seed, fold) / "result.json").exists() for s, sp, seed, fold in runs)
     n_train = _n_train_images(prof)
     spe = _recorded_seconds_per_epoch(prof.name, dev.type)
     source = "recorded (median of finished runs of this profile on this device type)"
@@ -166,7 +193,11 @@ def estimate(profile="paper", device="auto") -> dict:
         "profile": prof.name,
         "device": str(dev),
         "runs": len(runs),
-        "runs_chapter04_only": len(runs) - len(prof.splits) * len(prof.schedules) * len(prof.seeds),
+        "runs_chapter04_only": len(set(chapter04) - set(cv)),
+        "runs_study": len(cv),
+        "study": with_study,
+        "study_seeds": study_seeds(prof, random_seeds) if with_study else {},
+        "folds": prof.folds,
         "runs_done": done,
         "epochs_per_run": prof.epochs,
         "epochs_to_train": epochs,
@@ -187,9 +218,15 @@ def _fmt_duration(seconds: float) -> str:
 
 def print_estimate(est: dict) -> None:
     extra = est.get("runs_chapter04_only", 0)
+    if est.get("study"):
+        seeds = ", ".join(f"{k}: {len(v)} seed(s)" for k, v in est.get("study_seeds", {}).items())
+        what = (f"(notebook 05's cross-validated study: {est['folds']} folds x arms x seeds per split kind "
+                f"[{seeds}] = {est['runs_study']} runs"
+                + (f", plus notebook 04's {extra} run(s) with the profile's own seed and split" if extra else "") + ") ")
+    else:
+        what = "(notebook 04's arms on one fold; notebook 05 scores them -- its cross-validated study is not run) "
     print(
-        f"Profile {est['profile']!r}: {est['runs']} training runs x {est['epochs_per_run']} epochs "
-        + (f"(including notebook 04's {extra} run(s) with the profile's own seed and split) " if extra else "")
+        f"Profile {est['profile']!r}: {est['runs']} training runs x {est['epochs_per_run']} epochs " + what
         + f"({est['runs_done']} already finished and reused), ~{est['n_train_images']} training images per epoch."
     )
     print(
@@ -209,12 +246,21 @@ LONG_JOB_SECONDS = 3600  # above this, nobody starts a reproduction by accident
 
 def faster_choices(profile: str) -> str:
     """What to run instead of a long reproduction: a lighter profile, and a smaller study."""
+    from .profiles import get_profile
+
     text = ""
     if profile == "paper":
         text = ("The 'laptop' profile is the CPU-friendly one: bcdet reproduce --profile laptop "
                 "(make reproduce PROFILE=laptop). ")
-    return text + ("A smaller study trains 2 runs instead of 12: --seeds 0 --splits grouped "
-                   "(make reproduce ARGS=\"--seeds 0 --splits grouped\").")
+    try:
+        prof = get_profile(profile)
+    except ValueError:
+        return text
+    full = len(planned_runs(prof, True))
+    small = len(planned_runs(get_profile(profile, seeds=prof.seeds[:1], splits=["grouped"]), True))
+    return text + (f"A smaller study trains {small} runs instead of {full}: --seeds {prof.seeds[0]} --splits grouped "
+                   f"(make reproduce ARGS=\"--seeds {prof.seeds[0]} --splits grouped\"); --no-study trains only "
+                   f"notebook 04's {len(planned_runs(prof, False))}.")
 
 
 def _interactive() -> bool:
@@ -256,8 +302,8 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
     """Execute one notebook with papermill; returns its wall time. A failing cell raises
     :class:`BcdetError` naming the notebook, the cell and the error.
 
-    ``study`` (``seeds=[0]``, ``splits=["grouped"]``) goes only to notebooks whose parameters cell
-    declares it (chapter 05); the others get just ``profile``."""
+    ``study`` (``study=True``, ``seeds=[0]``, ``splits=["grouped"]``, ``random_seeds=[0]``) goes only
+    to notebooks whose parameters cell declares it (chapter 05); the others get just ``profile``."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -288,14 +334,19 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
 
 
 def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=None, echo: bool = True,
-              device: str = "auto", seeds=None, splits=None, yes: bool = False) -> dict:
+              device: str = "auto", seeds=None, splits=None, yes: bool = False, study: bool | None = None,
+              random_seeds=None) -> dict:
     """Run the course headless with ``profile``; returns the merged metrics.json content.
 
-    ``seeds`` / ``splits`` shrink chapter 05's study below the profile's (e.g. ``seeds=[0]``,
-    ``splits=["grouped"]``: two runs instead of twelve) when the full study does not fit the time
-    at hand -- the paper profile on a CPU. The report says which study it is. A job estimated at
-    over an hour of training starts only with ``yes`` or a "y" typed at the terminal
-    (:func:`confirm_long_job`).
+    ``study``: run notebook 05's cross-validated study (``study=True`` in its parameters cell);
+    ``None`` (the default) runs it for the paper and laptop profiles (:func:`runs_study`). Its result
+    is ``runs/<profile>/cv/study.json``, which the report reads with :func:`study.load_study`; a study
+    asked for but not written by this reproduction is an error, and no report is written.
+    ``seeds`` / ``splits`` / ``random_seeds`` shrink the study below the profile's (e.g. ``seeds=[0]``,
+    ``splits=["grouped"]``: 20 runs instead of 80 for laptop; ``random_seeds``: the random split's seeds,
+    by default the first seed only) when the full study does not fit the time at hand -- the paper
+    profile on a CPU. The report says which study it is. A job estimated at over an hour of training
+    starts only with ``yes`` or a "y" typed at the terminal (:func:`confirm_long_job`).
     ``out``: a runs folder to use instead of ``$BCDET_RUNS`` / ``runs/`` (results land in
     ``out/<profile>/``; an ``out`` that already ends in the profile's name is taken as that
     folder). ``notebooks``: the notebooks to run, default :func:`course_notebooks` (the tests pass
@@ -307,8 +358,10 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     from .options import check_seed
 
     seeds = [check_seed(s, "--seeds") for s in seeds] if seeds else None  # before notebook 01, not in 05
+    random_seeds = [check_seed(s, "--random-seeds") for s in random_seeds] if random_seeds else None
     splits = list(splits) if splits else None
     prof = get_profile(profile, seeds=seeds, splits=splits)  # bad names -> ValueError before anything runs
+    with_study = runs_study(prof.name, study)
     from .data.check import require_usable
 
     require_usable()  # the same refusal as `bcdet train` and the notebooks, before anything runs
@@ -317,9 +370,11 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         raise BcdetError(f"No notebooks to run (looked for NN_*.ipynb in {project_root() / 'notebooks'}).")
     from .params import check_reproduce_parameters
 
-    given = {"profile": prof.name, "seeds": seeds, "splits": splits}
+    # `study` is checked when it asks for the study (a notebook must declare it, or it would be ignored)
+    given = {"profile": prof.name, "seeds": seeds, "splits": splits, "random_seeds": random_seeds,
+             "study": True if with_study else None}
     check_reproduce_parameters(notebooks, {k: v for k, v in given.items() if v is not None},
-                               optional=("seeds", "splits"))
+                               optional=("seeds", "splits", "random_seeds", "study"))
     if out is not None:
         out = Path(out).expanduser().resolve()
         out = out.parent if out.name == prof.name else out
@@ -333,7 +388,7 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         print(f"Device: {dev}" + (f" ({info['gpu']})" if info.get("gpu") else
                                   f" ({info['cpu']}, {info['torch_threads']} torch threads; no CUDA GPU found)"))
         print("Estimating the training time ...", flush=True)
-        est = estimate(prof, dev)
+        est = estimate(prof, dev, study=with_study, random_seeds=random_seeds)
         print_estimate(est)
         confirm_long_job(est, yes)
         folder.mkdir(parents=True, exist_ok=True)
@@ -341,13 +396,16 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         set_aside_previous(folder)
 
         t_all = time.perf_counter()
+        started = time.time()
         wall = {}
         for nb in notebooks:
             target = folder / "notebooks" / nb.name
             print(f"=== {nb.name} (profile {prof.name!r}) -> {target}", flush=True)
-            wall[nb.name] = round(run_notebook(nb, target, prof.name, echo=echo, seeds=seeds, splits=splits), 2)
+            wall[nb.name] = round(run_notebook(nb, target, prof.name, echo=echo, seeds=seeds, splits=splits,
+                                               random_seeds=random_seeds, study=True if with_study else None), 2)
             print(f"=== {nb.name} done in {_fmt_duration(wall[nb.name])}\n", flush=True)
         total = time.perf_counter() - t_all
+        cv = load_reproduced_study(folder, started) if with_study else None
 
         metrics_path = folder / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
@@ -360,17 +418,43 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
             "estimate": est,
             "device": device_info(dev),
             "environment": environment_info(dev),
-            "study": {"seeds": list(prof.seeds), "splits": list(prof.splits), "schedules": list(prof.schedules),
-                      "smaller_than_profile": bool(seeds or splits)},
-            "command": reproduce_command(prof.name, seeds, splits),
+            "study": {"run": with_study, "folder": "cv" if with_study else None,
+                      "seeds": list(prof.seeds), "splits": list(prof.splits), "schedules": list(prof.schedules),
+                      "folds": prof.folds, "seeds_by_kind": study_seeds(prof, random_seeds),
+                      "runs": len(study_runs(prof, random_seeds)) if with_study else 0,
+                      "complete": None if cv is None else cv.complete,
+                      "smaller_than_profile": bool(seeds or splits or random_seeds)},
+            "command": reproduce_command(prof.name, seeds, splits, random_seeds, study),
         }
         metrics.setdefault("profile", prof.name)
         write_json(metrics_path, metrics)
-        report = write_report(metrics, folder)
+        report = write_report(metrics, folder, study=cv)
         for previous in PREVIOUS.values():  # superseded by the files just written
             (folder / previous).unlink(missing_ok=True)
         print(f"Done in {_fmt_duration(total)}. Report: {report}  Metrics: {metrics_path}")
         return metrics
+
+
+def load_reproduced_study(folder: Path, started: float):
+    """The :class:`~bcdet_helpers.study.Study` notebook 05 wrote in ``folder/cv`` during this
+    reproduction (``started``: its start, as ``time.time()``). A missing, older or incomplete
+    ``study.json`` is an error: the report must not describe another study than the one asked for."""
+    from .study import load_study
+
+    path = folder / "cv" / "study.json"
+    if not path.exists():
+        raise BcdetError(f"The study was asked for, but notebook 05 wrote no {path}. Run notebook 05 with "
+                         "study=True (bcdet reproduce runs it so for the paper and laptop profiles; --study for "
+                         "others) -- is its parameters cell up to date?")
+    if path.stat().st_mtime < started:
+        raise BcdetError(f"{path} was written before this reproduction started: notebook 05 did not run the "
+                         "study. No report was written.")
+    cv = load_study(path)
+    if not cv.complete:
+        missing = [f"{c.arm}/{c.kind}/seed {c.seed}" for c in cv.coverage if not c.complete]
+        raise BcdetError(f"{path} is incomplete (out-of-fold predictions missing for {', '.join(missing[:5])}). "
+                         "Run the reproduction again: finished runs are reused.")
+    return cv
 
 
 # what a finished reproduction leaves -> where it goes while the next one runs
@@ -395,11 +479,15 @@ def set_aside_previous(folder: Path) -> None:
               "new ones are written when all notebooks have run.\n", flush=True)
 
 
-def reproduce_command(profile: str, seeds=None, splits=None) -> str:
+def reproduce_command(profile: str, seeds=None, splits=None, random_seeds=None, study: bool | None = None) -> str:
     """The ``bcdet reproduce`` command line that gives this study (recorded in metrics.json)."""
     cmd = f"bcdet reproduce --profile {profile}"
+    if study is not None and bool(study) != runs_study(profile):
+        cmd += " --study" if study else " --no-study"
     if seeds:
         cmd += " --seeds " + " ".join(str(s) for s in seeds)
+    if random_seeds:
+        cmd += " --random-seeds " + " ".join(str(s) for s in random_seeds)
     if splits:
         cmd += " --splits " + " ".join(splits)
     return cmd
@@ -446,12 +534,130 @@ def smoke_warning(profile: str) -> str | None:
             "them with the paper; the laptop or paper profile gives numbers worth reading.")
 
 
-def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | None = None) -> Path:
-    """``report.md``: one page a reviewer reads without Jupyter, built only from ``metrics``.
+def _pts(v) -> str:
+    return "–" if _missing(v) else f"{100 * v:+.1f}"
 
-    ``executed_notebooks``: where the executed notebooks are when they are not beside the report
-    (``bcdet publish`` writes the report into ``results/``, without them); default: linked from
-    ``notebooks/`` next to it."""
+
+def _iv(iv, signed: bool = False) -> str:
+    """An :class:`~bcdet_helpers.stats.Interval` as ``77.7% [70.0, 84.0]`` (or points, ``signed``)."""
+    if iv is None or _missing(iv.value):
+        return "–"
+    if signed:
+        return f"{_pts(iv.value)} [{_pts(iv.low)}, {_pts(iv.high)}]"
+    return f"{_pct(iv.value)} [{_num(100 * iv.low, 1)}, {_num(100 * iv.high, 1)}]"
+
+
+def verdict(d, claim: float) -> str:
+    """What the difference ``d`` (a :class:`~bcdet_helpers.study.Difference`) and its clustered CI show,
+    in plain words, against a difference the size of the paper's ``claim``."""
+    iv = d.pooled
+    if _missing(iv.low) or _missing(iv.high):
+        return "no interval (too few groups or runs)"
+    size = f"the paper's {_pts(claim)} points" if (d.a, d.b) == ("switching", "constant") else \
+        f"a difference the size of the paper's claim ({_pts(claim)} points)"
+    if iv.low > 0 or iv.high < 0:
+        text = f"the CI excludes 0: {d.a} is {'better' if iv.low > 0 else 'worse'} than {d.b}"
+        if iv.low > claim:
+            text += f", by more than {size}"
+        elif iv.high < claim and iv.low > 0:
+            text += f", but by less than {size} (the CI excludes it)"
+        elif iv.low > 0:
+            text += f"; the CI includes {size}"
+        return text
+    text = f"the CI includes 0: the data cannot tell {d.a} from {d.b}"
+    text += f", and it excludes {size}" if iv.high < claim else f", nor rule out {size}"
+    if not _missing(d.detectable):
+        text += (f"; this design detects a true difference of {100 * d.detectable:.1f} points or more with 80% "
+                 "power, so a smaller one may exist unseen")
+    return text
+
+
+def _study_sections(study, add, profile_folder: str) -> None:
+    """The cross-validated study's part of the report, from the :class:`~bcdet_helpers.study.Study`."""
+    from .evaluate import PUBLISHED
+
+    kind = "grouped" if "grouped" in study.kinds else study.kinds[0]
+    add(f"## Headline: pooled out-of-fold accuracy, ours vs the paper\n")
+    add(f"Study `{profile_folder}`: {len(study.arms)} arms x {study.folds.get(kind)} folds x seeds "
+        + ", ".join(f"{k}: {', '.join(map(str, v))}" for k, v in study.seeds.items())
+        + f"; every image is a test image once per seed. {study.n_scored} of {study.n_images} images scored "
+        f"({len(study.conflicts)} label-conflict images {'included' if study.include_conflicts else 'left out'}); "
+        f"weights: `{study.weights}.pt` (final). 95% CIs from {study.n_boot} bootstrap resamples of "
+        "near-duplicate groups.\n")
+    add("| | split | accuracy [95% CI] | macro-F1 [95% CI] | malignant recall [95% CI] | seeds |")
+    add("| --- | --- | --- | --- | --- | --- |")
+    for k in study.kinds:
+        for arm in study.arms:
+            try:
+                s = study.score(arm, k)
+            except KeyError:
+                continue
+            label = "leak-free grouped folds" if k == "grouped" else "random folds (paper-like, leak near-duplicates)"
+            add(f"| ours, {arm} | {label} | {_iv(s.accuracy)} | {_iv(s.macro_f1)} | "
+                f"{_iv(s.recall.get('malignant'))} | {s.n_seeds} |")
+    for key in ("paper_switching", "paper_constant"):
+        ref = PUBLISHED[key]
+        add(f"| {ref['source']} | not stated | {_pct(ref['accuracy'])} (no CI) | – | – | – |")
+    add("")
+    add(f"## The verdict: paired differences ({kind} split)\n")
+    add("Pooled out-of-fold difference in accuracy (percentage points), its 95% CI from a paired bootstrap "
+        "over near-duplicate groups, the Nadeau–Bengio corrected t-test over the (fold, seed) pairs, the "
+        "smallest difference the design detects with 80% power, and the power against the paper's "
+        f"{_pts(study.claim)} points.\n")
+    add("| comparison | question | ours, points [95% CI] | corrected t-test | detectable | power at the claim |")
+    add("| --- | --- | --- | --- | --- | --- |")
+    rows = [d for d in study.differences if d.kind == kind and d.metric == "accuracy" and d.weights == study.weights]
+    for d in rows:
+        add(f"| {d.a} − {d.b} | {d.question} | {_iv(d.pooled, signed=True)} | "
+            f"{d.test.n} pairs, p = {_num(d.test.p)} | {_num(100 * d.detectable, 1) if not _missing(d.detectable) else '–'} | "
+            f"{_pct(d.power_at_claim)} |")
+    add("")
+    for d in rows:
+        paper = (f" The paper reports {_pts(study.claim)} points ({_pct(PUBLISHED['paper_switching']['accuracy'])} vs "
+                 f"{_pct(PUBLISHED['paper_constant']['accuracy'])}, one run each)."
+                 if (d.a, d.b) == ("switching", "constant") else "")
+        add(f"- **{d.a} − {d.b}** ({d.question}): {_pts(d.pooled.value)} points — {verdict(d, study.claim)}.{paper}")
+    add("")
+    leak = [g for g in study.leakage if g.metric == "accuracy" and g.weights == study.weights]
+    if leak:
+        add("## Leakage gap (random folds minus grouped folds, pooled accuracy)\n")
+        for g in leak:
+            add(f"- {g.arm}: {_pct(g.random)} vs {_pct(g.grouped)} → {_iv(g.gap, signed=True)} points "
+                f"(seeds {', '.join(map(str, g.seeds))}; paired bootstrap over near-duplicate groups)")
+        add("")
+    ens = [(study.score(a, kind), study.score(a, kind, "ensemble_tta")) for a in study.arms
+           if any(s.arm == a and s.kind == kind and s.rows == "ensemble_tta" and s.weights == study.weights
+                  for s in study.scores)]
+    if ens:
+        add("## Seed ensemble + flip TTA\n")
+        for pooled, e in ens:
+            add(f"- {pooled.arm}: pooled {_pct(pooled.accuracy.value)} → ensemble of {e.n_seeds} seed(s) with "
+                f"left-right flip {_iv(e.accuracy)}")
+        add("")
+    if study.weights_checks:
+        add("## The weights rule (final vs best-by-validation, on validation images)\n")
+        for w in study.weights_checks:
+            add(f"- {w.arm} ({w.kind}, {w.n_runs} runs): last {_pct(w.last_val_accuracy)}, best "
+                f"{_pct(w.best_val_accuracy)} (best − last {_pts(w.mean_difference)} points; best higher in "
+                f"{w.best_better}, last in {w.last_better}; best epoch {w.mean_best_epoch:.0f} of {w.epochs} on average)")
+        add("\n`best` was chosen on these very images, so its side is optimistic.\n")
+    add(f"## Label conflicts\n\n{len(study.conflicts)} image(s) whose near-duplicates carry another label"
+        + (": " + ", ".join(f"`{c.file}` ({'/'.join(c.other_labels)})" for c in study.conflicts) if study.conflicts else "")
+        + ".\n")
+
+
+def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | None = None, study=None,
+                 study_folder: str | None = None) -> Path:
+    """``report.md``: one page a reviewer reads without Jupyter, built from ``metrics`` and ``study``.
+
+    ``study``: the cross-validated :class:`~bcdet_helpers.study.Study` (read with
+    :func:`study.load_study` by the caller), or None when the reproduction did not run it -- the report
+    then says so and shows chapter 04's one-fold runs only. ``study_folder``: where the study's files
+    are, for the text (default ``cv/``). ``executed_notebooks``: where the executed notebooks are when
+    they are not beside the report (``bcdet publish`` writes the report into ``results/``, without
+    them); default: linked from ``notebooks/`` next to it."""
+    from .evaluate import PUBLISHED
+
     folder = Path(folder)
     lines = []
     add = lines.append
@@ -461,8 +667,9 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     dev_text = dev.get("gpu") or f"{dev.get('device', '?')} ({dev.get('cpu', '')}, {dev.get('torch_threads', '?')} threads)"
     add(f"# bcdet reproduction — profile `{profile}`\n")
     add("ResNet9 on BUSI (benign / malignant / normal), reproducing Achyuthanwesh et al. "
-        f"Every number below was computed by the executed notebooks in `{executed_notebooks or 'notebooks/'}`; "
-        "this is a teaching model, not a medical device.\n")
+        f"Every number below was computed by the executed notebooks in `{executed_notebooks or 'notebooks/'}`"
+        + (f" and the study in `{study_folder or 'cv/'}`" if study is not None else "")
+        + "; this is a teaching model, not a medical device.\n")
     smoke = smoke_warning(profile)
     if smoke:
         add(f"> **{smoke}**\n")
@@ -481,65 +688,49 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
             f"recorded {env.get('recorded_at')}")
     scope = rep.get("study")
     if scope:
-        n = len(scope["schedules"]) * len(scope["seeds"]) * len(scope["splits"])
-        add(f"- study: {n} training runs = schedules {', '.join(scope['schedules'])} x seeds "
-            f"{', '.join(map(str, scope['seeds']))} x splits {', '.join(scope['splits'])}"
-            + (" (smaller than the profile's own study, to fit the time at hand)" if scope.get("smaller_than_profile") else ""))
+        by_kind = scope.get("seeds_by_kind") or {k: scope["seeds"] for k in scope["splits"]}
+        n = len(scope["schedules"]) * scope.get("folds", 5) * sum(len(v) for v in by_kind.values())
+        design = (f"{n} training runs = arms {', '.join(scope['schedules'])} x {scope.get('folds', 5)} folds x seeds "
+                  + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in by_kind.items())
+                  + (" (smaller than the profile's own study, to fit the time at hand)"
+                     if scope.get("smaller_than_profile") else ""))
+        if scope.get("run", True):
+            add(f"- cross-validated study: {design}")
+        else:
+            add(f"- cross-validated study: not run (opt-in for profile `{profile}`: `--study`); it would be {design}")
     add(f"- command: `{rep.get('command', f'bcdet reproduce --profile {profile}')}`\n")
 
-    ev = metrics.get("evaluation", {})
-    study = metrics.get("study", {})
-    add("## Headline: test accuracy, ours vs the paper\n")
-    if smoke:
-        add("*Smoke profile: the comparison below checks that the code runs, nothing else.*\n")
-    add("| | accuracy | macro-F1 | 95% CI (accuracy, one model) | note |")
-    add("| --- | --- | --- | --- | --- |")
-    models = ev.get("models", {})
-    runs = metrics.get("runs", [])
-    for split in ("grouped", "random"):
-        for sched in ("switching", "constant"):
-            s = study.get(split, {}).get(sched)
-            if not s:
-                continue
-            first = next((r for r in runs if r.get("split") == split and r.get("schedule") == sched), {})
-            ci = {"low": first.get("acc_low"), "high": first.get("acc_high")}
-            label = "leak-free grouped split" if split == "grouped" else "random split (paper-like, leaks near-duplicates)"
-            add(f"| ours, {sched} | {_mean_std(s.get('accuracy'))} | {_mean_std(s.get('macro_f1'))} | "
-                f"{_ci(ci)} | {label} |")
-    for row in metrics.get("comparison_table", []):
-        if row.get("source", "").startswith("ours"):
-            continue
-        add(f"| {row.get('source')} | {_pct(row.get('accuracy'))} | {_pct(row.get('macro_f1'))} | – | "
-            f"{row.get('note', '')} |")
-    add("")
-    add("Mean ± std over seeds; n = number of seeds. The CI is a 95% percentile bootstrap over the test "
-        "images of the first seed's best-by-validation model.\n")
-
-    add("## Does switching beat constant?\n")
-    for split in ("grouped", "random"):
-        paired = study.get(split, {}).get("paired_accuracy")
-        if paired:
-            add(f"- **{split} split**: {paired.get('verdict')}")
-    add("")
-    gap = metrics.get("leakage_gap", {})
-    if gap:
-        add("## Leakage gap (random split minus grouped split, mean test accuracy)\n")
-        for sched, g in gap.items():
-            add(f"- {sched}: {_pct(g.get('random'))} vs {_pct(g.get('grouped'))} → gap "
-                f"{100 * g['gap']:+.1f} points" if g.get("gap") is not None else f"- {sched}: –")
-        n_seeds = min((d.get("accuracy", {}).get("n", 0) for sp in study.values() for k, d in sp.items()
-                       if isinstance(d, dict) and "accuracy" in d), default=0)
-        add(f"\nThe two splits have different test sets; with {n_seeds} seed(s) per split, read the gap "
-            "against the seed-to-seed spread in the headline table"
-            + (" -- with a single seed it is not a measurement of leakage yet." if n_seeds < 2 else "."))
+    if study is not None:
+        if smoke:
+            add("*Smoke profile: the study below checks that the code runs, nothing else.*\n")
+        _study_sections(study, add, study_folder or "cv/")
+    else:
+        add("## Headline: chapter 04's runs, one fold, one seed\n")
+        if smoke:
+            add("*Smoke profile: the comparison below checks that the code runs, nothing else.*\n")
+        add("The cross-validated study did not run in this reproduction, so there is no verdict here: one "
+            "fold and one seed per arm cannot carry a difference of a few points. `bcdet reproduce --profile "
+            "laptop` runs the study (notebook 05, `study=True`).\n")
+        add("| | accuracy [95% CI, clustered] | macro-F1 | note |")
+        add("| --- | --- | --- | --- |")
+        for r in metrics.get("runs", []):
+            ci = (f" [{_num(100 * r['acc_low'], 1)}, {_num(100 * r['acc_high'], 1)}]"
+                  if not _missing(r.get("acc_low")) and not _missing(r.get("acc_high")) else "")
+            add(f"| ours, {r['schedule']} | {_pct(r.get('accuracy'))}{ci} | {_pct(r.get('macro_f1'))} | "
+                f"{r['split']} split, fold {r.get('fold', 0)}, seed {r['seed']}, {r.get('n_test', '?')} test images |")
+        for key in ("paper_switching", "paper_constant"):
+            ref = PUBLISHED[key]
+            add(f"| {ref['source']} | {_pct(ref['accuracy'])} | – | {ref['note']} |")
         add("")
+    models = metrics.get("evaluation", {}).get("models", {})
     if models:
-        add("## Best-by-validation models on the test split (first seed, grouped split)\n")
-        add("| schedule | accuracy | macro-F1 | weighted-F1 | macro AUC | ECE | n test |")
+        e = metrics["evaluation"]
+        add(f"## Chapter 04's models on their test fold ({e.get('split')} split, fold {e.get('fold')}, seed "
+            f"{e.get('seed')}, {e.get('weights')} weights)\n")
+        add("| arm | accuracy | macro-F1 | weighted-F1 | macro AUC | ECE | n test |")
         add("| --- | --- | --- | --- | --- | --- | --- |")
-        for sched, m in models.items():
-            add(f"| {sched} | {_pct(m.get('accuracy'))} ({_ci(m.get('ci', {}).get('accuracy'))}) | "
-                f"{_pct(m.get('macro_f1'))} ({_ci(m.get('ci', {}).get('macro_f1'))}) | {_pct(m.get('weighted_f1'))} | "
+        for arm, m in models.items():
+            add(f"| {arm} | {_pct(m.get('accuracy'))} | {_pct(m.get('macro_f1'))} | {_pct(m.get('weighted_f1'))} | "
                 f"{_num(m.get('macro_auc'))} | {_num(m.get('ece'))} | {m.get('n')} |")
         add("")
     cam = metrics.get("gradcam", {})
@@ -566,6 +757,8 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
             add(f"| {link} | {_fmt_duration(info['wall_time_s'])} |")
         add("")
     figs = [(stem, cap) for stem, cap in REPORT_FIGURES if (folder / "figures" / f"{stem}.png").exists()]
+    if study is None:
+        figs = [(stem, cap) for stem, cap in figs if stem != "05_forest"]  # a forest plot of another study
     if figs:
         add("## Key figures\n")
         for stem, cap in figs:
@@ -580,10 +773,12 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
 
 
 def cli_reproduce(args) -> int:
-    """``bcdet reproduce --profile P [--seeds N ...] [--splits S ...] [--out O] [--yes]``."""
+    """``bcdet reproduce --profile P [--study | --no-study] [--seeds N ...] [--random-seeds N ...]
+    [--splits S ...] [--out O] [--yes]``."""
     try:
         reproduce(args.profile, out=getattr(args, "out", None), seeds=getattr(args, "seeds", None),
-                  splits=getattr(args, "splits", None), yes=getattr(args, "yes", False))
+                  splits=getattr(args, "splits", None), yes=getattr(args, "yes", False),
+                  study=getattr(args, "study", None), random_seeds=getattr(args, "random_seeds", None))
     except ValueError as exc:  # unknown profile
         raise BcdetError(str(exc)) from None
     return 0
