@@ -352,10 +352,9 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     folder). ``notebooks``: the notebooks to run, default :func:`course_notebooks` (the tests pass
     their own). ``device`` only steers the estimate; the notebooks pick the best device themselves.
     """
+    from .options import check_seed
     from .profiles import get_profile
     from .runinfo import environment_info, write_json
-
-    from .options import check_seed
 
     seeds = [check_seed(s, "--seeds") for s in seeds] if seeds else None  # before notebook 01, not in 05
     random_seeds = [check_seed(s, "--random-seeds") for s in random_seeds] if random_seeds else None
@@ -577,7 +576,7 @@ def _study_sections(study, add, profile_folder: str) -> None:
     from .evaluate import PUBLISHED
 
     kind = "grouped" if "grouped" in study.kinds else study.kinds[0]
-    add(f"## Headline: pooled out-of-fold accuracy, ours vs the paper\n")
+    add("## Headline: pooled out-of-fold accuracy, ours vs the paper\n")
     add(f"Study `{profile_folder}`: {len(study.arms)} arms x {study.folds.get(kind)} folds x seeds "
         + ", ".join(f"{k}: {', '.join(map(str, v))}" for k, v in study.seeds.items())
         + f"; every image is a test image once per seed. {study.n_scored} of {study.n_images} images scored "

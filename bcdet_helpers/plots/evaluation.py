@@ -8,12 +8,12 @@ import numpy as np
 
 __all__: list[str] = [
     "confusion_matrices",
-    "roc_curves",
-    "reliability_diagram",
-    "schedule_comparison",
     "forest_plot",
     "gradcam_panel",
     "image_grid",
+    "reliability_diagram",
+    "roc_curves",
+    "schedule_comparison",
 ]
 
 
