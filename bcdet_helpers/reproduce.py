@@ -235,7 +235,7 @@ def print_estimate(est: dict) -> None:
         "data preparation, notebook 03's experiment and evaluation come on top."
     )
     if est["device"].startswith("cpu") and est["training_seconds"] > 1800:
-        print(f"No GPU found: this will take a while on the CPU. {faster_choices(est['profile'])} "
+        print(f"No GPU found: this will take a while on the CPU. {faster_choices(est['profile'], est.get('study'))} "
               "A CUDA GPU does 'paper' in minutes.")
     sys.stdout.flush()
 
@@ -244,8 +244,9 @@ def print_estimate(est: dict) -> None:
 LONG_JOB_SECONDS = 3600  # above this, nobody starts a reproduction by accident
 
 
-def faster_choices(profile: str) -> str:
-    """What to run instead of a long reproduction: a lighter profile, and a smaller study."""
+def faster_choices(profile: str, study: bool | None = None) -> str:
+    """What to run instead of a long reproduction: a lighter profile, and -- when the reproduction runs
+    the cross-validated study (``study``, default :func:`runs_study`) -- a smaller one, or none."""
     from .profiles import get_profile
 
     text = ""
@@ -256,11 +257,14 @@ def faster_choices(profile: str) -> str:
         prof = get_profile(profile)
     except ValueError:
         return text
+    if not runs_study(profile, study):
+        return text
     full = len(planned_runs(prof, True))
     small = len(planned_runs(get_profile(profile, seeds=prof.seeds[:1], splits=["grouped"]), True))
-    return text + (f"A smaller study trains {small} runs instead of {full}: --seeds {prof.seeds[0]} --splits grouped "
-                   f"(make reproduce ARGS=\"--seeds {prof.seeds[0]} --splits grouped\"); --no-study trains only "
-                   f"notebook 04's {len(planned_runs(prof, False))}.")
+    if small < full:
+        text += (f"A smaller study trains {small} runs instead of {full}: --seeds {prof.seeds[0]} --splits grouped "
+                 f"(make reproduce ARGS=\"--seeds {prof.seeds[0]} --splits grouped\"). ")
+    return text + f"--no-study trains only notebook 04's {len(planned_runs(prof, False))} runs."
 
 
 def _interactive() -> bool:
@@ -283,7 +287,7 @@ def confirm_long_job(est: dict, yes: bool = False) -> None:
     took = _fmt_duration(est["training_seconds"])
     opt_in = "add --yes (make reproduce YES=1)"
     if _interactive():
-        print(f"\nThis reproduction trains for ~{took} on {est['device']}. {faster_choices(est['profile'])}")
+        print(f"\nThis reproduction trains for ~{took} on {est['device']}. {faster_choices(est['profile'], est.get('study'))}")
         try:
             answer = input(f"Start the ~{took} job now? [y/N] ")
         except EOFError:
@@ -294,7 +298,7 @@ def confirm_long_job(est: dict, yes: bool = False) -> None:
     raise BcdetError(
         f"Not started: the training alone is estimated at ~{took} on {est['device']} (over "
         f"{LONG_JOB_SECONDS // 3600} hour), and there is no terminal to confirm it on. To start it on "
-        f"purpose, {opt_in}. {faster_choices(est['profile'])}")
+        f"purpose, {opt_in}. {faster_choices(est['profile'], est.get('study'))}")
 
 
 # ------------------------------------------------------------------------------------ running
