@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a smaller study: only these seeds (default: the profile's own)")
     rp.add_argument("--splits", nargs="+", choices=KINDS, default=None,
                     help="a smaller study: only these splits (default: both)")
+    rp.add_argument("--random-seeds", type=seeds_arg, nargs="+", default=None, metavar="N",
+                    help="seeds of the random split, which only measures the leakage gap (default: the first seed)")
+    rp.add_argument("--study", action=argparse.BooleanOptionalAction, default=None,
+                    help="run notebook 05's cross-validated study (default: yes for paper and laptop, no for "
+                         "class and smoke)")
     rp.add_argument("--out", default=None, help="default: runs/<profile>/")
     rp.add_argument("--yes", action="store_true",
                     help="start even when the training is estimated at over an hour, without asking")

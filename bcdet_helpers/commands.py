@@ -210,13 +210,15 @@ def cli_evaluate(args) -> int:
 
 # ------------------------------------------------------------------------------- reproduction
 def cli_reproduce(args) -> int:
-    """``bcdet reproduce --profile P [--seeds N ...] [--splits S ...] [--out O] [--yes]``."""
+    """``bcdet reproduce --profile P [--study | --no-study] [--seeds N ...] [--random-seeds N ...]
+    [--splits S ...] [--out O] [--yes]``."""
     from . import reproduce as rp
     from .errors import BcdetError
 
     try:
         rp.reproduce(args.profile, out=getattr(args, "out", None), seeds=getattr(args, "seeds", None),
-                     splits=getattr(args, "splits", None), yes=getattr(args, "yes", False))
+                     splits=getattr(args, "splits", None), yes=getattr(args, "yes", False),
+                     study=getattr(args, "study", None), random_seeds=getattr(args, "random_seeds", None))
     except ValueError as exc:  # unknown profile
         raise BcdetError(str(exc)) from None
     return 0
@@ -226,7 +228,13 @@ def cli_publish(args) -> int:
     """``bcdet publish --profile P [--dest D]``."""
     from .publish import publish
 
+    import json
+
     dest = publish(args.profile, dest=getattr(args, "dest", None))
     n = sum(1 for _ in (dest / "runs").iterdir())
     print(f"Published {n} run(s), metrics.json, report.md and figures to {dest}")
+    cv = dest.with_name(dest.name + "-cv")
+    if (json.loads((dest / "metrics.json").read_text()).get("reproduce", {}).get("study") or {}).get("run"):
+        print(f"and the cross-validated study ({sum(1 for _ in (cv / 'oof').glob('*.csv'))} runs' out-of-fold "
+              f"predictions, study.json) to {cv}")
     return 0

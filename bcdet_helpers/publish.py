@@ -9,8 +9,15 @@ What is copied (nothing else, so no weights and no patient images beyond the sma
 * ``metrics.json`` and a fresh ``report.md`` built from it (links point inside ``results/``)
 * ``figures/*.png``                       -- chapters 04 and 05's figures
 * ``splits/<split>-seed<N>.csv``          -- which file went to train / val / test, per study split
-* ``runs/<run>/{config.json,history.csv,result.json}`` -- each run of the study: its exact
-  configuration, per-epoch history and final numbers (device, versions, wall time included)
+* ``runs/<run>/{config.json,history.csv,result.json}`` -- each run notebook 05 scored in detail
+  (chapter 04's arms on one fold): its exact configuration, per-epoch history and final numbers
+  (device, versions, wall time included)
+
+and, when the reproduction ran the cross-validated study, ``runs/<profile>/cv/`` goes to
+``results/<profile>-cv/``: ``folds.csv``, ``design.json``, ``runs.csv``, ``oof/*.csv``, ``val/*.csv``
+and ``study.json`` -- small CSV/JSON, no weights -- which :func:`study.evaluate_study` can re-evaluate
+anywhere and notebook 05 shows as "recorded, not re-run". The report is rebuilt from
+``metrics.json`` and the study read with :func:`study.load_study`.
 
 The destination is rebuilt in a staging folder and swapped in at the end, so an interrupted
 publish leaves the previous results untouched.
@@ -25,6 +32,8 @@ from .errors import BcdetError
 from .paths import project_root, runs_dir
 
 RUN_FILES = ("config.json", "history.csv", "result.json")
+CV_FILES = ("folds.csv", "design.json", "runs.csv", "study.json")  # plus oof/*.csv and val/*.csv
+CV_PARTS = ("oof", "val")
 
 
 def study_runs(metrics: dict) -> list[tuple[str, str, int, int]]:
@@ -46,9 +55,32 @@ def require_finished(src: Path, metrics: dict, profile: str) -> None:
                          f"`bcdet reproduce` finished with it (notebook 05 ran alone, or the run stopped). {again}")
     written = (src / "metrics.json").stat().st_mtime_ns
     newer = sorted(nb.name for nb in (src / "notebooks").glob("*.ipynb") if nb.stat().st_mtime_ns > written)
+    study = (metrics["reproduce"].get("study") or {})
+    cv_json = src / (study.get("folder") or "cv") / "study.json"
+    if study.get("run") and cv_json.exists() and cv_json.stat().st_mtime_ns > written:
+        newer.append(f"{cv_json.parent.name}/study.json")
     if newer:
-        raise BcdetError(f"{src / 'metrics.json'} is stale: {', '.join(newer)} in {src / 'notebooks'} ran after "
+        raise BcdetError(f"{src / 'metrics.json'} is stale: {', '.join(newer)} in {src} ran after "
                          f"it was written (a later reproduction failed or is still running). {again}")
+
+
+def finished_study(src: Path, metrics: dict, profile: str):
+    """The cross-validated :class:`~bcdet_helpers.study.Study` the reproduction ran (``None`` when it ran
+    none), read with :func:`study.load_study`; refused when missing or incomplete."""
+    from .study import load_study
+
+    scope = metrics["reproduce"].get("study") or {}
+    if not scope.get("run"):
+        return None
+    folder = src / (scope.get("folder") or "cv")
+    again = f"Run `bcdet reproduce --profile {profile}` to the end (finished runs are reused), then publish."
+    if not (folder / "study.json").exists():
+        raise BcdetError(f"{src / 'metrics.json'} says the study ran, but {folder / 'study.json'} is missing. {again}")
+    study = load_study(folder)
+    if not study.complete:
+        raise BcdetError(f"{folder / 'study.json'} is incomplete: some arm, split kind or seed lacks out-of-fold "
+                         f"predictions for every image. {again}")
+    return study
 
 
 def publish(profile: str, dest: str | Path | None = None) -> Path:
@@ -63,6 +95,7 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
                          "publish copies what that run left.")
     metrics = json.loads(metrics_path.read_text())
     require_finished(src, metrics, profile)
+    cv = finished_study(src, metrics, profile)
     runs = study_runs(metrics)
     if not runs:
         raise BcdetError(f"{metrics_path} lists no training runs (notebook 05 did not finish?). "
@@ -90,12 +123,29 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
         for name in RUN_FILES:
             if (run / name).exists():
                 shutil.copy2(run / name, stage / "runs" / run.name / name)
-    write_report(metrics, stage, executed_notebooks=f"runs/{profile}/notebooks/")
+    cv_dest = dest.with_name(dest.name + "-cv")
+    cv_stage = cv_dest.with_name(cv_dest.name + ".publishing")
+    shutil.rmtree(cv_stage, ignore_errors=True)
+    if cv is not None:
+        cv_src = src / (metrics["reproduce"]["study"].get("folder") or "cv")
+        cv_stage.mkdir(parents=True)
+        for name in CV_FILES:
+            if (cv_src / name).exists():
+                shutil.copy2(cv_src / name, cv_stage / name)
+        for part in CV_PARTS:
+            (cv_stage / part).mkdir()
+            for csv in sorted((cv_src / part).glob("*.csv")):
+                shutil.copy2(csv, cv_stage / part / csv.name)
+    write_report(metrics, stage, executed_notebooks=f"runs/{profile}/notebooks/", study=cv,
+                 study_folder=f"{cv_dest.parent.name}/{cv_dest.name}/" if cv is not None else None)
 
-    old = dest.with_name(dest.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    stage.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
+    for staged, final in ((stage, dest), (cv_stage, cv_dest)):
+        if not staged.exists():
+            continue
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        staged.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
     return dest

@@ -1,9 +1,10 @@
-"""``report.md``: the one page a reviewer reads without Jupyter, built only from ``metrics.json``.
+"""``report.md``: the one page a reviewer reads without Jupyter.
 
 Written at the end of ``bcdet reproduce`` (:mod:`.reproduce`) and again by ``bcdet publish``
-(:mod:`.publish`, into ``results/``): ours vs the paper, the switching-vs-constant verdict, the
-leakage gap, device, wall time, links to the key figures. Every number in it comes from the
-metrics it is given; a missing one prints as "–".
+(:mod:`.publish`, into ``results/``): ours beside the paper, the cross-validated verdict read from
+``study.json`` (:func:`bcdet_helpers.study.load_study` -- one schema, nothing guessed), the leakage
+gap, device, wall time, links to the key figures. Every number in it comes from the metrics and the
+study it is given; a missing one prints as "–".
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import math
 from pathlib import Path
 
 REPORT_FIGURES = (  # (file stem under figures/, caption) -- the ones report.md links, if present
-    ("05_confusion_matrices", "Confusion matrices (test split, best-by-validation)"),
-    ("05_schedule_comparison", "Switching vs constant, per seed and split"),
+    ("05_forest", "The verdict: paired differences with clustered 95% CIs (cross-validated study)"),
+    ("05_confusion_matrices", "Confusion matrices (chapter 04's runs on their test fold, final weights)"),
     ("05_roc_curves", "ROC curves (one-vs-rest)"),
     ("05_reliability", "Reliability diagram"),
     ("05_gradcam", "Grad-CAM with the lesion mask outlined"),
@@ -70,12 +71,130 @@ def smoke_warning(profile: str) -> str | None:
             "them with the paper; the laptop or paper profile gives numbers worth reading.")
 
 
-def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | None = None) -> Path:
-    """``report.md``: one page a reviewer reads without Jupyter, built only from ``metrics``.
+def _pts(v) -> str:
+    return "–" if _missing(v) else f"{100 * v:+.1f}"
 
-    ``executed_notebooks``: where the executed notebooks are when they are not beside the report
-    (``bcdet publish`` writes the report into ``results/``, without them); default: linked from
-    ``notebooks/`` next to it."""
+
+def _iv(iv, signed: bool = False) -> str:
+    """An :class:`~bcdet_helpers.stats.Interval` as ``77.7% [70.0, 84.0]`` (or points, ``signed``)."""
+    if iv is None or _missing(iv.value):
+        return "–"
+    if signed:
+        return f"{_pts(iv.value)} [{_pts(iv.low)}, {_pts(iv.high)}]"
+    return f"{_pct(iv.value)} [{_num(100 * iv.low, 1)}, {_num(100 * iv.high, 1)}]"
+
+
+def verdict(d, claim: float) -> str:
+    """What the difference ``d`` (a :class:`~bcdet_helpers.study.Difference`) and its clustered CI show,
+    in plain words, against a difference the size of the paper's ``claim``."""
+    iv = d.pooled
+    if _missing(iv.low) or _missing(iv.high):
+        return "no interval (too few groups or runs)"
+    size = f"the paper's {_pts(claim)} points" if (d.a, d.b) == ("switching", "constant") else \
+        f"a difference the size of the paper's claim ({_pts(claim)} points)"
+    if iv.low > 0 or iv.high < 0:
+        text = f"the CI excludes 0: {d.a} is {'better' if iv.low > 0 else 'worse'} than {d.b}"
+        if iv.low > claim:
+            text += f", by more than {size}"
+        elif iv.high < claim and iv.low > 0:
+            text += f", but by less than {size} (the CI excludes it)"
+        elif iv.low > 0:
+            text += f"; the CI includes {size}"
+        return text
+    text = f"the CI includes 0: the data cannot tell {d.a} from {d.b}"
+    text += f", and it excludes {size}" if iv.high < claim else f", nor rule out {size}"
+    if not _missing(d.detectable):
+        text += (f"; this design detects a true difference of {100 * d.detectable:.1f} points or more with 80% "
+                 "power, so a smaller one may exist unseen")
+    return text
+
+
+def _study_sections(study, add, profile_folder: str) -> None:
+    """The cross-validated study's part of the report, from the :class:`~bcdet_helpers.study.Study`."""
+    from .evaluate import PUBLISHED
+
+    kind = "grouped" if "grouped" in study.kinds else study.kinds[0]
+    add("## Headline: pooled out-of-fold accuracy, ours vs the paper\n")
+    add(f"Study `{profile_folder}`: {len(study.arms)} arms x {study.folds.get(kind)} folds x seeds "
+        + ", ".join(f"{k}: {', '.join(map(str, v))}" for k, v in study.seeds.items())
+        + f"; every image is a test image once per seed. {study.n_scored} of {study.n_images} images scored "
+        f"({len(study.conflicts)} label-conflict images {'included' if study.include_conflicts else 'left out'}); "
+        f"weights: `{study.weights}.pt` (final). 95% CIs from {study.n_boot} bootstrap resamples of "
+        "near-duplicate groups.\n")
+    add("| | split | accuracy [95% CI] | macro-F1 [95% CI] | malignant recall [95% CI] | seeds |")
+    add("| --- | --- | --- | --- | --- | --- |")
+    for k in study.kinds:
+        for arm in study.arms:
+            try:
+                s = study.score(arm, k)
+            except KeyError:
+                continue
+            label = "leak-free grouped folds" if k == "grouped" else "random folds (paper-like, leak near-duplicates)"
+            add(f"| ours, {arm} | {label} | {_iv(s.accuracy)} | {_iv(s.macro_f1)} | "
+                f"{_iv(s.recall.get('malignant'))} | {s.n_seeds} |")
+    for key in ("paper_switching", "paper_constant"):
+        ref = PUBLISHED[key]
+        add(f"| {ref['source']} | not stated | {_pct(ref['accuracy'])} (no CI) | – | – | – |")
+    add("")
+    add(f"## The verdict: paired differences ({kind} split)\n")
+    add("Pooled out-of-fold difference in accuracy (percentage points), its 95% CI from a paired bootstrap "
+        "over near-duplicate groups, the Nadeau–Bengio corrected t-test over the (fold, seed) pairs, the "
+        "smallest difference the design detects with 80% power, and the power against the paper's "
+        f"{_pts(study.claim)} points.\n")
+    add("| comparison | question | ours, points [95% CI] | corrected t-test | detectable | power at the claim |")
+    add("| --- | --- | --- | --- | --- | --- |")
+    rows = [d for d in study.differences if d.kind == kind and d.metric == "accuracy" and d.weights == study.weights]
+    for d in rows:
+        add(f"| {d.a} − {d.b} | {d.question} | {_iv(d.pooled, signed=True)} | "
+            f"{d.test.n} pairs, p = {_num(d.test.p)} | {_num(100 * d.detectable, 1) if not _missing(d.detectable) else '–'} | "
+            f"{_pct(d.power_at_claim)} |")
+    add("")
+    for d in rows:
+        paper = (f" The paper reports {_pts(study.claim)} points ({_pct(PUBLISHED['paper_switching']['accuracy'])} vs "
+                 f"{_pct(PUBLISHED['paper_constant']['accuracy'])}, one run each)."
+                 if (d.a, d.b) == ("switching", "constant") else "")
+        add(f"- **{d.a} − {d.b}** ({d.question}): {_pts(d.pooled.value)} points — {verdict(d, study.claim)}.{paper}")
+    add("")
+    leak = [g for g in study.leakage if g.metric == "accuracy" and g.weights == study.weights]
+    if leak:
+        add("## Leakage gap (random folds minus grouped folds, pooled accuracy)\n")
+        for g in leak:
+            add(f"- {g.arm}: {_pct(g.random)} vs {_pct(g.grouped)} → {_iv(g.gap, signed=True)} points "
+                f"(seeds {', '.join(map(str, g.seeds))}; paired bootstrap over near-duplicate groups)")
+        add("")
+    ens = [(study.score(a, kind), study.score(a, kind, "ensemble_tta")) for a in study.arms
+           if any(s.arm == a and s.kind == kind and s.rows == "ensemble_tta" and s.weights == study.weights
+                  for s in study.scores)]
+    if ens:
+        add("## Seed ensemble + flip TTA\n")
+        for pooled, e in ens:
+            add(f"- {pooled.arm}: pooled {_pct(pooled.accuracy.value)} → ensemble of {e.n_seeds} seed(s) with "
+                f"left-right flip {_iv(e.accuracy)}")
+        add("")
+    if study.weights_checks:
+        add("## The weights rule (final vs best-by-validation, on validation images)\n")
+        for w in study.weights_checks:
+            add(f"- {w.arm} ({w.kind}, {w.n_runs} runs): last {_pct(w.last_val_accuracy)}, best "
+                f"{_pct(w.best_val_accuracy)} (best − last {_pts(w.mean_difference)} points; best higher in "
+                f"{w.best_better}, last in {w.last_better}; best epoch {w.mean_best_epoch:.0f} of {w.epochs} on average)")
+        add("\n`best` was chosen on these very images, so its side is optimistic.\n")
+    add(f"## Label conflicts\n\n{len(study.conflicts)} image(s) whose near-duplicates carry another label"
+        + (": " + ", ".join(f"`{c.file}` ({'/'.join(c.other_labels)})" for c in study.conflicts) if study.conflicts else "")
+        + ".\n")
+
+
+def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | None = None, study=None,
+                 study_folder: str | None = None) -> Path:
+    """``report.md``: one page a reviewer reads without Jupyter, built from ``metrics`` and ``study``.
+
+    ``study``: the cross-validated :class:`~bcdet_helpers.study.Study` (read with
+    :func:`study.load_study` by the caller), or None when the reproduction did not run it -- the report
+    then says so and shows chapter 04's one-fold runs only. ``study_folder``: where the study's files
+    are, for the text (default ``cv/``). ``executed_notebooks``: where the executed notebooks are when
+    they are not beside the report (``bcdet publish`` writes the report into ``results/``, without
+    them); default: linked from ``notebooks/`` next to it."""
+    from .evaluate import PUBLISHED
+
     folder = Path(folder)
     lines = []
     add = lines.append
@@ -85,8 +204,9 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     dev_text = dev.get("gpu") or f"{dev.get('device', '?')} ({dev.get('cpu', '')}, {dev.get('torch_threads', '?')} threads)"
     add(f"# bcdet reproduction — profile `{profile}`\n")
     add("ResNet9 on BUSI (benign / malignant / normal), reproducing Achyuthanwesh et al. "
-        f"Every number below was computed by the executed notebooks in `{executed_notebooks or 'notebooks/'}`; "
-        "this is a teaching model, not a medical device.\n")
+        f"Every number below was computed by the executed notebooks in `{executed_notebooks or 'notebooks/'}`"
+        + (f" and the study in `{study_folder or 'cv/'}`" if study is not None else "")
+        + "; this is a teaching model, not a medical device.\n")
     smoke = smoke_warning(profile)
     if smoke:
         add(f"> **{smoke}**\n")
@@ -105,65 +225,49 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
             f"recorded {env.get('recorded_at')}")
     scope = rep.get("study")
     if scope:
-        n = len(scope["schedules"]) * len(scope["seeds"]) * len(scope["splits"])
-        add(f"- study: {n} training runs = schedules {', '.join(scope['schedules'])} x seeds "
-            f"{', '.join(map(str, scope['seeds']))} x splits {', '.join(scope['splits'])}"
-            + (" (smaller than the profile's own study, to fit the time at hand)" if scope.get("smaller_than_profile") else ""))
+        by_kind = scope.get("seeds_by_kind") or {k: scope["seeds"] for k in scope["splits"]}
+        n = len(scope["schedules"]) * scope.get("folds", 5) * sum(len(v) for v in by_kind.values())
+        design = (f"{n} training runs = arms {', '.join(scope['schedules'])} x {scope.get('folds', 5)} folds x seeds "
+                  + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in by_kind.items())
+                  + (" (smaller than the profile's own study, to fit the time at hand)"
+                     if scope.get("smaller_than_profile") else ""))
+        if scope.get("run", True):
+            add(f"- cross-validated study: {design}")
+        else:
+            add(f"- cross-validated study: not run (opt-in for profile `{profile}`: `--study`); it would be {design}")
     add(f"- command: `{rep.get('command', f'bcdet reproduce --profile {profile}')}`\n")
 
-    ev = metrics.get("evaluation", {})
-    study = metrics.get("study", {})
-    add("## Headline: test accuracy, ours vs the paper\n")
-    if smoke:
-        add("*Smoke profile: the comparison below checks that the code runs, nothing else.*\n")
-    add("| | accuracy | macro-F1 | 95% CI (accuracy, one model) | note |")
-    add("| --- | --- | --- | --- | --- |")
-    models = ev.get("models", {})
-    runs = metrics.get("runs", [])
-    for split in ("grouped", "random"):
-        for sched in ("switching", "constant"):
-            s = study.get(split, {}).get(sched)
-            if not s:
-                continue
-            first = next((r for r in runs if r.get("split") == split and r.get("schedule") == sched), {})
-            ci = {"low": first.get("acc_low"), "high": first.get("acc_high")}
-            label = "leak-free grouped split" if split == "grouped" else "random split (paper-like, leaks near-duplicates)"
-            add(f"| ours, {sched} | {_mean_std(s.get('accuracy'))} | {_mean_std(s.get('macro_f1'))} | "
-                f"{_ci(ci)} | {label} |")
-    for row in metrics.get("comparison_table", []):
-        if row.get("source", "").startswith("ours"):
-            continue
-        add(f"| {row.get('source')} | {_pct(row.get('accuracy'))} | {_pct(row.get('macro_f1'))} | – | "
-            f"{row.get('note', '')} |")
-    add("")
-    add("Mean ± std over seeds; n = number of seeds. The CI is a 95% percentile bootstrap over the test "
-        "images of the first seed's best-by-validation model.\n")
-
-    add("## Does switching beat constant?\n")
-    for split in ("grouped", "random"):
-        paired = study.get(split, {}).get("paired_accuracy")
-        if paired:
-            add(f"- **{split} split**: {paired.get('verdict')}")
-    add("")
-    gap = metrics.get("leakage_gap", {})
-    if gap:
-        add("## Leakage gap (random split minus grouped split, mean test accuracy)\n")
-        for sched, g in gap.items():
-            add(f"- {sched}: {_pct(g.get('random'))} vs {_pct(g.get('grouped'))} → gap "
-                f"{100 * g['gap']:+.1f} points" if g.get("gap") is not None else f"- {sched}: –")
-        n_seeds = min((d.get("accuracy", {}).get("n", 0) for sp in study.values() for k, d in sp.items()
-                       if isinstance(d, dict) and "accuracy" in d), default=0)
-        add(f"\nThe two splits have different test sets; with {n_seeds} seed(s) per split, read the gap "
-            "against the seed-to-seed spread in the headline table"
-            + (" -- with a single seed it is not a measurement of leakage yet." if n_seeds < 2 else "."))
+    if study is not None:
+        if smoke:
+            add("*Smoke profile: the study below checks that the code runs, nothing else.*\n")
+        _study_sections(study, add, study_folder or "cv/")
+    else:
+        add("## Headline: chapter 04's runs, one fold, one seed\n")
+        if smoke:
+            add("*Smoke profile: the comparison below checks that the code runs, nothing else.*\n")
+        add("The cross-validated study did not run in this reproduction, so there is no verdict here: one "
+            "fold and one seed per arm cannot carry a difference of a few points. `bcdet reproduce --profile "
+            "laptop` runs the study (notebook 05, `study=True`).\n")
+        add("| | accuracy [95% CI, clustered] | macro-F1 | note |")
+        add("| --- | --- | --- | --- |")
+        for r in metrics.get("runs", []):
+            ci = (f" [{_num(100 * r['acc_low'], 1)}, {_num(100 * r['acc_high'], 1)}]"
+                  if not _missing(r.get("acc_low")) and not _missing(r.get("acc_high")) else "")
+            add(f"| ours, {r['schedule']} | {_pct(r.get('accuracy'))}{ci} | {_pct(r.get('macro_f1'))} | "
+                f"{r['split']} split, fold {r.get('fold', 0)}, seed {r['seed']}, {r.get('n_test', '?')} test images |")
+        for key in ("paper_switching", "paper_constant"):
+            ref = PUBLISHED[key]
+            add(f"| {ref['source']} | {_pct(ref['accuracy'])} | – | {ref['note']} |")
         add("")
+    models = metrics.get("evaluation", {}).get("models", {})
     if models:
-        add("## Best-by-validation models on the test split (first seed, grouped split)\n")
-        add("| schedule | accuracy | macro-F1 | weighted-F1 | macro AUC | ECE | n test |")
+        e = metrics["evaluation"]
+        add(f"## Chapter 04's models on their test fold ({e.get('split')} split, fold {e.get('fold')}, seed "
+            f"{e.get('seed')}, {e.get('weights')} weights)\n")
+        add("| arm | accuracy | macro-F1 | weighted-F1 | macro AUC | ECE | n test |")
         add("| --- | --- | --- | --- | --- | --- | --- |")
-        for sched, m in models.items():
-            add(f"| {sched} | {_pct(m.get('accuracy'))} ({_ci(m.get('ci', {}).get('accuracy'))}) | "
-                f"{_pct(m.get('macro_f1'))} ({_ci(m.get('ci', {}).get('macro_f1'))}) | {_pct(m.get('weighted_f1'))} | "
+        for arm, m in models.items():
+            add(f"| {arm} | {_pct(m.get('accuracy'))} | {_pct(m.get('macro_f1'))} | {_pct(m.get('weighted_f1'))} | "
                 f"{_num(m.get('macro_auc'))} | {_num(m.get('ece'))} | {m.get('n')} |")
         add("")
     cam = metrics.get("gradcam", {})
@@ -190,6 +294,8 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
             add(f"| {link} | {fmt_duration(info['wall_time_s'])} |")
         add("")
     figs = [(stem, cap) for stem, cap in REPORT_FIGURES if (folder / "figures" / f"{stem}.png").exists()]
+    if study is None:
+        figs = [(stem, cap) for stem, cap in figs if stem != "05_forest"]  # a forest plot of another study
     if figs:
         add("## Key figures\n")
         for stem, cap in figs:
@@ -201,3 +307,5 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+

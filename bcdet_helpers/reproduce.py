@@ -114,12 +114,30 @@ def _measure_seconds_per_epoch(prof, device, n_train: int) -> float:
     return per_image * n_train * (1 + val_share / 3)
 
 
-def planned_runs(prof) -> list[tuple[str, str, int]]:
-    """``(schedule, split, seed)`` of every training run a reproduction of ``prof`` starts.
+STUDY_PROFILES = ("paper", "laptop")  # `bcdet reproduce` runs the cross-validated study for these by default
 
-    Notebook 05's study (schedules x seeds x splits) plus notebook 04's runs: notebook 04 gets only
-    ``profile``, so it always trains the profile's *own* first seed and split, even when a smaller
-    study (``--seeds 1 --splits random``) leaves them out of chapter 05.
+
+def runs_study(profile: str, study: bool | None = None) -> bool:
+    """Does a reproduction of ``profile`` run notebook 05's cross-validated study? ``study`` (``--study`` /
+    ``--no-study``) decides when given; else yes for :data:`STUDY_PROFILES` (researchers get the full
+    study; ``class`` and ``smoke`` keep it opt-in)."""
+    return bool(study) if study is not None else profile in STUDY_PROFILES
+
+
+def study_seeds(prof, random_seeds=None) -> dict[str, list[int]]:
+    """Seeds per split kind of the study: the profile's seeds for ``grouped``; for ``random`` (which only
+    measures the leakage gap) ``random_seeds``, by default the first seed only."""
+    out = {"grouped": list(prof.seeds), "random": list(random_seeds) if random_seeds else list(prof.seeds[:1])}
+    return {k: v for k, v in out.items() if k in prof.splits}
+
+
+def planned_runs(prof, study: bool = True, random_seeds=None) -> list[tuple[str, str, int, int]]:
+    """``(schedule, split, seed, fold)`` of every training run a reproduction of ``prof`` starts.
+
+    Notebook 04's runs (the profile's *own* arms on its first split and seed, fold 0 -- notebook 04
+    gets only ``profile``, so a smaller study such as ``--seeds 1 --splits random`` does not change
+    them; notebook 05 scores these same runs) plus, when ``study``, notebook 05's cross-validated
+    study: arms x folds x the seeds of each split kind (:func:`study_seeds`).
     """
     from .profiles import get_profile
 
@@ -127,15 +145,21 @@ def planned_runs(prof) -> list[tuple[str, str, int]]:
         own = get_profile(prof.name)
     except ValueError:  # a Profile built by hand, not one of PROFILES
         own = prof
-    study = [(s, sp, seed) for sp in prof.splits for s in prof.schedules for seed in prof.seeds]
-    chapter04 = [(s, own.splits[0], own.seeds[0]) for s in own.schedules]
-    return list(dict.fromkeys(study + chapter04))
+    chapter04 = [(s, own.splits[0], own.seeds[0], 0) for s in own.schedules]
+    return list(dict.fromkeys((study_runs(prof, random_seeds) if study else []) + chapter04))
 
 
-def estimate(profile="paper", device="auto") -> dict:
+def study_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
+    """``(schedule, split, seed, fold)`` of the cross-validated study: 5 folds x arms x seeds per kind."""
+    return [(s, kind, seed, fold) for kind, seeds in study_seeds(prof, random_seeds).items() for seed in seeds
+            for fold in range(prof.folds) for s in prof.schedules]
+
+
+def estimate(profile="paper", device="auto", study: bool | None = None, random_seeds=None) -> dict:
     """How long the training in the course will take on ``device``, and where the number comes from.
 
-    Runs = :func:`planned_runs` (notebook 05's study plus notebook 04's runs, each counted once),
+    Runs = :func:`planned_runs` (notebook 04's runs, plus notebook 05's cross-validated study when it
+    runs -- :func:`runs_study`: by default for the paper and laptop profiles -- each counted once),
     minus runs already finished in ``runs/<profile>/``. ``profile`` is a name or a
     :class:`~bcdet_helpers.profiles.Profile` (e.g. one with fewer seeds). Seconds per epoch come from
     those finished runs on the same device type when there are some, else from timing a few
@@ -147,8 +171,11 @@ def estimate(profile="paper", device="auto") -> dict:
 
     prof = get_profile(profile)
     dev = choose_device(device)
-    runs = planned_runs(prof)
-    done = sum((run_dir_for(prof.name, s, sp, seed) / "result.json").exists() for s, sp, seed in runs)
+    with_study = runs_study(prof.name, study)
+    runs = planned_runs(prof, with_study, random_seeds)
+    chapter04 = planned_runs(prof, False)
+    cv = study_runs(prof, random_seeds) if with_study else []
+    done = sum((run_dir_for(prof.name, s, sp, seed, fold) / "result.json").exists() for s, sp, seed, fold in runs)
     n_train = _n_train_images(prof)
     spe = _recorded_seconds_per_epoch(prof.name, dev.type)
     source = "recorded (median of finished runs of this profile on this device type)"
@@ -160,7 +187,11 @@ def estimate(profile="paper", device="auto") -> dict:
         "profile": prof.name,
         "device": str(dev),
         "runs": len(runs),
-        "runs_chapter04_only": len(runs) - len(prof.splits) * len(prof.schedules) * len(prof.seeds),
+        "runs_chapter04_only": len(set(chapter04) - set(cv)),
+        "runs_study": len(cv),
+        "study": with_study,
+        "study_seeds": study_seeds(prof, random_seeds) if with_study else {},
+        "folds": prof.folds,
         "runs_done": done,
         "epochs_per_run": prof.epochs,
         "epochs_to_train": epochs,
@@ -173,9 +204,15 @@ def estimate(profile="paper", device="auto") -> dict:
 
 def print_estimate(est: dict) -> None:
     extra = est.get("runs_chapter04_only", 0)
+    if est.get("study"):
+        seeds = ", ".join(f"{k}: {len(v)} seed(s)" for k, v in est.get("study_seeds", {}).items())
+        what = (f"(notebook 05's cross-validated study: {est['folds']} folds x arms x seeds per split kind "
+                f"[{seeds}] = {est['runs_study']} runs"
+                + (f", plus notebook 04's {extra} run(s) with the profile's own seed and split" if extra else "") + ") ")
+    else:
+        what = "(notebook 04's arms on one fold; notebook 05 scores them -- its cross-validated study is not run) "
     print(
-        f"Profile {est['profile']!r}: {est['runs']} training runs x {est['epochs_per_run']} epochs "
-        + (f"(including notebook 04's {extra} run(s) with the profile's own seed and split) " if extra else "")
+        f"Profile {est['profile']!r}: {est['runs']} training runs x {est['epochs_per_run']} epochs " + what
         + f"({est['runs_done']} already finished and reused), ~{est['n_train_images']} training images per epoch."
     )
     print(
@@ -184,7 +221,7 @@ def print_estimate(est: dict) -> None:
         "data preparation, notebook 03's experiment and evaluation come on top."
     )
     if est["device"].startswith("cpu") and est["training_seconds"] > 1800:
-        print(f"No GPU found: this will take a while on the CPU. {faster_choices(est['profile'])} "
+        print(f"No GPU found: this will take a while on the CPU. {faster_choices(est['profile'], est.get('study'))} "
               "A CUDA GPU does 'paper' in minutes.")
     sys.stdout.flush()
 
@@ -193,14 +230,27 @@ def print_estimate(est: dict) -> None:
 LONG_JOB_SECONDS = 3600  # above this, nobody starts a reproduction by accident
 
 
-def faster_choices(profile: str) -> str:
-    """What to run instead of a long reproduction: a lighter profile, and a smaller study."""
+def faster_choices(profile: str, study: bool | None = None) -> str:
+    """What to run instead of a long reproduction: a lighter profile, and -- when the reproduction runs
+    the cross-validated study (``study``, default :func:`runs_study`) -- a smaller one, or none."""
+    from .profiles import get_profile
+
     text = ""
     if profile == "paper":
         text = ("The 'laptop' profile is the CPU-friendly one: bcdet reproduce --profile laptop "
                 "(make reproduce PROFILE=laptop). ")
-    return text + ("A smaller study trains 2 runs instead of 12: --seeds 0 --splits grouped "
-                   "(make reproduce ARGS=\"--seeds 0 --splits grouped\").")
+    try:
+        prof = get_profile(profile)
+    except ValueError:
+        return text
+    if not runs_study(profile, study):
+        return text
+    full = len(planned_runs(prof, True))
+    small = len(planned_runs(get_profile(profile, seeds=prof.seeds[:1], splits=["grouped"]), True))
+    if small < full:
+        text += (f"A smaller study trains {small} runs instead of {full}: --seeds {prof.seeds[0]} --splits grouped "
+                 f"(make reproduce ARGS=\"--seeds {prof.seeds[0]} --splits grouped\"). ")
+    return text + f"--no-study trains only notebook 04's {len(planned_runs(prof, False))} runs."
 
 
 def _interactive() -> bool:
@@ -223,7 +273,7 @@ def confirm_long_job(est: dict, yes: bool = False) -> None:
     took = _fmt_duration(est["training_seconds"])
     opt_in = "add --yes (make reproduce YES=1)"
     if _interactive():
-        print(f"\nThis reproduction trains for ~{took} on {est['device']}. {faster_choices(est['profile'])}")
+        print(f"\nThis reproduction trains for ~{took} on {est['device']}. {faster_choices(est['profile'], est.get('study'))}")
         try:
             answer = input(f"Start the ~{took} job now? [y/N] ")
         except EOFError:
@@ -234,7 +284,7 @@ def confirm_long_job(est: dict, yes: bool = False) -> None:
     raise BcdetError(
         f"Not started: the training alone is estimated at ~{took} on {est['device']} (over "
         f"{LONG_JOB_SECONDS // 3600} hour), and there is no terminal to confirm it on. To start it on "
-        f"purpose, {opt_in}. {faster_choices(est['profile'])}")
+        f"purpose, {opt_in}. {faster_choices(est['profile'], est.get('study'))}")
 
 
 # ------------------------------------------------------------------------------------ running
@@ -242,8 +292,8 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
     """Execute one notebook with papermill; returns its wall time. A failing cell raises
     :class:`BcdetError` naming the notebook, the cell and the error.
 
-    ``study`` (``seeds=[0]``, ``splits=["grouped"]``) goes only to notebooks whose parameters cell
-    declares it (chapter 05); the others get just ``profile``."""
+    ``study`` (``study=True``, ``seeds=[0]``, ``splits=["grouped"]``, ``random_seeds=[0]``) goes only
+    to notebooks whose parameters cell declares it (chapter 05); the others get just ``profile``."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -274,27 +324,33 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
 
 
 def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=None, echo: bool = True,
-              device: str = "auto", seeds=None, splits=None, yes: bool = False) -> dict:
+              device: str = "auto", seeds=None, splits=None, yes: bool = False, study: bool | None = None,
+              random_seeds=None) -> dict:
     """Run the course headless with ``profile``; returns the merged metrics.json content.
 
-    ``seeds`` / ``splits`` shrink chapter 05's study below the profile's (e.g. ``seeds=[0]``,
-    ``splits=["grouped"]``: two runs instead of twelve) when the full study does not fit the time
-    at hand -- the paper profile on a CPU. The report says which study it is. A job estimated at
-    over an hour of training starts only with ``yes`` or a "y" typed at the terminal
-    (:func:`confirm_long_job`).
+    ``study``: run notebook 05's cross-validated study (``study=True`` in its parameters cell);
+    ``None`` (the default) runs it for the paper and laptop profiles (:func:`runs_study`). Its result
+    is ``runs/<profile>/cv/study.json``, which the report reads with :func:`study.load_study`; a study
+    asked for but not written by this reproduction is an error, and no report is written.
+    ``seeds`` / ``splits`` / ``random_seeds`` shrink the study below the profile's (e.g. ``seeds=[0]``,
+    ``splits=["grouped"]``: 20 runs instead of 80 for laptop; ``random_seeds``: the random split's seeds,
+    by default the first seed only) when the full study does not fit the time at hand -- the paper
+    profile on a CPU. The report says which study it is. A job estimated at over an hour of training
+    starts only with ``yes`` or a "y" typed at the terminal (:func:`confirm_long_job`).
     ``out``: a runs folder to use instead of ``$BCDET_RUNS`` / ``runs/`` (results land in
     ``out/<profile>/``; an ``out`` that already ends in the profile's name is taken as that
     folder). ``notebooks``: the notebooks to run, default :func:`course_notebooks` (the tests pass
     their own). ``device`` only steers the estimate; the notebooks pick the best device themselves.
     """
+    from .options import check_seed
     from .profiles import get_profile
     from .runinfo import environment_info, write_json
 
-    from .options import check_seed
-
     seeds = [check_seed(s, "--seeds") for s in seeds] if seeds else None  # before notebook 01, not in 05
+    random_seeds = [check_seed(s, "--random-seeds") for s in random_seeds] if random_seeds else None
     splits = list(splits) if splits else None
     prof = get_profile(profile, seeds=seeds, splits=splits)  # bad names -> ValueError before anything runs
+    with_study = runs_study(prof.name, study)
     from .data.check import require_usable
 
     require_usable()  # the same refusal as `bcdet train` and the notebooks, before anything runs
@@ -303,9 +359,11 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         raise BcdetError(f"No notebooks to run (looked for NN_*.ipynb in {project_root() / 'notebooks'}).")
     from .params import check_reproduce_parameters
 
-    given = {"profile": prof.name, "seeds": seeds, "splits": splits}
+    # `study` is checked when it asks for the study (a notebook must declare it, or it would be ignored)
+    given = {"profile": prof.name, "seeds": seeds, "splits": splits, "random_seeds": random_seeds,
+             "study": True if with_study else None}
     check_reproduce_parameters(notebooks, {k: v for k, v in given.items() if v is not None},
-                               optional=("seeds", "splits"))
+                               optional=("seeds", "splits", "random_seeds", "study"))
     if out is not None:
         out = Path(out).expanduser().resolve()
         out = out.parent if out.name == prof.name else out
@@ -319,7 +377,7 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         print(f"Device: {dev}" + (f" ({info['gpu']})" if info.get("gpu") else
                                   f" ({info['cpu']}, {info['torch_threads']} torch threads; no CUDA GPU found)"))
         print("Estimating the training time ...", flush=True)
-        est = estimate(prof, dev)
+        est = estimate(prof, dev, study=with_study, random_seeds=random_seeds)
         print_estimate(est)
         confirm_long_job(est, yes)
         folder.mkdir(parents=True, exist_ok=True)
@@ -327,13 +385,16 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         set_aside_previous(folder)
 
         t_all = time.perf_counter()
+        started = time.time()
         wall = {}
         for nb in notebooks:
             target = folder / "notebooks" / nb.name
             print(f"=== {nb.name} (profile {prof.name!r}) -> {target}", flush=True)
-            wall[nb.name] = round(run_notebook(nb, target, prof.name, echo=echo, seeds=seeds, splits=splits), 2)
+            wall[nb.name] = round(run_notebook(nb, target, prof.name, echo=echo, seeds=seeds, splits=splits,
+                                               random_seeds=random_seeds, study=True if with_study else None), 2)
             print(f"=== {nb.name} done in {_fmt_duration(wall[nb.name])}\n", flush=True)
         total = time.perf_counter() - t_all
+        cv = load_reproduced_study(folder, started) if with_study else None
 
         metrics_path = folder / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
@@ -346,17 +407,43 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
             "estimate": est,
             "device": device_info(dev),
             "environment": environment_info(dev),
-            "study": {"seeds": list(prof.seeds), "splits": list(prof.splits), "schedules": list(prof.schedules),
-                      "smaller_than_profile": bool(seeds or splits)},
-            "command": reproduce_command(prof.name, seeds, splits),
+            "study": {"run": with_study, "folder": "cv" if with_study else None,
+                      "seeds": list(prof.seeds), "splits": list(prof.splits), "schedules": list(prof.schedules),
+                      "folds": prof.folds, "seeds_by_kind": study_seeds(prof, random_seeds),
+                      "runs": len(study_runs(prof, random_seeds)) if with_study else 0,
+                      "complete": None if cv is None else cv.complete,
+                      "smaller_than_profile": bool(seeds or splits or random_seeds)},
+            "command": reproduce_command(prof.name, seeds, splits, random_seeds, study),
         }
         metrics.setdefault("profile", prof.name)
         write_json(metrics_path, metrics)
-        report = write_report(metrics, folder)
+        report = write_report(metrics, folder, study=cv)
         for previous in PREVIOUS.values():  # superseded by the files just written
             (folder / previous).unlink(missing_ok=True)
         print(f"Done in {_fmt_duration(total)}. Report: {report}  Metrics: {metrics_path}")
         return metrics
+
+
+def load_reproduced_study(folder: Path, started: float):
+    """The :class:`~bcdet_helpers.study.Study` notebook 05 wrote in ``folder/cv`` during this
+    reproduction (``started``: its start, as ``time.time()``). A missing, older or incomplete
+    ``study.json`` is an error: the report must not describe another study than the one asked for."""
+    from .study import load_study
+
+    path = folder / "cv" / "study.json"
+    if not path.exists():
+        raise BcdetError(f"The study was asked for, but notebook 05 wrote no {path}. Run notebook 05 with "
+                         "study=True (bcdet reproduce runs it so for the paper and laptop profiles; --study for "
+                         "others) -- is its parameters cell up to date?")
+    if path.stat().st_mtime < started:
+        raise BcdetError(f"{path} was written before this reproduction started: notebook 05 did not run the "
+                         "study. No report was written.")
+    cv = load_study(path)
+    if not cv.complete:
+        missing = [f"{c.arm}/{c.kind}/seed {c.seed}" for c in cv.coverage if not c.complete]
+        raise BcdetError(f"{path} is incomplete (out-of-fold predictions missing for {', '.join(missing[:5])}). "
+                         "Run the reproduction again: finished runs are reused.")
+    return cv
 
 
 # what a finished reproduction leaves -> where it goes while the next one runs
@@ -381,11 +468,15 @@ def set_aside_previous(folder: Path) -> None:
               "new ones are written when all notebooks have run.\n", flush=True)
 
 
-def reproduce_command(profile: str, seeds=None, splits=None) -> str:
+def reproduce_command(profile: str, seeds=None, splits=None, random_seeds=None, study: bool | None = None) -> str:
     """The ``bcdet reproduce`` command line that gives this study (recorded in metrics.json)."""
     cmd = f"bcdet reproduce --profile {profile}"
+    if study is not None and bool(study) != runs_study(profile):
+        cmd += " --study" if study else " --no-study"
     if seeds:
         cmd += " --seeds " + " ".join(str(s) for s in seeds)
+    if random_seeds:
+        cmd += " --random-seeds " + " ".join(str(s) for s in random_seeds)
     if splits:
         cmd += " --splits " + " ".join(splits)
     return cmd

@@ -87,3 +87,75 @@ def test_publish_refuses_an_incomplete_or_stale_metrics_json(tmp_path, monkeypat
     with pytest.raises(BcdetError, match="stale: 01_dataset_inspection.ipynb"):
         publish("smoke", dest=tmp_path / "results")
     assert not (tmp_path / "results").exists()
+
+
+# ------------------------------------------------------------------ the cross-validated study (#14)
+def fake_study_reproduction(profile="smoke"):
+    """A finished reproduction that ran the cross-validated study: runs/<profile>/cv/ as run_study
+    leaves it (predictions written by hand, test_study.write_folder) and a metrics.json that says so."""
+    import time
+
+    from test_study import write_folder
+
+    from bcdet_helpers import study as sd
+
+    folder = fake_reproduction(profile)
+    cv = write_folder(folder / "cv")
+    study = sd.evaluate_study(cv, n_boot=100)
+    study.save(cv / "study.json")
+    (cv / "oof" / "switching-grouped-fold0-seed0.pt").write_bytes(b"weights")  # never copied
+    time.sleep(0.01)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["reproduce"]["study"] = {  # as reproduce records it
+        "run": True, "folder": "cv", "seeds": [0, 1], "splits": ["grouped", "random"],
+        "schedules": study.arms, "folds": 3, "seeds_by_kind": study.seeds, "runs": 36, "complete": True,
+        "smaller_than_profile": False}
+    write_json(folder / "metrics.json", metrics)
+    return folder, study
+
+
+def test_publish_copies_the_study_folder_and_reports_from_it(tmp_path, monkeypatch):
+    from bcdet_helpers import study as sd
+
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    folder, study = fake_study_reproduction()
+    dest = tmp_path / "results" / "smoke"
+    publish("smoke", dest=dest)
+    cv = tmp_path / "results" / "smoke-cv"
+    files = sorted(str(p.relative_to(cv)) for p in cv.rglob("*") if p.is_file())
+    n_runs = len(list((folder / "cv" / "oof").glob("*.csv")))
+    assert [f for f in files if "/" not in f] == ["design.json", "folds.csv", "runs.csv", "study.json"]
+    assert sum(f.startswith("oof/") for f in files) == n_runs == sum(f.startswith("val/") for f in files)
+    assert all(f.endswith((".csv", ".json")) for f in files)  # no weights
+    assert sd.load_study(cv).to_dict() == study.to_dict()  # the one JSON form, read back unchanged
+    report = (dest / "report.md").read_text()
+    d = study.difference("switching", "constant")
+    assert f"**switching − constant** (the paper's claim): {100 * d.pooled.value:+.1f} points" in report
+    assert f"[{100 * d.pooled.low:+.1f}, {100 * d.pooled.high:+.1f}]" in report
+    assert "results/smoke-cv/" in report and "did not run" not in report
+    assert not list(tmp_path.glob("results/*.publishing")) and not list(tmp_path.glob("results/*.old"))
+
+
+def test_publish_refuses_a_missing_incomplete_or_newer_study(tmp_path, monkeypatch):
+    import os
+
+    from bcdet_helpers import study as sd
+
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    folder, _ = fake_study_reproduction()
+    cv = folder / "cv"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (cv / "study.json").rename(cv / "kept.json")
+    with pytest.raises(BcdetError, match="study.json is missing"):
+        publish("smoke", dest=tmp_path / "results" / "smoke")
+    (cv / "oof" / "constant-grouped-fold1-seed0.csv").unlink()  # a run whose predictions never came
+    sd.evaluate_study(cv, n_boot=50).save(cv / "study.json")
+    write_json(folder / "metrics.json", metrics)  # written after the study: not stale, but incomplete
+    with pytest.raises(BcdetError, match="incomplete"):
+        publish("smoke", dest=tmp_path / "results" / "smoke")
+    (cv / "kept.json").replace(cv / "study.json")
+    later = (folder / "metrics.json").stat().st_mtime_ns + 10**9
+    os.utime(cv / "study.json", ns=(later, later))  # the study re-ran after the reproduction finished
+    with pytest.raises(BcdetError, match="stale: cv/study.json"):
+        publish("smoke", dest=tmp_path / "results" / "smoke")
+    assert not (tmp_path / "results").exists()

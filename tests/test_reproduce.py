@@ -97,29 +97,76 @@ def test_a_failed_reproduction_leaves_no_report_that_looks_current(tmp_path, mon
     assert not (folder / "metrics.previous.json").exists()
 
 
-def test_report_is_built_from_the_metrics_only(tmp_path):
-    (tmp_path / "figures").mkdir()
-    (tmp_path / "figures" / "05_confusion_matrices.png").write_bytes(b"png")
-    ci = {"low": 0.70, "high": 0.84}
-    metrics = {
-        "profile": "laptop",
-        "evaluation": {"main_split": "grouped", "models": {
+def _fold0_metrics(profile="laptop"):
+    """metrics.json as notebook 05 writes it: chapter 04's runs on fold 0, scored in detail."""
+    return {
+        "profile": profile,
+        "evaluation": {"split": "grouped", "fold": 0, "seed": 0, "weights": "last", "models": {
             "switching": {"accuracy": 0.777, "macro_f1": 0.7, "weighted_f1": 0.75, "macro_auc": 0.9,
-                          "ece": 0.05, "n": 120, "ci": {"accuracy": ci, "macro_f1": ci}}}},
-        "study": {"grouped": {
-            "switching": {"accuracy": {"mean": 0.777, "std": 0.02, "n": 3}, "macro_f1": {"mean": 0.7, "std": 0.01, "n": 3}},
-            "paired_accuracy": {"verdict": "no significant difference over 3 seeds"}}},
-        "leakage_gap": {"switching": {"grouped": 0.777, "random": 0.85, "gap": 0.073}},
-        "comparison_table": [{"source": "paper, switching", "accuracy": 0.90, "note": "as claimed"}],
+                          "ece": 0.05, "n": 120}}},
+        "runs": [{"split": "grouped", "schedule": "switching", "seed": 0, "fold": 0, "n_test": 120,
+                  "accuracy": 0.777, "macro_f1": 0.7, "acc_low": 0.70, "acc_high": 0.84, "train_seconds": 30.0}],
         "notebooks": {"05_evaluation.ipynb": {"wall_time_s": 12.0, "executed": "notebooks/05_evaluation.ipynb"}},
     }
-    text = rp.write_report(metrics, tmp_path).read_text()
-    assert "77.7 ± 2.0% (n=3)" in text and "70.0–84.0%" in text
-    assert "no significant difference over 3 seeds" in text
-    assert "+7.3 points" in text
-    assert "| paper, switching | 90.0%" in text
+
+
+def test_report_without_a_study_shows_one_fold_and_says_no_verdict(tmp_path):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "05_confusion_matrices.png").write_bytes(b"png")
+    (tmp_path / "figures" / "05_forest.png").write_bytes(b"png")  # left by another study: not linked as the verdict
+    text = rp.write_report(_fold0_metrics(), tmp_path).read_text()
+    assert "77.7% [70.0, 84.0]" in text and "fold 0, seed 0, 120 test images" in text
+    assert "did not run" in text and "no verdict" in text
+    assert "| Achyuthanwesh et al., switching Adam/SGD + LR | 90.0%" in text
     assert "figures/05_confusion_matrices.png" in text
+    assert "![The verdict" not in text  # not shown as the verdict of a study that did not run
     assert "figures/05_gradcam.png" not in text  # only figures that exist are linked
+
+
+def test_report_is_built_from_the_metrics_and_the_study(tmp_path):
+    """The study's numbers come from the typed Study (one schema), set beside the paper's."""
+    from test_study import write_folder
+
+    from bcdet_helpers import study as sd
+
+    study = sd.evaluate_study(write_folder(tmp_path / "cv"), n_boot=200)
+    study = sd.load_study(study.save(tmp_path / "cv" / "study.json"))  # what reproduce and publish read
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "05_forest.png").write_bytes(b"png")
+    text = rp.write_report(_fold0_metrics(), tmp_path, study=study).read_text()
+    s = study.score("switching")
+    assert f"| ours, switching | leak-free grouped folds | {100 * s.accuracy.value:.1f}% " \
+           f"[{100 * s.accuracy.low:.1f}, {100 * s.accuracy.high:.1f}]" in text
+    assert "| Achyuthanwesh et al., switching Adam/SGD + LR | not stated | 90.0%" in text
+    for a, b, _ in sd.COMPARISONS:
+        if {a, b} <= set(study.arms):
+            d = study.difference(a, b)
+            assert f"| {a} − {b} | {d.question} | {100 * d.pooled.value:+.1f} [{100 * d.pooled.low:+.1f}, " \
+                   f"{100 * d.pooled.high:+.1f}] | {d.test.n} pairs, p = {d.test.p:.3f} |" in text
+            assert f"**{a} − {b}** ({d.question}): {100 * d.pooled.value:+.1f} points — the CI" in text
+    d = study.difference("switching", "constant")
+    assert "The paper reports +9.0 points" in text and ("excludes 0" if d.pooled.low > 0 else "includes 0") in text
+    g = next(x for x in study.leakage if x.arm == "switching" and x.metric == "accuracy")
+    assert f"- switching: {100 * g.random:.1f}% vs {100 * g.grouped:.1f}% → {100 * g.gap.value:+.1f}" in text
+    assert f"{len(study.conflicts)} image(s) whose near-duplicates carry another label" in text
+    assert "## The weights rule" in text and "ensemble of 2 seed(s)" in text
+    assert "figures/05_forest.png" in text and "did not run" not in text
+
+
+def test_the_verdict_in_words_follows_the_interval():
+    from types import SimpleNamespace as NS
+
+    from bcdet_helpers.stats import Interval
+
+    def d(low, high, a="switching", b="constant"):
+        return NS(a=a, b=b, pooled=Interval((low + high) / 2, low, high, 0.01), detectable=0.12)
+
+    assert "switching is better than constant, by more than the paper's +9.0" in rp.verdict(d(0.10, 0.20), 0.09)
+    assert "but by less than the paper's +9.0 points (the CI excludes it)" in rp.verdict(d(0.01, 0.05), 0.09)
+    assert "cannot tell switching from constant, and it excludes the paper's" in rp.verdict(d(-0.05, 0.04), 0.09)
+    assert "detects a true difference of 12.0 points" in rp.verdict(d(-0.05, 0.04), 0.09)
+    assert "nor rule out" in rp.verdict(d(-0.05, 0.12), 0.09)
+    assert "decay is worse than constant" in rp.verdict(d(-0.2, -0.1, "decay"), 0.09)
 
 
 def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):
@@ -134,9 +181,13 @@ def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):
     from bcdet_helpers.profiles import get_profile
 
     p = get_profile("smoke")
-    n_runs = len(p.schedules) * len(p.seeds) * len(p.splits)
-    assert est["runs"] == n_runs and est["runs_done"] == 1  # the finished run is reused, not retrained
+    n_runs = len(p.schedules)  # smoke: no study by default, notebook 04's arms on one fold (05 scores them)
+    assert est["runs"] == n_runs and est["runs_done"] == 1 and not est["study"]  # the finished run is reused
     assert est["training_seconds"] == pytest.approx((n_runs - est["runs_done"]) * p.epochs * 2.5)
+    est = rp.estimate("smoke", "cpu", study=True)  # 5 folds x arms x (grouped seeds + the random split's first)
+    n_runs = p.folds * len(p.schedules) * (len(p.seeds) + 1)
+    assert est["runs"] == est["runs_study"] == n_runs and est["runs_done"] == 1
+    assert est["training_seconds"] == pytest.approx((n_runs - 1) * p.epochs * 2.5)
 
 
 def test_unknown_profile_is_a_user_error():
@@ -160,6 +211,32 @@ def test_a_smaller_study_reaches_only_the_notebooks_that_declare_it(tmp_path):
     assert rep["study"]["seeds"] == [0] and rep["study"]["splits"] == ["grouped"]
     assert rep["estimate"]["runs"] == len(rep["study"]["schedules"])  # one seed, one split
     assert "smaller than the profile's own study" in (folder / "report.md").read_text()
+
+
+def test_a_study_asked_for_but_not_written_fails_without_a_report(tmp_path):
+    """--study runs notebook 05 with study=True; if no study.json of this reproduction comes back, the
+    report (which would describe another study, or none) is not written."""
+    plain = write_nb(tmp_path / "05_study.ipynb", "print('study', profile, study)",
+                     params='profile = "laptop"\nstudy = False')
+    with pytest.raises(BcdetError, match="notebook 05 wrote no .*study.json"):
+        rp.reproduce("smoke", out=tmp_path / "runs", notebooks=[plain], echo=False, study=True)
+    folder = tmp_path / "runs" / "smoke"
+    assert "study smoke True" in (folder / "notebooks" / "05_study.ipynb").read_text()
+    assert not (folder / "report.md").exists() and not (folder / "metrics.json").exists()
+    nothing = write_nb(tmp_path / "05_nothing.ipynb", "print(profile)")  # declares no `study` at all
+    with pytest.raises(BcdetError, match="No notebook declares the parameter 'study'"):
+        rp.reproduce("smoke", out=tmp_path / "runs2", notebooks=[nothing], echo=False, study=True)
+    assert not (tmp_path / "runs2" / "smoke" / "notebooks").exists()  # refused before anything ran
+
+
+def test_the_study_runs_by_default_for_paper_and_laptop_only():
+    assert rp.runs_study("paper") and rp.runs_study("laptop")
+    assert not rp.runs_study("class") and not rp.runs_study("smoke")
+    assert rp.runs_study("class", True) and not rp.runs_study("laptop", False)
+    assert rp.reproduce_command("laptop") == "bcdet reproduce --profile laptop"
+    assert rp.reproduce_command("laptop", study=False) == "bcdet reproduce --profile laptop --no-study"
+    assert rp.reproduce_command("class", [0], random_seeds=[0], study=True) == \
+        "bcdet reproduce --profile class --study --seeds 0 --random-seeds 0"
 
 
 def test_bad_study_is_a_user_error():
@@ -189,11 +266,14 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     monkeypatch.setattr(rp, "_recorded_seconds_per_epoch", lambda *a: 1.0)
     small = get_profile("laptop", seeds=[1], splits=["random"])
     est = rp.estimate(small, "cpu")
-    arms = len(small.schedules)
-    # chapter 05: the arms x seed 1 x random; chapter 04: the arms x seed 0 x grouped, always
-    assert est["runs"] == 2 * arms and est["runs_chapter04_only"] == arms
-    assert est["training_seconds"] == pytest.approx(2 * arms * small.epochs * 1.0)
-    assert rp.estimate(get_profile("laptop"), "cpu")["runs"] == arms * 3 * 2  # the full study already holds them
+    arms, folds = len(small.schedules), small.folds
+    # chapter 05: arms x 5 folds x seed 1 x random; chapter 04: arms x seed 0 x grouped x fold 0, always
+    assert est["runs"] == arms * folds + arms and est["runs_chapter04_only"] == arms
+    assert est["training_seconds"] == pytest.approx((arms * folds + arms) * small.epochs * 1.0)
+    # the full study already holds chapter 04's runs: grouped 3 seeds, random its first seed only
+    assert rp.estimate(get_profile("laptop"), "cpu")["runs"] == arms * folds * (3 + 1)
+    assert rp.estimate(get_profile("laptop"), "cpu", random_seeds=[0, 1, 2])["runs"] == arms * folds * 6
+    assert rp.estimate(get_profile("laptop"), "cpu", study=False)["runs"] == arms  # --no-study
 
 
 @pytest.fixture
@@ -209,13 +289,13 @@ def long_job(monkeypatch):
 def test_a_long_job_without_a_terminal_needs_an_explicit_opt_in(tmp_path, long_job, capsys):
     nb = write_nb(tmp_path / "01_ok.ipynb", "print('ran')")
     out = tmp_path / "runs"
-    with pytest.raises(BcdetError) as err:
-        rp.reproduce("paper", out=out, notebooks=[nb], echo=False)  # pytest's stdin is no terminal
+    with pytest.raises(BcdetError) as err:  # (study=False: a one-cell notebook has no study to run)
+        rp.reproduce("paper", out=out, notebooks=[nb], echo=False, study=False)  # pytest's stdin is no terminal
     msg = str(err.value)
     assert "Not started" in msg and "13.8 h" in msg and "--yes" in msg and "YES=1" in msg
     assert "--profile laptop" in msg
     assert not (out / "paper").exists()  # nothing ran, not even a folder
-    rp.reproduce("paper", out=out, notebooks=[nb], echo=False, yes=True)
+    rp.reproduce("paper", out=out, notebooks=[nb], echo=False, yes=True, study=False)
     assert (out / "paper" / "notebooks" / "01_ok.ipynb").exists()
 
 
@@ -226,10 +306,10 @@ def test_on_a_terminal_a_long_job_asks_and_defaults_to_no(tmp_path, long_job, mo
     monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or answer)
     nb = write_nb(tmp_path / "01_ok.ipynb", "print('ran')")
     if starts:
-        rp.reproduce("paper", out=tmp_path / "runs", notebooks=[nb], echo=False)
+        rp.reproduce("paper", out=tmp_path / "runs", notebooks=[nb], echo=False, study=False)
     else:
         with pytest.raises(BcdetError, match="Not started.*--yes"):
-            rp.reproduce("paper", out=tmp_path / "runs", notebooks=[nb], echo=False)
+            rp.reproduce("paper", out=tmp_path / "runs", notebooks=[nb], echo=False, study=False)
     assert len(asked) == 1 and "[y/N]" in asked[0]
     assert "--profile laptop" in capsys.readouterr().out  # the faster profile is named before the question
     assert (tmp_path / "runs" / "paper" / "notebooks" / "01_ok.ipynb").exists() == starts
@@ -251,11 +331,12 @@ def test_make_reproduce_passes_yes_through():
 
 def test_a_smoke_report_says_its_numbers_mean_nothing(tmp_path):
     """Issue #16 case 9: 'ours 30 % vs paper 90 %' from the smoke profile is not a finding."""
-    metrics = {"profile": "smoke", "comparison_table": [{"source": "paper, switching", "accuracy": 0.90}],
-               "study": {"grouped": {"switching": {"accuracy": {"mean": 0.3, "std": 0.0, "n": 1}}}}}
+    metrics = {"profile": "smoke", "runs": [{"split": "grouped", "schedule": "switching", "seed": 0, "fold": 0,
+                                             "accuracy": 0.3, "macro_f1": 0.2, "n_test": 15}]}
     text = rp.write_report(metrics, tmp_path).read_text()
     head, table = text.split("## Headline", 1)
     assert "Smoke profile: these numbers mean nothing" in head and "4 epochs" in head
+    assert "| ours, switching | 30.0%" in table
     assert "checks that the code runs" in table.split("| ours")[0]  # said before the first number
     metrics["profile"] = "laptop"
     assert "mean nothing" not in rp.write_report(metrics, tmp_path).read_text()

@@ -363,3 +363,21 @@ def test_write_folds_on_the_fixture_data_keeps_near_duplicates_together(busi_dir
     assert g["file"].is_unique and g.groupby("group")["fold"].nunique().max() == 1
     assert sorted(g["fold"].unique()) == list(range(get_profile("smoke").folds))
     assert sd.write_folds("smoke", "grouped", out=tmp_path).read_text() == path.read_text()  # deterministic
+
+
+def test_forest_plot_draws_every_difference_and_the_claim(study):
+    from bcdet_helpers import plots
+
+    table = study.differences_table("accuracy")
+    table = table[table.kind == "grouped"]
+    fig = plots.forest_plot(table, claim=study.claim, title="hand-made")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert [lab.split("\n")[0] for lab in labels] == list(table["comparison"])
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and dashed[0].get_xdata()[0] == pytest.approx(100 * study.claim)
+    texts = " ".join(t.get_text() for t in ax.texts)
+    for row in table.itertuples():
+        assert f"{100 * row.difference:+.1f} [{100 * row.low:+.1f}, {100 * row.high:+.1f}]" in texts
+    lo, hi = ax.get_xlim()
+    assert lo < 100 * table["low"].min() and hi > 100 * max(table["high"].max(), study.claim)

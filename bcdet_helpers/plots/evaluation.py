@@ -8,11 +8,12 @@ import numpy as np
 
 __all__: list[str] = [
     "confusion_matrices",
-    "roc_curves",
-    "reliability_diagram",
-    "schedule_comparison",
+    "forest_plot",
     "gradcam_panel",
     "image_grid",
+    "reliability_diagram",
+    "roc_curves",
+    "schedule_comparison",
 ]
 
 
@@ -130,6 +131,57 @@ def schedule_comparison(table, metric: str = "accuracy", reference: dict | None 
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"test {metric}")
     ax.set_title(f"test {metric} per run (dots = seeds, bars = mean)")
+    fig.tight_layout()
+    return fig
+
+
+def forest_plot(table, claim: float | None = None, title: str = "", claim_label: str = "the paper's claim",
+                metric: str = "accuracy"):
+    """Paired differences with their CIs, one row each, in percentage points.
+
+    ``table``: :meth:`study.Study.differences_table` (columns ``comparison``, ``question``,
+    ``kind``, ``difference``, ``low``, ``high``; ``image_level_low`` / ``image_level_high`` drawn
+    as a thin grey bar behind when present) -- or any frame with those columns, e.g. the leakage
+    gaps. A dot is the pooled out-of-fold difference, the thick bar its 95 % CI from the bootstrap
+    over near-duplicate groups. The solid line is "no difference"; ``claim`` (a fraction, e.g.
+    0.09) adds a dashed line at what the paper reports. A CI that crosses the solid line cannot
+    tell the arms apart; one that excludes the dashed line contradicts the claim."""
+    import pandas as pd
+
+    table = pd.DataFrame(table).reset_index(drop=True)
+    n = max(1, len(table))
+    fig, axes = _figure(1, 1, (7.5, 0.7 * n + 1.6))
+    ax = axes[0, 0]
+    ys = np.arange(len(table))[::-1]
+    labels = []
+    for y, row in zip(ys, table.itertuples(index=False)):
+        r = row._asdict()
+        if "image_level_low" in r and np.isfinite(r["image_level_low"]):
+            ax.plot([100 * r["image_level_low"], 100 * r["image_level_high"]], [y, y], color="0.75", lw=7,
+                    solid_capstyle="butt", zorder=1, label="image-level CI (too narrow)" if y == ys[0] else None)
+        ax.plot([100 * r["low"], 100 * r["high"]], [y, y], color="tab:blue", lw=2.5, zorder=2,
+                label="95% CI, clustered over near-duplicate groups" if y == ys[0] else None)
+        ax.plot([100 * r["difference"]], [y], "o", color="tab:blue", ms=7, zorder=3)
+        text = f"{100 * r['difference']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
+        ax.annotate(text, (100 * r["high"], y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+        kind = f", {r['kind']}" if "kind" in r and table["kind"].nunique() > 1 else ""
+        question = f"\n({r['question']})" if r.get("question") else ""
+        labels.append(f"{r['comparison']}{kind}{question}")
+    ax.axvline(0, color="black", lw=1)
+    if claim is not None:
+        ax.axvline(100 * claim, color="firebrick", ls="--", lw=1.2, label=f"{claim_label}: {100 * claim:+.0f} points")
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels, fontsize=9)
+    ax.set_ylim(-0.7, len(table) - 0.3)
+    ax.set_xlabel(f"difference in {metric} (percentage points)")
+    ends = [0.0] + ([100 * claim] if claim is not None else [])
+    ends += [100 * v for c in ("low", "high", "difference") if c in table for v in table[c] if np.isfinite(v)]
+    lo, hi = min(ends), max(ends)
+    pad = max(2.0, 0.25 * (hi - lo))
+    ax.set_xlim(lo - pad, hi + 1.6 * pad)
+    ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     return fig
 
