@@ -26,7 +26,7 @@ from pathlib import Path
 from .errors import BcdetError
 from .busi import CLASSES
 from .paths import project_root, runs_dir, use_runs_dir
-from .report import REPORT_FIGURES, smoke_warning, write_report  # noqa: F401  (re-exported: publish, tests)
+from .report import REPORT_FIGURES, smoke_warning, verdict, write_report  # noqa: F401  (re-exported: publish, tests)
 from .report import fmt_duration as _fmt_duration
 
 # The kernel papermill runs and every notebook's metadata names: Jupyter's own "python3", which
