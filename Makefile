@@ -12,12 +12,13 @@ ARGS    ?=
 # pip on this kind of machine warns about every local index folder it skips; keep the log readable.
 QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
-.PHONY: help setup data lab reproduce test bench clean distclean
+.PHONY: help setup data lab reproduce test bench slides clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=paper|laptop|smoke (reproduce), BCDET_DATA=/path/to/Dataset_BUSI_with_GT,"
 	@echo "             ARGS=\"--seeds 0 --splits grouped\" (reproduce: a smaller study)"
+	@echo "             slides: PROFILE=class by default, NB=\"03\" picks notebooks, ARGS=--execute runs missing ones"
 
 setup: $(STAMP)  ## create .venv, install bcdet (editable, with test extras), register the Jupyter kernel
 
@@ -42,6 +43,13 @@ test: setup  ## unit tests + every notebook under the smoke profile
 
 bench: setup  ## speed benchmarks, side by side (writes benchmarks/results/)
 	$(BIN)/python benchmarks/bench.py
+
+# `make slides` defaults to the class profile (the global PROFILE default is paper), unless PROFILE is given.
+SLIDES_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),class)
+NB ?=
+
+slides: setup  ## reveal.js decks of the executed notebooks -> runs/<profile>/slides/ (PROFILE=class, NB="03")
+	$(BIN)/python -m bcdet_helpers.slides --profile $(SLIDES_PROFILE) $(NB) $(ARGS)
 
 clean:  ## remove runs/ (caches, checkpoints, executed notebooks); keeps data/ and .venv/
 	rm -rf runs .pytest_cache

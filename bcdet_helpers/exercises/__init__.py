@@ -1,0 +1,31 @@
+"""Exercises with automatic checks, one module per chapter (``ch01``, ``ch02``, ``ch03``...).
+
+A notebook exercise is two cells: one the student edits (tagged ``exercise-<id>`` so the tests can
+read exactly what students see) and one that checks it::
+
+    predicted_accuracy = None  # your prediction: a fraction between 0 and 1
+    ...
+    check("01.1", predicted_accuracy, counts=counts)
+
+:func:`check` answers with *correct*, *not quite* plus a hint, or *not answered yet* (the answer is
+still ``None``, or a function still returns ``None``). It never raises, so "Run all" always
+reaches the end of a notebook, and it never prints the solution.
+
+Solutions are not in this package: they live in the teacher's copy ``notebooks/solutions/chNN.py``,
+one ``# %% <id>`` section per exercise, which replaces the student's cell
+(:func:`load_solutions`, :func:`with_solutions`). ``tests/test_exercises.py`` injects every
+solution and asserts that its check passes, and asserts that the notebook's untouched starter
+code does not -- so no check can pass vacuously.
+
+A new chapter adds ``chNN.py`` with ``@exercise("NN.k", answer="name")`` functions and imports it
+in :data:`CHAPTERS`; nothing else changes.
+"""
+from .core import EXERCISES, Exercise, Feedback, NotAnswered, check, exercise, exercise_cells, load_solutions, with_solutions
+
+# importing a chapter module registers its exercises
+from . import ch01, ch02, ch03  # noqa: E402,F401
+
+CHAPTERS = ("01", "02", "03")
+
+__all__ = ["EXERCISES", "Exercise", "Feedback", "NotAnswered", "check", "exercise", "exercise_cells",
+           "load_solutions", "with_solutions", "CHAPTERS"]
