@@ -8,6 +8,7 @@ the parameters cell and the imports are skipped); notebooks 01-03 carry it alrea
 
     python -m bcdet_helpers.slides                     # profile class, else whatever was executed
     python -m bcdet_helpers.slides --profile laptop 03 # one deck
+    python -m bcdet_helpers.slides --execute 03        # run notebook 03 under class first if needed
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import copy
 import sys
 from pathlib import Path
 
+from .errors import BcdetError
 from .paths import runs_dir
 
 PROFILE_ORDER = ("class", "laptop", "paper", "smoke")  # the default first, then what may exist
@@ -73,9 +75,31 @@ def pick_profile(wanted: str | None) -> str | None:
     return None
 
 
-def build_decks(profile: str | None = "class", chapters=None, out: str | Path | None = None) -> list[Path]:
-    """Render the decks of ``chapters`` (all executed ones by default) into ``runs/<profile>/slides/``."""
-    used = pick_profile(profile)
+def execute_missing(profile: str, chapters) -> list[Path]:
+    """Execute the course notebooks of ``chapters`` that ``runs/<profile>/notebooks`` lacks (papermill,
+    as ``bcdet reproduce`` does); returns the executed copies' paths."""
+    from .paths import project_root
+    from .reproduce import run_notebook
+
+    have = executed_notebooks(profile)
+    done = []
+    for nb in sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        if nb.name[:2] in chapters and nb.name[:2] not in have:
+            out = runs_dir(profile) / "notebooks" / nb.name
+            run_notebook(nb, out, profile, echo=False)
+            done.append(out)
+    return done
+
+
+def build_decks(profile: str | None = "class", chapters=None, out: str | Path | None = None,
+                execute: bool = False) -> list[Path]:
+    """Render the decks of ``chapters`` (all executed ones by default) into ``runs/<profile>/slides/``.
+
+    Without executed copies for ``profile`` it falls back to another profile's (:func:`pick_profile`);
+    ``execute=True`` instead runs the missing chapters under ``profile`` first."""
+    if execute:
+        execute_missing(profile, [c.zfill(2) for c in chapters] if chapters else ["01", "02", "03", "04", "05"])
+    used = profile if execute else pick_profile(profile)
     if used is None:
         raise FileNotFoundError(
             f"No executed notebooks under {runs_dir()}/<profile>/notebooks. Run "
@@ -95,10 +119,12 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="class", help="whose executed notebooks (default class; falls back "
                                                        "to laptop, paper, smoke -- whichever exists)")
     ap.add_argument("--out", help="folder for the decks (default runs/<profile>/slides)")
+    ap.add_argument("--execute", action="store_true", help="execute the chosen notebooks under --profile "
+                                                           "first where no executed copy exists")
     args = ap.parse_args(argv)
     try:
-        decks = build_decks(args.profile, args.chapters, args.out)
-    except FileNotFoundError as err:
+        decks = build_decks(args.profile, args.chapters, args.out, execute=args.execute)
+    except (FileNotFoundError, BcdetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if decks and decks[0].parent.parent.name != args.profile and not args.out:
