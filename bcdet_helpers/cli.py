@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .errors import BcdetError
+from .options import epochs_arg, seed_arg, seeds_arg
 from .profiles import SPLITS
 
 # sub-command -> (module, function)
@@ -19,6 +20,7 @@ HANDLERS = {
     "data download": ("bcdet_helpers.data.download", "cli_download"),
     "duplicates": ("bcdet_helpers.data.duplicates", "cli_duplicates"),
     "train": ("bcdet_helpers.train", "cli_train"),
+    "tune": ("bcdet_helpers.tune", "cli_tune"),
     "predict": ("bcdet_helpers.evaluate", "cli_predict"),
     "evaluate": ("bcdet_helpers.evaluate", "cli_evaluate"),
     "reproduce": ("bcdet_helpers.reproduce", "cli_reproduce"),
@@ -50,14 +52,30 @@ def build_parser() -> argparse.ArgumentParser:
     dup.add_argument("--csv", default=None, help="write one row per pair to this CSV")
 
     tr = sub.add_parser("train", help="one headless training run")
-    tr.add_argument("--profile", default="laptop", help="paper | laptop | smoke (default: %(default)s)")
-    tr.add_argument("--schedule", default="switching", help="constant | switching | onecycle (default: %(default)s)")
-    tr.add_argument("--seed", type=int, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
+    tr.add_argument("--profile", default="laptop", help="paper | laptop | class | smoke (default: %(default)s)")
+    tr.add_argument("--schedule", default="switching",
+                    help="constant | decay | switching | onecycle (default: %(default)s)")
+    tr.add_argument("--seed", type=seed_arg, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
     tr.add_argument("--split", default="grouped", choices=SPLITS,
                     help="grouped (leak-free) | random (paper-like) (default: %(default)s)")
-    tr.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    tr.add_argument("--fold", type=int, default=0, help="the test fold, 0..4 (default: %(default)s)")
+    tr.add_argument("--epochs", type=epochs_arg, default=None, help="override the profile's epochs")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+
+    tu = sub.add_parser("tune", help="tune an arm's rates and switch points on validation data (Optuna)")
+    tu.add_argument("--profile", default="laptop", help="paper | laptop | class | smoke (default: %(default)s)")
+    tu.add_argument("--schedule", default="all", help="constant | decay | switching | onecycle | all (default: %(default)s)")
+    tu.add_argument("--trials", type=int, default=12, help="finished trials per arm, the same for every arm (default: %(default)s)")
+    tu.add_argument("--storage", default=None,
+                    help="Optuna storage URL (default: sqlite file under runs/<profile>/tuning/; "
+                         "a postgresql:// or mysql:// URL lets several machines share one study)")
+    tu.add_argument("--split", default="grouped", choices=SPLITS, help="(default: %(default)s)")
+    tu.add_argument("--seed", type=seed_arg, default=0, help="the sampler's and the runs' seed (default: %(default)s)")
+    tu.add_argument("--jobs", type=int, default=None,
+                    help="parallel workers on this machine (default: one 1-thread worker per core on a CPU, 1 on a GPU)")
+    tu.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default: %(default)s)")
+    tu.add_argument("--out", default=None, help="folder for trials CSV, best values, figures (default: runs/<profile>/tuning/)")
 
     pr = sub.add_parser("predict", help="class probabilities for images (a teaching model!)")
     pr.add_argument("images", nargs="+")
@@ -74,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill")
     rp.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
-    rp.add_argument("--seeds", type=int, nargs="+", default=None, metavar="N",
+    rp.add_argument("--seeds", type=seeds_arg, nargs="+", default=None, metavar="N",
                     help="a smaller study: only these seeds (default: the profile's own)")
     rp.add_argument("--splits", nargs="+", choices=SPLITS, default=None,
                     help="a smaller study: only these splits (default: both)")
     rp.add_argument("--out", default=None, help="default: runs/<profile>/")
+    rp.add_argument("--yes", action="store_true",
+                    help="start even when the training is estimated at over an hour, without asking")
 
     pb = sub.add_parser("publish", help="copy a finished reproduction's small outputs to results/<profile>/")
     pb.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
@@ -86,11 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def preflight(key: str, args) -> None:
+    """Refusals a command owes the user before it does any work.
+
+    ``bcdet train`` and ``bcdet tune`` refuse a BUSI folder that ``bcdet data check`` calls NOT USABLE here, before it
+    picks a device or touches a run folder (``reproduce`` does the same itself, and the notebooks
+    through :func:`~bcdet_helpers.data.index.load_index`), so all of them say the same thing.
+    """
+    if key in ("train", "tune"):
+        from .data.check import require_usable
+
+        require_usable()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     key = args.command + (f" {args.data_command}" if args.command == "data" else "")
     module, func = HANDLERS[key]
     try:
+        preflight(key, args)
         handler = getattr(importlib.import_module(module), func)
         return int(handler(args) or 0)
     except BcdetError as exc:

@@ -17,6 +17,7 @@ probabilities), so the same code scores a training run, the switching-vs-constan
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,8 @@ import numpy as np
 
 from .errors import BcdetError
 from .paths import CLASSES
+from .data.folders import IMAGE_SUFFIXES, folder_dataset, single_class_warning  # noqa: F401
 from .runinfo import jsonable  # noqa: F401  (re-exported: notebooks call ev.jsonable)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 TEACHING_REMINDER = (
     "Reminder: this is a teaching model trained on one small public dataset -- not a medical "
     "device. Do not use it to diagnose anyone."
@@ -151,7 +151,7 @@ def metrics(y_true, proba, classes=CLASSES) -> dict:
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "macro_f1": macro_f1(y_true, proba),  # the one definition (bcdet_helpers.metrics)
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "macro_precision": float(np.mean(prec[present])),
         "macro_recall": float(np.mean(rec[present])),
@@ -183,13 +183,12 @@ def accuracy(y_true, proba) -> float:
 
 
 def macro_f1(y_true, proba) -> float:
-    """Unweighted mean of the per-class F1 over the classes present in ``y_true`` (a ``metric_fn``;
-    the same definition as ``metrics()["macro_f1"]``)."""
-    from sklearn.metrics import f1_score
+    """Unweighted mean of the per-class F1 over the classes present in ``y_true`` (a ``metric_fn``):
+    :func:`bcdet_helpers.metrics.macro_f1`, the one definition training uses too."""
+    from .metrics import macro_f1 as _macro_f1
 
     y_true, proba = _check(y_true, proba)
-    labels = sorted(set(y_true.tolist()))
-    return float(f1_score(y_true, proba.argmax(1), labels=labels, average="macro", zero_division=0))
+    return _macro_f1(y_true, proba.argmax(1), proba.shape[1])
 
 
 def roc_curves(y_true, proba, classes=CLASSES) -> dict:
@@ -608,43 +607,6 @@ def parse_map(pairs) -> dict:
     return out
 
 
-def folder_dataset(folder, classes=CLASSES, mapping=None) -> tuple[list[Path], np.ndarray]:
-    """Image paths and class indices of a folder-per-class dataset (``folder/<class>/*.png``).
-
-    Folder names are renamed through ``mapping`` (``{"malign": "malignant"}``), compared without
-    case; mask files (``*_mask*.png``) are skipped. A sub-folder that maps to no known class
-    raises :class:`BcdetError` naming it and suggesting ``--map``.
-    """
-    from .data.images import is_mask
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BcdetError(f"{folder}: not a folder. Pass a folder with one sub-folder per class ({', '.join(classes)}).")
-    mapping = {k.lower(): v for k, v in (mapping or {}).items()}
-    lower = {c.lower(): i for i, c in enumerate(classes)}
-    for src, dst in mapping.items():
-        if dst.lower() not in lower:
-            raise BcdetError(f"--map {src}={dst}: {dst!r} is not a class of this model ({', '.join(classes)}).")
-    paths, labels, unknown = [], [], []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        name = mapping.get(sub.name.lower(), sub.name).lower()
-        if name not in lower:
-            unknown.append(sub.name)
-            continue
-        for f in sorted(sub.rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not is_mask(f):
-                paths.append(f)
-                labels.append(lower[name])
-    if unknown:
-        raise BcdetError(
-            f"{folder}: sub-folder(s) {', '.join(unknown)} match no class of the model ({', '.join(classes)}). "
-            f"Rename them or map them, e.g. --map {unknown[0]}={classes[1]}."
-        )
-    if not paths:
-        raise BcdetError(f"{folder}: no images found in class sub-folders ({', '.join(classes)}).")
-    return paths, np.asarray(labels, dtype=int)
-
-
 def cli_evaluate(args) -> int:
     """``bcdet evaluate DIR --checkpoint C [--map SRC=DST ...] [--out O]``.
 
@@ -665,8 +627,10 @@ def cli_evaluate(args) -> int:
     x = load_images(paths, int(meta["image_size"]), int(meta.get("channels", 1)))
     proba = predict_proba(model, x, float(meta["mean"]), float(meta["std"]), device=device)
     m = metrics(y, proba, classes)
+    warning = single_class_warning(y, classes)
     n_boot = 1000
     result = {
+        "warning": warning,
         "folder": str(Path(args.folder).resolve()),
         "checkpoint": str(Path(args.checkpoint).resolve()),
         "map": parse_map(getattr(args, "map", None)),
@@ -690,6 +654,9 @@ def cli_evaluate(args) -> int:
     result["wall_time_s"] = round(time.time() - start, 2)
     write_json(out / "metrics.json", result)
     ci = result["ci"]
+    if warning:
+        print(f"\n{'!' * 100}\n{warning}\n{'!' * 100}\n", flush=True)
+        print(warning, file=sys.stderr)
     print(f"{len(y)} images from {args.folder}  ({', '.join(f'{c}: {int((y == i).sum())}' for i, c in enumerate(classes))})")
     print(f"accuracy {m['accuracy']:.3f}  (95% CI {ci['accuracy']['low']:.3f}-{ci['accuracy']['high']:.3f})   "
           f"macro-F1 {m['macro_f1']:.3f}  (95% CI {ci['macro_f1']['low']:.3f}-{ci['macro_f1']['high']:.3f})")

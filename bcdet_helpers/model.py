@@ -210,10 +210,11 @@ class DeepNet(nn.Sequential):
 
 
 def build_model(profile) -> ResNet9:
-    """The ResNet9 a profile asks for (its ``channels`` in, 3 classes out, its ``width``)."""
+    """The ResNet9 a profile asks for (its ``channels`` in, 3 classes out, its ``width`` and ``dropout``)."""
     from .paths import CLASSES
 
-    return ResNet9(in_channels=profile.channels, num_classes=len(CLASSES), width=profile.width)
+    return ResNet9(in_channels=profile.channels, num_classes=len(CLASSES), width=profile.width,
+                   dropout=getattr(profile, "dropout", 0.2))
 
 
 def count_parameters(model: nn.Module) -> int:

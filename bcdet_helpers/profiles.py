@@ -8,28 +8,49 @@ Profiles
 --------
 ``paper``   the paper's setting: 64 x 64 inputs, batch 128, 50 epochs, full-width ResNet9 (~6.5 M
             parameters). About 6 s per run on an H100, 30-37 min on a 2-core CPU (results/).
-``laptop``  the CPU-friendly profile for students, teachers and multi-seed studies on a CPU: same
-            data, same schedules and epochs, a narrower ResNet9.                   # ours
+``laptop``  the CPU-friendly profile for multi-seed studies and tuning on a CPU: same data, same
+            schedules and epochs, a narrower ResNet9.                               # ours
+``class``   each notebook in minutes on a 2-core laptop, the phenomena still visible.  # ours
 ``smoke``   a tiny run that exercises every code path in seconds; what ``make test`` executes.
 
-Schedules
----------
-A schedule is a list of :class:`Phase` -- the paper's "changing the optimizers between Adam and
-SGD simultaneously with the change in learning rates" written down as data. The paper gives no
-rates and no switch points, so every number in ``SCHEDULES`` is ours. Phases are written for
-50 epochs and scaled to a profile's epoch count by :func:`schedule`.
+Arms (schedules)
+----------------
+The paper's method -- "changing the optimizers between Adam and SGD simultaneously with the change
+in learning rates" -- confounds two things: switching the optimizer and lowering the rate. The four
+arms separate them:
+
+``constant``   one optimizer (Adam), one rate: the paper's ~81 % baseline.
+``decay``      Adam through the same switch epochs as ``switching``, the rate stepping down at
+               each, no optimizer change: "annealing the rate" alone.
+``switching``  the paper's method: Adam and SGD alternate at the switch epochs while the rates
+               step down.
+``onecycle``   a modern reference: Adam with a one-cycle rate (warm-up, then anneal).
+
+Each arm is a function of a few numbers (:data:`ARMS` holds our untuned defaults, which reproduce the
+schedules of earlier releases; :data:`SEARCH_SPACES` the ranges ``bcdet tune`` searches, the same
+number of trials for every arm). :func:`schedule` turns an arm and its numbers into a list of
+:class:`Phase` for a given number of epochs; switch points are shares of the run, so a 50-epoch and
+a 20-epoch run switch at the same relative moments. Tuned values, with the study they came from,
+are in :data:`TUNED`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 CLASSES = ("benign", "malignant", "normal")
-SPLITS = ("grouped", "random")  # grouped = near-duplicates kept together (leak-free, ours); random = paper-like
+KINDS = ("grouped", "random")  # grouped = near-duplicates kept together (leak-free, ours); random = paper-like
+SPLITS = KINDS  # older name, kept for callers
 
 
 @dataclass(frozen=True)
 class Phase:
-    """One stretch of training with one optimizer and one learning-rate rule."""
+    """One stretch of training with one optimizer and one learning-rate rule.
+
+    ``warmup`` (epochs, fractions allowed) ramps the rate linearly from ~0 to ``lr`` at the start of
+    the phase: a freshly created optimizer has no moment estimates (Adam) or momentum (SGD) yet, and
+    its first full-size steps are the ones that blow up. One-cycle phases warm up by themselves.
+    """
 
     optimizer: str  # "adam" | "sgd"
     lr: float  # the rate (the peak rate for one-cycle)
@@ -37,30 +58,46 @@ class Phase:
     momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4  # ours
     scheduler: str = "constant"  # "constant" | "onecycle" (within this phase)
+    warmup: float = 0.0  # epochs of linear warm-up at the phase's start  # ours
+    pct_start: float = 0.3  # one-cycle only: share of the phase spent warming up
 
     def __post_init__(self):
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"Phase optimizer must be 'adam' or 'sgd', not {self.optimizer!r}")
         if self.scheduler not in ("constant", "onecycle"):
             raise ValueError(f"Phase scheduler must be 'constant' or 'onecycle', not {self.scheduler!r}")
-        if self.epochs < 1 or self.lr <= 0:
-            raise ValueError(f"Phase needs epochs >= 1 and lr > 0, got {self}")
+        if self.epochs < 1 or self.lr <= 0 or self.warmup < 0:
+            raise ValueError(f"Phase needs epochs >= 1, lr > 0 and warmup >= 0, got {self}")
 
 
-# Written for the paper's 50 epochs. All rates and switch points are ours (the paper gives none).
-SCHEDULES: dict[str, tuple[Phase, ...]] = {
-    # (i) the paper's baseline: one optimizer, one fixed rate (~81% claimed).
-    "constant": (Phase("adam", 1e-3, 50),),
-    # (ii) the paper's method: Adam and SGD alternate while the rate steps down (~90% claimed).
-    "switching": (
-        Phase("adam", 1e-3, 15),
-        Phase("sgd", 1e-2, 15),
-        Phase("adam", 1e-4, 10),
-        Phase("sgd", 1e-3, 10),
-    ),
-    # (iii) a modern reference: one optimizer, one-cycle rate (warm-up then anneal).
-    "onecycle": (Phase("adam", 3e-3, 50, scheduler="onecycle"),),
+# Our untuned defaults (the paper gives no rates and no switch points). `switches` are the shares of
+# the run after which the next phase starts: 0.3, 0.6, 0.8 of 50 epochs = epochs 15, 30, 40.
+ARMS: dict[str, dict] = {
+    "constant": {"lr": 1e-3, "weight_decay": 1e-4, "warmup": 1.0},
+    "decay": {"lr": 1e-3, "gamma": 0.3, "switches": (0.3, 0.6, 0.8), "weight_decay": 1e-4, "warmup": 1.0},
+    # lr / sgd_lr: the first Adam / SGD phase; both step down by gamma after the second switch
+    "switching": {"lr": 1e-3, "sgd_lr": 1e-2, "gamma": 0.1, "switches": (0.3, 0.6, 0.8),
+                  "weight_decay": 1e-4, "warmup": 1.0},
+    "onecycle": {"lr": 3e-3, "weight_decay": 1e-4, "pct_start": 0.3},
 }
+SCHEDULES = ARMS  # the arm names are the schedule names
+
+# What `bcdet tune` searches, per arm: name -> ("log" | "float", low, high) or ("choice", values).
+# Rates on a log scale; switch points as three non-overlapping ranges of the run's share.
+_SWITCHES = {"switch1": ("float", 0.2, 0.45), "switch2": ("float", 0.5, 0.7), "switch3": ("float", 0.75, 0.9)}
+_COMMON = {"weight_decay": ("log", 1e-6, 1e-2)}
+SEARCH_SPACES: dict[str, dict] = {
+    "constant": {"lr": ("log", 1e-4, 1e-2), **_COMMON, "warmup": ("choice", (0.0, 0.5, 1.0, 2.0))},
+    "decay": {"lr": ("log", 1e-4, 1e-2), "gamma": ("log", 0.05, 0.7), **_SWITCHES, **_COMMON,
+              "warmup": ("choice", (0.0, 0.5, 1.0, 2.0))},
+    "switching": {"lr": ("log", 1e-4, 1e-2), "sgd_lr": ("log", 1e-3, 1e-1), "gamma": ("log", 0.05, 0.7),
+                  **_SWITCHES, **_COMMON, "warmup": ("choice", (0.0, 0.5, 1.0, 2.0))},
+    "onecycle": {"lr": ("log", 3e-4, 3e-2), **_COMMON, "pct_start": ("float", 0.1, 0.5)},
+}
+
+# Tuned values: profile -> arm -> {"params": ..., "source": folder under results/ with the trials,
+# the best values, commit, device and wall time}. Filled from `bcdet tune` studies (see README).
+TUNED: dict[str, dict[str, dict]] = {}
 
 
 @dataclass(frozen=True)
@@ -72,11 +109,14 @@ class Profile:
     batch_size: int = 128  # paper
     epochs: int = 50  # paper
     augment: bool = True  # ours: flips + small affine; the paper does not say
-    val_fraction: float = 0.15  # ours: the paper gives no split
-    test_fraction: float = 0.15  # ours
-    seeds: tuple[int, ...] = (0, 1, 2)  # ours: seeds of the switching-vs-constant study (nb 05)
-    splits: tuple[str, ...] = SPLITS  # the splits of the study (nb 05)
-    schedules: tuple[str, ...] = ("constant", "switching")  # what notebooks 04/05 compare
+    folds: int = 5  # ours: test = one of 5 folds (StratifiedGroupKFold over near-duplicate groups)
+    fold_seed: int = 0  # ours: fixes the fold assignment, the same for every arm and seed
+    val_fraction: float = 0.15  # ours: validation carved (by groups) out of the training folds
+    seeds: tuple[int, ...] = (0, 1, 2)  # ours: seeds of the study (nb 05)
+    splits: tuple[str, ...] = KINDS  # the split kinds of the study (nb 05)
+    schedules: tuple[str, ...] = tuple(ARMS)  # the arms notebooks 04/05 compare
+    dropout: float = 0.2  # before ResNet9's last layer  # ours
+    tuning: str | None = None  # whose tuned arm values (TUNED[...]) to use; None = the defaults
     max_per_class: int | None = None  # a subset, for smoke runs only
     teach_depth: int = 56  # weight layers of nb 03's plain-vs-residual twins (ResNet paper's 56)  # ours
     teach_width: int = 16  # channels of the twins  # ours
@@ -93,12 +133,22 @@ class Profile:
 # The fields that change what one training run computes. A finished run is reused as long as these
 # match; the others (seeds, splits, bootstrap, teach_*) belong to the study or to other chapters.
 RUN_FIELDS = ("image_size", "channels", "width", "batch_size", "epochs", "augment",
-              "val_fraction", "test_fraction", "max_per_class")
+              "folds", "fold_seed", "val_fraction", "max_per_class", "dropout")
 
 
 PROFILES: dict[str, Profile] = {
-    "paper": Profile("paper"),
-    "laptop": Profile("laptop", width=16),  # ours: 1/16 of the paper's compute per epoch
+    "paper": Profile("paper", tuning="laptop"),  # laptop-tuned values until a GPU tunes the paper's
+    "laptop": Profile("laptop", width=16, tuning="laptop"),  # ours: 1/16 of the paper's compute per epoch
+    "class": Profile(  # ours: a notebook in minutes on a 2-core laptop
+        "class",
+        image_size=48,
+        width=16,
+        epochs=20,
+        seeds=(0,),
+        splits=("grouped",),
+        tuning="laptop",
+        teach_steps=120,
+    ),
     "smoke": Profile(
         "smoke",
         image_size=32,
@@ -141,25 +191,65 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
     return prof
 
 
-def schedule(name: str, epochs: int = 50) -> list[Phase]:
-    """The phases of schedule ``name`` scaled from 50 epochs to ``epochs``.
+def switch_epochs(switches, epochs: int, phases: int) -> list[int]:
+    """Epoch counts of ``phases`` phases whose boundaries fall at the run shares ``switches``.
 
-    Each phase keeps its share of the run (rounded, at least one epoch); phases that no longer fit
-    are dropped from the end, so ``sum(p.epochs) == epochs`` always holds.
+    Each phase gets at least one epoch while it fits; phases that no longer fit are dropped from
+    the end, so the counts always sum to ``epochs``.
     """
-    try:
-        phases = SCHEDULES[name]
-    except KeyError:
-        raise ValueError(f"Unknown schedule {name!r}. Choose one of: {', '.join(SCHEDULES)}.") from None
-    total = sum(p.epochs for p in phases)
-    if epochs == total:
-        return list(phases)
-    out, used = [], 0
-    for i, p in enumerate(phases):
-        left = epochs - used
-        if left <= 0:
+    bounds = [min(epochs, max(1, round(s * epochs))) for s in switches] + [epochs]
+    counts, used = [], 0
+    for b in bounds[:phases]:
+        n = max(1, b - used) if used < epochs else 0
+        n = min(n, epochs - used)
+        if n <= 0:
             break
-        n = left if i == len(phases) - 1 else max(1, min(left, round(p.epochs * epochs / total)))
-        out.append(replace(p, epochs=n))
+        counts.append(n)
         used += n
+    if used < epochs:
+        counts[-1] += epochs - used
+    return counts
+
+
+def arm_params(name: str, profile: "Profile | str | None" = None, params: dict | None = None) -> dict:
+    """The numbers arm ``name`` runs with: our defaults, overridden by the tuned values the profile
+    points at (``Profile.tuning``), overridden by ``params``."""
+    if name not in ARMS:
+        raise ValueError(f"Unknown schedule {name!r}. Choose one of: {', '.join(ARMS)}.")
+    out = dict(ARMS[name])
+    if profile is not None:
+        prof = get_profile(profile)
+        if prof.tuning and name in TUNED.get(prof.tuning, {}):
+            out.update(TUNED[prof.tuning][name]["params"])
+    out.update(params or {})
+    if all(f"switch{i}" in out for i in (1, 2, 3)):  # the search space's form of `switches`
+        out["switches"] = tuple(out.pop(f"switch{i}") for i in (1, 2, 3))
     return out
+
+
+def schedule(name: str, epochs: int = 50, profile: "Profile | str | None" = None,
+             params: dict | None = None) -> list[Phase]:
+    """The phases of arm ``name`` for a run of ``epochs`` epochs (see :func:`arm_params`)."""
+    a = arm_params(name, profile, params)
+    wd = a["weight_decay"]
+    if name == "constant":
+        return [Phase("adam", a["lr"], epochs, weight_decay=wd, warmup=a["warmup"])]
+    if name == "onecycle":
+        return [Phase("adam", a["lr"], epochs, weight_decay=wd, scheduler="onecycle", pct_start=a["pct_start"])]
+    counts = switch_epochs(a["switches"], epochs, 4)
+    if name == "decay":  # one Adam, the rate stepping down by gamma at each switch (optimizer kept)
+        rates = [a["lr"] * a["gamma"] ** k for k in range(4)]
+        opts = ["adam"] * 4
+    else:  # switching: Adam, SGD, Adam, SGD; both rates step down by gamma after the second switch
+        rates = [a["lr"], a["sgd_lr"], a["lr"] * a["gamma"], a["sgd_lr"] * a["gamma"]]
+        opts = ["adam", "sgd", "adam", "sgd"]
+    phases = []
+    for k, n in enumerate(counts):
+        fresh = k == 0 or opts[k] != opts[k - 1]  # warm up where a new optimizer starts from nothing
+        phases.append(Phase(opts[k], rates[k], n, weight_decay=wd, warmup=a["warmup"] if fresh else 0.0))
+    return phases
+
+
+def initial_loss(classes: int = len(CLASSES)) -> float:
+    """The loss of a classifier that knows nothing: ln(classes) (1.10 for three)."""
+    return math.log(classes)

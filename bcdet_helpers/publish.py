@@ -27,9 +27,28 @@ from .paths import project_root, runs_dir
 RUN_FILES = ("config.json", "history.csv", "result.json")
 
 
-def study_runs(metrics: dict) -> list[tuple[str, str, int]]:
-    """``(split, schedule, seed)`` of every run in the study that ``metrics.json`` describes."""
-    return [(r["split"], r["schedule"], int(r["seed"])) for r in metrics.get("runs", [])]
+def study_runs(metrics: dict) -> list[tuple[str, str, int, int]]:
+    """``(split, schedule, seed, fold)`` of every run in the study that ``metrics.json`` describes."""
+    return [(r["split"], r["schedule"], int(r["seed"]), int(r.get("fold", 0))) for r in metrics.get("runs", [])]
+
+
+def require_finished(src: Path, metrics: dict, profile: str) -> None:
+    """Refuse a ``metrics.json`` that a finished ``bcdet reproduce`` did not write last.
+
+    reproduce adds its ``reproduce`` section only after every notebook ran; without it the file
+    comes from notebook 05 alone or from a reproduction that stopped. An executed notebook newer
+    than the file means a later reproduction re-ran (and failed or is still running): the numbers
+    no longer describe the notebooks beside them.
+    """
+    again = f"Run `bcdet reproduce --profile {profile}` to the end (finished runs are reused), then publish."
+    if "reproduce" not in metrics:
+        raise BcdetError(f"{src / 'metrics.json'} is incomplete: it has no 'reproduce' section, so no "
+                         f"`bcdet reproduce` finished with it (notebook 05 ran alone, or the run stopped). {again}")
+    written = (src / "metrics.json").stat().st_mtime_ns
+    newer = sorted(nb.name for nb in (src / "notebooks").glob("*.ipynb") if nb.stat().st_mtime_ns > written)
+    if newer:
+        raise BcdetError(f"{src / 'metrics.json'} is stale: {', '.join(newer)} in {src / 'notebooks'} ran after "
+                         f"it was written (a later reproduction failed or is still running). {again}")
 
 
 def publish(profile: str, dest: str | Path | None = None) -> Path:
@@ -43,11 +62,12 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
         raise BcdetError(f"No {metrics_path}: run `bcdet reproduce --profile {profile}` first; "
                          "publish copies what that run left.")
     metrics = json.loads(metrics_path.read_text())
+    require_finished(src, metrics, profile)
     runs = study_runs(metrics)
     if not runs:
         raise BcdetError(f"{metrics_path} lists no training runs (notebook 05 did not finish?). "
                          f"Run `bcdet reproduce --profile {profile}` again; finished runs are reused.")
-    run_dirs = [run_dir_for(profile, sched, split, seed) for split, sched, seed in runs]
+    run_dirs = [run_dir_for(profile, sched, split, seed, fold) for split, sched, seed, fold in runs]
     missing = [run for run in run_dirs if not (run / "result.json").exists()]
     if missing:
         raise BcdetError(f"Runs listed in {metrics_path} are not finished: {', '.join(map(str, missing))}. "
@@ -60,8 +80,8 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
     shutil.copy2(metrics_path, stage / "metrics.json")
     for fig in sorted((src / "figures").glob("*.png")):
         shutil.copy2(fig, stage / "figures" / fig.name)
-    for split, seed in sorted({(split, seed) for split, _, seed in runs}):
-        csv = src / "splits" / f"{split}-seed{seed}.csv"
+    for split, seed, fold in sorted({(split, seed, fold) for split, _, seed, fold in runs}):
+        csv = src / "splits" / f"{split}-fold{fold}-seed{seed}.csv"
         if csv.exists():
             (stage / "splits").mkdir(exist_ok=True)
             shutil.copy2(csv, stage / "splits" / csv.name)

@@ -25,6 +25,10 @@ from pathlib import Path
 from .errors import BcdetError
 from .paths import CLASSES, project_root, runs_dir, use_runs_dir
 
+# The kernel papermill runs and every notebook's metadata names: Jupyter's own "python3", which
+# inside .venv's Jupyter is .venv's Python. No user-wide kernel is registered (see the Makefile).
+KERNEL = "python3"
+
 REPORT_FIGURES = (  # (file stem under figures/, caption) -- the ones report.md links, if present
     ("05_confusion_matrices", "Confusion matrices (test split, best-by-validation)"),
     ("05_schedule_comparison", "Switching vs constant, per seed and split"),
@@ -57,7 +61,7 @@ def _n_train_images(prof) -> int:
         counts = {c: sum(1 for p in list_images(root) if p.parent.name == c) for c in CLASSES}
     if prof.max_per_class:
         counts = {c: min(n, prof.max_per_class) for c, n in counts.items()}
-    return max(1, round(sum(counts.values()) * (1 - prof.val_fraction - prof.test_fraction)))
+    return max(1, round(sum(counts.values()) * (1 - 1 / prof.folds) * (1 - prof.val_fraction)))
 
 
 def _recorded_seconds_per_epoch(profile: str, device_type: str) -> float | None:
@@ -112,15 +116,33 @@ def _measure_seconds_per_epoch(prof, device, n_train: int) -> float:
         torch.cuda.synchronize()
     per_image = (time.perf_counter() - t0) / (timed * batch)
     # + validation (a forward pass over ~val/train as many images, ~1/3 of a training step each)
-    val_share = prof.val_fraction / max(1e-9, 1 - prof.val_fraction - prof.test_fraction)
+    val_share = prof.val_fraction / (1 - prof.val_fraction)
     return per_image * n_train * (1 + val_share / 3)
+
+
+def planned_runs(prof) -> list[tuple[str, str, int]]:
+    """``(schedule, split, seed)`` of every training run a reproduction of ``prof`` starts.
+
+    Notebook 05's study (schedules x seeds x splits) plus notebook 04's runs: notebook 04 gets only
+    ``profile``, so it always trains the profile's *own* first seed and split, even when a smaller
+    study (``--seeds 1 --splits random``) leaves them out of chapter 05.
+    """
+    from .profiles import get_profile
+
+    try:
+        own = get_profile(prof.name)
+    except ValueError:  # a Profile built by hand, not one of PROFILES
+        own = prof
+    study = [(s, sp, seed) for sp in prof.splits for s in prof.schedules for seed in prof.seeds]
+    chapter04 = [(s, own.splits[0], own.seeds[0]) for s in own.schedules]
+    return list(dict.fromkeys(study + chapter04))
 
 
 def estimate(profile="paper", device="auto") -> dict:
     """How long the training in the course will take on ``device``, and where the number comes from.
 
-    Runs = notebook 05's study (schedules x seeds x splits; notebook 04's runs are part of it and
-    are reused), minus runs already finished in ``runs/<profile>/``. ``profile`` is a name or a
+    Runs = :func:`planned_runs` (notebook 05's study plus notebook 04's runs, each counted once),
+    minus runs already finished in ``runs/<profile>/``. ``profile`` is a name or a
     :class:`~bcdet_helpers.profiles.Profile` (e.g. one with fewer seeds). Seconds per epoch come from
     those finished runs on the same device type when there are some, else from timing a few
     training steps now. Notebook 03's small depth experiment, data preparation and evaluation come
@@ -131,7 +153,7 @@ def estimate(profile="paper", device="auto") -> dict:
 
     prof = get_profile(profile)
     dev = choose_device(device)
-    runs = [(s, sp, seed) for sp in prof.splits for s in prof.schedules for seed in prof.seeds]
+    runs = planned_runs(prof)
     done = sum((run_dir_for(prof.name, s, sp, seed) / "result.json").exists() for s, sp, seed in runs)
     n_train = _n_train_images(prof)
     spe = _recorded_seconds_per_epoch(prof.name, dev.type)
@@ -144,6 +166,7 @@ def estimate(profile="paper", device="auto") -> dict:
         "profile": prof.name,
         "device": str(dev),
         "runs": len(runs),
+        "runs_chapter04_only": len(runs) - len(prof.splits) * len(prof.schedules) * len(prof.seeds),
         "runs_done": done,
         "epochs_per_run": prof.epochs,
         "epochs_to_train": epochs,
@@ -163,9 +186,11 @@ def _fmt_duration(seconds: float) -> str:
 
 
 def print_estimate(est: dict) -> None:
+    extra = est.get("runs_chapter04_only", 0)
     print(
         f"Profile {est['profile']!r}: {est['runs']} training runs x {est['epochs_per_run']} epochs "
-        f"({est['runs_done']} already finished and reused), ~{est['n_train_images']} training images per epoch."
+        + (f"(including notebook 04's {extra} run(s) with the profile's own seed and split) " if extra else "")
+        + f"({est['runs_done']} already finished and reused), ~{est['n_train_images']} training images per epoch."
     )
     print(
         f"Estimated training time: ~{_fmt_duration(est['training_seconds'])} "
@@ -173,9 +198,57 @@ def print_estimate(est: dict) -> None:
         "data preparation, notebook 03's experiment and evaluation come on top."
     )
     if est["device"].startswith("cpu") and est["training_seconds"] > 1800:
-        print("No GPU found: this will take a while on the CPU. The 'laptop' profile is the CPU-friendly one "
-              "(bcdet reproduce --profile laptop); a CUDA GPU does 'paper' in minutes.")
+        print(f"No GPU found: this will take a while on the CPU. {faster_choices(est['profile'])} "
+              "A CUDA GPU does 'paper' in minutes.")
     sys.stdout.flush()
+
+
+# ------------------------------------------------------------------------ starting a long job
+LONG_JOB_SECONDS = 3600  # above this, nobody starts a reproduction by accident
+
+
+def faster_choices(profile: str) -> str:
+    """What to run instead of a long reproduction: a lighter profile, and a smaller study."""
+    text = ""
+    if profile == "paper":
+        text = ("The 'laptop' profile is the CPU-friendly one: bcdet reproduce --profile laptop "
+                "(make reproduce PROFILE=laptop). ")
+    return text + ("A smaller study trains 2 runs instead of 12: --seeds 0 --splits grouped "
+                   "(make reproduce ARGS=\"--seeds 0 --splits grouped\").")
+
+
+def _interactive() -> bool:
+    """Is someone at a terminal to answer? (No under make -j, CI, nohup, pytest, a pipe.)"""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
+
+
+def confirm_long_job(est: dict, yes: bool = False) -> None:
+    """Return when the job may start; else :class:`BcdetError` saying how to start it on purpose.
+
+    Jobs up to :data:`LONG_JOB_SECONDS` of estimated training start at once. A longer one starts
+    with ``yes`` (``--yes``, ``make reproduce YES=1``); otherwise on a terminal we ask, default no,
+    naming the faster choices; with nobody to ask, we refuse and say how to opt in.
+    """
+    if est["training_seconds"] <= LONG_JOB_SECONDS or yes:
+        return
+    took = _fmt_duration(est["training_seconds"])
+    opt_in = "add --yes (make reproduce YES=1)"
+    if _interactive():
+        print(f"\nThis reproduction trains for ~{took} on {est['device']}. {faster_choices(est['profile'])}")
+        try:
+            answer = input(f"Start the ~{took} job now? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() in ("y", "yes"):
+            return
+        raise BcdetError(f"Not started (the answer was not 'y'). To start it without this question, {opt_in}.")
+    raise BcdetError(
+        f"Not started: the training alone is estimated at ~{took} on {est['device']} (over "
+        f"{LONG_JOB_SECONDS // 3600} hour), and there is no terminal to confirm it on. To start it on "
+        f"purpose, {opt_in}. {faster_choices(est['profile'])}")
 
 
 # ------------------------------------------------------------------------------------ running
@@ -198,7 +271,7 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
             str(notebook),
             str(out),
             parameters=parameters,
-            kernel_name="python3",
+            kernel_name=KERNEL,
             cwd=str(notebook.parent),
             progress_bar=False,
             stdout_file=sys.stdout if echo else None,
@@ -215,12 +288,14 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
 
 
 def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=None, echo: bool = True,
-              device: str = "auto", seeds=None, splits=None) -> dict:
+              device: str = "auto", seeds=None, splits=None, yes: bool = False) -> dict:
     """Run the course headless with ``profile``; returns the merged metrics.json content.
 
     ``seeds`` / ``splits`` shrink chapter 05's study below the profile's (e.g. ``seeds=[0]``,
     ``splits=["grouped"]``: two runs instead of twelve) when the full study does not fit the time
-    at hand -- the paper profile on a CPU. The report says which study it is.
+    at hand -- the paper profile on a CPU. The report says which study it is. A job estimated at
+    over an hour of training starts only with ``yes`` or a "y" typed at the terminal
+    (:func:`confirm_long_job`).
     ``out``: a runs folder to use instead of ``$BCDET_RUNS`` / ``runs/`` (results land in
     ``out/<profile>/``; an ``out`` that already ends in the profile's name is taken as that
     folder). ``notebooks``: the notebooks to run, default :func:`course_notebooks` (the tests pass
@@ -229,18 +304,27 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     from .profiles import get_profile
     from .runinfo import environment_info, write_json
 
-    seeds = [int(s) for s in seeds] if seeds else None
+    from .options import check_seed
+
+    seeds = [check_seed(s, "--seeds") for s in seeds] if seeds else None  # before notebook 01, not in 05
     splits = list(splits) if splits else None
     prof = get_profile(profile, seeds=seeds, splits=splits)  # bad names -> ValueError before anything runs
+    from .data.check import require_usable
+
+    require_usable()  # the same refusal as `bcdet train` and the notebooks, before anything runs
     notebooks = [Path(nb) for nb in (notebooks if notebooks is not None else course_notebooks())]
     if not notebooks:
         raise BcdetError(f"No notebooks to run (looked for NN_*.ipynb in {project_root() / 'notebooks'}).")
+    from .params import check_reproduce_parameters
+
+    given = {"profile": prof.name, "seeds": seeds, "splits": splits}
+    check_reproduce_parameters(notebooks, {k: v for k, v in given.items() if v is not None},
+                               optional=("seeds", "splits"))
     if out is not None:
         out = Path(out).expanduser().resolve()
         out = out.parent if out.name == prof.name else out
     with use_runs_dir(out):
         folder = runs_dir(prof.name)
-        folder.mkdir(parents=True, exist_ok=True)
         from .runinfo import device_info
         from .train import choose_device
 
@@ -251,7 +335,10 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         print("Estimating the training time ...", flush=True)
         est = estimate(prof, dev)
         print_estimate(est)
+        confirm_long_job(est, yes)
+        folder.mkdir(parents=True, exist_ok=True)
         print(f"Results go to {folder}\n")
+        set_aside_previous(folder)
 
         t_all = time.perf_counter()
         wall = {}
@@ -280,8 +367,32 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         metrics.setdefault("profile", prof.name)
         write_json(metrics_path, metrics)
         report = write_report(metrics, folder)
+        for previous in PREVIOUS.values():  # superseded by the files just written
+            (folder / previous).unlink(missing_ok=True)
         print(f"Done in {_fmt_duration(total)}. Report: {report}  Metrics: {metrics_path}")
         return metrics
+
+
+# what a finished reproduction leaves -> where it goes while the next one runs
+PREVIOUS = {"report.md": "report.previous.md", "metrics.json": "metrics.previous.json"}
+
+
+def set_aside_previous(folder: Path) -> None:
+    """Rename the last reproduction's ``report.md`` and ``metrics.json`` to ``*.previous.*``.
+
+    They are rewritten only when every notebook has run, so a reproduction that fails halfway would
+    otherwise leave the old report beside new, failed notebooks, looking current -- and ``bcdet
+    publish`` would copy it. A success deletes the ``.previous`` files; a failure keeps them to
+    compare with.
+    """
+    moved = []
+    for name, previous in PREVIOUS.items():
+        if (folder / name).exists():
+            (folder / name).replace(folder / previous)
+            moved.append(previous)
+    if moved:
+        print(f"The last reproduction's files are now {' and '.join(moved)} in {folder}; "
+              "new ones are written when all notebooks have run.\n", flush=True)
 
 
 def reproduce_command(profile: str, seeds=None, splits=None) -> str:
@@ -321,6 +432,20 @@ def _mean_std(d: dict | None) -> str:
     return f"{100 * d['mean']:.1f}{sd}% (n={d.get('n', len(d.get('values', [])))})"
 
 
+def smoke_warning(profile: str) -> str | None:
+    """For the ``smoke`` profile, why its numbers mean nothing (a report without it reads "ours
+    30 % vs the paper 90 %" as a finding); ``None`` for the other profiles."""
+    if profile != "smoke":
+        return None
+    from .profiles import get_profile
+
+    p = get_profile("smoke")
+    return (f"Smoke profile: these numbers mean nothing. It trains a {p.width}-channel ResNet9 for "
+            f"{p.epochs} epochs on at most {p.max_per_class} images per class at {p.image_size} x "
+            f"{p.image_size} px, only to check that every code path runs (make test). Do not compare "
+            "them with the paper; the laptop or paper profile gives numbers worth reading.")
+
+
 def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | None = None) -> Path:
     """``report.md``: one page a reviewer reads without Jupyter, built only from ``metrics``.
 
@@ -338,6 +463,9 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     add("ResNet9 on BUSI (benign / malignant / normal), reproducing Achyuthanwesh et al. "
         f"Every number below was computed by the executed notebooks in `{executed_notebooks or 'notebooks/'}`; "
         "this is a teaching model, not a medical device.\n")
+    smoke = smoke_warning(profile)
+    if smoke:
+        add(f"> **{smoke}**\n")
     add(f"- device: {dev_text}")
     if rep.get("total_wall_time_s") is not None:
         add(f"- wall time: {_fmt_duration(rep['total_wall_time_s'])} in total for this command "
@@ -362,6 +490,8 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     ev = metrics.get("evaluation", {})
     study = metrics.get("study", {})
     add("## Headline: test accuracy, ours vs the paper\n")
+    if smoke:
+        add("*Smoke profile: the comparison below checks that the code runs, nothing else.*\n")
     add("| | accuracy | macro-F1 | 95% CI (accuracy, one model) | note |")
     add("| --- | --- | --- | --- | --- |")
     models = ev.get("models", {})
@@ -450,10 +580,10 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
 
 
 def cli_reproduce(args) -> int:
-    """``bcdet reproduce --profile P [--seeds N ...] [--splits S ...] [--out O]``."""
+    """``bcdet reproduce --profile P [--seeds N ...] [--splits S ...] [--out O] [--yes]``."""
     try:
         reproduce(args.profile, out=getattr(args, "out", None), seeds=getattr(args, "seeds", None),
-                  splits=getattr(args, "splits", None))
+                  splits=getattr(args, "splits", None), yes=getattr(args, "yes", False))
     except ValueError as exc:  # unknown profile
         raise BcdetError(str(exc)) from None
     return 0

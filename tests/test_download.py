@@ -220,6 +220,8 @@ def test_a_zip_smaller_than_busi_is_refused_unless_allowed(server, tmp_path, cap
         dl.download_busi(dest=dest, url=url)
     msg = str(err.value)
     assert "benign 4 of 437" in msg and "--allow-incomplete" in msg and "Nothing was written" in msg
+    printed = capsys.readouterr().out  # says one thing (issue #16): not "OK -- usable", then a refusal
+    assert "Result: OK" not in printed and "Result: NOT INSTALLED" in printed
     assert list(tmp_path.iterdir()) == []
     assert main(["data", "download", "--dest", str(dest), "--url", url, "--allow-incomplete"]) == 0
     assert check_dataset(dest / "Dataset_BUSI_with_GT").images["normal"] == 4

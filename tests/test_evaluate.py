@@ -352,3 +352,79 @@ def test_macro_scores_skip_a_class_absent_from_the_labels():
     assert m["absent_classes"] == ["malignant"]
     assert m["macro_f1"] == pytest.approx((f1_benign + f1_normal) / 2)
     assert ev.macro_f1(y, proba) == pytest.approx(m["macro_f1"])
+
+
+# --------------------------------------------------------------------------------------------
+# issue #16, case 1: folder layouts that used to be labelled wrongly
+# --------------------------------------------------------------------------------------------
+def _png(path):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (20, 20)).save(path)
+
+
+def test_an_unknown_folder_gets_no_guessed_class(tmp_path):
+    from bcdet_helpers.errors import BcdetError
+
+    for sub in ("benign", "Healthy"):
+        _png(tmp_path / sub / "a.png")
+    with pytest.raises(BcdetError) as err:
+        ev.folder_dataset(tmp_path)
+    msg = str(err.value)
+    assert "Healthy" in msg and "--map Healthy=<benign|malignant|normal>" in msg
+    assert "Healthy=malignant" not in msg and "Healthy=benign" not in msg and "Healthy=normal" not in msg
+
+
+def test_hidden_folders_are_skipped(tmp_path):
+    for sub in ("benign", "normal", ".ipynb_checkpoints", "benign/.ipynb_checkpoints", "__MACOSX"):
+        _png(tmp_path / sub / "a.png")
+    paths, y = ev.folder_dataset(tmp_path)
+    assert [str(p.relative_to(tmp_path)) for p in paths] == ["benign/a.png", "normal/a.png"]
+    assert y.tolist() == [0, 2]
+
+
+def test_batch_folders_are_read_by_their_class_subfolders(tmp_path):
+    from bcdet_helpers.errors import BcdetError
+
+    for batch in ("batch1", "batch2"):
+        for cls in ("benign", "malignant", "normal"):
+            _png(tmp_path / batch / cls / "a.png")
+    paths, y = ev.folder_dataset(tmp_path)
+    assert [str(p.relative_to(tmp_path).parent) for p in paths] == [
+        "batch1/benign", "batch1/malignant", "batch1/normal", "batch2/benign", "batch2/malignant", "batch2/normal"]
+    assert y.tolist() == [0, 1, 2, 0, 1, 2]
+    # following the old hint (--map batch1=malignant) labelled all of batch1 malignant: now refused
+    with pytest.raises(BcdetError, match="--map batch1=malignant: .* holds class folders"):
+        ev.folder_dataset(tmp_path, mapping={"batch1": "malignant", "batch2": "malignant"})
+
+
+def test_a_class_named_folder_inside_a_class_folder_is_refused(tmp_path):
+    from bcdet_helpers.errors import BcdetError
+
+    _png(tmp_path / "benign" / "a.png")
+    _png(tmp_path / "benign" / "patient7" / "b.png")  # a plain sub-folder is read with its class
+    assert len(ev.folder_dataset(tmp_path)[0]) == 2
+    _png(tmp_path / "benign" / "normal" / "c.png")
+    with pytest.raises(BcdetError, match=r"benign/normal/ is named like a class"):
+        ev.folder_dataset(tmp_path)
+
+
+def test_cli_evaluate_warns_loudly_on_a_single_class_set(tiny_checkpoint, tmp_path, capsys):
+    import json
+
+    from bcdet_helpers.cli import main
+
+    folder = tmp_path / "one_class"
+    for i in range(3):
+        _png(folder / "malignant" / f"m{i}.png")
+    out = tmp_path / "eval-out"
+    code = main(["evaluate", str(folder), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    warn = next(i for i, ln in enumerate(lines) if "ONLY ONE CLASS (malignant)" in ln)
+    first_metric = next(i for i, ln in enumerate(lines) if ln.startswith("accuracy"))
+    assert warn < first_metric  # no number is shown before the warning
+    assert "ONLY ONE CLASS" in captured.err
+    assert "ONLY ONE CLASS" in json.loads((out / "metrics.json").read_text())["warning"]

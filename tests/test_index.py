@@ -103,3 +103,24 @@ def test_index_and_check_agree_on_stray_files(mini_busi):
     report = check_dataset(mini_busi)
     assert sum(report.images.values()) == len(index) == 18
     assert not index["file"].str.contains("copy|benign \\(99\\)").any()
+
+
+def test_building_the_index_and_the_cache_shows_progress(mini_busi, capsys, monkeypatch):
+    """Issue #16 case 9: `bcdet train` used to be silent for ~24 s while it built the index."""
+    from bcdet_helpers.data.cache import load_cache
+
+    load_index(mini_busi)
+    out = capsys.readouterr().out
+    assert "Indexing BUSI" in out and "18 images" in out and "done: 18 images in" in out
+    assert "near-duplicates" in out
+    load_index(mini_busi)
+    assert capsys.readouterr().out == ""  # a cached load stays quiet
+    load_cache(mini_busi, image_size=16)
+    assert "Resizing to 16 x 16 px" in capsys.readouterr().out
+    # on a slow machine, a line every few seconds
+    from bcdet_helpers.data import progress
+
+    ticks = iter(range(0, 100, 3))
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(ticks))
+    assert list(progress.announce(range(4), 4, "Counting", every=5.0)) == [0, 1, 2, 3]
+    assert "  2/4 images, 6 s" in capsys.readouterr().out

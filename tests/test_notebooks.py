@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bcdet_helpers.reproduce import KERNEL
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -29,7 +31,7 @@ def test_notebook_runs_under_smoke(notebook, busi_dir, isolated_runs):
         str(notebook),
         str(out),
         parameters={"profile": "smoke"},
-        kernel_name="python3",
+        kernel_name=KERNEL,
         cwd=str(notebook.parent),
         progress_bar=False,
     )

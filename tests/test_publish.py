@@ -27,11 +27,11 @@ def fake_reproduction(profile="smoke"):
     (folder / "figures").mkdir()
     (folder / "figures" / "05_confusion_matrices.png").write_bytes(b"png")
     (folder / "splits").mkdir()
-    (folder / "splits" / "grouped-seed0.csv").write_text("file,split\n")
+    (folder / "splits" / "grouped-fold0-seed0.csv").write_text("file,split\n")
     (folder / "notebooks").mkdir()
     (folder / "notebooks" / "01_dataset_inspection.ipynb").write_text("{}")
     write_json(folder / "metrics.json", {
-        "profile": profile, "runs": runs,
+        "profile": profile, "runs": runs, "reproduce": {"profile": profile},
         "notebooks": {"05_evaluation.ipynb": {"wall_time_s": 3.0, "executed": "notebooks/05_evaluation.ipynb"}}})
     return folder
 
@@ -47,11 +47,11 @@ def test_publish_copies_the_small_outputs_only(tmp_path, monkeypatch):
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == [
         "figures/05_confusion_matrices.png", "metrics.json", "report.md",
-        "runs/constant-grouped-seed0/config.json", "runs/constant-grouped-seed0/history.csv",
-        "runs/constant-grouped-seed0/result.json",
-        "runs/switching-grouped-seed0/config.json", "runs/switching-grouped-seed0/history.csv",
-        "runs/switching-grouped-seed0/result.json",
-        "splits/grouped-seed0.csv",
+        "runs/constant-grouped-fold0-seed0/config.json", "runs/constant-grouped-fold0-seed0/history.csv",
+        "runs/constant-grouped-fold0-seed0/result.json",
+        "runs/switching-grouped-fold0-seed0/config.json", "runs/switching-grouped-fold0-seed0/history.csv",
+        "runs/switching-grouped-fold0-seed0/result.json",
+        "splits/grouped-fold0-seed0.csv",
     ]  # no weights, no executed notebooks, no run outside the study, nothing stale
     assert json.loads((dest / "metrics.json").read_text())["profile"] == "smoke"
     report = (dest / "report.md").read_text()
@@ -69,3 +69,21 @@ def test_publish_refuses_without_a_finished_reproduction(tmp_path, monkeypatch):
         publish("smoke", dest=tmp_path / "results")
     assert not (tmp_path / "results").exists()
     assert folder.exists()
+
+
+def test_publish_refuses_an_incomplete_or_stale_metrics_json(tmp_path, monkeypatch):
+    """Issue #16 case 3: only what a finished `bcdet reproduce` wrote last is published."""
+    import os
+
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    folder = fake_reproduction()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    write_json(folder / "metrics.json", {k: v for k, v in metrics.items() if k != "reproduce"})  # nb 05 alone
+    with pytest.raises(BcdetError, match="incomplete.*bcdet reproduce --profile smoke"):
+        publish("smoke", dest=tmp_path / "results")
+    write_json(folder / "metrics.json", metrics)
+    later = (folder / "metrics.json").stat().st_mtime_ns + 10**9
+    os.utime(folder / "notebooks" / "01_dataset_inspection.ipynb", ns=(later, later))  # re-ran after it
+    with pytest.raises(BcdetError, match="stale: 01_dataset_inspection.ipynb"):
+        publish("smoke", dest=tmp_path / "results")
+    assert not (tmp_path / "results").exists()

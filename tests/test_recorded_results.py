@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+# one level only: results/history/<study>/ keeps superseded studies as published, not today's code's
 RECORDED = sorted(RESULTS.glob("*/runs/*/history.csv"))
 EPOCHS = 2
 
@@ -36,7 +37,7 @@ def test_a_recorded_run_reproduces(real_busi):
                if json.loads(json.dumps(getattr(prof, f))) != cfg["profile"][f]}
     assert not drifted, f"profile {prof.name!r} changed since {run} was recorded: {drifted}"
 
-    data = load_split_data(prof, cfg["split"], cfg["seed"])
+    data = load_split_data(prof, cfg["split"], cfg["seed"], fold=cfg.get("fold", 0))
     torch.manual_seed(cfg["seed"])  # as train_run does
     model = build_model(prof)
     phases = [Phase(**p) for p in cfg["phases"]]
@@ -69,8 +70,8 @@ def test_every_recorded_run_matches_todays_profile_and_schedule(history):
     prof = get_profile(cfg["profile"]["name"])
     for f in RUN_FIELDS:
         assert json.loads(json.dumps(getattr(prof, f))) == cfg["profile"][f], f"{run}: profile field {f} changed"
-    assert cfg["phases"] == [asdict(p) for p in schedule(cfg["schedule"], prof.epochs)], f"{run}: schedule changed"
-    assert run.name == f"{cfg['schedule']}-{cfg['split']}-seed{cfg['seed']}"
+    assert cfg["phases"] == [asdict(p) for p in schedule(cfg["schedule"], prof.epochs, prof)], f"{run}: schedule changed"
+    assert run.name == f"{cfg['schedule']}-{cfg['split']}-fold{cfg['fold']}-seed{cfg['seed']}"
     hist = pd.read_csv(history)
     assert list(hist["epoch"]) == list(range(1, prof.epochs + 1)), f"{run}: history is not one full run"
     result = json.loads((run / "result.json").read_text())

@@ -16,6 +16,12 @@ from bcdet_helpers.errors import BcdetError
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
+@pytest.fixture(autouse=True)
+def usable_busi(busi_dir, monkeypatch):
+    """reproduce refuses to start without a usable BUSI folder (issue #16), even for tiny notebooks."""
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+
+
 def write_nb(path, *sources, params='profile = "laptop"'):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = KERNEL
@@ -61,6 +67,34 @@ def test_successful_run_merges_wall_times_and_writes_the_report(tmp_path, monkey
     assert saved["reproduce"]["environment"]["versions"]["torch"]
     report = (runs / "smoke" / "report.md").read_text()
     assert "profile `smoke`" in report and "05_writes.ipynb" in report and "not a medical device" in report
+
+
+def test_a_failed_reproduction_leaves_no_report_that_looks_current(tmp_path, monkeypatch, capsys):
+    """Issue #16 case 3: the last report is set aside, not left beside new, failed notebooks."""
+    from bcdet_helpers.publish import publish
+
+    writer = write_nb(
+        tmp_path / "05_writes.ipynb",
+        "from bcdet_helpers.paths import runs_dir\n"
+        "from bcdet_helpers.runinfo import write_json\n"
+        "write_json(runs_dir(profile) / 'metrics.json', {'profile': profile, 'runs': []})",
+    )
+    out = tmp_path / "runs"
+    rp.reproduce("smoke", out=out, notebooks=[writer], echo=False)
+    folder = out / "smoke"
+    assert (folder / "report.md").exists() and (folder / "metrics.json").exists()
+    bad = write_nb(tmp_path / "01_broken.ipynb", "raise ValueError('boom')")
+    with pytest.raises(BcdetError, match="01_broken.ipynb failed"):
+        rp.reproduce("smoke", out=out, notebooks=[bad, writer], echo=False)
+    assert not (folder / "report.md").exists() and not (folder / "metrics.json").exists()
+    assert (folder / "report.previous.md").exists() and (folder / "metrics.previous.json").exists()
+    assert "report.previous.md" in capsys.readouterr().out
+    monkeypatch.setenv("BCDET_RUNS", str(out))
+    with pytest.raises(BcdetError, match="run `bcdet reproduce --profile smoke` first"):
+        publish("smoke", dest=tmp_path / "results")
+    rp.reproduce("smoke", out=out, notebooks=[writer], echo=False)  # a success clears the old copies
+    assert (folder / "report.md").exists() and not (folder / "report.previous.md").exists()
+    assert not (folder / "metrics.previous.json").exists()
 
 
 def test_report_is_built_from_the_metrics_only(tmp_path):
@@ -143,3 +177,84 @@ def test_a_copied_checkout_names_its_commit_through_the_environment(monkeypatch)
     assert git_commit() == "abc1234" and environment_info()["git_commit"] == "abc1234"
     monkeypatch.delenv("BCDET_GIT_COMMIT")
     assert git_commit() != "abc1234"
+
+
+# --------------------------------------------------------------------------------------------
+# issue #16, case 5: nobody starts a 14-hour job by accident
+# --------------------------------------------------------------------------------------------
+def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monkeypatch):
+    from bcdet_helpers.profiles import get_profile
+
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
+    monkeypatch.setattr(rp, "_recorded_seconds_per_epoch", lambda *a: 1.0)
+    small = get_profile("laptop", seeds=[1], splits=["random"])
+    est = rp.estimate(small, "cpu")
+    # chapter 05: 2 schedules x seed 1 x random; chapter 04: 2 schedules x seed 0 x grouped, always
+    assert est["runs"] == 4 and est["runs_chapter04_only"] == 2
+    assert est["training_seconds"] == pytest.approx(4 * small.epochs * 1.0)
+    assert rp.estimate(get_profile("laptop"), "cpu")["runs"] == 12  # the full study already holds them
+
+
+@pytest.fixture
+def long_job(monkeypatch):
+    """An estimate of ~13.8 h (the paper profile on a 2-core CPU), without timing anything."""
+    est = {"profile": "paper", "device": "cpu", "runs": 12, "runs_chapter04_only": 0, "runs_done": 0,
+           "epochs_per_run": 50, "epochs_to_train": 600, "n_train_images": 557, "seconds_per_epoch": 83.0,
+           "seconds_per_epoch_source": "measured now", "training_seconds": 600 * 83.0}
+    monkeypatch.setattr(rp, "estimate", lambda *a, **k: dict(est))
+    return est
+
+
+def test_a_long_job_without_a_terminal_needs_an_explicit_opt_in(tmp_path, long_job, capsys):
+    nb = write_nb(tmp_path / "01_ok.ipynb", "print('ran')")
+    out = tmp_path / "runs"
+    with pytest.raises(BcdetError) as err:
+        rp.reproduce("paper", out=out, notebooks=[nb], echo=False)  # pytest's stdin is no terminal
+    msg = str(err.value)
+    assert "Not started" in msg and "13.8 h" in msg and "--yes" in msg and "YES=1" in msg
+    assert "--profile laptop" in msg
+    assert not (out / "paper").exists()  # nothing ran, not even a folder
+    rp.reproduce("paper", out=out, notebooks=[nb], echo=False, yes=True)
+    assert (out / "paper" / "notebooks" / "01_ok.ipynb").exists()
+
+
+@pytest.mark.parametrize("answer, starts", [("", False), ("n", False), ("y", True), ("yes", True)])
+def test_on_a_terminal_a_long_job_asks_and_defaults_to_no(tmp_path, long_job, monkeypatch, capsys, answer, starts):
+    asked = []
+    monkeypatch.setattr(rp, "_interactive", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or answer)
+    nb = write_nb(tmp_path / "01_ok.ipynb", "print('ran')")
+    if starts:
+        rp.reproduce("paper", out=tmp_path / "runs", notebooks=[nb], echo=False)
+    else:
+        with pytest.raises(BcdetError, match="Not started.*--yes"):
+            rp.reproduce("paper", out=tmp_path / "runs", notebooks=[nb], echo=False)
+    assert len(asked) == 1 and "[y/N]" in asked[0]
+    assert "--profile laptop" in capsys.readouterr().out  # the faster profile is named before the question
+    assert (tmp_path / "runs" / "paper" / "notebooks" / "01_ok.ipynb").exists() == starts
+
+
+def test_make_reproduce_passes_yes_through():
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "-n", "-C", str(root), "reproduce", "YES=1"],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in dry.splitlines() if "bcdet reproduce" in ln)
+    assert "--yes" in line
+    dry = subprocess.run(["make", "-n", "-C", str(root), "reproduce"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "--yes" not in next(ln for ln in dry.splitlines() if "bcdet reproduce" in ln)
+
+
+def test_a_smoke_report_says_its_numbers_mean_nothing(tmp_path):
+    """Issue #16 case 9: 'ours 30 % vs paper 90 %' from the smoke profile is not a finding."""
+    metrics = {"profile": "smoke", "comparison_table": [{"source": "paper, switching", "accuracy": 0.90}],
+               "study": {"grouped": {"switching": {"accuracy": {"mean": 0.3, "std": 0.0, "n": 1}}}}}
+    text = rp.write_report(metrics, tmp_path).read_text()
+    head, table = text.split("## Headline", 1)
+    assert "Smoke profile: these numbers mean nothing" in head and "4 epochs" in head
+    assert "checks that the code runs" in table.split("| ours")[0]  # said before the first number
+    metrics["profile"] = "laptop"
+    assert "mean nothing" not in rp.write_report(metrics, tmp_path).read_text()

@@ -15,9 +15,11 @@ import pytest
 import torch
 
 import bcdet_helpers.data as bdata
+from bcdet_helpers import runs as runs_module
 from bcdet_helpers import train
 from bcdet_helpers.data import SplitData
 from bcdet_helpers.errors import BcdetError
+from bcdet_helpers.metrics import macro_f1_from_confusion
 from bcdet_helpers.model import ResNet9
 from bcdet_helpers.profiles import Phase, get_profile
 
@@ -107,7 +109,7 @@ def test_resume_after_interrupt_gives_the_same_final_weights(tmp_path, uninterru
 
 def test_ctrl_c_mid_epoch_keeps_last_finished_epoch(tmp_path):
     calls = {"n": 0}
-    real = train._evaluate
+    real = train.validate
 
     def flaky_evaluate(*a, **kw):  # Ctrl-C during epoch 2's validation
         calls["n"] += 1
@@ -116,7 +118,7 @@ def test_ctrl_c_mid_epoch_keeps_last_finished_epoch(tmp_path):
         return real(*a, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train, "_evaluate", flaky_evaluate)
+        mp.setattr(train, "validate", flaky_evaluate)
         res = run(tmp_path)
     assert res.interrupted
     assert list(res.history["epoch"]) == [1]
@@ -125,8 +127,8 @@ def test_ctrl_c_mid_epoch_keeps_last_finished_epoch(tmp_path):
 
 def test_phase_boundaries_switch_the_optimizer(uninterrupted, monkeypatch):
     made = []
-    real = train._make_optimizer
-    monkeypatch.setattr(train, "_make_optimizer", lambda p, m: made.append(real(p, m)) or made[-1])
+    real = train.make_optimizer
+    monkeypatch.setattr(train, "make_optimizer", lambda p, m: made.append(real(p, m)) or made[-1])
     res = run()
     assert [type(o).__name__ for o in made] == ["Adam", "SGD"]
     h = res.history
@@ -145,11 +147,13 @@ def test_best_weights_are_the_best_validation_epoch(uninterrupted):
     data = fake_data()
     model = tiny_model()
     model.load_state_dict(res.best_state)
-    x, y = data.part("val")
-    loss, conf = train._evaluate(model, x, y, lambda u: data.normalize(u), lambda: torch.autocast("cpu", enabled=False), 3)
+    from bcdet_helpers.callbacks import Batches, Precision
+
+    cpu = torch.device("cpu")
+    val = train.validate(model, Batches(data, 16, 0, cpu, False), Precision(cpu))
     row = h.set_index("epoch").loc[res.best_epoch]
-    assert float(loss) / len(y) == pytest.approx(row["val_loss"], rel=1e-5)
-    assert train._macro_f1(conf) == pytest.approx(row["val_f1"])
+    assert val["val_loss"] == pytest.approx(row["val_loss"], rel=1e-5)
+    assert val["val_f1"] == pytest.approx(row["val_f1"])
 
 
 def test_macro_f1_matches_scikit_learn():
@@ -159,7 +163,7 @@ def test_macro_f1_matches_scikit_learn():
     for _ in range(5):
         yt, yp = rng.integers(0, 3, 30), rng.integers(0, 2, 30)  # class 2 never predicted
         conf = torch.bincount(torch.tensor(yt * 3 + yp), minlength=9).view(3, 3)
-        assert train._macro_f1(conf) == pytest.approx(f1_score(yt, yp, average="macro", labels=[0, 1, 2],
+        assert macro_f1_from_confusion(conf.numpy()) == pytest.approx(f1_score(yt, yp, average="macro", labels=[0, 1, 2],
                                                                 zero_division=0))
 
 
@@ -184,7 +188,7 @@ def test_phase_table_lists_every_phase():
 def runs(tmp_path, monkeypatch):
     """train_run on fake data: the real loader is replaced (its own tests cover it)."""
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setattr(bdata, "load_split_data", lambda profile, split="grouped", seed=0, root=None: fake_data(),
+    monkeypatch.setattr(bdata, "load_split_data", lambda profile, split="grouped", seed=0, root=None, fold=0: fake_data(),
                         raising=False)
     return get_profile("smoke", image_size=SIZE, width=WIDTH, batch_size=16, epochs=3, augment=HAS_AUGMENT)
 
@@ -245,9 +249,9 @@ def test_unfinished_run_needs_resume(runs):
 
 
 def test_cli_train_prints_where_results_went(runs, capsys, monkeypatch):
-    monkeypatch.setattr(train, "get_profile", lambda name, **kw: runs.__class__(**{**runs.to_dict(), **kw}))
+    monkeypatch.setattr(runs_module, "get_profile", lambda name, **kw: runs.__class__(**{**runs.to_dict(), **kw}))
     args = argparse.Namespace(profile="smoke", schedule="onecycle", seed=2, split="grouped", epochs=2,
-                              device="cpu", resume=False)
+                              device="cpu", resume=False, fold=0)
     assert train.cli_train(args) == 0
     out = capsys.readouterr().out
     assert str(train.run_dir_for("smoke", "onecycle", "grouped", 2)) in out
@@ -264,3 +268,17 @@ def test_training_plots_return_figures(uninterrupted):
     fig = plots.training_history({"switching": res.history, "constant": res.history.assign(phase=0)})
     assert fig.axes and len(fig.axes[0].patches) >= 2  # one shaded band per phase
     assert plots.optimizer_paths(steps=20).axes
+
+
+def test_one_macro_f1_for_training_and_evaluation_absent_class_pinned():
+    """Issue #18: training's validation macro-F1 and evaluation's are one definition. With a class
+    absent from the truth (here: no normal image), it is averaged over the classes present --
+    0.833 on these four predictions, not scikit-learn's all-labels 0.556."""
+    from bcdet_helpers import evaluate
+    from bcdet_helpers.metrics import confusion
+
+    y_true, y_pred = np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2])
+    proba = np.eye(3)[y_pred]
+    assert macro_f1_from_confusion(confusion(y_true, y_pred, 3)) == pytest.approx(0.8333, abs=1e-4)
+    assert evaluate.macro_f1(y_true, proba) == pytest.approx(0.8333, abs=1e-4)
+    assert evaluate.metrics(y_true, proba)["macro_f1"] == pytest.approx(0.8333, abs=1e-4)

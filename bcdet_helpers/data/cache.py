@@ -27,6 +27,7 @@ from ..paths import runs_dir
 from .images import read_image
 from .index import fingerprint, load_index
 from .locate import locate_busi
+from .progress import announce
 
 RESIZE = "squash, PIL bicubic (antialiased)"
 
@@ -50,7 +51,8 @@ def build_cache(root=None, image_size: int = 64, channels: int = 1) -> dict:
     root = locate_busi(root)
     t0 = time.perf_counter()
     index = load_index(root)
-    images = np.stack([resize_image(p, image_size, channels) for p in index["path"]])
+    paths = announce(index["path"], len(index), f"Resizing to {image_size} x {image_size} px, {channels} channel(s)")
+    images = np.stack([resize_image(p, image_size, channels) for p in paths])
     data = {
         "images": torch.from_numpy(images),
         "labels": torch.tensor(index["y"].to_numpy(), dtype=torch.int64),

@@ -96,8 +96,12 @@ class CheckReport:
         """All class folders present, each with at least one image, and nothing unreadable."""
         return not self.errors
 
-    def format(self) -> str:
-        """A plain-text report: counts table, size range, errors, warnings, notes, verdict."""
+    def format(self, verdict: str | None = None) -> str:
+        """A plain-text report: counts table, size range, errors, warnings, notes, verdict.
+
+        ``verdict`` replaces the last line when the caller decides more than the check does (a
+        download refused for holding fewer images than BUSI must not end on "Result: OK").
+        """
         lines = [f"BUSI folder: {self.root}", ""]
         lines.append(f"{'class':<10} {'images':>7} {'masks':>7} {'expected images':>16}")
         for cls in CLASSES:
@@ -123,7 +127,9 @@ class CheckReport:
         if self.notes:
             lines += ["", f"Notes ({len(self.notes)}):"] + [f"  - {n}" for n in self.notes]
         lines.append("")
-        if self.ok:
+        if verdict is not None:
+            lines.append(verdict)
+        elif self.ok:
             lines.append("Result: OK -- this folder is usable.")
         else:
             lines.append(f"Result: NOT USABLE -- fix the {len(self.errors)} error(s) above.")
@@ -256,6 +262,49 @@ def _check_class(root: Path, cls: str, report: CheckReport, sizes: list, odd: di
 def _short_list(items: list[str], limit: int = 5) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+# (root, signature) -> None when usable, else the refusal message; see require_usable
+_VERDICTS: dict[tuple[str, tuple], str | None] = {}
+
+
+def _signature(root: Path) -> tuple:
+    """(name, size, mtime) of every entry one and two levels down: any change a check could see
+    (a class folder removed, a PNG replaced or truncated) changes it; a few ms for BUSI."""
+    entries = []
+    for p in sorted([*root.iterdir(), *root.glob("*/*")]):
+        st = p.stat()
+        entries.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return tuple(entries)
+
+
+def unusable_message(report: CheckReport) -> str:
+    """The one refusal every entry point prints for a folder ``bcdet data check`` calls NOT USABLE."""
+    errors = report.errors
+    shown = "; ".join(str(p) for p in errors[:5])
+    more = f"; ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return (f"The BUSI folder {report.root} is NOT USABLE ({len(errors)} error(s)): {shown}{more}. "
+            f"`bcdet data check {report.root}` prints the full report. Fix the folder (or point BCDET_DATA "
+            "at a complete copy) and run again.")
+
+
+def require_usable(path: str | Path | None = None) -> Path:
+    """The BUSI folder at ``path`` (as :func:`locate_busi` finds it), or :class:`BcdetError` when
+    :func:`check_dataset` finds errors there.
+
+    Training, ``bcdet reproduce`` and every notebook call this before they read the data, so a
+    class folder gone missing stops them all with the same message -- never a model trained on two
+    classes or a ``KeyError`` deep inside a notebook. The verdict is kept per folder (and per state
+    of its files), so calling it again costs a directory listing, not a new check.
+    """
+    root = locate_busi(path)
+    key = (str(root), _signature(root))
+    if key not in _VERDICTS:
+        report = check_dataset(root)
+        _VERDICTS[key] = None if report.ok else unusable_message(report)
+    if _VERDICTS[key] is not None:
+        raise BcdetError(_VERDICTS[key])
+    return root
 
 
 def cli_check(args) -> int:

@@ -14,8 +14,8 @@ import torch
 from ..paths import CLASSES, runs_dir
 from ..profiles import Profile, get_profile
 from .cache import load_cache
+from .check import require_usable
 from .index import load_index
-from .locate import locate_busi
 from .split import leak_report, make_split
 from .splitdata import SplitData
 
@@ -31,18 +31,20 @@ def select_subset(index: pd.DataFrame, max_per_class: int | None) -> pd.DataFram
     return index.groupby("label", sort=False, group_keys=False).head(max_per_class)
 
 
-def split_csv_path(profile_name: str, kind: str, seed: int):
-    return runs_dir(profile_name) / "splits" / f"{kind}-seed{seed}.csv"
+def split_csv_path(profile_name: str, kind: str, fold: int, seed: int):
+    return runs_dir(profile_name) / "splits" / f"{kind}-fold{fold}-seed{seed}.csv"
 
 
-def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None) -> SplitData:
-    """All images of ``profile`` (name or :class:`Profile`) as tensors with a ``split`` of kind
-    ``"grouped"`` (leak-free, default) or ``"random"`` (paper-like), deterministic in ``seed``."""
+def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None, fold: int = 0) -> SplitData:
+    """All images of ``profile`` (name or :class:`Profile`) as tensors, with fold ``fold`` of the
+    split kind ``split`` -- ``"grouped"`` (leak-free, default) or ``"random"`` (paper-like) -- as the
+    test part and a validation part carved from the other folds with ``seed``."""
     prof: Profile = get_profile(profile)
-    root = locate_busi(root)
+    root = require_usable(root)  # a folder `bcdet data check` calls NOT USABLE never reaches training
     bundle = load_index(root, full=True)
     index = select_subset(bundle["index"], prof.max_per_class)
-    parts = make_split(index, split, seed, prof.val_fraction, prof.test_fraction)
+    parts = make_split(index, split, fold, seed, folds=prof.folds, fold_seed=prof.fold_seed,
+                       val_fraction=prof.val_fraction)
 
     cache = load_cache(root, prof.image_size, prof.channels)
     position = {f: i for i, f in enumerate(cache["files"])}
@@ -51,7 +53,7 @@ def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None) -
     labels = cache["labels"][rows]
     mean, std = SplitData.train_stats(images, parts)
 
-    out = split_csv_path(prof.name, split, seed)
+    out = split_csv_path(prof.name, split, fold, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"file": index["file"].to_numpy(), "class": index["label"].to_numpy(),
                   "group": index["group"].to_numpy(), "split": parts}).to_csv(out, index=False)
@@ -67,4 +69,4 @@ def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None) -
         "counts": {p: int((parts == p).sum()) for p in ("train", "val", "test")},
     }
     return SplitData(images=images, labels=labels, files=list(index["file"]), split=np.asarray(parts),
-                     mean=mean, std=std, classes=CLASSES, kind=split, seed=seed, meta=meta)
+                     mean=mean, std=std, classes=CLASSES, kind=split, seed=seed, fold=fold, meta=meta)

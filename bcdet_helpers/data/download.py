@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..errors import BcdetError
 from ..paths import BUSI_FOLDER, default_data_dir
-from .check import EXPECTED_IMAGES, check_dataset
+from .check import EXPECTED_IMAGES, check_dataset, unusable_message
 from .locate import BY_HAND, find_busi
 
 DEFAULT_URL = "https://scholar.cu.edu.eg/Dataset_BUSI.zip"  # Al-Dhabyani et al. (2020)
@@ -118,10 +118,8 @@ def download_busi(
             report = check_dataset(found)
             print(report.format())
             if not report.ok:
-                raise BcdetError(
-                    f"The BUSI copy at {found} is not usable (errors above). Fix those files, or "
-                    f"download a fresh copy with `bcdet data download --dest {dest} --force`."
-                )
+                raise BcdetError(f"{unusable_message(report)} Or download a fresh copy with "
+                                 f"`bcdet data download --dest {dest} --force`.")
             return found
 
     url = busi_url(url)
@@ -165,7 +163,8 @@ def download_busi(
                              f"nothing was written. {_by_hand(dest)}")
         short = _shortfall(report.images)
         if short and not allow_incomplete:
-            print(report.format())
+            print(report.format(verdict="Result: NOT INSTALLED -- readable, but fewer images than the "
+                                        "published BUSI (see the error below)."))
             counts = ", ".join(f"{c} {got} of {n}" for c, (got, n) in short.items())
             raise BcdetError(
                 f"The zip from {url} holds fewer images than the published BUSI ({counts}): a partial "

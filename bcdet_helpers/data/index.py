@@ -39,9 +39,9 @@ from PIL import Image
 from ..errors import BcdetError
 from ..paths import CLASSES, runs_dir
 from . import duplicates
-from .check import parse_name
+from .check import parse_name, require_usable
 from .images import read_image, read_mask, to_8bit
-from .locate import locate_busi
+from .progress import announce
 
 INDEX_VERSION = 2  # bump when the columns or detectors change, to invalidate old caches
 COLOUR_DELTA = 30
@@ -155,7 +155,7 @@ def _build(root: Path) -> dict:
     t0 = time.perf_counter()
     files = list_images(root)
     rows, thumbs, hists = [], [], []
-    for p in files:
+    for p in announce(files, len(files), f"Indexing BUSI in {root}"):
         row, thumb, hist = _describe(p)
         label = p.parent.name
         rows.append({"file": f"{label}/{p.name}", "path": str(p), "label": label,
@@ -164,8 +164,12 @@ def _build(root: Path) -> dict:
         hists.append(hist)
     index = pd.DataFrame(rows)
     thumbs = np.stack(thumbs)
+    print(f"  comparing all {len(files) * (len(files) - 1) // 2} pairs for near-duplicates "
+          "(often as long as the indexing) ...", flush=True)
+    t_dup = time.perf_counter()
     sim = duplicates.similarity_matrix(thumbs)
     pairs = duplicates.pairs_from_similarity(sim, index["file"], index["label"])
+    print(f"  done: {len(pairs)} near-duplicate pairs in {time.perf_counter() - t_dup:.1f} s", flush=True)
     index["group"] = duplicates.duplicate_groups(index["file"], pairs)
     index["group_size"] = index.groupby("group")["file"].transform("size").astype(int)
     return {
@@ -185,8 +189,11 @@ def load_index(root: str | Path | None = None, full: bool = False, rebuild: bool
     ``full=True`` returns the whole cached bundle: ``index``, ``pairs`` (the near-duplicate pairs),
     ``similarity`` (N x N), ``thumbs`` (N x 96 x 96 uint8), ``histograms`` (N x 256 pixel counts),
     ``build_seconds`` and ``cache_file``.
+
+    Every reader of BUSI comes through here (the tensor cache, :func:`load_split_data`, the
+    notebooks), so this is where an unusable folder is refused (:func:`check.require_usable`).
     """
-    root = locate_busi(root)
+    root = require_usable(root)
     cache = runs_dir() / "cache" / f"index-{fingerprint(root)}.pkl"
     bundle = None
     if cache.exists() and not rebuild:

@@ -1,84 +1,95 @@
-"""Train / validation / test splits: grouped (leak-free, our default) or random (paper-like).
+"""Folds and train / validation / test parts: grouped (leak-free, our default) or random (paper-like).
 
-The paper gives no split. A *random* image-level split (``kind="random"``, sklearn
-``train_test_split`` stratified by class) is what most BUSI papers do; it scatters the copies of a
-scan across train and test. The *grouped* split (``kind="grouped"``) keeps every near-duplicate
-group (the ``group`` column of the index) inside one part, using scikit-learn's
-``StratifiedGroupKFold`` so the class shares stay close to the whole set's:
+The paper gives no split. We use 5-fold cross-validation so that every image is a test image once:
 
-* test = one fold of ``round(1 / test_fraction)`` folds (15 % -> 7 folds -> ~14 %),
-* validation = one fold of the rest, split into ``round((1 - test) / val)`` folds.
+* :func:`assign_folds` gives every image one of ``folds`` folds, once and for all (``fold_seed``).
+  ``kind="grouped"`` uses scikit-learn's ``StratifiedGroupKFold`` over the near-duplicate groups
+  (the ``group`` column of the index), so copies of a scan share a fold; ``kind="random"`` uses an
+  image-level ``StratifiedKFold`` -- what most BUSI papers do, which scatters the copies of a scan
+  across train and test.
+* :func:`make_split` takes fold ``fold`` as the test part and carves the validation part (about
+  ``val_fraction`` of the rest, again by groups for ``grouped``) out of the other folds, using the
+  run's ``seed``. Validation -- early decisions, tuning -- therefore never sees a test image.
 
-Fractions are therefore approximate (fold sizes), which is the price of whole groups. Both kinds
-are deterministic in ``seed``.
+Fractions are approximate (whole groups), which is the price of keeping copies together. Everything
+is deterministic in ``fold_seed`` and ``seed``.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
 
-from ..profiles import SPLITS as KINDS
+from ..profiles import KINDS
 
 
-def _one_fold(y, groups, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of one StratifiedGroupKFold fold holding about ``fraction`` of the rows."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    # small subsets (tests, smoke): never more folds than the rarest class has members
+def _n_splits(y, groups, wanted: int) -> int:
+    """``wanted`` folds, but never more than the rarest class has members (tiny subsets, smoke)."""
     smallest = min([c for c in np.bincount(y) if c > 0] or [2])
-    n_splits = int(max(2, min(round(1.0 / fraction), len(np.unique(groups)), smallest)))
-    # a class with fewer members than folds only triggers a warning in sklearn; that is fine here
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        _, fold = next(iter(folds.split(np.zeros(len(y)), y, groups)))
-    mask = np.zeros(len(y), bool)
-    mask[fold] = True
-    return mask
+    return int(max(2, min(wanted, len(np.unique(groups)), smallest)))
 
 
-def _at_least_one_per_class(fraction: float, y) -> int:
-    """``fraction`` of the rows as a count, but room for one image of every class (tiny subsets)."""
-    return max(int(round(fraction * len(y))), len(np.unique(y)))
-
-
-def make_split(index: pd.DataFrame, kind: str = "grouped", seed: int = 0,
-               val_fraction: float = 0.15, test_fraction: float = 0.15) -> np.ndarray:
-    """``"train"`` / ``"val"`` / ``"test"`` for every row of ``index`` (needs ``y``; grouped needs
-    ``group``)."""
+def assign_folds(index: pd.DataFrame, kind: str = "grouped", folds: int = 5, fold_seed: int = 0) -> np.ndarray:
+    """The fold (0 .. folds-1) of every row of ``index`` (needs ``y``; grouped needs ``group``)."""
     if kind not in KINDS:
         raise ValueError(f"split kind must be one of {KINDS}, not {kind!r}")
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"bad fractions val={val_fraction}, test={test_fraction}")
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     y = np.asarray(index["y"])
-    n = len(y)
-    split = np.full(n, "train", dtype=object)
-    rest = np.arange(n)
+    groups = np.asarray(index["group"]) if kind == "grouped" else np.arange(len(y))
+    n = _n_splits(y, groups, folds)
+    out = np.full(len(y), -1)
+    with warnings.catch_warnings():  # a class smaller than the fold count only warns; fine here
+        warnings.simplefilter("ignore", UserWarning)
+        if kind == "grouped":
+            splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=fold_seed)
+        else:
+            splitter = StratifiedKFold(n_splits=n, shuffle=True, random_state=fold_seed)
+        for k, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+            out[test] = k
+    return out
+
+
+def _carve(y, groups, fraction: float, seed: int, kind: str) -> np.ndarray:
+    """Boolean mask of about ``fraction`` of the rows: one fold of a (group-)stratified k-fold."""
     if kind == "random":
         from sklearn.model_selection import train_test_split
 
-        if test_fraction > 0:
-            rest, test = train_test_split(rest, test_size=_at_least_one_per_class(test_fraction, y),
-                                          stratify=y, random_state=seed)
-            split[test] = "test"
-        if val_fraction > 0:
-            share = val_fraction / (1 - test_fraction)
-            _, val = train_test_split(rest, test_size=_at_least_one_per_class(share, y[rest]),
-                                      stratify=y[rest], random_state=seed)
-            split[val] = "val"
-        return split.astype(str)
-    groups = np.asarray(index["group"])
-    if test_fraction > 0:
-        test = _one_fold(y, groups, test_fraction, seed)
-        split[test] = "test"
-        rest = np.flatnonzero(~test)
-    if val_fraction > 0:
-        share = val_fraction / (1 - test_fraction)
-        val = _one_fold(y[rest], groups[rest], share, seed)
-        split[rest[val]] = "val"
-    return split.astype(str)
+        size = max(int(round(fraction * len(y))), len(np.unique(y)))
+        _, picked = train_test_split(np.arange(len(y)), test_size=size, stratify=y, random_state=seed)
+        mask = np.zeros(len(y), bool)
+        mask[picked] = True
+        return mask
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        splitter = StratifiedGroupKFold(n_splits=_n_splits(y, groups, round(1 / fraction)), shuffle=True,
+                                        random_state=seed)
+        _, picked = next(iter(splitter.split(np.zeros(len(y)), y, groups)))
+    mask = np.zeros(len(y), bool)
+    mask[picked] = True
+    return mask
+
+
+def make_split(index: pd.DataFrame, kind: str = "grouped", fold: int = 0, seed: int = 0, *,
+               folds: int = 5, fold_seed: int = 0, val_fraction: float = 0.15) -> np.ndarray:
+    """``"train"`` / ``"val"`` / ``"test"`` for every row of ``index``: fold ``fold`` is the test part,
+    the validation part is carved out of the other folds with ``seed``."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    fold_of = assign_folds(index, kind, folds, fold_seed)
+    n_folds = int(fold_of.max()) + 1
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold must be 0..{n_folds - 1} ({n_folds} folds), got {fold}")
+    y = np.asarray(index["y"])
+    groups = np.asarray(index["group"]) if kind == "grouped" else np.arange(len(y))
+    parts = np.where(fold_of == fold, "test", "train").astype(object)
+    rest = np.flatnonzero(fold_of != fold)
+    val = _carve(y[rest], groups[rest], val_fraction, seed, kind)
+    parts[rest[val]] = "val"
+    return parts.astype(str)
 
 
 def leaked_pairs(pairs: pd.DataFrame, index: pd.DataFrame, split, parts=("train", "test")) -> int:

@@ -26,6 +26,7 @@ class SplitData:
     classes: tuple[str, ...] = CLASSES
     kind: str = "grouped"
     seed: int = 0
+    fold: int = 0  # the test fold
     meta: dict = field(default_factory=dict)
 
     @property

@@ -2,8 +2,8 @@
 notebook cell tagged ``exercise-<id>``; see README.md."""
 
 # %% 02.1
-# ~15 % of the images go to test and ~70 % to train, independently: a pair straddles train and test with
-# probability ~2 x 0.70 x 0.15 = 0.21, so BUSI's hundreds of pairs leak dozens.
+# 20 % of the images go to test and ~68 % to train, independently: a pair straddles train and test with
+# probability ~2 x 0.68 x 0.20 = 0.27, so BUSI's hundreds of pairs leak dozens.
 predicted_leaks = "many"
 
 # %% 02.2

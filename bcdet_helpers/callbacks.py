@@ -1,0 +1,232 @@
+"""The extras :func:`~bcdet_helpers.train.fit` calls at fixed points of its loop.
+
+The loop itself (notebook 04 writes it by hand) is: for each epoch, maybe switch the optimizer,
+train on the batches, validate. Everything else a long, real run needs is one small object here,
+called at the same few points -- the callback pattern of fastai, kept to what we use:
+
+* :class:`Batches`      the data on the device once; each epoch a seeded order and augmentation
+* :class:`Precision`    bfloat16 autocast (fp16 + GradScaler on older GPUs) on CUDA, float32 elsewhere
+* :class:`BestWeights`  the best-by-validation weights (macro-F1, then lower loss)
+* :class:`Checkpointer` a complete checkpoint + history.csv after every epoch; resume from it
+* :class:`Progress`     one bar (Jupyter/terminal) or one line per epoch (logs)
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .checkpoints import CHECKPOINT_VERSION, BackgroundSaver, atomic_csv, atomic_save, load_training_checkpoint, to_cpu
+from .errors import BcdetError
+
+# channels_last on every device: on a 2-core CPU a width-16 ResNet9 step took 579 ms vs 803 ms
+# contiguous (issue #17); on CUDA it is what the tensor cores want. benchmarks/throughput.py flips it
+# to measure the difference.
+MEMORY_FORMAT = torch.channels_last
+
+HISTORY_COLUMNS = [
+    "epoch", "phase", "optimizer", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "seconds",
+]
+
+
+class Batches:
+    """All training and validation images on ``device`` once (a few MB of uint8).
+
+    :meth:`train` yields one epoch of normalised (and augmented) batches in a seeded random order;
+    the order and the augmentation draw from one CPU ``torch.Generator`` seeded with ``seed``, so a
+    seed gives the same batches on any device. The last, partial batch is kept (``drop_last=False``):
+    with ~540 training images and batch 128, dropping it would throw away 6 % of the data per epoch.
+    """
+
+    def __init__(self, data, batch_size: int, seed: int, device: torch.device, augment: bool):
+        x, y = data.part("train")
+        xv, yv = data.part("val")
+        if len(x) == 0 or len(xv) == 0:
+            raise BcdetError(f"fit needs training and validation images; got {len(x)} train, {len(xv)} val.")
+        self.x, self.y, self.x_val, self.y_val = x.to(device), y.to(device), xv.to(device), yv.to(device)
+        self.mean, self.std = float(data.mean), float(data.std)
+        self.classes = len(data.classes)
+        self.batch_size, self.augment, self.device = batch_size, augment, device
+        self.steps = math.ceil(len(x) / batch_size)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def prepare(self, x_uint8: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """uint8 -> float in [0, 1] -> (augmented) -> normalised, in :data:`MEMORY_FORMAT` layout."""
+        x = x_uint8.float().div_(255.0)
+        if augment:
+            from .data.augment import augment_batch
+
+            x = augment_batch(x, self.gen)
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=MEMORY_FORMAT)
+
+    def train(self):
+        perm = torch.randperm(len(self.x), generator=self.gen).to(self.device, non_blocking=True)
+        for s in range(self.steps):
+            idx = perm[s * self.batch_size:(s + 1) * self.batch_size]
+            yield self.prepare(self.x[idx], self.augment), self.y[idx]
+
+    def val(self, chunk: int = 1024):
+        for s in range(0, len(self.x_val), chunk):
+            yield self.prepare(self.x_val[s:s + chunk]), self.y_val[s:s + chunk]
+
+
+class Precision:
+    """Mixed precision where it pays: bfloat16 autocast on CUDA (float16 + GradScaler on GPUs
+    without bfloat16); plain float32 on the CPU and MPS."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.dtype = torch.bfloat16 if self.cuda and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.cuda and self.dtype == torch.float16 else None
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=self.dtype) if self.cuda else torch.autocast("cpu", enabled=False)
+
+    def backward_step(self, loss: torch.Tensor, optimizer) -> None:
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
+@dataclass
+class BestWeights:
+    """The weights of the best epoch by validation macro-F1 (lower validation loss breaks ties).
+    Only validation images decide; the test part is never looked at."""
+
+    state: dict | None = None
+    epoch: int | None = None
+    f1: float = -1.0
+    loss: float = float("inf")
+
+    def update(self, row: dict, model: torch.nn.Module) -> None:
+        if row["val_f1"] > self.f1 or (row["val_f1"] == self.f1 and row["val_loss"] < self.loss):
+            self.state, self.epoch = to_cpu(model.state_dict()), row["epoch"]
+            self.f1, self.loss = row["val_f1"], row["val_loss"]
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds besides the model: where the run is and what it has seen."""
+
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: object = None
+    history: list = field(default_factory=list)
+    best: BestWeights = field(default_factory=BestWeights)
+    epoch: int = 0  # epochs finished
+    wall_before: float = 0.0  # seconds of training in earlier (resumed) calls
+    opt_state: dict | None = None  # loaded optimizer / scheduler state, consumed when building them
+    sched_state: dict | None = None
+
+
+class Checkpointer:
+    """After every epoch: ``checkpoint.pt`` (everything the next epoch depends on) and
+    ``history.csv`` in ``run_dir``, written in the background. Without ``run_dir`` it does nothing."""
+
+    def __init__(self, run_dir, phases, seed: int, batch_size: int):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.path = self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
+        self.phases, self.seed, self.batch_size = list(phases), seed, batch_size
+        self.saver, self.saved_epoch = BackgroundSaver(), 0
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def restore(self, model, gen, precision) -> TrainState | None:
+        """The state of the last checkpoint (loaded into ``model``, ``gen`` and the RNGs), or None."""
+        if self.path is None or not self.path.exists():
+            return None
+        ck = load_training_checkpoint(self.path, self.phases, self.seed, self.batch_size)
+        model.load_state_dict(ck["model"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["rng"])
+        if precision.cuda and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        if precision.scaler is not None and ck.get("scaler"):
+            precision.scaler.load_state_dict(ck["scaler"])
+        self.saved_epoch = ck["epoch"]
+        return TrainState(history=ck["history"], best=BestWeights(**ck["best"]), epoch=ck["epoch"],
+                          wall_before=ck["wall_time"], opt_state=ck["optimizer"], sched_state=ck["scheduler"])
+
+    def save(self, st: TrainState, model, gen, precision, wall: float, wait: bool = False) -> None:
+        """Checkpoint the finished epochs (in the background; ``wait=True``: now, and wait for it)."""
+        epochs = len(st.history)
+        if self.path is None or epochs == self.saved_epoch:
+            self.saver.wait()
+            return
+        state = {
+            "version": CHECKPOINT_VERSION, "epoch": epochs, "phase": st.history[-1]["phase"],
+            "phases": [asdict(p) for p in self.phases], "seed": self.seed, "batch_size": self.batch_size,
+            "model": to_cpu(model.state_dict()),
+            "optimizer": to_cpu(st.optimizer.state_dict()),
+            "scheduler": st.scheduler.state_dict() if st.scheduler is not None else None,
+            "scaler": precision.scaler.state_dict() if precision.scaler is not None else None,
+            "generator": gen.get_state(), "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if precision.cuda else None,
+            "history": [dict(r) for r in st.history],
+            "best": asdict(st.best),
+            "wall_time": wall,
+        }
+        atomic_csv(pd.DataFrame(st.history, columns=HISTORY_COLUMNS), self.run_dir / "history.csv")
+        if wait:
+            self.saver.wait()
+            atomic_save(state, self.path)
+        else:
+            self.saver.save(state, self.path)
+        self.saved_epoch = epochs
+
+
+class Progress:
+    """One bar per run, one tick per epoch (a tqdm bar in Jupyter or a terminal; one printed line
+    per epoch in logs -- papermill, ``> file`` -- so logs stay short)."""
+
+    def __init__(self, total: int, done: int, desc: str, enabled: bool, header: str = ""):
+        self.enabled, self.total, self.done, self.bar = enabled, total, done, None
+        self.t0, self.start_done = time.perf_counter(), done
+        if not enabled:
+            return
+        if header:
+            print(header, flush=True)
+        interactive = "ipykernel" in sys.modules or sys.stderr.isatty()
+        if interactive:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=desc, unit="epoch", mininterval=1.0)
+        else:
+            print(f"{desc}: {total} epochs" + (f", resuming after epoch {done}" if done else ""), flush=True)
+
+    def update(self, row: dict) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        post = {"phase": row["phase"], "opt": row["optimizer"], "lr": f"{row['lr']:.2g}",
+                "val_acc": f"{row['val_acc']:.3f}", "val_f1": f"{row['val_f1']:.3f}"}
+        if self.bar is not None:
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(1)
+            return
+        rate = (time.perf_counter() - self.t0) / max(1, self.done - self.start_done)
+        eta = rate * (self.total - self.done)
+        print(f"epoch {self.done}/{self.total} " + " ".join(f"{k}={v}" for k, v in post.items())
+              + f" train_loss={row['train_loss']:.3f} {row['seconds']:.1f}s ETA {eta:.0f}s", flush=True)
+
+    def interrupted(self) -> bool:
+        """Say what Ctrl-C did (the checkpoint of the last finished epoch is kept); returns True."""
+        if self.enabled:
+            print("\nInterrupted (Ctrl-C): the last finished epoch is checkpointed; pass resume=True to go on.",
+                  flush=True)
+        return True
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,209 @@
+"""Run folders: one reproducible training run per folder, trained once and loaded after that.
+
+``runs/<profile>/<arm>-<split>-fold<fold>-seed<seed>/`` holds ``config.json`` (everything that
+shaped the run, and the commit it started from), ``history.csv``, ``checkpoint.pt`` (every epoch),
+``best.pt`` / ``last.pt`` (best-by-validation and final weights, with what prediction needs) and
+``result.json`` (summary, per-phase stability, environment). A finished folder is loaded, never
+retrained, as long as the fields that shape a run (``profiles.RUN_FIELDS``, arm, phases, seed,
+split, fold) are unchanged -- notebook 05 and the study reuse notebook 04's runs that way.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import train
+from .checkpoints import atomic_csv, atomic_save, to_cpu
+from .device import choose_device
+from .errors import BcdetError
+from .paths import runs_dir
+from .profiles import RUN_FIELDS, SPLITS, Profile, get_profile
+from .profiles import schedule as schedule_phases
+from .runinfo import environment_info, git_commit, write_json
+from .train import FitResult, phase_stability
+
+__all__ = ["run_dir_for", "train_run", "load_run", "cli_train"]
+
+
+def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0) -> Path:
+    """``runs/<profile>/<schedule>-<split>-fold<fold>-seed<seed>``: where :func:`train_run` keeps one run."""
+    return runs_dir(profile_name) / f"{schedule}-{split}-fold{fold}-seed{seed}"
+
+
+def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str, fold: int) -> dict:
+    return {
+        "profile": prof.to_dict(),
+        "schedule": schedule_name,
+        "phases": [asdict(p) for p in phases],
+        "seed": seed,
+        "split": split,
+        "fold": fold,
+    }
+
+
+def _same_config(a: dict, b: dict) -> list[str]:
+    """What differs between two run configs: the profile fields that shape a run
+    (:data:`~bcdet_helpers.profiles.RUN_FIELDS`), schedule, phases, seed, split, fold. The device
+    does not count, and JSON round-trips tuples to lists."""
+    norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
+    pa, pb = a.get("profile") or {}, b.get("profile") or {}
+    differs = [f"profile.{f}" for f in RUN_FIELDS if norm(pa.get(f)) != norm(pb.get(f))]
+    return differs + [k for k in ("schedule", "phases", "seed", "split", "fold") if norm(a.get(k)) != norm(b.get(k))]
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise BcdetError(f"A seed must be a whole number from 0 to {2**32 - 1} (numpy's range), got {seed!r}.")
+    return seed
+
+
+def train_run(
+    profile: str | Profile,
+    schedule: str = "switching",
+    seed: int = 0,
+    split: str = "grouped",
+    epochs: int | None = None,
+    device="auto",
+    resume: bool = False,
+    progress: bool = True,
+    fold: int = 0,
+    params: dict | None = None,
+    run_dir: str | Path | None = None,
+) -> FitResult:
+    """One reproducible training run in its own folder (see :func:`run_dir_for`).
+
+    Fold ``fold`` of the split kind ``split`` is the test part (never looked at here); ``params``
+    overrides the arm's numbers (:func:`~bcdet_helpers.profiles.arm_params`; ``bcdet tune`` uses
+    it, with its own ``run_dir``).
+
+    Writes ``config.json``, ``history.csv``, ``checkpoint.pt`` (every epoch), ``best.pt`` (the
+    best-by-validation weights + what :func:`load_checkpoint` needs), ``last.pt`` (the final
+    weights, same format) and ``result.json``. A folder
+    that already holds the finished run is loaded, not retrained -- notebook 05 reuses notebook
+    04's runs that way. A folder with an unfinished run needs ``resume=True`` (or deleting).
+    """
+    schedule_name = schedule
+    if split not in SPLITS:
+        raise BcdetError(f"Unknown split {split!r}. Choose 'grouped' (leak-free) or 'random' (paper-like).")
+    if epochs is not None and epochs < 1:
+        raise BcdetError(f"--epochs must be at least 1, got {epochs}.")
+    _check_seed(seed)
+    try:
+        prof = get_profile(profile, epochs=epochs)
+        phases = schedule_phases(schedule_name, prof.epochs, prof, params)
+    except ValueError as exc:  # unknown profile / schedule: the message lists the valid names
+        raise BcdetError(str(exc)) from None
+    if not isinstance(fold, int) or not 0 <= fold < prof.folds:
+        raise BcdetError(f"--fold must be 0..{prof.folds - 1} (profile {prof.name!r} has {prof.folds} folds), got {fold!r}.")
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(prof.name, schedule_name, split, seed, fold)
+    config = _run_config(prof, schedule_name, phases, seed, split, fold)
+
+    recorded = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    if recorded:
+        differs = _same_config(recorded, config)
+        if differs:
+            raise BcdetError(
+                f"{run_dir} holds a run with different settings ({', '.join(differs)} differ, e.g. another "
+                f"--epochs). Delete that folder to train with the new settings, or set BCDET_RUNS to another folder."
+            )
+        if (run_dir / "result.json").exists():
+            if progress:
+                print(f"Loaded the finished run {run_dir} (delete the folder to train it again).")
+            return load_run(run_dir)
+        if not resume:
+            raise BcdetError(
+                f"{run_dir} holds an unfinished run. Pass resume=True (bcdet train ... --resume) to continue "
+                "it, or delete the folder to start over."
+            )
+
+    from .data import load_split_data
+    from .model import build_model
+
+    dev = choose_device(device)
+    data = load_split_data(prof, split=split, seed=seed, fold=fold)
+    torch.manual_seed(seed)
+    model = build_model(prof)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # the commit the run *started* from (result.json records the one at its end; a resumed run keeps
+    # its first start), so a code change during a long run shows up as two different commits
+    started = recorded.get("started") or {"git_commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_json(run_dir / "config.json", {**config, "device": str(dev), "started": started})
+
+    res = train.fit(model, data, phases, batch_size=prof.batch_size, seed=seed, device=dev, augment=prof.augment,
+              run_dir=run_dir, resume=resume, progress=progress)
+    if res.interrupted:
+        return res
+
+    meta = {
+        "image_size": data.image_size, "channels": data.channels, "width": prof.width,
+        "mean": float(data.mean), "std": float(data.std), "classes": tuple(data.classes),
+        "profile": prof.name, "schedule": schedule_name, "split": split, "fold": fold, "seed": seed,
+        "best_epoch": res.best_epoch,
+    }
+    atomic_save({"model": res.best_state, "meta": meta}, run_dir / "best.pt")
+    # the weights at the end of training: the study's weights rule (no selection on a noisy curve)
+    atomic_save({"model": to_cpu(model.state_dict()), "meta": {**meta, "epoch": len(res.history)}},
+                 run_dir / "last.pt")
+    atomic_csv(res.history, run_dir / "history.csv")
+    best_row = res.history.set_index("epoch").loc[res.best_epoch]
+    info = {
+        "profile": prof.name, "schedule": schedule_name, "split": split, "fold": fold, "seed": seed,
+        "epochs": len(res.history),
+        "best_epoch": res.best_epoch,
+        "best_val": {k: float(best_row[k]) for k in ("val_loss", "val_acc", "val_f1")},
+        "final_val": {k: float(res.history[k].iloc[-1]) for k in ("val_loss", "val_acc", "val_f1")},
+        "phase_stability": phase_stability(res.history, len(data.classes)),
+        "wall_time_s": res.wall_time,
+        "seconds_per_epoch": res.seconds_per_epoch,
+        "n_train": int((data.split == "train").sum()), "n_val": int((data.split == "val").sum()),
+        "environment": environment_info(dev),
+    }
+    write_json(run_dir / "result.json", info)
+    res.info = info
+    return res
+
+
+def load_run(run_dir: str | Path) -> FitResult:
+    """A finished run's history, best weights and result.json, from its folder."""
+    run_dir = Path(run_dir)
+    result = run_dir / "result.json"
+    if not result.exists():
+        raise BcdetError(
+            f"{run_dir} holds no finished run (no result.json). Train it with train_run(...) or "
+            "`bcdet train` (add --resume to continue an interrupted one)."
+        )
+    info = json.loads(result.read_text())
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+    history = pd.read_csv(run_dir / "history.csv")
+    return FitResult(
+        history=history,
+        best_state=best["model"],
+        best_epoch=info["best_epoch"],
+        device=info["environment"].get("device", "?"),
+        wall_time=info["wall_time_s"],
+        interrupted=False,
+        run_dir=run_dir,
+        info=info,
+    )
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def cli_train(args) -> int:
+    """``bcdet train``: one headless run; prints where the results went and the best val metrics."""
+    res = train_run(args.profile, args.schedule, seed=args.seed, split=args.split, epochs=args.epochs,
+                    device=args.device, resume=args.resume, fold=args.fold)
+    if res.interrupted:
+        print(f"Interrupted after epoch {len(res.history)}. Continue with the same command plus --resume.")
+        return 130
+    b = res.best
+    print(f"Run folder: {res.run_dir}")
+    print("  config.json, history.csv, checkpoint.pt, best.pt (best-by-validation weights), result.json")
+    print(f"Best epoch {res.best_epoch}/{len(res.history)}: val accuracy {b['val_acc']:.3f}, "
+          f"val macro-F1 {b['val_f1']:.3f}, val loss {b['val_loss']:.3f}")
+    print(f"Wall time {res.wall_time:.1f} s, {res.seconds_per_epoch:.2f} s/epoch on {res.device}")
+    return 0

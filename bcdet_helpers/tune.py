@@ -1,0 +1,239 @@
+"""Equal-budget tuning of every arm with Optuna, scored on validation images only.
+
+The paper gives no learning rates and no switch points, so an untuned arm is a strawman: our first
+``switching`` schedule entered SGD at 1e-2 and blew up in every full-width run. A fair comparison
+gives every arm the *same number of trials* of the same sampler (Optuna's TPE, seeded) over its
+search space (``profiles.SEARCH_SPACES``, beside the arms themselves).
+
+What a trial sees: fold 0 of the grouped split is held out as the test part and never read; the
+trial trains on the other folds' training part and is scored on the validation part carved from
+them (``data.split.make_split``). The score is the mean validation accuracy of the last five
+epochs -- what the final weights are worth, smoothed over epochs, so a schedule whose ending
+wobbles pays for it and one lucky epoch does not win.
+
+Storage: a SQLite file under ``runs/<profile>/tuning/`` by default, so a killed ``bcdet tune``
+resumes where it stopped (a trial that was running is marked failed after a grace period and a
+new one takes its place). Workers on several machines share one study through a PostgreSQL or
+MySQL URL (``--storage postgresql://user:pw@host/db``, Optuna's RDB storage): start the same
+command on each machine. ``--jobs N`` starts N single-thread workers on this machine.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+from .errors import BcdetError
+from .paths import runs_dir
+from .profiles import KINDS, SEARCH_SPACES, get_profile
+from .runinfo import environment_info, git_commit, write_json
+
+__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "cli_tune"]
+
+LAST_EPOCHS = 5  # the score averages the validation accuracy of this many final epochs
+STABLE_RATIO = 2.0  # a phase whose peak training loss exceeds 2 x its entry loss has blown up (#13)
+TUNING_FOLD = 0  # the held-out fold whose training part tuning may use
+
+
+def storage_url(profile: str) -> str:
+    """The default storage: ``sqlite:///runs/<profile>/tuning/optuna.db``."""
+    folder = runs_dir(profile) / "tuning"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def suggest(trial, arm: str) -> dict:
+    """One point of ``arm``'s search space, drawn by ``trial``."""
+    params = {}
+    for name, spec in SEARCH_SPACES[arm].items():
+        kind = spec[0]
+        if kind == "log":
+            params[name] = trial.suggest_float(name, spec[1], spec[2], log=True)
+        elif kind == "float":
+            params[name] = trial.suggest_float(name, spec[1], spec[2])
+        elif kind == "choice":
+            params[name] = trial.suggest_categorical(name, list(spec[1]))
+        else:
+            raise ValueError(f"unknown search-space kind {kind!r} for {arm}.{name}")
+    return params
+
+
+def objective_value(history) -> float:
+    """Mean validation accuracy over the last :data:`LAST_EPOCHS` epochs."""
+    return float(history["val_acc"].tail(LAST_EPOCHS).mean())
+
+
+def _study_name(profile: str, arm: str, split: str) -> str:
+    return f"{profile}-{arm}-{split}"
+
+
+def _storage(url: str):
+    import warnings
+
+    import optuna
+
+    # heartbeats let a later worker mark the trials of a killed one as failed (then not counted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+
+
+def _counted(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)))
+
+
+def _worker(profile, arm, split, trials, url, seed, device, threads, worker, progress):
+    import optuna
+    import torch
+
+    from .profiles import schedule
+    from .train import phase_stability, train_run
+
+    if threads:
+        torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    prof = get_profile(profile)  # a name or a Profile (tests pass a smaller one)
+    sampler = optuna.samplers.TPESampler(seed=seed + worker)
+    study = optuna.create_study(study_name=_study_name(prof.name, arm, split), storage=_storage(url),
+                                sampler=sampler, direction="maximize", load_if_exists=True)
+    folder = runs_dir(prof.name) / "tuning" / f"{arm}-{split}"
+
+    def objective(trial):
+        params = suggest(trial, arm)
+        t0 = time.perf_counter()
+        res = train_run(prof, arm, seed=seed, split=split, fold=TUNING_FOLD, params=params, device=device,
+                        run_dir=folder / f"trial{trial.number:03d}", progress=False, resume=True)
+        ratios = [r["ratio"] for r in phase_stability(res.history)]
+        trial.set_user_attr("max_phase_ratio", max(ratios))
+        trial.set_user_attr("best_val_acc", float(res.history["val_acc"].max()))
+        trial.set_user_attr("final_val_f1", float(res.history["val_f1"].iloc[-1]))
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        trial.set_user_attr("phases", json.dumps([asdict(p) for p in schedule(arm, prof.epochs, params=params)]))
+        value = objective_value(res.history)
+        if progress:
+            print(f"[{arm} worker {worker}] trial {trial.number}: score {value:.3f} "
+                  f"(max phase ratio {max(ratios):.2f}, {time.perf_counter() - t0:.0f} s) {params}", flush=True)
+        return value
+
+    if _counted(study) >= trials:
+        return
+    stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE,
+                                                          optuna.trial.TrialState.RUNNING))
+    study.optimize(objective, n_trials=trials, callbacks=[stop], catch=())
+
+
+def auto_jobs(device: str) -> int:
+    """Workers on this machine by default: one single-thread worker per core on a CPU (two 1-thread
+    workers trained 1.13x the runs of one 2-thread run here, issue #17), one on a GPU (it keeps the
+    CUDA start-up and cuDNN autotuning to one process)."""
+    return max(1, os.cpu_count() or 1) if str(device) == "cpu" else 1
+
+
+def tune(profile, arm: str, trials: int, storage: str | None = None, split: str = "grouped",
+         seed: int = 0, device: str = "cpu", jobs: int | None = None, out: str | Path | None = None,
+         progress: bool = True) -> dict:
+    """Run (or resume) the study of ``arm`` until it holds ``trials`` finished trials; returns
+    :func:`summarize`'s summary, also written to ``out`` (default ``runs/<profile>/tuning/``).
+
+    ``profile`` is a name or a :class:`~bcdet_helpers.profiles.Profile`."""
+    prof = get_profile(profile)
+    if arm not in SEARCH_SPACES:
+        raise BcdetError(f"Unknown schedule {arm!r}. Choose one of: {', '.join(SEARCH_SPACES)}.")
+    if split not in KINDS:
+        raise BcdetError(f"Unknown split {split!r}. Choose one of: {', '.join(KINDS)}.")
+    jobs = auto_jobs(device) if jobs is None else jobs
+    if trials < 1 or jobs < 1:
+        raise BcdetError(f"--trials and --jobs must be at least 1, got {trials} and {jobs}.")
+    url = storage or storage_url(prof.name)
+    t0 = time.time()
+    if progress:
+        print(f"tuning {arm} on {prof.name}: {trials} trials, {jobs} worker(s)"
+              + (" x 1 thread (the faster way on this CPU)" if jobs > 1 else ", one run at a time"), flush=True)
+    if jobs == 1:
+        _worker(prof, arm, split, trials, url, seed, device, None, 0, progress)
+    else:  # N single-thread workers: on 2 CPU cores, 1.13x one two-thread run (issue #17)
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        _worker(prof, arm, split, 0, url, seed, device, threads, 0, False)  # creates the study once
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=_worker, args=(prof, arm, split, trials, url, seed, device, threads, w,
+                                                   progress)) for w in range(jobs)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        failed = [p.exitcode for p in procs if p.exitcode]
+        if failed:
+            raise BcdetError(f"{len(failed)} tuning worker(s) failed (exit codes {failed}); rerun to resume.")
+    return summarize(prof.name, arm, split, url, out, wall_time=time.time() - t0, device=device)
+
+
+def summarize(profile: str, arm: str, split: str, url: str, out=None, wall_time: float | None = None,
+              device: str = "cpu") -> dict:
+    """Write ``trials-<arm>.csv``, ``best-<arm>.json`` and two figures into ``out``; return the best."""
+    import optuna
+
+    study = optuna.load_study(study_name=_study_name(profile, arm, split), storage=_storage(url))
+    out = Path(out) if out is not None else runs_dir(profile) / "tuning"
+    out.mkdir(parents=True, exist_ok=True)
+    df = study.trials_dataframe()
+    df.to_csv(out / f"trials-{arm}.csv", index=False)
+    done = df[df["state"] == "COMPLETE"]
+    if done.empty:
+        raise BcdetError(f"The study {study.study_name} has no finished trial yet; run bcdet tune again.")
+    # the best *stable* trial: no phase's peak training loss above STABLE_RATIO x its entry loss
+    stable = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+              if t.user_attrs.get("max_phase_ratio", math.inf) <= STABLE_RATIO]
+    best = max(stable, key=lambda t: t.value) if stable else study.best_trial
+    seconds = float(done["user_attrs_seconds"].sum()) if "user_attrs_seconds" in done else math.nan
+    summary = {
+        "profile": profile, "arm": arm, "split": split, "fold": TUNING_FOLD,
+        "score": f"mean validation accuracy of the last {LAST_EPOCHS} epochs (test fold {TUNING_FOLD} never read)",
+        "trials": int(len(done)), "stable_trials": len(stable), "stable": bool(stable),
+        "rule": f"highest score among trials whose every phase peaks below {STABLE_RATIO} x its entry loss",
+        "best_trial": best.number, "best_value": best.value, "params": best.params,
+        "best_user_attrs": best.user_attrs, "training_seconds": seconds, "wall_time_s": wall_time,
+        "storage": url.split("@")[-1], "study": study.study_name, "git_commit": git_commit(),
+        "environment": environment_info(device),
+    }
+    write_json(out / f"best-{arm}.json", summary)
+    _figures(study, out / f"history-{arm}.png", out / f"importance-{arm}.png")
+    return summary
+
+
+def _figures(study, history_png: Path, importance_png: Path) -> None:
+    """Optuna's optimisation-history and parameter-importance plots (matplotlib backend)."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as ovm
+
+    with warnings.catch_warnings():  # the matplotlib backend is marked experimental
+        warnings.simplefilter("ignore")
+        ax = ovm.plot_optimization_history(study)
+        ax.figure.savefig(history_png, dpi=110, bbox_inches="tight")
+        plt.close(ax.figure)
+        if len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2:
+            ax = ovm.plot_param_importances(study)
+            ax.figure.savefig(importance_png, dpi=110, bbox_inches="tight")
+            plt.close(ax.figure)
+
+
+def cli_tune(args) -> int:
+    """``bcdet tune``: tune one arm (or ``all``) with an equal number of trials."""
+    arms = list(SEARCH_SPACES) if args.schedule == "all" else [args.schedule]
+    for arm in arms:
+        s = tune(args.profile, arm, args.trials, storage=args.storage, split=args.split, seed=args.seed,
+                 device=args.device, jobs=args.jobs, out=args.out)
+        print(f"{arm}: best score {s['best_value']:.3f} after {s['trials']} trials (trial {s['best_trial']}): "
+              f"{s['params']}")
+    return 0

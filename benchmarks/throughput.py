@@ -1,0 +1,146 @@
+"""Study throughput, side by side in one run: training runs per hour, and the GFLOP/s they reach.
+
+    make bench                                            # runs this after bench.py
+    .venv/bin/python benchmarks/throughput.py --profile laptop --runs 4 --epochs 3
+
+A study is many short, independent runs (arms x folds x seeds, tuning trials), so what counts is
+runs per hour, not the speed of one epoch. The ways compared, every run a real ``fit`` of the
+``switching`` arm (its own seed: own initialisation, data order, augmentation, history):
+
+* ``one at a time, contiguous``  -- how runs went before issue #17: one after another, every core
+  for one run, PyTorch's default (contiguous) memory layout.
+* ``one at a time``              -- the same with ``channels_last`` (what ``fit`` uses now).
+* ``N workers x 1 thread``       -- N processes at once, one thread each (``bcdet tune --jobs N``).
+
+Runs are shortened to ``--epochs`` epochs; runs per hour are projected to the profile's full epoch
+count (an epoch costs the same throughout a run). GFLOP/s count the training steps' forward and
+backward FLOPs (``torch.utils.flop_counter``; validation and the optimizer step not counted).
+Results go to ``benchmarks/results/<host>-throughput-<profile>.{json,md}``.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bcdet_helpers import callbacks
+from bcdet_helpers.data import load_split_data
+from bcdet_helpers.model import build_model
+from bcdet_helpers.profiles import get_profile, schedule
+from bcdet_helpers.runinfo import environment_info, write_json
+from bcdet_helpers.train import choose_device, fit
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def train_flops_per_image(prof) -> float:
+    """Forward + backward FLOPs of one training image (counted on a batch of 8)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(prof).train()
+    x = torch.randn(8, prof.channels, prof.image_size, prof.image_size)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), torch.zeros(8, dtype=torch.long)).backward()
+    return counter.get_total_flops() / 8
+
+
+def some_runs(prof, seeds, epochs: int, device: str, threads: int, layout: str, barrier=None) -> float:
+    """Train one short run per seed, one after another; returns the wall time of the runs alone
+    (data loading and a one-epoch warm-up come first, and with ``barrier`` every worker starts the
+    clock together)."""
+    torch.set_num_threads(threads)
+    callbacks.MEMORY_FORMAT = torch.contiguous_format if layout == "contiguous" else torch.channels_last
+    data = load_split_data(prof, "grouped", 0)
+    fit(build_model(prof), data, schedule("constant", 1, prof), batch_size=prof.batch_size, seed=99,
+        device=device, progress=False)  # warm-up: allocator, kernels
+    phases = schedule("switching", epochs, prof)
+    if barrier is not None:
+        barrier.wait()
+    t0 = time.perf_counter()
+    for seed in seeds:
+        torch.manual_seed(seed)
+        fit(build_model(prof), data, phases, batch_size=prof.batch_size, seed=seed, device=device, progress=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _worker(args, barrier, out):
+    out.put(some_runs(*args, barrier=barrier))
+
+
+def concurrent(prof, seeds, epochs, device, jobs: int) -> float:
+    """``jobs`` long-lived processes with one thread each share ``seeds`` (as ``bcdet tune --jobs``
+    workers do); the wall time from their common start until the last one finishes."""
+    ctx = mp.get_context("spawn")
+    shares = [s for s in (seeds[w::jobs] for w in range(jobs)) if s]
+    q, barrier = ctx.Queue(), ctx.Barrier(len(shares))
+    procs = [ctx.Process(target=_worker, args=((prof, share, epochs, device, 1, "channels_last"), barrier, q))
+             for share in shares]
+    for p in procs:
+        p.start()
+    walls = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    if any(p.exitcode for p in procs):
+        raise RuntimeError("a benchmark worker failed")
+    return max(walls)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="laptop")
+    ap.add_argument("--runs", type=int, default=4, help="runs per way (default: %(default)s)")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per run (default: %(default)s)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="workers of the concurrent way")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    prof = get_profile(args.profile)
+    device = str(choose_device(args.device))
+    cores = os.cpu_count() or 1
+    data = load_split_data(prof, "grouped", 0)  # builds the caches before anything is timed
+    n_train = int((data.split == "train").sum())
+    flops = train_flops_per_image(prof) * n_train * args.epochs
+    seeds = list(range(args.runs))
+    ways = {
+        "one at a time, contiguous (before)": lambda: some_runs(prof, seeds, args.epochs, device, cores, "contiguous"),
+        "one at a time, channels_last": lambda: some_runs(prof, seeds, args.epochs, device, cores, "channels_last"),
+        f"{args.jobs} workers x 1 thread, channels_last": lambda: concurrent(prof, seeds, args.epochs, device, args.jobs),
+    }
+    if device.startswith("cuda"):
+        ways.pop("one at a time, contiguous (before)")
+    rows = {}
+    for name, way in ways.items():
+        wall = way()
+        rows[name] = {"wall_s": wall, "runs_per_hour": 3600 * args.runs * args.epochs / prof.epochs / wall,
+                      "gflops": flops * args.runs / wall / 1e9}
+        print(f"  {name}: {wall:.1f} s for {args.runs} x {args.epochs} epochs -> "
+              f"{rows[name]['runs_per_hour']:.1f} full runs/hour, {rows[name]['gflops']:.0f} GFLOP/s", flush=True)
+    base = next(iter(rows.values()))["runs_per_hour"]
+    rec = {"profile": prof.name, "runs": args.runs, "epochs_per_run": args.epochs, "full_run_epochs": prof.epochs,
+           "n_train": n_train, "train_gflop_per_run_epoch": flops / args.epochs / 1e9, "results": rows,
+           "environment": environment_info(device), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    lines = [f"Runs per hour, profile `{prof.name}` ({prof.image_size} px, width {prof.width}, {n_train} training "
+             f"images), device {device} ({cores} cores), {args.runs} runs x {args.epochs} epochs per way, projected "
+             f"to {prof.epochs}-epoch runs; host `{socket.gethostname()}`.", "",
+             "| way | wall (s) | full runs / hour | vs first | GFLOP/s |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {n} | {r['wall_s']:.1f} | {r['runs_per_hour']:.1f} | {r['runs_per_hour'] / base:.2f}x | "
+              f"{r['gflops']:.0f} |" for n, r in rows.items()]
+    stem = Path(args.out) if args.out else RESULTS / f"{socket.gethostname()}-throughput-{prof.name}"
+    write_json(stem.with_suffix(".json"), rec)
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Issue #16: every entry point refuses what it cannot use *before any work*, with one message.
+
+Case 2: a BUSI folder that ``bcdet data check`` calls NOT USABLE (here: ``normal/`` missing) is
+refused with the same message by ``bcdet train``, ``bcdet reproduce`` and the data path the
+notebooks use, instead of a two-class model or a ``KeyError`` in notebook 01.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bcdet_helpers.cli import main
+from bcdet_helpers.errors import BcdetError
+
+
+@pytest.fixture
+def broken_busi(mini_busi, tmp_path, monkeypatch):
+    """A mini-BUSI without its normal/ folder, as BCDET_DATA, with runs in a folder of its own."""
+    shutil.rmtree(mini_busi / "normal")
+    monkeypatch.setenv("BCDET_DATA", str(mini_busi))
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    return mini_busi
+
+
+def _refusal(broken_busi) -> str:
+    from bcdet_helpers.data.check import require_usable
+
+    with pytest.raises(BcdetError) as err:
+        require_usable()
+    return str(err.value)
+
+
+def test_the_refusal_names_the_folder_the_error_and_the_check(broken_busi):
+    msg = _refusal(broken_busi)
+    assert "NOT USABLE" in msg and str(broken_busi) in msg
+    assert "normal/: class folder missing" in msg and "bcdet data check" in msg
+
+
+def test_train_refuses_before_any_work(broken_busi, tmp_path, capsys):
+    code = main(["train", "--profile", "smoke", "--epochs", "1", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == f"bcdet: error: {_refusal(broken_busi)}"
+    assert not (tmp_path / "runs").exists()  # no run folder, no cache, no split file
+
+
+def test_reproduce_refuses_before_notebook_01(broken_busi, tmp_path):
+    from bcdet_helpers import reproduce as rp
+    from test_reproduce import write_nb
+
+    nb = write_nb(tmp_path / "01_first.ipynb", "print('ran')")
+    with pytest.raises(BcdetError) as err:
+        rp.reproduce("smoke", out=tmp_path / "out", notebooks=[nb], echo=False)
+    assert str(err.value) == _refusal(broken_busi)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_notebooks_data_path_refuses_with_the_same_message(broken_busi):
+    from bcdet_helpers.data import load_split_data
+    from bcdet_helpers.data.index import load_index
+
+    msg = _refusal(broken_busi)
+    for read in (load_index, lambda: load_split_data("smoke")):  # chapter 01 / chapters 02-05
+        with pytest.raises(BcdetError) as err:
+            read()
+        assert str(err.value) == msg
+
+
+def test_a_usable_folder_is_checked_once(mini_busi, monkeypatch):
+    from bcdet_helpers.data import check
+
+    calls = []
+    real = check.check_dataset
+    monkeypatch.setattr(check, "check_dataset", lambda root: calls.append(root) or real(root))
+    assert check.require_usable(mini_busi) == check.require_usable(mini_busi) == mini_busi.resolve()
+    assert len(calls) == 1
+    (mini_busi / "benign" / "benign (1).png").write_bytes(b"broken")  # a change is seen
+    with pytest.raises(BcdetError, match="NOT USABLE"):
+        check.require_usable(mini_busi)
+
+
+# --------------------------------------------------------------------------------------------
+# case 4: option values are refused while parsing, not by numpy after training started
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["train", "--seed", "-1"],
+    ["train", "--seed", str(2**66)],
+    ["train", "--epochs", "0"],
+    ["reproduce", "--profile", "smoke", "--seeds", "0", "-1"],
+    ["reproduce", "--profile", "smoke", "--seeds", str(2**32)],
+])
+def test_bad_option_values_stop_the_cli_while_parsing(argv, capsys, monkeypatch):
+    from bcdet_helpers import reproduce as rp
+    from bcdet_helpers.data import check
+
+    started = []
+    monkeypatch.setattr(check, "require_usable", lambda *a: started.append("data"), raising=False)
+    monkeypatch.setattr(rp, "reproduce", lambda *a, **k: started.append("reproduce"))
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert f"argument {argv[-2] if argv[-2].startswith('--') else '--seeds'}" in err
+    assert ("0 to 4294967295" in err) if "--epochs" not in argv else ("at least 1" in err)
+    assert started == []
+
+
+@pytest.mark.parametrize("seeds", [[-1], [0, 2**66], [1.5], ["x"]])
+def test_reproduce_checks_seeds_before_notebook_01(seeds, tmp_path, busi_dir, monkeypatch):
+    from bcdet_helpers import reproduce as rp
+    from test_reproduce import write_nb
+
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    nb = write_nb(tmp_path / "01_first.ipynb", "print('ran')")
+    with pytest.raises(BcdetError, match="--seeds .*a seed is a whole number from 0 to 4294967295"):
+        rp.reproduce("smoke", out=tmp_path / "out", notebooks=[nb], echo=False, seeds=seeds)
+    assert not (tmp_path / "out").exists()

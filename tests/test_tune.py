@@ -1,0 +1,100 @@
+"""bcdet tune: equal-budget Optuna studies, SQLite storage, two workers, and no test image seen.
+
+Each trial is a smoke run of 2 epochs (seconds); the data is the session's BUSI folder (real or
+generated).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from bcdet_helpers import profiles, tune  # noqa: E402
+from bcdet_helpers.errors import BcdetError  # noqa: E402
+
+
+@pytest.fixture
+def small(busi_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    return profiles.get_profile("smoke", epochs=2)
+
+
+def _complete(url, name):
+    study = optuna.load_study(study_name=name, storage=url)
+    return study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def test_every_arm_has_a_search_space_and_its_defaults_build():
+    assert set(profiles.SEARCH_SPACES) == set(profiles.ARMS) == {"constant", "decay", "switching", "onecycle"}
+    for arm in profiles.ARMS:
+        phases = profiles.schedule(arm, 50)
+        assert sum(p.epochs for p in phases) == 50
+    sw = profiles.schedule("switching", 50)
+    assert [p.optimizer for p in sw] == ["adam", "sgd", "adam", "sgd"] and [p.epochs for p in sw] == [15, 15, 10, 10]
+    de = profiles.schedule("decay", 50)
+    assert {p.optimizer for p in de} == {"adam"} and [p.epochs for p in de] == [15, 15, 10, 10]
+    assert de[0].warmup > 0 and all(p.warmup == 0 for p in de[1:])  # warm-up only where an optimizer is new
+    assert all(p.warmup > 0 for p in sw)
+    # a tuned point from the search space builds too (switch shares -> epochs)
+    p = profiles.schedule("switching", 20, params={"switch1": 0.25, "switch2": 0.5, "switch3": 0.75})
+    assert [x.epochs for x in p] == [5, 5, 5, 5]
+
+
+def test_default_sqlite_storage_resumes_and_counts(small, tmp_path):
+    out = tmp_path / "out"
+    s = tune.tune(small, "constant", trials=1, out=out, jobs=1, progress=False)
+    url = tune.storage_url(small.name)
+    assert url.startswith("sqlite:///") and url.endswith("smoke/tuning/optuna.db")
+    assert s["trials"] == 1 and 0 <= s["best_value"] <= 1
+    again = tune.tune(small, "constant", trials=2, out=out, jobs=1, progress=False)  # resumes: one more trial
+    assert again["trials"] == 2 and len(_complete(url, "smoke-constant-grouped")) == 2
+    for f in ("trials-constant.csv", "best-constant.json", "history-constant.png", "importance-constant.png"):
+        assert (out / f).exists(), f
+    assert "max_phase_ratio" in s["best_user_attrs"] and s["stable"] in (True, False)
+
+
+def test_two_workers_share_one_sqlite_study(small, tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    tune.tune(small, "onecycle", trials=3, storage=url, jobs=2, out=tmp_path / "o", progress=False)
+    trials = _complete(url, "smoke-onecycle-grouped")
+    assert len(trials) == 3  # adds up: no trial lost, none run twice
+    assert len({t.number for t in trials}) == 3
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 3
+
+
+def test_tuning_never_sees_test_labels(small, tmp_path, monkeypatch):
+    """Poison every test label: the tuned values and scores must not move."""
+    import bcdet_helpers.data as bdata
+
+    clean = tune.tune(small, "switching", trials=2, storage=f"sqlite:///{tmp_path / 'a.db'}", out=tmp_path / "a",
+                      jobs=1, progress=False)  # one in-process worker: the poisoned loader below reaches it
+    real = bdata.load_split_data
+
+    def poisoned(*a, **kw):
+        data = real(*a, **kw)
+        test = np.flatnonzero(data.split == "test")
+        assert len(test) > 0
+        data.labels[test] = (data.labels[test] + 1) % 3
+        return data
+
+    monkeypatch.setattr(bdata, "load_split_data", poisoned)
+    dirty = tune.tune(small, "switching", trials=2, storage=f"sqlite:///{tmp_path / 'b.db'}", out=tmp_path / "b",
+                      jobs=1, progress=False)
+    assert dirty["params"] == clean["params"]
+    assert math.isclose(dirty["best_value"], clean["best_value"])
+
+
+def test_auto_jobs_fill_the_cpu_and_keep_one_gpu_process():
+    import os
+
+    assert tune.auto_jobs("cpu") == (os.cpu_count() or 1) and tune.auto_jobs("cuda") == 1
+
+
+def test_bad_arguments_are_refused_before_any_work(small):
+    with pytest.raises(BcdetError, match="Unknown schedule"):
+        tune.tune(small, "adamw", trials=1)
+    with pytest.raises(BcdetError, match="at least 1"):
+        tune.tune(small, "constant", trials=0)
