@@ -4,6 +4,10 @@ The starter code is read from the notebook cells tagged ``exercise-<id>`` (what 
 solutions from the teacher's copy ``notebooks/solutions/chNN.py``. A check compares predictions with
 what a run measured: the ``MEASURED`` contexts below are the `laptop` run on BUSI, read from the
 recorded ``results/teaching/03_residual_lesson.json`` where that run wrote them down.
+
+A chapter is checked here once it has a solutions file; add its exercises' contexts to ``MEASURED``
+(and any names its cells need to ``_run_cell``). A chapter with exercises but no solutions yet is
+reported as skipped, by name.
 """
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ from bcdet_helpers.data.splitdata import SplitData
 from bcdet_helpers.exercises import CHAPTERS, EXERCISES, check, exercise_cells, load_solutions, with_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = {ch: next((ROOT / "notebooks").glob(f"{ch}_*.ipynb")) for ch in CHAPTERS}
-SOLUTIONS = {ch: ROOT / "notebooks" / "solutions" / f"ch{ch}.py" for ch in CHAPTERS}
+SOLVED = tuple(ch for ch in CHAPTERS if (ROOT / "notebooks" / "solutions" / f"ch{ch}.py").exists())
+NOTEBOOKS = {ch: next((ROOT / "notebooks").glob(f"{ch}_*.ipynb")) for ch in SOLVED}
+SOLUTIONS = {ch: ROOT / "notebooks" / "solutions" / f"ch{ch}.py" for ch in SOLVED}
 LESSON = json.loads((ROOT / "results" / "teaching" / "03_residual_lesson.json").read_text())
 
 
@@ -79,13 +84,21 @@ def _run_cell(source: str, answer_name: str):
     return namespace[answer_name]
 
 
-IDS = sorted(EXERCISES)
+IDS = sorted(i for i in EXERCISES if EXERCISES[i].chapter in SOLVED)
 
 
 def test_every_chapter_has_three_or_more_exercises():
-    for ch in CHAPTERS:
+    assert {"01", "02", "03"} <= set(SOLVED), "chapters 01-03 must have solutions (notebooks/solutions/)"
+    for ch in SOLVED:
         assert sum(i.startswith(ch + ".") for i in IDS) >= 3, ch
     assert set(MEASURED) == set(IDS), "add the new exercise's measured context here"
+
+
+def test_chapters_without_solutions_are_named():
+    unsolved = [ch for ch in CHAPTERS if ch not in SOLVED]
+    if unsolved:
+        pytest.skip(f"chapter(s) {', '.join(unsolved)} have exercises but no notebooks/solutions/chNN.py: "
+                    "their checks are not tested yet")
 
 
 @pytest.mark.parametrize("ex_id", IDS)
@@ -106,7 +119,7 @@ def test_starter_cell_fails(ex_id):
     assert feedback.status == "not answered yet", feedback
 
 
-@pytest.mark.parametrize("ch", CHAPTERS)
+@pytest.mark.parametrize("ch", SOLVED)
 def test_notebook_checks_each_exercise_after_its_cell_and_hides_solutions(ch):
     import nbformat
 

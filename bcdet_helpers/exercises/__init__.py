@@ -17,15 +17,20 @@ one ``# %% <id>`` section per exercise, which replaces the student's cell
 solution and asserts that its check passes, and asserts that the notebook's untouched starter
 code does not -- so no check can pass vacuously.
 
-A new chapter adds ``chNN.py`` with ``@exercise("NN.k", answer="name")`` functions and imports it
-in :data:`CHAPTERS`; nothing else changes.
+A new chapter adds ``chNN.py`` with ``@exercise("NN.k", answer="name")`` functions; it is found and
+registered on import (:data:`CHAPTERS`), nothing else changes. Its solutions go to
+``notebooks/solutions/chNN.py`` and what its checks are given to ``MEASURED`` in the test.
 """
+import importlib
+import pkgutil
+import re
+
 from .core import EXERCISES, Exercise, Feedback, NotAnswered, check, exercise, exercise_cells, load_solutions, with_solutions
 
-# importing a chapter module registers its exercises
-from . import ch01, ch02, ch03  # noqa: E402,F401
-
-CHAPTERS = ("01", "02", "03")
+#: the chapters with exercises: every ``chNN`` module here, imported (which registers its checks)
+CHAPTERS = tuple(sorted(m.name[2:] for m in pkgutil.iter_modules(__path__) if re.fullmatch(r"ch\d\d", m.name)))
+for _chapter in CHAPTERS:
+    importlib.import_module(f".ch{_chapter}", __name__)
 
 __all__ = ["EXERCISES", "Exercise", "Feedback", "NotAnswered", "check", "exercise", "exercise_cells",
            "load_solutions", "with_solutions", "CHAPTERS"]
