@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pandas as pd
 import torch
 
 from .checkpoints import CHECKPOINT_VERSION, BackgroundSaver, atomic_csv, atomic_save, load_training_checkpoint, to_cpu
+from .data.preprocess import standardize, to_unit
 from .errors import BcdetError
 
 # channels_last on every device: on a 2-core CPU a width-16 ResNet9 step took 579 ms vs 803 ms
@@ -41,9 +43,12 @@ class Batches:
     the order and the augmentation draw from one CPU ``torch.Generator`` seeded with ``seed``, so a
     seed gives the same batches on any device. The last, partial batch is kept (``drop_last=False``):
     with ~540 training images and batch 128, dropping it would throw away 6 % of the data per epoch.
+
+    ``augment``: ``False`` (none), ``True`` (the default parameters, ``data.augment.AUGMENT``) or a
+    mapping of augmentation parameters -- a profile's :attr:`~bcdet_helpers.profiles.Profile.augmentation`.
     """
 
-    def __init__(self, data, batch_size: int, seed: int, device: torch.device, augment: bool):
+    def __init__(self, data, batch_size: int, seed: int, device: torch.device, augment: bool | Mapping):
         x, y = data.part("train")
         xv, yv = data.part("val")
         if len(x) == 0 or len(xv) == 0:
@@ -51,18 +56,20 @@ class Batches:
         self.x, self.y, self.x_val, self.y_val = x.to(device), y.to(device), xv.to(device), yv.to(device)
         self.mean, self.std = float(data.mean), float(data.std)
         self.classes = len(data.classes)
-        self.batch_size, self.augment, self.device = batch_size, augment, device
+        self.batch_size, self.augment, self.device = batch_size, bool(augment), device
+        self.augment_params = dict(augment) if isinstance(augment, Mapping) else None  # None: the defaults
         self.steps = math.ceil(len(x) / batch_size)
         self.gen = torch.Generator().manual_seed(seed)
 
     def prepare(self, x_uint8: torch.Tensor, augment: bool = False) -> torch.Tensor:
-        """uint8 -> float in [0, 1] -> (augmented) -> normalised, in :data:`MEMORY_FORMAT` layout."""
-        x = x_uint8.float().div_(255.0)
+        """uint8 -> float in [0, 1] -> (augmented) -> normalised, in :data:`MEMORY_FORMAT` layout
+        (the two halves of :func:`~bcdet_helpers.data.preprocess.normalize`, augmentation between)."""
+        x = to_unit(x_uint8)
         if augment:
             from .data.augment import augment_batch
 
-            x = augment_batch(x, self.gen)
-        x = (x - self.mean) / self.std
+            x = augment_batch(x, self.gen, self.augment_params)
+        x = standardize(x, self.mean, self.std)
         return x.contiguous(memory_format=MEMORY_FORMAT)
 
     def train(self):

@@ -1,8 +1,9 @@
 """``bcdet`` -- the command line.
 
 All argument parsing lives here; each sub-command hands its parsed arguments to a ``cli_*``
-function in the module that does the work, so this file stays a table of contents. Heavy imports
-(torch) happen inside those functions, so ``bcdet --help`` and ``bcdet data check`` stay quick.
+function beside it in :mod:`.commands`, which calls the module that does the work, so this file
+stays a table of contents. Heavy imports (torch) happen inside those functions, so ``bcdet --help``
+and ``bcdet data check`` stay quick.
 """
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ import sys
 
 from .errors import BcdetError
 from .options import epochs_arg, seed_arg, seeds_arg
-from .profiles import SPLITS
+from .profiles import KINDS
 
-# sub-command -> (module, function)
+# sub-command -> (module, function): every handler lives in bcdet_helpers.commands
 HANDLERS = {
-    "data check": ("bcdet_helpers.data.check", "cli_check"),
-    "data download": ("bcdet_helpers.data.download", "cli_download"),
-    "duplicates": ("bcdet_helpers.data.duplicates", "cli_duplicates"),
-    "train": ("bcdet_helpers.train", "cli_train"),
-    "tune": ("bcdet_helpers.tune", "cli_tune"),
-    "predict": ("bcdet_helpers.evaluate", "cli_predict"),
-    "evaluate": ("bcdet_helpers.evaluate", "cli_evaluate"),
-    "reproduce": ("bcdet_helpers.reproduce", "cli_reproduce"),
-    "publish": ("bcdet_helpers.publish", "cli_publish"),
+    "data check": ("bcdet_helpers.commands", "cli_check"),
+    "data download": ("bcdet_helpers.commands", "cli_download"),
+    "duplicates": ("bcdet_helpers.commands", "cli_duplicates"),
+    "train": ("bcdet_helpers.commands", "cli_train"),
+    "tune": ("bcdet_helpers.commands", "cli_tune"),
+    "predict": ("bcdet_helpers.commands", "cli_predict"),
+    "evaluate": ("bcdet_helpers.commands", "cli_evaluate"),
+    "reproduce": ("bcdet_helpers.commands", "cli_reproduce"),
+    "publish": ("bcdet_helpers.commands", "cli_publish"),
 }
 
 
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--schedule", default="switching",
                     help="constant | decay | switching | onecycle (default: %(default)s)")
     tr.add_argument("--seed", type=seed_arg, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
-    tr.add_argument("--split", default="grouped", choices=SPLITS,
+    tr.add_argument("--split", default="grouped", choices=KINDS,
                     help="grouped (leak-free) | random (paper-like) (default: %(default)s)")
     tr.add_argument("--fold", type=int, default=0, help="the test fold, 0..4 (default: %(default)s)")
     tr.add_argument("--epochs", type=epochs_arg, default=None, help="override the profile's epochs")
@@ -70,12 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--storage", default=None,
                     help="Optuna storage URL (default: sqlite file under runs/<profile>/tuning/; "
                          "a postgresql:// or mysql:// URL lets several machines share one study)")
-    tu.add_argument("--split", default="grouped", choices=SPLITS, help="(default: %(default)s)")
+    tu.add_argument("--split", default="grouped", choices=KINDS, help="(default: %(default)s)")
     tu.add_argument("--seed", type=seed_arg, default=0, help="the sampler's and the runs' seed (default: %(default)s)")
     tu.add_argument("--jobs", type=int, default=None,
                     help="parallel workers on this machine (default: one 1-thread worker per core on a CPU, 1 on a GPU)")
     tu.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default: %(default)s)")
     tu.add_argument("--out", default=None, help="folder for trials CSV, best values, figures (default: runs/<profile>/tuning/)")
+    tu.add_argument("--export", default=None, metavar="DIR",
+                    help="train nothing: write every arm's summary so far (and a copy of a SQLite study) to DIR")
 
     pr = sub.add_parser("predict", help="class probabilities for images (a teaching model!)")
     pr.add_argument("images", nargs="+")
@@ -94,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
     rp.add_argument("--seeds", type=seeds_arg, nargs="+", default=None, metavar="N",
                     help="a smaller study: only these seeds (default: the profile's own)")
-    rp.add_argument("--splits", nargs="+", choices=SPLITS, default=None,
+    rp.add_argument("--splits", nargs="+", choices=KINDS, default=None,
                     help="a smaller study: only these splits (default: both)")
     rp.add_argument("--out", default=None, help="default: runs/<profile>/")
     rp.add_argument("--yes", action="store_true",

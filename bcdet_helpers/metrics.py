@@ -1,4 +1,4 @@
-"""The one definition of each score that training and evaluation share.
+"""Scores of predictions: the one definition of each, for training and evaluation alike.
 
 Training picks its best epoch by validation macro-F1 and evaluation reports macro-F1; they must be
 the same number. Both come from :func:`macro_f1_from_confusion`.
@@ -8,12 +8,27 @@ has no malignant F1 to average: scoring it 0 (scikit-learn's default ``average="
 labels) would punish the model for a class it was never shown. A prediction *of* an absent class
 still costs: it is a false negative of the image's true class, which lowers that class's recall
 and F1.
+
+On class indices (training): :func:`confusion`, :func:`macro_f1_from_confusion`, :func:`macro_f1`.
+On probability rows ``(N, K)`` (evaluation; the predicted class is the arg-max; taught in notebook
+05 and re-exported by :mod:`bcdet_helpers.evaluate` under their old names -- ``evaluate.metrics`` is
+:func:`classification_metrics`, ``evaluate.macro_f1`` is :func:`macro_f1_of_proba`):
+
+* :func:`classification_metrics` -- accuracy, per-class precision / recall / specificity / F1,
+  macro and weighted F1, one-vs-rest ROC AUC, confusion matrix -- from scikit-learn
+* :func:`accuracy`, :func:`macro_f1_of_proba` -- the ``metric_fn`` s a bootstrap resamples
+* :func:`roc_curves` -- one-vs-rest ROC curve per class
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["confusion", "macro_f1_from_confusion", "macro_f1"]
+from .busi import CLASSES
+
+__all__ = ["confusion", "macro_f1_from_confusion", "macro_f1", "classification_metrics", "check_predictions",
+           "accuracy", "macro_f1_of_proba", "roc_curves"]
 
 
 def confusion(y_true, y_pred, classes: int) -> np.ndarray:
@@ -38,3 +53,109 @@ def macro_f1(y_true, y_pred, classes: int | None = None) -> float:
     y_true, y_pred = np.asarray(y_true, int).ravel(), np.asarray(y_pred, int).ravel()
     k = classes or int(max(y_true.max(initial=0), y_pred.max(initial=0))) + 1
     return macro_f1_from_confusion(confusion(y_true, y_pred, k))
+
+
+def classification_metrics(y_true, proba, classes=CLASSES) -> dict:
+    """Every number of the evaluation chapter for one set of predictions, from scikit-learn.
+
+    ``y_true``: class indices ``(N,)``; ``proba``: probabilities ``(N, K)`` (the predicted class is
+    the arg-max). Returns a JSON-ready dict: ``accuracy``, ``macro_f1``, ``weighted_f1``,
+    ``macro_precision``, ``macro_recall``, ``macro_specificity``, ``macro_auc``, ``per_class``
+    (precision, recall = sensitivity, specificity, f1, support, auc per class),
+    ``confusion_matrix`` (rows = true class, columns = predicted) and ``n``.
+
+    Specificity (true-negative rate, one class against the rest) is not in scikit-learn's report,
+    so we read it off scikit-learn's confusion matrix: TN / (TN + FP). A class's ROC AUC is
+    one-vs-rest and is ``nan`` when the class is absent (or the only one) in ``y_true``.
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    y_true, proba = check_predictions(y_true, proba, classes)
+    labels = list(range(len(classes)))
+    y_pred = proba.argmax(axis=1)
+    prec, rec, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    per_class = {}
+    for k, name in enumerate(classes):
+        tp = cm[k, k]
+        fp = cm[:, k].sum() - tp
+        fn = cm[k, :].sum() - tp
+        tn = cm.sum() - tp - fp - fn
+        is_k = (y_true == k).astype(int)
+        auc = float(roc_auc_score(is_k, proba[:, k])) if 0 < is_k.sum() < len(is_k) else float("nan")
+        per_class[name] = {
+            "precision": float(prec[k]),
+            "recall": float(rec[k]),  # = sensitivity
+            "specificity": float(tn / (tn + fp)) if tn + fp else float("nan"),
+            "f1": float(f1[k]),
+            "support": int(support[k]),
+            "auc": auc,
+        }
+    # macro averages run over the classes that occur in y_true: a folder without, say, malignant
+    # images must not score that class's F1 as 0 (the AUC average already skips it)
+    present = [k for k in labels if support[k] > 0]
+    aucs = [c["auc"] for c in per_class.values() if not math.isnan(c["auc"])]
+    specs = [c["specificity"] for c in per_class.values() if not math.isnan(c["specificity"])]
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": macro_f1(y_true, y_pred, len(classes)),  # the one definition, as training's
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        "macro_precision": float(np.mean(prec[present])),
+        "macro_recall": float(np.mean(rec[present])),
+        "absent_classes": [classes[k] for k in labels if k not in present],
+        "macro_specificity": float(np.mean(specs)) if specs else float("nan"),
+        "macro_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "classes": list(classes),
+    }
+
+
+def check_predictions(y_true, proba, classes=None) -> tuple[np.ndarray, np.ndarray]:
+    """``y_true`` as int ``(N,)`` and ``proba`` as float ``(N, K)``, or a ValueError saying what is off."""
+    y_true = np.asarray(y_true).astype(int).ravel()
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or len(proba) != len(y_true):
+        raise ValueError(f"proba must be (N, K) with N = len(y_true) = {len(y_true)}, got {proba.shape}")
+    if classes is not None and proba.shape[1] != len(classes):
+        raise ValueError(f"proba has {proba.shape[1]} columns but there are {len(classes)} classes")
+    if len(y_true) == 0:
+        raise ValueError("no predictions to score (empty y_true)")
+    return y_true, proba
+
+
+def accuracy(y_true, proba) -> float:
+    """Fraction of arg-max predictions that are right (a ``metric_fn`` for
+    :func:`~bcdet_helpers.uncertainty.bootstrap_ci`)."""
+    y_true, proba = check_predictions(y_true, proba)
+    return float(np.mean(proba.argmax(1) == y_true))
+
+
+def macro_f1_of_proba(y_true, proba) -> float:
+    """:func:`macro_f1` of the arg-max predictions (a ``metric_fn`` for
+    :func:`~bcdet_helpers.uncertainty.bootstrap_ci`; ``evaluate.macro_f1`` is this function)."""
+    y_true, proba = check_predictions(y_true, proba)
+    return macro_f1(y_true, proba.argmax(1), proba.shape[1])
+
+
+def roc_curves(y_true, proba, classes=CLASSES) -> dict:
+    """One-vs-rest ROC curve per class: ``{class: (fpr, tpr, auc)}`` (classes absent are skipped)."""
+    from sklearn.metrics import auc, roc_curve
+
+    y_true, proba = check_predictions(y_true, proba, classes)
+    out = {}
+    for k, name in enumerate(classes):
+        is_k = (y_true == k).astype(int)
+        if 0 < is_k.sum() < len(is_k):
+            fpr, tpr, _ = roc_curve(is_k, proba[:, k])
+            out[name] = (fpr, tpr, float(auc(fpr, tpr)))
+    return out

@@ -25,6 +25,9 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .busi import CLASSES
+from .profiles import DEFAULTS
+
 __all__ = [
     "ConvBlock",
     "ResidualBlock",
@@ -128,8 +131,8 @@ class ResNet9(nn.Sequential):
     by 0.125 for the same reason; zeroing the layer keeps the paper's layer layout unchanged.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 3, width: int = 64, dropout: float = 0.2,
-                 zero_head: bool = True):
+    def __init__(self, in_channels: int = DEFAULTS.channels, num_classes: int = len(CLASSES),
+                 width: int = DEFAULTS.width, dropout: float = DEFAULTS.dropout, zero_head: bool = True):
         w = width
         super().__init__(
             OrderedDict(
@@ -181,10 +184,10 @@ class DeepNet(nn.Sequential):
     def __init__(
         self,
         depth: int = 20,
-        width: int = 16,
+        width: int = DEFAULTS.teach_width,
         residual: bool = True,
-        in_channels: int = 1,
-        num_classes: int = 3,
+        in_channels: int = DEFAULTS.channels,
+        num_classes: int = len(CLASSES),
     ):
         if depth < 4 or depth % 2:
             raise ValueError(f"DeepNet depth must be an even number >= 4 (stem + 2 per block + linear), got {depth}")
@@ -211,10 +214,8 @@ class DeepNet(nn.Sequential):
 
 def build_model(profile) -> ResNet9:
     """The ResNet9 a profile asks for (its ``channels`` in, 3 classes out, its ``width`` and ``dropout``)."""
-    from .paths import CLASSES
-
     return ResNet9(in_channels=profile.channels, num_classes=len(CLASSES), width=profile.width,
-                   dropout=getattr(profile, "dropout", 0.2))
+                   dropout=profile.dropout)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -13,8 +13,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-BUSI_FOLDER = "Dataset_BUSI_with_GT"
-CLASSES = ("benign", "malignant", "normal")
+from .busi import BUSI_FOLDER, CLASSES  # noqa: F401  (re-exported: notebooks import CLASSES from here)
 
 
 def project_root() -> Path:

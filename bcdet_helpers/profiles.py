@@ -38,9 +38,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-CLASSES = ("benign", "malignant", "normal")
-KINDS = ("grouped", "random")  # grouped = near-duplicates kept together (leak-free, ours); random = paper-like
-SPLITS = KINDS  # older name, kept for callers
+from .busi import CLASSES  # noqa: F401  (re-exported; defined once, in the BUSI record)
+
+# How the folds are drawn -- the split *kind*: grouped = near-duplicates kept together (leak-free,
+# ours); random = image-level, paper-like. The parts of one split are train / val / test.
+KINDS = ("grouped", "random")
+SPLITS = KINDS  # older name, kept for callers (the CLI's --split / --splits options and Profile.splits choose kinds)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,11 @@ class Profile:
     batch_size: int = 128  # paper
     epochs: int = 50  # paper
     augment: bool = True  # ours: flips + small affine; the paper does not say
+    # ours, the augmentation's numbers (data/augment.py says why each; never a vertical flip: depth matters)
+    augment_hflip_p: float = 0.5  # probability of a left-right flip
+    augment_degrees: float = 10.0  # rotation drawn uniformly in [-degrees, +degrees]
+    augment_translate: float = 0.08  # shift drawn uniformly in [-translate, +translate] x side, per axis
+    augment_scale: tuple[float, float] = (0.9, 1.1)  # zoom factor drawn uniformly in this range
     folds: int = 5  # ours: test = one of 5 folds (StratifiedGroupKFold over near-duplicate groups)
     fold_seed: int = 0  # ours: fixes the fold assignment, the same for every arm and seed
     val_fraction: float = 0.15  # ours: validation carved (by groups) out of the training folds
@@ -129,11 +137,44 @@ class Profile:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def augment_params(self) -> dict:
+        """The ``augment_*`` fields without their prefix: the ``params`` of
+        :func:`~bcdet_helpers.data.augment.augment_batch` (``hflip_p``, ``degrees``, ...)."""
+        return {f[len("augment_"):]: getattr(self, f) for f in AUGMENT_FIELDS}
+
+    @property
+    def augmentation(self) -> dict | None:
+        """What training augments with: :attr:`augment_params`, or ``None`` when ``augment`` is off."""
+        return self.augment_params if self.augment else None
+
+
+AUGMENT_FIELDS = tuple(f for f in Profile.__dataclass_fields__ if f.startswith("augment_"))
+
+# The table's default values (the paper's where it gives one). Functions elsewhere whose parameter is a
+# setting of the table take their default from here -- ``ResNet9(width=DEFAULTS.width)`` -- never a
+# number of their own (tests/test_settings.py checks).
+DEFAULTS = Profile("defaults")
 
 # The fields that change what one training run computes. A finished run is reused as long as these
-# match; the others (seeds, splits, bootstrap, teach_*) belong to the study or to other chapters.
-RUN_FIELDS = ("image_size", "channels", "width", "batch_size", "epochs", "augment",
+# match; the others (seeds, splits, bootstrap, teach_*) belong to the study or to other chapters --
+# ``bootstrap`` only changes the width of a reported interval, never a trained weight.
+RUN_FIELDS = ("image_size", "channels", "width", "batch_size", "epochs", "augment", *AUGMENT_FIELDS,
               "folds", "fold_seed", "val_fraction", "max_per_class", "dropout")
+
+# Run-shaping fields added after runs had been recorded, with the value every earlier run used (the
+# augmentation's numbers were hard-coded in data/augment.py until then and never changed): a
+# config.json without the field is read as having that value, so older runs stay reusable.
+RUN_FIELDS_BEFORE = {f: Profile.__dataclass_fields__[f].default for f in AUGMENT_FIELDS}
+
+
+def recorded_run_fields(profile: dict) -> dict:
+    """The :data:`RUN_FIELDS` of a profile as recorded in a run's ``config.json`` (a dict), fields the
+    record predates filled from :data:`RUN_FIELDS_BEFORE`; JSON-shaped (tuples as lists)."""
+    import json
+
+    return {f: json.loads(json.dumps(profile[f] if f in profile else RUN_FIELDS_BEFORE.get(f)))
+            for f in RUN_FIELDS}
 
 
 PROFILES: dict[str, Profile] = {
@@ -186,8 +227,8 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
     prof = replace(prof, **overrides)
     if not prof.seeds or not all(isinstance(s, int) for s in prof.seeds):
         raise ValueError(f"seeds must be one or more integers, got {prof.seeds!r}")
-    if not prof.splits or not set(prof.splits) <= set(SPLITS):
-        raise ValueError(f"splits must be one or more of {', '.join(SPLITS)}, got {prof.splits!r}")
+    if not prof.splits or not set(prof.splits) <= set(KINDS):
+        raise ValueError(f"splits must be one or more of {', '.join(KINDS)}, got {prof.splits!r}")
     return prof
 
 

@@ -53,7 +53,7 @@ def require_finished(src: Path, metrics: dict, profile: str) -> None:
 
 def publish(profile: str, dest: str | Path | None = None) -> Path:
     """Copy the committed part of ``runs/<profile>/`` to ``dest`` (default ``results/<profile>/``)."""
-    from .reproduce import write_report
+    from .report import write_report
     from .train import run_dir_for
 
     src = runs_dir(profile)
@@ -99,11 +99,3 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
     stage.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
-
-
-def cli_publish(args) -> int:
-    """``bcdet publish --profile P [--dest D]``."""
-    dest = publish(args.profile, dest=getattr(args, "dest", None))
-    n = sum(1 for _ in (dest / "runs").iterdir())
-    print(f"Published {n} run(s), metrics.json, report.md and figures to {dest}")
-    return 0

@@ -22,12 +22,12 @@ from .checkpoints import atomic_csv, atomic_save, to_cpu
 from .device import choose_device
 from .errors import BcdetError
 from .paths import runs_dir
-from .profiles import RUN_FIELDS, SPLITS, Profile, get_profile
+from .profiles import KINDS, RUN_FIELDS, Profile, get_profile, recorded_run_fields
 from .profiles import schedule as schedule_phases
 from .runinfo import environment_info, git_commit, write_json
 from .train import FitResult, phase_stability
 
-__all__ = ["run_dir_for", "train_run", "load_run", "cli_train"]
+__all__ = ["run_dir_for", "train_run", "load_run"]
 
 
 def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0) -> Path:
@@ -48,11 +48,12 @@ def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str
 
 def _same_config(a: dict, b: dict) -> list[str]:
     """What differs between two run configs: the profile fields that shape a run
-    (:data:`~bcdet_helpers.profiles.RUN_FIELDS`), schedule, phases, seed, split, fold. The device
-    does not count, and JSON round-trips tuples to lists."""
+    (:data:`~bcdet_helpers.profiles.RUN_FIELDS`; a field an older config predates counts with the
+    value every older run used, :func:`~bcdet_helpers.profiles.recorded_run_fields`), schedule,
+    phases, seed, split, fold. The device does not count, and JSON round-trips tuples to lists."""
     norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
-    pa, pb = a.get("profile") or {}, b.get("profile") or {}
-    differs = [f"profile.{f}" for f in RUN_FIELDS if norm(pa.get(f)) != norm(pb.get(f))]
+    pa, pb = recorded_run_fields(a.get("profile") or {}), recorded_run_fields(b.get("profile") or {})
+    differs = [f"profile.{f}" for f in RUN_FIELDS if pa[f] != pb[f]]
     return differs + [k for k in ("schedule", "phases", "seed", "split", "fold") if norm(a.get(k)) != norm(b.get(k))]
 
 
@@ -88,7 +89,7 @@ def train_run(
     04's runs that way. A folder with an unfinished run needs ``resume=True`` (or deleting).
     """
     schedule_name = schedule
-    if split not in SPLITS:
+    if split not in KINDS:
         raise BcdetError(f"Unknown split {split!r}. Choose 'grouped' (leak-free) or 'random' (paper-like).")
     if epochs is not None and epochs < 1:
         raise BcdetError(f"--epochs must be at least 1, got {epochs}.")
@@ -134,7 +135,7 @@ def train_run(
     started = recorded.get("started") or {"git_commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(run_dir / "config.json", {**config, "device": str(dev), "started": started})
 
-    res = train.fit(model, data, phases, batch_size=prof.batch_size, seed=seed, device=dev, augment=prof.augment,
+    res = train.fit(model, data, phases, batch_size=prof.batch_size, seed=seed, device=dev, augment=prof.augmentation,
               run_dir=run_dir, resume=resume, progress=progress)
     if res.interrupted:
         return res
@@ -190,20 +191,3 @@ def load_run(run_dir: str | Path) -> FitResult:
         run_dir=run_dir,
         info=info,
     )
-
-
-# ------------------------------------------------------------------------------------------- CLI
-def cli_train(args) -> int:
-    """``bcdet train``: one headless run; prints where the results went and the best val metrics."""
-    res = train_run(args.profile, args.schedule, seed=args.seed, split=args.split, epochs=args.epochs,
-                    device=args.device, resume=args.resume, fold=args.fold)
-    if res.interrupted:
-        print(f"Interrupted after epoch {len(res.history)}. Continue with the same command plus --resume.")
-        return 130
-    b = res.best
-    print(f"Run folder: {res.run_dir}")
-    print("  config.json, history.csv, checkpoint.pt, best.pt (best-by-validation weights), result.json")
-    print(f"Best epoch {res.best_epoch}/{len(res.history)}: val accuracy {b['val_acc']:.3f}, "
-          f"val macro-F1 {b['val_f1']:.3f}, val loss {b['val_loss']:.3f}")
-    print(f"Wall time {res.wall_time:.1f} s, {res.seconds_per_epoch:.2f} s/epoch on {res.device}")
-    return 0

@@ -40,16 +40,16 @@ from . import callbacks
 from .callbacks import HISTORY_COLUMNS, Batches, Checkpointer, Precision, Progress, TrainState
 from .device import choose_device, describe_device
 from .metrics import macro_f1_from_confusion
-from .profiles import Phase
+from .profiles import DEFAULTS, Phase
 from .profiles import schedule as schedule_phases
 
 __all__ = [
     "FitResult", "fit", "validate", "phase_table", "phase_stability", "phase_of_epochs", "make_optimizer",
     "enter_phase", "make_scheduler", "choose_device",
 ]
-# also here, for notebooks and older code: run_dir_for, train_run, load_run, cli_train (from .runs) and
-# load_checkpoint (from .checkpoints)
-_REEXPORTS = {"run_dir_for": "runs", "train_run": "runs", "load_run": "runs", "cli_train": "runs",
+# also here, for notebooks and older code: run_dir_for, train_run, load_run (from .runs), cli_train (from
+# .commands) and load_checkpoint (from .checkpoints)
+_REEXPORTS = {"run_dir_for": "runs", "train_run": "runs", "load_run": "runs", "cli_train": "commands",
               "load_checkpoint": "checkpoints"}
 
 
@@ -87,7 +87,7 @@ class FitResult:
 
 
 # ---------------------------------------------------------------------------------------- phases
-def phase_table(schedules=("constant", "decay", "switching", "onecycle"), epochs: int = 50,
+def phase_table(schedules=("constant", "decay", "switching", "onecycle"), epochs: int = DEFAULTS.epochs,
                 profile=None) -> pd.DataFrame:
     """The phases of one or more arms as a table (what notebook 04 shows).
 
@@ -176,10 +176,11 @@ def phase_stability(history: pd.DataFrame, classes: int = 3) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------ fit
 def fit(model: torch.nn.Module, data, phases: list[Phase], *, batch_size: int, seed: int, device="auto",
-        augment: bool = True, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+        augment=True, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
         stop_after: int | None = None, on_epoch_end=None) -> FitResult:
     """Train ``model`` on ``data`` (:class:`~bcdet_helpers.data.SplitData`) through ``phases``,
-    validating after every epoch; ``best_state`` holds the best-by-validation weights.
+    validating after every epoch; ``best_state`` holds the best-by-validation weights. ``augment``:
+    True (the defaults), False, or a profile's ``augmentation`` (its numbers; ``train_run`` passes it).
 
     With ``run_dir``, a checkpoint and ``history.csv`` are written every epoch and ``resume=True``
     continues from them. ``stop_after=k`` stops after ``k`` epochs of this call (as if interrupted);

@@ -32,7 +32,7 @@ from .paths import runs_dir
 from .profiles import KINDS, SEARCH_SPACES, get_profile
 from .runinfo import environment_info, git_commit, write_json
 
-__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "cli_tune"]
+__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "export", "auto_jobs"]
 
 LAST_EPOCHS = 5  # the score averages the validation accuracy of this many final epochs
 STABLE_RATIO = 2.0  # a phase whose peak training loss exceeds 2 x its entry loss has blown up (#13)
@@ -114,6 +114,7 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
         trial.set_user_attr("best_val_acc", float(res.history["val_acc"].max()))
         trial.set_user_attr("final_val_f1", float(res.history["val_f1"].iloc[-1]))
         trial.set_user_attr("seconds", time.perf_counter() - t0)
+        trial.set_user_attr("git_commit", git_commit())  # the code the trial ran (the summary's may be later)
         trial.set_user_attr("phases", json.dumps([asdict(p) for p in schedule(arm, prof.epochs, params=params)]))
         value = objective_value(res.history)
         if progress:
@@ -199,6 +200,7 @@ def summarize(profile: str, arm: str, split: str, url: str, out=None, wall_time:
         "best_trial": best.number, "best_value": best.value, "params": best.params,
         "best_user_attrs": best.user_attrs, "training_seconds": seconds, "wall_time_s": wall_time,
         "storage": url.split("@")[-1], "study": study.study_name, "git_commit": git_commit(),
+        "trial_git_commits": sorted({str(t.user_attrs.get("git_commit", "not recorded")) for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}),
         "environment": environment_info(device),
     }
     write_json(out / f"best-{arm}.json", summary)
@@ -228,12 +230,25 @@ def _figures(study, history_png: Path, importance_png: Path) -> None:
             plt.close(ax.figure)
 
 
-def cli_tune(args) -> int:
-    """``bcdet tune``: tune one arm (or ``all``) with an equal number of trials."""
-    arms = list(SEARCH_SPACES) if args.schedule == "all" else [args.schedule]
-    for arm in arms:
-        s = tune(args.profile, arm, args.trials, storage=args.storage, split=args.split, seed=args.seed,
-                 device=args.device, jobs=args.jobs, out=args.out)
-        print(f"{arm}: best score {s['best_value']:.3f} after {s['trials']} trials (trial {s['best_trial']}): "
-              f"{s['params']}")
-    return 0
+def export(profile: str, url: str, out: str | Path, split: str = "grouped") -> list[dict]:
+    """Summaries of every arm's study in ``url`` written to ``out`` (for ``results/tuning/<profile>/``),
+    plus a copy of a SQLite storage file, so a later session can resume the same studies."""
+    import shutil
+    import sqlite3
+
+    import optuna
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    finished = {s.study_name for s in optuna.get_all_study_summaries(storage=_storage(url))
+                if s.best_trial is not None}
+    done = [summarize(profile, arm, split, url, out) for arm in SEARCH_SPACES
+            if _study_name(profile, arm, split) in finished]
+    if url.startswith("sqlite:///"):  # an online backup: safe while workers write
+        src, dst = sqlite3.connect(url[len("sqlite:///"):]), sqlite3.connect(out / "optuna.db.tmp")
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+        shutil.move(out / "optuna.db.tmp", out / "optuna.db")
+    return done

@@ -88,9 +88,9 @@ def bcdet_epoch(prof, data, device) -> tuple[float, float]:
     torch.manual_seed(0)
     model = build_model(prof)
     fit(model, data, [Phase("adam", 1e-3, 1)], batch_size=prof.batch_size, seed=0, device=device,
-        augment=prof.augment, progress=False)  # warm-up epoch
+        augment=prof.augmentation, progress=False)  # warm-up epoch
     result = fit(model, data, [Phase("adam", 1e-3, 1)], batch_size=prof.batch_size, seed=1,
-                 device=device, augment=prof.augment, progress=False)
+                 device=device, augment=prof.augmentation, progress=False)
     epoch = float(result.history["seconds"].iloc[0])
     xv, _ = data.part("val")
     xv = data.normalize(xv).to(device)

@@ -59,14 +59,15 @@ def some_runs(prof, seeds, epochs: int, device: str, threads: int, layout: str, 
     callbacks.MEMORY_FORMAT = torch.contiguous_format if layout == "contiguous" else torch.channels_last
     data = load_split_data(prof, "grouped", 0)
     fit(build_model(prof), data, schedule("constant", 1, prof), batch_size=prof.batch_size, seed=99,
-        device=device, progress=False)  # warm-up: allocator, kernels
+        device=device, augment=prof.augmentation, progress=False)  # warm-up: allocator, kernels
     phases = schedule("switching", epochs, prof)
     if barrier is not None:
         barrier.wait()
     t0 = time.perf_counter()
     for seed in seeds:
         torch.manual_seed(seed)
-        fit(build_model(prof), data, phases, batch_size=prof.batch_size, seed=seed, device=device, progress=False)
+        fit(build_model(prof), data, phases, batch_size=prof.batch_size, seed=seed, device=device,
+            augment=prof.augmentation, progress=False)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - t0

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASSES = ("benign", "malignant", "normal")
+from bcdet_helpers.busi import CLASSES  # noqa: E402  (the one record; fixtures follow it)
 
 
 def _scan(rng: np.random.Generator, cls: str, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:

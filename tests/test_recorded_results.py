@@ -27,14 +27,15 @@ def test_a_recorded_run_reproduces(real_busi):
 
     from bcdet_helpers.data import load_split_data
     from bcdet_helpers.model import build_model
-    from bcdet_helpers.profiles import RUN_FIELDS, Phase, get_profile
+    from bcdet_helpers.profiles import RUN_FIELDS, Phase, get_profile, recorded_run_fields
     from bcdet_helpers.train import fit
 
     run = RECORDED[0].parent
     cfg = json.loads((run / "config.json").read_text())
     prof = get_profile(cfg["profile"]["name"])
-    drifted = {f: (cfg["profile"][f], getattr(prof, f)) for f in RUN_FIELDS
-               if json.loads(json.dumps(getattr(prof, f))) != cfg["profile"][f]}
+    recorded = recorded_run_fields(cfg["profile"])
+    drifted = {f: (recorded[f], getattr(prof, f)) for f in RUN_FIELDS
+               if json.loads(json.dumps(getattr(prof, f))) != recorded[f]}
     assert not drifted, f"profile {prof.name!r} changed since {run} was recorded: {drifted}"
 
     data = load_split_data(prof, cfg["split"], cfg["seed"], fold=cfg.get("fold", 0))
@@ -42,7 +43,7 @@ def test_a_recorded_run_reproduces(real_busi):
     model = build_model(prof)
     phases = [Phase(**p) for p in cfg["phases"]]
     res = fit(model, data, phases, batch_size=prof.batch_size, seed=cfg["seed"], device="cpu",
-              augment=prof.augment, progress=False, stop_after=EPOCHS)
+              augment=prof.augmentation, progress=False, stop_after=EPOCHS)
 
     recorded = pd.read_csv(run / "history.csv").head(EPOCHS)
     again = res.history.head(EPOCHS)
@@ -63,13 +64,14 @@ def test_every_recorded_run_matches_todays_profile_and_schedule(history):
     history is complete."""
     from dataclasses import asdict
 
-    from bcdet_helpers.profiles import RUN_FIELDS, get_profile, schedule
+    from bcdet_helpers.profiles import RUN_FIELDS, get_profile, recorded_run_fields, schedule
 
     run = history.parent
     cfg = json.loads((run / "config.json").read_text())
     prof = get_profile(cfg["profile"]["name"])
     for f in RUN_FIELDS:
-        assert json.loads(json.dumps(getattr(prof, f))) == cfg["profile"][f], f"{run}: profile field {f} changed"
+        assert json.loads(json.dumps(getattr(prof, f))) == recorded_run_fields(cfg["profile"])[f], \
+            f"{run}: profile field {f} changed"
     assert cfg["phases"] == [asdict(p) for p in schedule(cfg["schedule"], prof.epochs, prof)], f"{run}: schedule changed"
     assert run.name == f"{cfg['schedule']}-{cfg['split']}-fold{cfg['fold']}-seed{cfg['seed']}"
     hist = pd.read_csv(history)

@@ -19,7 +19,7 @@ from bcdet_helpers.errors import BcdetError  # noqa: E402
 @pytest.fixture
 def small(busi_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("BCDET_DATA", str(busi_dir))
-    return profiles.get_profile("smoke", epochs=2)
+    return profiles.get_profile("smoke", epochs=1)
 
 
 def _complete(url, name):

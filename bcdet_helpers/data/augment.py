@@ -1,7 +1,9 @@
 """Training-time augmentation: a random horizontal flip and a small random affine per image.
 
-The paper does not say whether it augmented; these choices are ours and live in ``AUGMENT`` (the
-one source of truth; :func:`augment_batch` and :func:`v2_transform` both read it):
+The paper does not say whether it augmented; these choices are ours. Their numbers live in the
+profile table (``Profile.augment_*``, part of ``profiles.RUN_FIELDS``, so a run trained with other
+numbers is never silently reused); ``AUGMENT`` here is the default profile's values, which
+:func:`augment_batch` and :func:`v2_transform` use when given no ``params``:
 
 * horizontal flip with probability 0.5 -- left/right in a breast ultrasound image is only the
   probe's orientation, so a flipped scan is still a plausible scan;
@@ -24,17 +26,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-AUGMENT = {
-    "hflip_p": 0.5,  # probability of a horizontal (left-right) flip
-    "degrees": 10.0,  # rotation drawn uniformly in [-degrees, +degrees]
-    "translate": 0.08,  # shift drawn uniformly in [-translate, +translate] x side, per axis
-    "scale": (0.9, 1.1),  # zoom factor drawn uniformly in this range
-    "vflip_p": 0.0,  # never: depth direction matters (see module doc)
-}
+from ..profiles import DEFAULTS
+
+# hflip_p, degrees, translate, scale: the profile table's defaults. vflip_p is not a setting: it is
+# always 0 (see module doc) and stated here so that previews and readers see it.
+AUGMENT = {**DEFAULTS.augment_params, "vflip_p": 0.0}
 
 
-def random_affine_params(n: int, generator: torch.Generator | None = None, params: dict = AUGMENT):
+def random_affine_params(n: int, generator: torch.Generator | None = None, params: dict | None = None):
     """Per-sample ``(flip, angle_deg, tx, ty, scale)`` tensors of length ``n`` (CPU)."""
+    params = AUGMENT if params is None else params
+    if params.get("vflip_p", 0.0):
+        raise ValueError("vertical flips are never used: the vertical axis of an ultrasound image is depth")
     u = torch.rand(5, n, generator=generator)
     flip = u[0] < params["hflip_p"]
     angle = (2 * u[1] - 1) * params["degrees"]
@@ -61,10 +64,11 @@ def affine_matrices(flip, angle, tx, ty, scale) -> torch.Tensor:
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None,
-                  params: dict = AUGMENT) -> torch.Tensor:
+                  params: dict | None = None) -> torch.Tensor:
     """A randomly flipped / rotated / shifted / zoomed copy of the float batch ``x`` (N, C, H, W).
 
-    Deterministic given ``generator`` (a CPU generator); runs on ``x.device``.
+    Deterministic given ``generator`` (a CPU generator); runs on ``x.device``. ``params``: a
+    profile's ``augment_params`` (default :data:`AUGMENT`).
     """
     if x.ndim != 4:
         raise ValueError(f"augment_batch wants a (N, C, H, W) batch, got shape {tuple(x.shape)}")
@@ -77,13 +81,14 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None,
                          align_corners=False) + fill
 
 
-def v2_transform(params: dict = AUGMENT):
+def v2_transform(params: dict | None = None):
     """The same augmentation as a ``torchvision.transforms.v2`` pipeline (one image at a time).
 
     For previews and for users of torchvision datasets; training uses :func:`augment_batch`.
     """
     from torchvision.transforms import v2
 
+    params = AUGMENT if params is None else params
     return v2.Compose([
         v2.RandomHorizontalFlip(p=params["hflip_p"]),
         v2.RandomAffine(degrees=params["degrees"], translate=(params["translate"],) * 2,

@@ -12,6 +12,9 @@ antialiased bicubic filter. Our choice, the paper says only "64 x 64": padding w
 quarter of a 64-pixel input on black bars for the wider scans, cropping would cut lesions near
 the edge; squashing keeps every pixel of the scan and changes shapes by at most ~1.5x, the same for
 train and test. Channels: 1 = grayscale ("L"), 3 = RGB (the 16 colour images keep colour).
+
+:func:`load_images` and :func:`lesion_mask` read other files (``bcdet predict``, ``bcdet evaluate``,
+notebook 05's masks) through the same :func:`resize_image`, so they see what training saw.
 """
 from __future__ import annotations
 
@@ -24,8 +27,9 @@ import torch
 from PIL import Image
 
 from ..paths import runs_dir
+from ..profiles import DEFAULTS
 from .images import read_image
-from .index import fingerprint, load_index
+from .index import fingerprint, load_index, masks_of
 from .locate import locate_busi
 from .progress import announce
 
@@ -36,7 +40,7 @@ def cache_path(image_size: int, channels: int) -> Path:
     return runs_dir() / "cache" / f"images-{image_size}px-{channels}ch.pt"
 
 
-def resize_image(path, image_size: int, channels: int = 1) -> np.ndarray:
+def resize_image(path, image_size: int, channels: int = DEFAULTS.channels) -> np.ndarray:
     """One image file -> uint8 array (C, S, S): decoded, converted, squashed to S x S."""
     img = read_image(path, "L" if channels == 1 else "RGB")
     img = img.resize((image_size, image_size), Image.Resampling.BICUBIC, reducing_gap=3.0)
@@ -44,7 +48,7 @@ def resize_image(path, image_size: int, channels: int = 1) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def build_cache(root=None, image_size: int = 64, channels: int = 1) -> dict:
+def build_cache(root=None, image_size: int = DEFAULTS.image_size, channels: int = DEFAULTS.channels) -> dict:
     """Decode and resize every image of the index; save and return the cache dict."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
@@ -75,7 +79,8 @@ def build_cache(root=None, image_size: int = 64, channels: int = 1) -> dict:
     return data
 
 
-def load_cache(root=None, image_size: int = 64, channels: int = 1, rebuild: bool = False) -> dict:
+def load_cache(root=None, image_size: int = DEFAULTS.image_size, channels: int = DEFAULTS.channels,
+               rebuild: bool = False) -> dict:
     """The cached tensors for (size, channels), rebuilt when missing, stale or ``rebuild``.
 
     ``meta["loaded_from_cache"]`` says whether this call rebuilt, ``meta["load_seconds"]`` how long
@@ -102,3 +107,26 @@ def load_cache(root=None, image_size: int = 64, channels: int = 1, rebuild: bool
     data["meta"]["load_seconds"] = round(time.perf_counter() - t0, 3)
     data["meta"]["file"] = str(path)
     return data
+
+
+def load_images(paths, image_size: int, channels: int = DEFAULTS.channels):
+    """uint8 tensor ``(N, C, S, S)`` of image files, decoded and resized exactly like the cache.
+
+    Decoding (RGBA, 16-bit, palette, grayscale...) and resizing are the cache's own
+    :func:`resize_image`, so ``bcdet predict`` sees what training saw.
+    """
+    if not len(paths):
+        return torch.zeros((0, channels, image_size, image_size), dtype=torch.uint8)
+    return torch.from_numpy(np.stack([resize_image(p, image_size, channels) for p in paths]))
+
+
+def lesion_mask(image_path, image_size: int) -> np.ndarray:
+    """The union of an image's lesion masks (``X_mask.png``, ``X_mask_1.png``...), resized like
+    the image itself (the cache's squash + bicubic), as a float ``(S, S)`` array in 0..1 -- a
+    pixel half covered by lesion is 0.5. All zeros for normal tissue (BUSI's normal images have
+    empty masks) and for images without a mask file."""
+    masks = masks_of(Path(image_path))
+    if not masks:
+        return np.zeros((image_size, image_size), dtype=np.float32)
+    stack = [resize_image(m, image_size, 1)[0].astype(np.float32) / 255.0 for m in masks]
+    return np.max(stack, axis=0)

@@ -22,21 +22,21 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..busi import BUSI, CLASSES
 from ..errors import BcdetError
-from ..paths import CLASSES
 from .images import MIN_SIDE, read_image
 from .locate import locate_busi
 
-# Counts in the published dataset (Al-Dhabyani et al. 2020). A subset is allowed, so a different
-# count is a warning, not an error.
-EXPECTED_IMAGES = {"benign": 437, "malignant": 210, "normal": 133}
+# Counts in the published dataset (the BUSI record). A subset is allowed, so a different count is a
+# warning, not an error.
+EXPECTED_IMAGES = BUSI["images"]
 
 # Files that operating systems and archivers leave behind; harmless, ignored with a note.
 JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "__MACOSX"}
 # Modes that read_image converts on the fly (see images.to_8bit); worth a note, not a problem.
 ODD_MODES = {"RGBA", "LA", "PA", "I;16", "I;16B", "I;16L", "I", "F", "P"}
 
-_NAME = re.compile(r"^(?P<cls>[a-z]+) \((?P<num>\d+)\)(?P<mask>_mask(?:_(?P<k>\d+))?)?\.png$")
+_NAME = re.compile(BUSI["filename"])
 
 
 def parse_name(name: str) -> tuple[str, int, int | None] | None:
@@ -305,10 +305,3 @@ def require_usable(path: str | Path | None = None) -> Path:
     if _VERDICTS[key] is not None:
         raise BcdetError(_VERDICTS[key])
     return root
-
-
-def cli_check(args) -> int:
-    """``bcdet data check [PATH]``: print the report; exit 0 when usable, 1 otherwise."""
-    report = check_dataset(getattr(args, "path", None))
-    print(report.format())
-    return 0 if report.ok else 1

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..paths import CLASSES, runs_dir
+from ..busi import CLASSES
+from ..paths import runs_dir
 from ..profiles import Profile, get_profile
 from .cache import load_cache
 from .check import require_usable

@@ -25,12 +25,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..busi import BUSI, BUSI_FOLDER
 from ..errors import BcdetError
-from ..paths import BUSI_FOLDER, default_data_dir
+from ..paths import default_data_dir
 from .check import EXPECTED_IMAGES, check_dataset, unusable_message
 from .locate import BY_HAND, find_busi
 
-DEFAULT_URL = "https://scholar.cu.edu.eg/Dataset_BUSI.zip"  # Al-Dhabyani et al. (2020)
+DEFAULT_URL = BUSI["url"]  # the authors' zip (Al-Dhabyani et al. 2020)
 URL_ENV = "BCDET_BUSI_URL"
 CHUNK = 1 << 20  # 1 MiB
 
@@ -198,10 +199,3 @@ def download_busi(
                     continue
                 except OSError:
                     break
-
-
-def cli_download(args) -> int:
-    """``bcdet data download [--dest D] [--url U] [--force] [--allow-incomplete]``."""
-    download_busi(dest=args.dest, url=args.url, force=args.force,
-                  allow_incomplete=getattr(args, "allow_incomplete", False))
-    return 0

@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BcdetError
-from ..paths import CLASSES
+from ..busi import CLASSES
 from .check import is_junk
 from .images import is_mask
+
+__all__ = ["IMAGE_SUFFIXES", "folder_dataset", "parse_map", "single_class_warning", "is_hidden"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
@@ -81,6 +83,18 @@ def _images_below(class_dir: Path, classes: _Classes, root: Path) -> list[Path]:
             if p.suffix.lower() in IMAGE_SUFFIXES and not is_mask(p) and not is_hidden(f):
                 found.append(p)
     return found
+
+
+def parse_map(pairs) -> dict:
+    """``["malign=malignant", ...]`` (``--map`` options) -> ``{"malign": "malignant"}``, the
+    ``mapping`` of :func:`folder_dataset` (BcdetError on bad syntax)."""
+    out = {}
+    for item in pairs or []:
+        src, sep, dst = str(item).partition("=")
+        if not sep or not src.strip() or not dst.strip():
+            raise BcdetError(f"--map {item!r}: write it as SRC=DST, e.g. --map malign=malignant")
+        out[src.strip()] = dst.strip()
+    return out
 
 
 def folder_dataset(folder, classes=CLASSES, mapping=None) -> tuple[list[Path], np.ndarray]:

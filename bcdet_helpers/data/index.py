@@ -5,7 +5,7 @@ Columns: ``file`` (relative, ``benign/benign (1).png``), ``path`` (absolute), ``
 (the PNG's own colour mode), ``n_masks``, ``lesion_fraction`` (union of the masks / image area),
 ``mean_intensity``, the annotation flags ``colour_fraction`` / ``colour_overlay`` and
 ``mark_pixels`` / ``text_or_calipers``, and ``group`` / ``group_size`` from the near-duplicate
-finder (:mod:`.duplicates`). Rows are sorted by (label, number).
+measure (:mod:`.similarity`; :mod:`.duplicates` reads the pairs back). Rows are sorted by (label, number).
 
 Decoding 780 PNGs and their masks takes seconds, so the result is cached under
 ``runs_dir()/cache/index-<key>.pkl`` where ``key`` hashes the relative file names, sizes and
@@ -36,9 +36,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..busi import BUSI_FOLDER, CLASSES
 from ..errors import BcdetError
-from ..paths import CLASSES, runs_dir
-from . import duplicates
+from ..paths import runs_dir
+from . import similarity
 from .check import parse_name, require_usable
 from .images import read_image, read_mask, to_8bit
 from .progress import announce
@@ -74,7 +75,7 @@ def list_images(root: Path) -> list[Path]:
             files += [p for _, p in sorted(pics)]
     if not files:
         raise BcdetError(f"{root}: no images found in {', '.join(CLASSES)}/ folders. "
-                         f"Point BCDET_DATA at the Dataset_BUSI_with_GT folder.")
+                         f"Point BCDET_DATA at the {BUSI_FOLDER} folder.")
     return files
 
 
@@ -89,7 +90,7 @@ def glob_escape(text: str) -> str:
 
 def fingerprint(root: Path) -> str:
     """Hash of (relative name, size, mtime) of every PNG under ``root`` plus the index version."""
-    h = hashlib.sha1(f"v{INDEX_VERSION}|{duplicates.THRESHOLD}|{root}".encode())
+    h = hashlib.sha1(f"v{INDEX_VERSION}|{similarity.THRESHOLD}|{root}".encode())
     for p in sorted(root.glob("*/*.png")):
         st = p.stat()
         h.update(f"{p.parent.name}/{p.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -148,7 +149,7 @@ def _describe(path: Path) -> tuple[dict, np.ndarray, np.ndarray]:
         "text_or_calipers": marks > MARK_PIXELS,
     }
     hist = np.bincount(gray.ravel(), minlength=256).astype(np.int64)
-    return row, duplicates.thumbnail(gray_img), hist
+    return row, similarity.thumbnail(gray_img), hist
 
 
 def _build(root: Path) -> dict:
@@ -167,10 +168,10 @@ def _build(root: Path) -> dict:
     print(f"  comparing all {len(files) * (len(files) - 1) // 2} pairs for near-duplicates "
           "(often as long as the indexing) ...", flush=True)
     t_dup = time.perf_counter()
-    sim = duplicates.similarity_matrix(thumbs)
-    pairs = duplicates.pairs_from_similarity(sim, index["file"], index["label"])
+    sim = similarity.similarity_matrix(thumbs)
+    pairs = similarity.pairs_from_similarity(sim, index["file"], index["label"])
     print(f"  done: {len(pairs)} near-duplicate pairs in {time.perf_counter() - t_dup:.1f} s", flush=True)
-    index["group"] = duplicates.duplicate_groups(index["file"], pairs)
+    index["group"] = similarity.duplicate_groups(index["file"], pairs)
     index["group_size"] = index.groupby("group")["file"].transform("size").astype(int)
     return {
         "index": index,

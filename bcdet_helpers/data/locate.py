@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..busi import BUSI, BUSI_FOLDER, CLASSES
 from ..errors import BcdetError
-from ..paths import BUSI_FOLDER, CLASSES, default_data_dir
+from ..paths import default_data_dir
 
 BY_HAND = (
-    "Download Dataset_BUSI_with_GT.zip by "
-    "hand from the authors' page (https://scholar.cu.edu.eg/?q=afahmy/pages/dataset) or the Kaggle "
-    "mirror (https://www.kaggle.com/datasets/aryashah2k/breast-ultrasound-images-dataset), unzip it "
-    "into data/ (giving data/Dataset_BUSI_with_GT/benign, .../malignant, .../normal) or point "
+    f"Download {BUSI_FOLDER}.zip by "
+    f"hand from the authors' page ({BUSI['homepage']}) or the Kaggle "
+    f"mirror ({BUSI['mirror']}), unzip it "
+    f"into data/ (giving data/{BUSI_FOLDER}/benign, .../malignant, .../normal) or point "
     "BCDET_DATA at the unzipped folder."
 )
 HOW_TO_GET = "Get BUSI with `make data` (or `bcdet data download`). Or: " + BY_HAND

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..profiles import KINDS
+from ..profiles import DEFAULTS, KINDS
 
 
 def _n_splits(y, groups, wanted: int) -> int:
@@ -30,7 +30,8 @@ def _n_splits(y, groups, wanted: int) -> int:
     return int(max(2, min(wanted, len(np.unique(groups)), smallest)))
 
 
-def assign_folds(index: pd.DataFrame, kind: str = "grouped", folds: int = 5, fold_seed: int = 0) -> np.ndarray:
+def assign_folds(index: pd.DataFrame, kind: str = "grouped", folds: int = DEFAULTS.folds,
+                 fold_seed: int = DEFAULTS.fold_seed) -> np.ndarray:
     """The fold (0 .. folds-1) of every row of ``index`` (needs ``y``; grouped needs ``group``)."""
     if kind not in KINDS:
         raise ValueError(f"split kind must be one of {KINDS}, not {kind!r}")
@@ -74,7 +75,8 @@ def _carve(y, groups, fraction: float, seed: int, kind: str) -> np.ndarray:
 
 
 def make_split(index: pd.DataFrame, kind: str = "grouped", fold: int = 0, seed: int = 0, *,
-               folds: int = 5, fold_seed: int = 0, val_fraction: float = 0.15) -> np.ndarray:
+               folds: int = DEFAULTS.folds, fold_seed: int = DEFAULTS.fold_seed,
+               val_fraction: float = DEFAULTS.val_fraction) -> np.ndarray:
     """``"train"`` / ``"val"`` / ``"test"`` for every row of ``index``: fold ``fold`` is the test part,
     the validation part is carved out of the other folds with ``seed``."""
     if not 0 < val_fraction < 1:

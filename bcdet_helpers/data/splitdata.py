@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..paths import CLASSES
+from ..busi import CLASSES
+from .preprocess import normalize, to_unit
 
 PARTS = ("train", "val", "test")
 
@@ -20,7 +21,7 @@ class SplitData:
     images: torch.Tensor  # uint8 (N, C, H, W)
     labels: torch.Tensor  # int64 (N,)
     files: list[str]  # relative file names, aligned with images
-    split: np.ndarray  # "train" / "val" / "test" per image
+    split: np.ndarray  # the part of each image: "train" / "val" / "test" (also as ``parts``)
     mean: float = 0.0  # train-pixel mean on the 0..1 scale
     std: float = 1.0  # train-pixel std on the 0..1 scale
     classes: tuple[str, ...] = CLASSES
@@ -28,6 +29,12 @@ class SplitData:
     seed: int = 0
     fold: int = 0  # the test fold
     meta: dict = field(default_factory=dict)
+
+    @property
+    def parts(self) -> np.ndarray:
+        """The part (``"train"`` / ``"val"`` / ``"test"``) of each image -- the ``split`` field under
+        the name the package uses for it; ``kind`` says how the folds were drawn (grouped/random)."""
+        return self.split
 
     @property
     def image_size(self) -> int:
@@ -51,11 +58,12 @@ class SplitData:
         return [f for f, keep in zip(self.files, self.mask(name)) if keep]
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 -> float, scaled by the training split's statistics (no test information)."""
-        return (x.float() / 255.0 - self.mean) / self.std
+        """uint8 -> float, scaled by the training part's statistics (no test information):
+        :func:`~bcdet_helpers.data.preprocess.normalize`, the step training and prediction use."""
+        return normalize(x, self.mean, self.std)
 
     @staticmethod
     def train_stats(images: torch.Tensor, split: np.ndarray) -> tuple[float, float]:
         """Mean and std of the training images' pixels on the 0..1 scale."""
-        train = images[torch.from_numpy(np.flatnonzero(split == "train"))].float() / 255.0
+        train = to_unit(images[torch.from_numpy(np.flatnonzero(split == "train"))])
         return float(train.mean()), float(train.std().clamp_min(1e-6))

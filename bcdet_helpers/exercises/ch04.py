@@ -33,7 +33,7 @@ def complete_the_switch(function, *, loop, data, profile):
     mine = loop(build_model(profile), data, phases, function, seed=0)
     torch.manual_seed(0)
     ref = fit(build_model(profile), data, phases, batch_size=profile.batch_size, seed=0, device="cpu",
-              augment=profile.augment, progress=False).history
+              augment=profile.augmentation, progress=False).history
     if list(mine["optimizer"]) != list(ref["optimizer"]):
         hint(f"your loop ran {list(mine['optimizer'])}, fit ran {list(ref['optimizer'])}")
     if not np.allclose(mine["train_loss"].iloc[0], ref["train_loss"].iloc[0], rtol=1e-4):

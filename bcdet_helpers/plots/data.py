@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from ..paths import CLASSES
+from ..busi import CLASSES
 
 __all__ = [
     "CLASS_COLOURS",

@@ -1,0 +1,365 @@
+"""bcdet_helpers.study: folds, out-of-fold predictions, label conflicts, the typed result and its JSON.
+
+Two kinds of test:
+* ``evaluate_study`` on a study folder written by hand (known predictions, no training): every
+  number is checked against an independent computation from the CSVs;
+* the whole CV path under ``smoke`` (1 epoch, 3 folds, 2 arms, both split kinds, 1 seed) on a
+  generated mini-BUSI with a cross-class duplicate: folds, OOF files, conflicts, clustered bootstrap,
+  corrected test -- about half a minute on a 2-core CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fakebusi import make_busi
+
+from bcdet_helpers import evaluate as ev
+from bcdet_helpers import stats as st
+from bcdet_helpers import study as sd
+from bcdet_helpers.errors import BcdetError
+from bcdet_helpers.paths import CLASSES
+from bcdet_helpers.profiles import get_profile
+
+P_COLS = [f"p_{c}" for c in CLASSES]
+H_COLS = [f"p_{c}_hflip" for c in CLASSES]
+
+
+# ------------------------------------------------------------------------- a hand-written folder
+N, FOLDS, SEEDS = 60, 3, (0, 1)
+ACCURACY = {"constant": 0.6, "decay": 0.7, "switching": 0.85}
+
+
+def _files():
+    y = np.arange(N) % 3
+    files = [f"{CLASSES[k]}/{CLASSES[k]} ({i}).png" for i, k in enumerate(y)]
+    i = np.arange(N)
+    group = np.where(i < 36, (i // 6) * 3 + i % 3, i)  # i and i + 3 (same class): 18 pairs; then singletons
+    group[[58, 59]] = 1000  # a cross-class pair (malignant + normal): a label conflict
+    return files, y, group
+
+
+def _proba_rows(y, correct, rng, confident=0.7):
+    """Probabilities whose arg-max is the truth where ``correct``, else the next class."""
+    pred = np.where(correct, y, (y + 1) % 3)
+    p = np.full((len(y), 3), (1 - confident) / 2)
+    p[np.arange(len(y)), pred] = confident
+    return p
+
+
+def write_folder(root, arms=tuple(ACCURACY), kinds=("grouped", "random"), seeds=SEEDS):
+    """A study folder as run_study leaves it, with predictions drawn to known accuracies."""
+    rng = np.random.default_rng(0)
+    files, y, group = _files()
+    conflict = np.isin(group, [1000])
+    folds = []
+    fold_of = {"grouped": group % FOLDS, "random": np.arange(N) % FOLDS}
+    for kind in kinds:
+        folds.append(pd.DataFrame({"kind": kind, "fold": fold_of[kind], "file": files,
+                                   "label": [CLASSES[k] for k in y], "y": y, "group": group, "conflict": conflict}))
+    (root / "oof").mkdir(parents=True)
+    (root / "val").mkdir()
+    pd.concat(folds).to_csv(root / "folds.csv", index=False)
+    runs = []
+    for kind in kinds:
+        for seed in seeds:
+            for fold in range(FOLDS):
+                test = np.flatnonzero(fold_of[kind] == fold)
+                val = np.flatnonzero(fold_of[kind] != fold)[:10]
+                for arm in arms:
+                    frames = {"test": [], "val": []}
+                    for weights in sd.WEIGHTS:
+                        for part, idx in (("test", test), ("val", val)):
+                            acc = ACCURACY[arm] + (0.1 if kind == "random" else 0.0)
+                            if part == "val" and weights == "best":
+                                acc += 0.1  # chosen on these images
+                            ok = rng.random(len(idx)) < acc
+                            p = _proba_rows(y[idx], ok, rng)
+                            flip_ok = ok | (rng.random(len(idx)) < 0.3)  # the flip rescues some
+                            ph = _proba_rows(y[idx], flip_ok, rng, confident=0.9)
+                            df = pd.DataFrame({
+                                "file": [files[i] for i in idx], "label": [CLASSES[y[i]] for i in idx],
+                                "y": y[idx], "group": group[idx], "kind": kind, "fold": fold, "seed": seed,
+                                "arm": arm, "weights": weights, "epoch": 50 if weights == "last" else 31,
+                                "part": part})
+                            df[P_COLS] = p
+                            df[H_COLS] = ph
+                            df["pred"] = [CLASSES[k] for k in p.argmax(1)]
+                            frames[part].append(df)
+                    name = f"{arm}-{kind}-fold{fold}-seed{seed}"
+                    pd.concat(frames["test"]).to_csv(root / "oof" / f"{name}.csv", index=False)
+                    pd.concat(frames["val"]).to_csv(root / "val" / f"{name}.csv", index=False)
+                    runs.append({"arm": arm, "kind": kind, "fold": fold, "seed": seed, "n_train": 30 + fold,
+                                 "n_val": len(val), "n_test": len(test), "epochs": 50, "best_epoch": 31,
+                                 "max_phase_ratio": 1.0, "wall_time_s": 1.0, "seconds_per_epoch": 0.02,
+                                 "run": name})
+    pd.DataFrame(runs, columns=sd.RUN_COLUMNS).to_csv(root / "runs.csv", index=False)
+    (root / "design.json").write_text(json.dumps({"profile": {"name": "handmade"}, "arms": list(arms)}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_folder(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture(scope="module")
+def study(folder):
+    return sd.evaluate_study(folder, n_boot=300)
+
+
+def _oof(folder, excluded=True):
+    df = sd.load_predictions(folder)
+    if excluded:
+        df = df[~df["file"].isin(["normal/normal (59).png", "malignant/malignant (58).png"])]
+    return df
+
+
+def _acc(df):
+    return float((df[P_COLS].to_numpy().argmax(1) == df["y"].to_numpy()).mean())
+
+
+def test_label_conflicts_found_listed_and_excluded(folder, study):
+    assert sorted(c.file for c in study.conflicts) == ["malignant/malignant (58).png", "normal/normal (59).png"]
+    c = {c.file: c for c in study.conflicts}["normal/normal (59).png"]
+    assert (c.label, c.other_labels, c.group) == ("normal", ["malignant"], 1000)
+    assert (study.n_images, study.n_scored) == (N, N - 2)
+    assert all(s.n_images == N - 2 for s in study.scores)
+    with_them = sd.evaluate_study(folder, n_boot=50, include_conflicts=True)
+    assert with_them.n_scored == N and all(s.n_images == N for s in with_them.scores)
+    assert with_them.conflicts == study.conflicts  # listed either way
+
+
+def test_pooled_scores_match_the_csvs(folder, study):
+    oof = _oof(folder)
+    for arm in ACCURACY:
+        for kind in ("grouped", "random"):
+            rows = oof[(oof["arm"] == arm) & (oof["kind"] == kind) & (oof["weights"] == "last")]
+            s = study.score(arm, kind)
+            m = ev.metrics(rows["y"], rows[P_COLS].to_numpy())
+            assert s.accuracy.value == pytest.approx(m["accuracy"])
+            assert s.macro_f1.value == pytest.approx(m["macro_f1"])
+            assert s.recall["normal"].value == pytest.approx(m["per_class"]["normal"]["recall"])
+            assert (s.n_seeds, s.n_predictions) == (2, 2 * (N - 2))
+            assert s.accuracy.low < s.accuracy.value < s.accuracy.high
+            assert s.n_groups == N - 2 - 18  # 18 pairs of copies count once each
+            best = study.score(arm, kind, weights="best")
+            assert best.accuracy.value == pytest.approx(_acc(oof[(oof["arm"] == arm) & (oof["kind"] == kind)
+                                                               & (oof["weights"] == "best")]))
+
+
+def test_ensemble_row_averages_seeds_and_flips(folder, study):
+    oof = _oof(folder)
+    rows = oof[(oof["arm"] == "decay") & (oof["kind"] == "grouped") & (oof["weights"] == "last")]
+    p = (rows[P_COLS].to_numpy() + rows[H_COLS].to_numpy()) / 2
+    mean = pd.DataFrame(p, index=rows["file"]).groupby(level=0).mean()
+    y = rows.groupby("file")["y"].first().reindex(mean.index)
+    e = study.score("decay", "grouped", rows="ensemble_tta")
+    assert e.n_predictions == e.n_images == N - 2
+    assert e.accuracy.value == pytest.approx(float((mean.to_numpy().argmax(1) == y.to_numpy()).mean()))
+    assert e.accuracy.value > study.score("decay", "grouped").accuracy.value  # the flips rescue some
+
+
+def test_paired_differences_per_fold_and_seed_with_the_corrected_test(folder, study):
+    oof = _oof(folder)
+    runs = pd.read_csv(folder / "runs.csv")
+    d = study.difference("switching", "constant", "grouped")
+    assert d.question == "the paper's claim" and d.test.n == FOLDS * len(SEEDS) == len(d.per_run)
+    by_hand = []
+    last = oof[(oof["kind"] == "grouped") & (oof["weights"] == "last")]
+    for fold, seed in d.runs:
+        run = last[(last["fold"] == fold) & (last["seed"] == seed)]
+        by_hand.append(_acc(run[run["arm"] == "switching"]) - _acc(run[run["arm"] == "constant"]))
+    assert d.per_run == pytest.approx(by_hand)
+    n_train = runs.loc[(runs["kind"] == "grouped") & runs["arm"].isin(["switching", "constant"]), "n_train"].mean()
+    n_test = np.mean([r.n_test for r in study.runs if r.kind == "grouped" and r.weights == "last"
+                      and r.arm in ("switching", "constant")])
+    expect = st.corrected_ttest(by_hand, n_train, n_test)
+    assert d.test.t == pytest.approx(expect.t) and d.test.p == pytest.approx(expect.p)
+    assert d.test.se > d.test.naive_se  # the correction widens
+    assert d.detectable == pytest.approx(st.detectable_difference(expect.se, expect.df))
+    pooled = study.score("switching", "grouped").accuracy.value - study.score("constant", "grouped").accuracy.value
+    assert d.pooled.value == pytest.approx(pooled)
+    assert d.pooled.low < d.pooled.value < d.pooled.high
+    assert 0 <= d.power_at_claim <= 1
+    # all four questions, both metrics, both kinds, both weights
+    assert {(x.a, x.b) for x in study.differences} == {(a, b) for a, b, _ in sd.COMPARISONS if a != "onecycle"}
+    assert len(study.differences) == 3 * 2 * 2 * 2
+    table = study.differences_table()
+    assert len(table) == 3 * 2 and table["half_width"].gt(0).all()
+
+
+def test_leakage_gap_is_random_minus_grouped(study):
+    g = next(x for x in study.leakage if x.arm == "decay" and x.metric == "accuracy" and x.weights == "last")
+    assert g.grouped == pytest.approx(study.score("decay", "grouped").accuracy.value)
+    assert g.random == pytest.approx(study.score("decay", "random").accuracy.value)
+    assert g.gap.value == pytest.approx(g.random - g.grouped)
+    assert g.seeds == list(SEEDS)
+
+
+def test_weights_check_uses_validation_images_only(folder, study):
+    val = sd.load_predictions(folder, "val")
+    val = val[~val["file"].isin([c.file for c in study.conflicts])]
+    w = next(c for c in study.weights_checks if (c.arm, c.kind) == ("constant", "grouped"))
+    rows = val[(val["arm"] == "constant") & (val["kind"] == "grouped")]
+    per_run = rows.groupby(["fold", "seed", "weights"]).apply(_acc, include_groups=False).unstack("weights")
+    assert w.n_runs == FOLDS * len(SEEDS)
+    assert w.last_val_accuracy == pytest.approx(per_run["last"].mean())
+    assert w.best_val_accuracy == pytest.approx(per_run["best"].mean())
+    assert w.mean_difference == pytest.approx((per_run["best"] - per_run["last"]).mean())
+    assert (w.mean_best_epoch, w.epochs) == (31, 50)
+
+
+def test_coverage_flags_a_missing_fold(tmp_path):
+    root = write_folder(tmp_path / "s", arms=("constant", "switching"), kinds=("grouped",), seeds=(0,))
+    (root / "oof" / "switching-grouped-fold1-seed0.csv").unlink()
+    s = sd.evaluate_study(root, n_boot=50)
+    assert not s.complete
+    bad = [c for c in s.coverage if not c.complete]
+    assert {(c.arm, c.weights) for c in bad} == {("switching", "last"), ("switching", "best")}
+    assert bad[0].folds == [0, 2] and bad[0].predicted < bad[0].images
+    assert s.difference("switching", "constant").test.n == 2  # only the (fold, seed) pairs both ran
+    assert s.leakage == []  # one kind: no gap
+
+
+def test_json_round_trip_is_exact_and_strict(study, tmp_path):
+    text = sd.to_json(study)
+    json.loads(text)  # strict JSON: NaN written as null
+    back = sd.from_json(text)
+    assert isinstance(back.differences[0].test, st.CorrectedTTest)
+    assert isinstance(back.scores[0].recall["benign"], st.Interval)
+    assert sd.to_json(back) == text
+    path = study.save(tmp_path / "study.json")
+    assert sd.load_study(tmp_path).score("switching").accuracy.value == study.score("switching").accuracy.value
+    data = json.loads(text)
+    with pytest.raises(BcdetError, match="version"):
+        sd.Study.from_dict({**data, "version": sd.SCHEMA_VERSION + 1})
+    with pytest.raises(BcdetError, match="schema"):
+        sd.Study.from_dict({**data, "schema": "something else"})
+    broken = json.loads(text)
+    del broken["scores"][0]["macro_f1"]
+    with pytest.raises(BcdetError, match="macro_f1"):
+        sd.Study.from_dict(broken)
+    broken = json.loads(text)
+    broken["differences"][0]["test"]["extra"] = 1
+    with pytest.raises(BcdetError, match="extra"):
+        sd.Study.from_dict(broken)
+    assert path.exists()
+
+
+def test_label_conflicts_of_an_index():
+    index = pd.DataFrame({"file": list("abcdef"), "label": ["benign", "malignant", "benign", "benign", "normal", "benign"],
+                          "group": [0, 0, 1, 1, 2, 2]})
+    c = sd.label_conflicts(index)
+    assert c["file"].tolist() == ["a", "b", "e", "f"]
+    assert c["other_labels"].tolist() == [["malignant"], ["benign"], ["benign"], ["normal"]]
+
+
+# ---------------------------------------------------------------------- the whole path, trained
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    """run_study under smoke on a mini-BUSI (8 images per class; benign (1) == malignant (8))."""
+    data = make_busi(tmp_path_factory.mktemp("busi-cv"), 8)
+    out = tmp_path_factory.mktemp("cv")
+    prof = dataclasses.replace(get_profile("smoke", epochs=1), name="smoke-cv", folds=3)
+    # one torch thread: these models are tiny, and on a shared 2-core machine two spinning threads made
+    # this fixture 7x slower (36 s vs 5 s for 6 runs under a load average of 8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("BCDET_DATA", str(data))
+            s = sd.run_study(prof, arms=["constant", "onecycle"], kinds=["grouped", "random"], seeds=[0],
+                             device="cpu", progress=False, out=out, n_boot=200)
+    finally:
+        torch.set_num_threads(threads)
+    return s, out, prof, data
+
+
+def test_smoke_study_folds_cover_every_image_once_and_keep_groups_together(smoke_study):
+    _, out, *_ = smoke_study
+    folds = pd.read_csv(out / "folds.csv")
+    assert set(folds["kind"]) == {"grouped", "random"}
+    for kind, f in folds.groupby("kind"):
+        assert f["file"].is_unique and len(f) == 24
+        assert set(f["fold"]) == {0, 1, 2}
+        assert f.groupby("label")["fold"].nunique().min() >= 2  # stratified
+    g = folds[folds["kind"] == "grouped"]
+    assert g.groupby("group")["fold"].nunique().max() == 1  # no group split across folds
+    labels_in_group = g.groupby("group")["label"].transform("nunique")
+    assert (g["conflict"] == (labels_in_group > 1)).all()
+    assert {"benign/benign (1).png", "malignant/malignant (8).png"} <= set(g.loc[g["conflict"], "file"])
+
+
+def test_smoke_study_writes_oof_predictions_for_every_image_once_per_seed(smoke_study):
+    s, out, *_ = smoke_study
+    files = sorted(p.name for p in (out / "oof").glob("*.csv"))
+    assert files == sorted(f"{a}-{k}-fold{f}-seed0.csv" for a in ("constant", "onecycle")
+                           for k in ("grouped", "random") for f in range(3))
+    oof = sd.load_predictions(out)
+    assert list(oof.columns) == sd.PREDICTION_COLUMNS
+    folds = pd.read_csv(out / "folds.csv")
+    for (arm, kind, weights), g in oof.groupby(["arm", "kind", "weights"]):
+        assert g["file"].is_unique and len(g) == 24, (arm, kind, weights)
+        want = folds[folds["kind"] == kind].set_index("file")["fold"]
+        assert (g.set_index("file")["fold"] == want.reindex(g["file"])).all()  # tested in its own fold
+    assert np.allclose(oof[P_COLS].sum(axis=1), 1, atol=1e-4) and np.allclose(oof[H_COLS].sum(axis=1), 1, atol=1e-4)
+    assert s.complete and len(s.coverage) == 2 * 2 * 2
+    val = sd.load_predictions(out, "val")
+    merged = val.merge(oof, on=["file", "arm", "kind", "seed", "weights"], suffixes=("", "_t"))
+    assert (merged["fold"] != merged["fold_t"]).all()  # a run's validation images are never its test fold
+    assert (pd.read_csv(out / "runs.csv")["n_train"] > 0).all()
+
+
+def test_smoke_study_result_has_every_part_and_reads_back(smoke_study):
+    s, out, *_ = smoke_study
+    folds = pd.read_csv(out / "folds.csv").drop_duplicates("file")
+    conflicts = set(folds.loc[folds["conflict"], "file"])
+    assert s.profile == "smoke-cv" and s.weights == "last" and s.n_scored == 24 - len(conflicts)
+    assert {c.file for c in s.conflicts} == conflicts
+    assert {"benign/benign (1).png", "malignant/malignant (8).png"} <= conflicts
+    assert all(x.n_images == s.n_scored for x in s.scores)
+    assert {(x.arm, x.kind, x.rows) for x in s.scores if x.weights == "last"} == {
+        (a, k, r) for a in ("constant", "onecycle") for k in ("grouped", "random") for r in ("pooled", "ensemble_tta")}
+    d = s.difference("onecycle", "constant", "grouped")
+    assert d.test.n == 3 and d.test.df == 2 and len(d.per_run) == 3
+    assert not math.isnan(d.pooled.low)
+    assert {g.arm for g in s.leakage} == {"constant", "onecycle"}
+    assert len(s.weights_checks) == 4 and all(w.n_runs == 3 for w in s.weights_checks)
+    assert sd.load_study(out).to_dict() == sd.from_json(sd.to_json(s)).to_dict()
+
+
+def test_smoke_study_second_call_loads_the_runs_and_records_the_call(smoke_study, monkeypatch):
+    s, out, prof, data = smoke_study
+    before = sd.load_predictions(out)
+    runs_before = pd.read_csv(out / "runs.csv")
+    monkeypatch.setenv("BCDET_DATA", str(data))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        again = sd.run_study(prof, arms=["constant"], kinds=["random"], seeds=[0], device="cpu", progress=False,
+                             out=out, n_boot=200)
+    finally:
+        torch.set_num_threads(threads)
+    pd.testing.assert_frame_equal(sd.load_predictions(out), before)  # same weights, same predictions
+    pd.testing.assert_frame_equal(pd.read_csv(out / "runs.csv"), runs_before)  # loaded, not retrained
+    design = json.loads((out / "design.json").read_text())
+    assert [c["arms"] for c in design["calls"]] == [["constant", "onecycle"], ["constant"]]
+    assert again.arms == s.arms == ["constant", "onecycle"]
+    assert sd.to_json(again).count('"arm"') == sd.to_json(s).count('"arm"')
+
+
+def test_write_folds_on_the_fixture_data_keeps_near_duplicates_together(busi_dir, tmp_path, monkeypatch):
+    """No training: the fold assignment of the full smoke subset of ``busi_dir`` (real BUSI in CI)."""
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    path = sd.write_folds("smoke", ("grouped", "random"), out=tmp_path)
+    folds = pd.read_csv(path)
+    g = folds[folds["kind"] == "grouped"]
+    assert g["file"].is_unique and g.groupby("group")["fold"].nunique().max() == 1
+    assert sorted(g["fold"].unique()) == list(range(get_profile("smoke").folds))
+    assert sd.write_folds("smoke", "grouped", out=tmp_path).read_text() == path.read_text()  # deterministic
