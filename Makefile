@@ -20,7 +20,7 @@ OLD_KERNELS := "$${JUPYTER_DATA_DIR:-$${XDG_DATA_HOME:-$$HOME/.local/share}/jupy
 # pip on this kind of machine warns about every local index folder it skips; keep the log readable.
 QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
-.PHONY: help setup data lab reproduce test bench clean distclean
+.PHONY: help setup data lab reproduce test bench slides clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,7 @@ help:  ## list the targets
 	@echo "             ARGS=\"--seeds 0 --splits grouped\" (reproduce: a smaller study),"
 	@echo "             YES=1 (reproduce: start a job estimated at over an hour without asking),"
 	@echo "             HEADLESS=1 (lab: no browser; open the printed http://127.0.0.1:PORT/lab?token=... URL)"
+	@echo "             slides: PROFILE=class by default, NB=\"03\" picks notebooks, ARGS=--execute runs missing ones"
 
 # No Jupyter kernel is registered: `make lab` and `bcdet reproduce` run .venv's own Jupyter, whose
 # "python3" kernel -- the one every notebook names -- is .venv's Python.
@@ -54,6 +55,13 @@ test: setup  ## unit tests + every notebook under the smoke profile
 bench: setup  ## speed benchmarks, side by side (writes benchmarks/results/)
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/throughput.py --profile laptop
+
+# `make slides` defaults to the class profile (the global PROFILE default is paper), unless PROFILE is given.
+SLIDES_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),class)
+NB ?=
+
+slides: setup  ## reveal.js decks of the executed notebooks -> runs/<profile>/slides/ (PROFILE=class, NB="03")
+	$(BIN)/python -m bcdet_helpers.slides --profile $(SLIDES_PROFILE) $(NB) $(ARGS)
 
 clean:  ## remove runs/ (caches, checkpoints, executed notebooks); keeps data/ and .venv/
 	rm -rf runs .pytest_cache

@@ -241,7 +241,9 @@ def test_plots_return_figures():
     rows = [{"stage": "conv1", "size": 64, "channels": 64, "receptive_field": 3},
             {"stage": "head", "size": 1, "channels": 3, "receptive_field": "whole image"}]
     for fig in (plots.plain_vs_residual_gradients(norms), plots.plain_vs_residual_loss(losses, baseline=1.0),
-                plots.stage_shapes(rows)):
+                plots.stage_shapes(rows),
+                plots.loss_bands({"plain 20": [[1.1, 1.0, 0.9], [1.2, 1.0, 0.8]], "residual 56": [[1.1, 0.7, 0.5]]},
+                                 smooth=2, baseline=1.0)):
         assert isinstance(fig, Figure)
         matplotlib.pyplot.close(fig)
 

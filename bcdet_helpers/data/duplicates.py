@@ -51,6 +51,15 @@ def find_duplicates(index_or_root=None, threshold: float = THRESHOLD) -> pd.Data
                                  bundle["index"]["label"], threshold)
 
 
+def label_conflicts(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pairs whose two images carry different labels: the same scan under two classes.
+
+    Taught in notebook 01 (exercise 01.2 asks students to write it); whatever a model predicts for
+    such a scan, one copy counts as wrong.
+    """
+    return pairs[pairs["class_a"] != pairs["class_b"]]
+
+
 def summarize(index: pd.DataFrame, pairs: pd.DataFrame) -> dict:
     """Counts a report needs: pairs, groups (size >= 2), images in groups, cross-class groups."""
     sizes = index.groupby("group")["file"].transform("size")
@@ -59,7 +68,7 @@ def summarize(index: pd.DataFrame, pairs: pd.DataFrame) -> dict:
     return {
         "images": int(len(index)),
         "pairs": int(len(pairs)),
-        "cross_class_pairs": int((pairs["class_a"] != pairs["class_b"]).sum()),
+        "cross_class_pairs": int(len(label_conflicts(pairs))),
         "groups": int(in_groups["group"].nunique()),
         "images_in_groups": int(len(in_groups)),
         "cross_class_groups": int((n_labels > 1).sum()),

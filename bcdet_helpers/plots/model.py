@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plain_vs_residual_gradients", "plain_vs_residual_loss", "stage_shapes"]
+__all__ = ["plain_vs_residual_gradients", "plain_vs_residual_loss", "loss_bands", "stage_shapes"]
 
 _TWIN_COLOURS = {"plain": "tab:red", "residual": "tab:blue"}
 
@@ -51,6 +51,46 @@ def plain_vs_residual_loss(losses: dict[str, list[float]], smooth: int = 10, bas
     ax.set_xlabel("training step")
     ax.set_ylabel("cross-entropy loss (training batch)")
     ax.set_title(title or "Training loss: plain vs residual twin")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _colour(name: str):
+    """``"plain 56"`` -> the plain colour; a shallower plain net gets its own (orange)."""
+    if name in _TWIN_COLOURS:
+        return _TWIN_COLOURS[name]
+    kind = name.split()[0]
+    return "tab:orange" if kind == "plain" and name.split()[-1].isdigit() and int(name.split()[-1]) < 30 \
+        else _TWIN_COLOURS.get(kind)
+
+
+def loss_bands(curves: dict[str, list[list[float]]], smooth: int = 10, baseline: float | None = None,
+               title: str | None = None):
+    """Training loss over steps for several nets, each trained with several seeds.
+
+    ``curves`` maps a net's name (``"plain 20"``, ``"plain 56"``, ``"residual 56"``) to one list of
+    per-step losses per seed. Each seed's curve is first smoothed by a running mean over ``smooth``
+    steps (single batches are noisy); the thick line is the mean over seeds and the band spans the
+    lowest to the highest seed -- a gap between two bands is larger than the seed-to-seed spread.
+    ``baseline`` draws the loss of always predicting the class frequencies.
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for name, runs in curves.items():
+        runs = np.asarray(runs, dtype=float)  # seeds x steps
+        k = max(1, min(smooth, runs.shape[1]))
+        running = np.stack([np.convolve(r, np.ones(k) / k, mode="valid") for r in runs])
+        steps = np.arange(k, runs.shape[1] + 1)
+        colour = _colour(name)
+        ax.fill_between(steps, running.min(0), running.max(0), color=colour, alpha=0.2, lw=0)
+        ax.plot(steps, running.mean(0), color=colour, lw=2,
+                label=f"{name} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", lw=1, label="predict class frequencies")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"training loss (mean of {smooth} steps)")
+    ax.set_title(title or "Training loss: mean over seeds, band = lowest to highest seed")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()

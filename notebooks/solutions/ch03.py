@@ -1,0 +1,38 @@
+"""Solutions to notebook 03's exercises (the teacher's copy). Each ``# %% <id>`` section replaces the
+notebook cell tagged ``exercise-<id>``; see README.md."""
+
+# %% 03.1
+# Ours adds x after the branch's ReLU, so x's negative values pass through; He et al.'s ReLU comes last.
+predicted_negative = "ours"
+
+# %% 03.2
+class ProjectionBlock(nn.Module):
+    def __init__(self, in_ch, out_ch):
+        super().__init__()
+        self.branch = nn.Sequential(ConvBlock(in_ch, out_ch), ConvBlock(out_ch, out_ch))
+        self.skip = nn.Conv2d(in_ch, out_ch, kernel_size=1, bias=False)  # a per-pixel linear map in_ch -> out_ch
+
+    def forward(self, x):
+        return self.branch(x) + self.skip(x)
+
+# %% 03.3
+# two 2x2 pools up to conv3 (in conv2 and conv3): 96 -> 48 -> 24; conv3 outputs 4 x 64 channels
+conv3_shape = (8, 256, 24, 24)
+
+# %% 03.4
+# two ConvBlock(256, 256): 3x3x256x256 conv weights (no bias) + BatchNorm's gamma and beta; the skip is free
+residual_params = 2 * (3 * 3 * 256 * 256 + 2 * 256)  # 1,180,672
+
+# %% 03.5
+# the degradation problem: under laptop the 56-layer plain net ends near the "predict the class
+# frequencies" loss, the 20-layer one well below it
+predicted_lower_loss = 20
+
+# %% 03.6
+# laptop (56 layers): with BatchNorm after every conv the plain stack *amplifies* the gradient on its
+# way back (Yang et al. 2019), by orders of magnitude. Under smoke (8 layers) the answer is "a".
+predicted_gradient = "b"
+
+# %% 03.7
+# all logits 0 -> softmax gives 1/3 to every class -> loss = -ln(1/3) = ln 3
+predicted_first_loss = 1.0986
