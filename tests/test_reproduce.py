@@ -10,6 +10,7 @@ import json
 import nbformat
 import pytest
 
+from bcdet_helpers import plan
 from bcdet_helpers import reproduce as rp
 from bcdet_helpers.errors import BcdetError
 
@@ -263,7 +264,7 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     from bcdet_helpers.profiles import get_profile
 
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
-    monkeypatch.setattr(rp, "_recorded_seconds_per_epoch", lambda *a: 1.0)
+    monkeypatch.setattr(plan, "_recorded_seconds_per_epoch", lambda *a: 1.0)
     small = get_profile("laptop", seeds=[1], splits=["random"])
     est = rp.estimate(small, "cpu")
     arms, folds = len(small.schedules), small.folds
@@ -302,7 +303,7 @@ def test_a_long_job_without_a_terminal_needs_an_explicit_opt_in(tmp_path, long_j
 @pytest.mark.parametrize("answer, starts", [("", False), ("n", False), ("y", True), ("yes", True)])
 def test_on_a_terminal_a_long_job_asks_and_defaults_to_no(tmp_path, long_job, monkeypatch, capsys, answer, starts):
     asked = []
-    monkeypatch.setattr(rp, "_interactive", lambda: True)
+    monkeypatch.setattr(plan, "_interactive", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or answer)
     nb = write_nb(tmp_path / "01_ok.ipynb", "print('ran')")
     if starts:

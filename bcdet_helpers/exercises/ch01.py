@@ -1,7 +1,7 @@
 """Chapter 01 (what is in BUSI?): a prediction, a function and a figure to read."""
 from __future__ import annotations
 
-from .core import call, choice, exercise, hint, number
+from .core import call, exercise, hint, number
 
 
 @exercise("01.1", answer="predicted_accuracy", title="Predict the accuracy of always guessing the largest class")

@@ -1,7 +1,7 @@
 """Chapter 02 (from PNG to tensors): a prediction, two functions to complete and a figure to read."""
 from __future__ import annotations
 
-from .core import call, choice, exercise, hint, number
+from .core import call, choice, exercise, hint
 
 
 def _bucket(n: int) -> str:

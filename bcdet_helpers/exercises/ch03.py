@@ -98,10 +98,10 @@ def degradation(answer, *, final_loss):
         hint(f"answer with one of the depths: {', '.join(map(str, depths))}")
     best = min(final_loss, key=final_loss.get)
     if value != int(best):
-        hint(f"this run measured " + ", ".join(f"{d} layers: {final_loss[d]:.3f}" for d in final_loss)
+        hint("this run measured " + ", ".join(f"{d} layers: {final_loss[d]:.3f}" for d in final_loss)
              + ". He et al. called the surprise 'degradation': the extra layers could learn the identity, "
                "yet the optimiser does not find that solution")
-    return (f"measured end-of-training loss: " + ", ".join(f"{d} layers {final_loss[d]:.3f}" for d in final_loss)
+    return ("measured end-of-training loss: " + ", ".join(f"{d} layers {final_loss[d]:.3f}" for d in final_loss)
             + " -- on the *training* images, so it is not overfitting")
 
 

@@ -1,0 +1,221 @@
+"""Running the study: folds, label conflicts, every (arm, kind, fold, seed) run and its out-of-fold
+predictions (:func:`run_study`). See :mod:`bcdet_helpers.study`."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BcdetError
+from ..paths import CLASSES, runs_dir
+from ..profiles import KINDS, Profile, get_profile
+from .evaluation import evaluate_study
+from .result import (label_conflicts, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, Study, WEIGHTS, WEIGHTS_RULE, _run_name, read_folds)
+
+
+# ------------------------------------------------------------------------------ folds + conflicts
+def study_dir(profile: str | Profile) -> Path:
+    """``runs/<profile>/cv``: where :func:`run_study` keeps its files by default."""
+    return runs_dir(get_profile(profile).name) / "cv"
+
+
+def study_index(profile: str | Profile, root=None) -> pd.DataFrame:
+    """The images of the study (the profile's subset of the index) with ``file``, ``label``,
+    ``y``, ``group`` and ``conflict``, in index order -- the rows :func:`data.split.make_split`
+    assigns folds to."""
+    from .data.dataset import select_subset
+    from .data.index import load_index
+
+    prof = get_profile(profile)
+    index = select_subset(load_index(root, full=True)["index"], prof.max_per_class).reset_index(drop=True)
+    out = index[["file", "label", "y", "group"]].copy()
+    conflicts = label_conflicts(out)
+    out["conflict"] = out["file"].isin(conflicts["file"])
+    return out
+
+
+def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = None, root=None) -> Path:
+    """``folds.csv`` in ``out`` (default :func:`study_dir`): one row per (kind, image) with
+    ``kind, fold, file, label, y, group, conflict``. The folds are
+    :func:`data.split.assign_folds` with the profile's ``folds`` and ``fold_seed`` -- the very
+    assignment every run's test part comes from (checked when its predictions are written)."""
+    from .data.split import assign_folds
+
+    prof = get_profile(profile)
+    kinds = _kinds(kinds, prof)
+    index = study_index(prof, root)
+    frames = []
+    for kind in kinds:
+        f = index.copy()
+        f.insert(0, "fold", assign_folds(index, kind, prof.folds, prof.fold_seed))
+        f.insert(0, "kind", kind)
+        frames.append(f)
+    out = Path(out) if out is not None else study_dir(prof)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "folds.csv"
+    table = pd.concat(frames, ignore_index=True)
+    if path.exists():  # keep the folds of kinds not asked for this time
+        old = pd.read_csv(path)
+        table = pd.concat([old[~old["kind"].isin(kinds)], table], ignore_index=True)
+    table.to_csv(path, index=False)
+    return path
+
+
+def _kinds(kinds, prof: Profile) -> list[str]:
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or prof.splits)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise BcdetError(f"Unknown split kind(s) {bad}. Choose from {', '.join(KINDS)}.")
+    return kinds
+
+
+# ------------------------------------------------------------------------------------ predictions
+def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = None) -> dict[str, pd.DataFrame]:
+    """The predictions of one finished run on its test and validation images, for both weights
+    (``last.pt``, ``best.pt``), plain and flipped left-right: ``{"test": df, "val": df}`` with
+    :data:`PREDICTION_COLUMNS`. ``data`` is the run's :class:`SplitData`."""
+    import torch
+
+    from .evaluate import predict_proba
+    from .train import load_checkpoint
+
+    run_dir = Path(run_dir)
+    parts = ("test", "val")
+    xs = [data.part(part) for part in parts]
+    x = torch.cat([xi for xi, _ in xs])
+    batch = torch.cat([x, torch.flip(x, dims=[-1])])  # plain and flipped left-right, one pass
+    out = {part: [] for part in parts}
+    for weights in WEIGHTS:
+        model, meta = load_checkpoint(run_dir / f"{weights}.pt", device=device)
+        epoch = meta.get("epoch") if weights == "last" else meta.get("best_epoch")
+        proba = predict_proba(model, batch, meta["mean"], meta["std"], device=device)
+        plain, flipped = proba[: len(x)], proba[len(x):]
+        start = 0
+        for part, (_, y) in zip(parts, xs):
+            # rounded once, here: the CSV is the record, and `pred` is the arg-max of what it holds
+            p = np.round(plain[start:start + len(y)], PROBA_DECIMALS)
+            pf = np.round(flipped[start:start + len(y)], PROBA_DECIMALS)
+            start += len(y)
+            files = data.files_of(part)
+            df = pd.DataFrame({
+                "file": files, "label": [CLASSES[int(k)] for k in y], "y": y.numpy().astype(int),
+                "group": [(groups or {}).get(f, -1) for f in files], "kind": data.kind, "fold": data.fold,
+                "seed": data.seed, "arm": meta["schedule"], "weights": weights, "epoch": epoch, "part": part,
+            })
+            for k, c in enumerate(CLASSES):
+                df[f"p_{c}"] = p[:, k]
+            for k, c in enumerate(CLASSES):
+                df[f"p_{c}_hflip"] = pf[:, k]
+            df["pred"] = [CLASSES[int(k)] for k in p.argmax(1)]
+            out[part].append(df)
+    return {part: pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS] for part, frames in out.items()}
+
+
+def _seeds_by_kind(seeds, kinds, prof: Profile) -> dict[str, list[int]]:
+    if seeds is None:
+        return {k: list(prof.seeds) for k in kinds}
+    if isinstance(seeds, dict):
+        return {k: list(seeds.get(k, prof.seeds)) for k in kinds}
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    return {k: list(seeds) for k in kinds}
+
+
+def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=None, *, device="auto",
+              resume: bool = True, include_conflicts: bool = False, out: str | Path | None = None,
+              progress: bool = True, n_boot: int | None = None) -> Study:
+    """Train (or load) every (arm, kind, fold, seed), write its predictions, and evaluate.
+
+    ``arms`` / ``kinds`` default to the profile's ``schedules`` / ``splits``; ``seeds`` to its
+    ``seeds`` -- a list for every kind, or ``{"grouped": [0, 1, 2], "random": [0]}`` (the random
+    split only measures the leakage gap and may use fewer); ``folds`` to all of them (a subset
+    gives a partial study: :attr:`Study.complete` is then False). Runs live in their usual
+    folders (:func:`train.run_dir_for`), so finished runs are loaded, not retrained, and
+    ``resume=True`` continues an interrupted one. A simple sequential loop: kind, seed, fold, arm.
+    Returns :func:`evaluate_study`'s result and saves it as ``study.json`` in ``out``.
+    """
+    from .data import load_split_data
+    from .runinfo import git_commit, write_json
+    from .train import choose_device, train_run
+
+    try:
+        prof = get_profile(profile)
+    except ValueError as exc:
+        raise BcdetError(str(exc)) from None
+    arms = [arms] if isinstance(arms, str) else list(arms or prof.schedules)
+    kinds = _kinds(kinds, prof)
+    seeds_of = _seeds_by_kind(seeds, kinds, prof)
+    out = Path(out) if out is not None else study_dir(prof)
+    write_folds(prof, kinds, out)
+    table = read_folds(out)
+    groups = dict(zip(table["file"], table["group"].astype(int)))
+    dev = choose_device(device)
+    # design.json: the profile, and every call that added runs to this folder (a study may be run in
+    # pieces, e.g. the random split with fewer seeds); "arms" orders the arms of the result
+    design_path = out / "design.json"
+    calls = json.loads(design_path.read_text()).get("calls", []) if design_path.exists() else []
+    calls.append({"arms": arms, "kinds": kinds, "seeds": seeds_of, "folds": None if folds is None else list(folds),
+                  "include_conflicts": include_conflicts, "device": str(dev), "commit": git_commit(),
+                  "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_json(design_path, {"profile": prof.to_dict(), "weights_rule": WEIGHTS_RULE,
+                             "arms": list(dict.fromkeys(a for c in calls for a in c["arms"])), "calls": calls})
+    (out / "oof").mkdir(exist_ok=True)
+    (out / "val").mkdir(exist_ok=True)
+    run_rows = []
+    for kind in kinds:
+        fold_of = table[table["kind"] == kind].set_index("file")["fold"]
+        n_folds = int(fold_of.max()) + 1
+        fold_list = list(range(n_folds)) if folds is None else [f for f in folds if f < n_folds]
+        for seed in seeds_of[kind]:
+            for fold in fold_list:
+                for arm in arms:
+                    name = _run_name(arm, kind, fold, seed)
+                    res = train_run(prof, arm, seed=seed, split=kind, fold=fold, device=dev, resume=resume,
+                                    progress=progress)
+                    if res.interrupted:
+                        _write_runs(out, run_rows)
+                        raise BcdetError(f"The study stopped during {name} (interrupted). Run the same call "
+                                         "again to resume: finished runs are loaded, not retrained.")
+                    data = load_split_data(prof, split=kind, seed=seed, fold=fold)
+                    test_files = set(data.files_of("test"))
+                    want = set(fold_of.index[fold_of.to_numpy() == fold])
+                    if test_files != want:
+                        raise BcdetError(f"{name}: the run's test images are not fold {fold} of folds.csv "
+                                         f"({len(test_files ^ want)} differ) -- the split code changed?")
+                    pred = predict_run(res.run_dir, data, device=dev, groups=groups)
+                    pred["test"].to_csv(out / "oof" / f"{name}.csv", index=False)
+                    pred["val"].to_csv(out / "val" / f"{name}.csv", index=False)
+                    info = res.info or {}
+                    ratios = [p.get("ratio", math.nan) for p in info.get("phase_stability", [])]
+                    run_rows.append({
+                        "arm": arm, "kind": kind, "fold": fold, "seed": seed,
+                        "n_train": int((data.split == "train").sum()), "n_val": int((data.split == "val").sum()),
+                        "n_test": int((data.split == "test").sum()), "epochs": len(res.history),
+                        "best_epoch": res.best_epoch, "max_phase_ratio": max(ratios) if ratios else math.nan,
+                        "wall_time_s": res.wall_time, "seconds_per_epoch": res.seconds_per_epoch,
+                        "run": Path(res.run_dir).name,
+                    })
+                    _write_runs(out, run_rows)
+    study = evaluate_study(out, include_conflicts=include_conflicts, n_boot=n_boot or prof.bootstrap)
+    study.save(out / "study.json")
+    return study
+
+
+def _write_runs(out: Path, rows: list[dict]) -> None:
+    """``runs.csv``: this call's runs merged into the ones already recorded (same key replaced)."""
+    path = out / "runs.csv"
+    new = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    key = ["arm", "kind", "fold", "seed"]
+    if path.exists():
+        old = pd.read_csv(path)
+        if len(new):
+            merged = old.merge(new[key], on=key, how="left", indicator=True)
+            old = old[(merged["_merge"] == "left_only").to_numpy()]
+        new = pd.concat([old, new], ignore_index=True) if len(new) else old
+    new.sort_values(key).to_csv(path, index=False)
+
+
