@@ -27,8 +27,8 @@ def study_index(profile: str | Profile, root=None) -> pd.DataFrame:
     """The images of the study (the profile's subset of the index) with ``file``, ``label``,
     ``y``, ``group`` and ``conflict``, in index order -- the rows :func:`data.split.make_split`
     assigns folds to."""
-    from .data.dataset import select_subset
-    from .data.index import load_index
+    from ..data.dataset import select_subset
+    from ..data.index import load_index
 
     prof = get_profile(profile)
     index = select_subset(load_index(root, full=True)["index"], prof.max_per_class).reset_index(drop=True)
@@ -43,7 +43,7 @@ def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = Non
     ``kind, fold, file, label, y, group, conflict``. The folds are
     :func:`data.split.assign_folds` with the profile's ``folds`` and ``fold_seed`` -- the very
     assignment every run's test part comes from (checked when its predictions are written)."""
-    from .data.split import assign_folds
+    from ..data.split import assign_folds
 
     prof = get_profile(profile)
     kinds = _kinds(kinds, prof)
@@ -80,8 +80,8 @@ def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = N
     :data:`PREDICTION_COLUMNS`. ``data`` is the run's :class:`SplitData`."""
     import torch
 
-    from .evaluate import predict_proba
-    from .train import load_checkpoint
+    from ..evaluate import predict_proba
+    from ..train import load_checkpoint
 
     run_dir = Path(run_dir)
     parts = ("test", "val")
@@ -138,9 +138,9 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     ``resume=True`` continues an interrupted one. A simple sequential loop: kind, seed, fold, arm.
     Returns :func:`evaluate_study`'s result and saves it as ``study.json`` in ``out``.
     """
-    from .data import load_split_data
-    from .runinfo import git_commit, write_json
-    from .train import choose_device, train_run
+    from ..data import load_split_data
+    from ..runinfo import git_commit, write_json
+    from ..train import choose_device, train_run
 
     try:
         prof = get_profile(profile)

@@ -74,7 +74,7 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
     the headline rule; every number is also computed for the other weights present.
     ``n_boot`` defaults to the profile's ``bootstrap``.
     """
-    from .runinfo import git_commit
+    from ..runinfo import git_commit
 
     folder = Path(folder)
     folds = read_folds(folder)

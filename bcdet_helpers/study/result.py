@@ -201,7 +201,7 @@ class Study:
 
     # ---- JSON (the one definition)
     def to_dict(self) -> dict:
-        from .runinfo import jsonable
+        from ..runinfo import jsonable
 
         return jsonable(dataclasses.asdict(self))
 
@@ -216,7 +216,7 @@ class Study:
         return _build(cls, data, "study")
 
     def save(self, path: str | Path) -> Path:
-        from .runinfo import write_json
+        from ..runinfo import write_json
 
         return write_json(path, self.to_dict())
 
