@@ -193,6 +193,15 @@ class Checkpointer:
         self.saved_epoch = epochs
 
 
+    def close(self, st: TrainState, model, gen, precision, wall: float, consistent: bool) -> None:
+        """At the end of :func:`fit`, however it ends: the last finished epoch on disk -- unless the
+        model is mid-epoch (``consistent=False``; then the epoch before is what the disk keeps) -- and
+        no background write left running."""
+        if consistent:
+            self.save(st, model, gen, precision, wall, wait=True)
+        self.saver.wait()
+
+
 class Progress:
     """One bar per run, one tick per epoch (a tqdm bar in Jupyter or a terminal; one printed line
     per epoch in logs -- papermill, ``> file`` -- so logs stay short)."""

@@ -230,8 +230,7 @@ def fit(model: torch.nn.Module, data, phases: list[Phase], *, batch_size: int, s
         interrupted = bar.interrupted()
     finally:
         bar.close()
-        if consistent:  # never save weights from the middle of an epoch
-            ckpt.save(st, model, batches.gen, precision, st.wall_before + time.perf_counter() - t_call, wait=True)
+        ckpt.close(st, model, batches.gen, precision, st.wall_before + time.perf_counter() - t_call, consistent)
     return FitResult(history=pd.DataFrame(st.history, columns=HISTORY_COLUMNS), best_state=st.best.state,
                      best_epoch=st.best.epoch, device=str(device), wall_time=st.wall_before + time.perf_counter() - t_call,
                      interrupted=interrupted or len(st.history) < len(epoch_phase), run_dir=ckpt.run_dir)
