@@ -127,6 +127,7 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
                   f"(max phase ratio {max(ratios):.2f}, {time.perf_counter() - t0:.0f} s) {params}", flush=True)
         return value
 
+    optuna.storages.fail_stale_trials(study)  # a killed worker's trial must not count as running
     if _counted(study) >= trials:
         return
     stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE,
