@@ -82,13 +82,20 @@ def _storage(url: str):
         return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
 
 
-def _counted(study) -> int:
+def _counted_states():
+    """The trial states that use up the budget: finished or running."""
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)))
+    return (TrialState.COMPLETE, TrialState.RUNNING)
+
+
+def _counted(study) -> int:
+    return len(study.get_trials(deepcopy=False, states=_counted_states()))
 
 
 def _worker(profile, arm, split, trials, url, seed, device, threads, worker, progress):
+    import warnings
+
     import optuna
     import torch
 
@@ -110,6 +117,12 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
     folder = runs_dir(prof.name) / "tuning" / f"{arm}-{split}"
 
     def objective(trial):
+        # two workers can start a trial at the same moment: the one numbered past the budget steps back
+        earlier = [t for t in study.get_trials(deepcopy=False, states=_counted_states()) if t.number < trial.number]
+        if len(earlier) >= trials:
+            trial.set_user_attr("surplus", True)
+            study.stop()
+            raise optuna.TrialPruned("the study already holds its trials")
         params = suggest(trial, arm)
         t0 = time.perf_counter()
         res = train_run(prof, arm, seed=seed, split=split, fold=TUNING_FOLD, params=params, device=device,
@@ -127,11 +140,12 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
                   f"(max phase ratio {max(ratios):.2f}, {time.perf_counter() - t0:.0f} s) {params}", flush=True)
         return value
 
-    optuna.storages.fail_stale_trials(study)  # a killed worker's trial must not count as running
+    with warnings.catch_warnings():  # a killed worker's trial must not count as running
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     if _counted(study) >= trials:
         return
-    stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE,
-                                                          optuna.trial.TrialState.RUNNING))
+    stop = optuna.study.MaxTrialsCallback(trials, states=_counted_states())
     study.optimize(objective, n_trials=trials, callbacks=[stop], catch=())
 
 
