@@ -21,6 +21,7 @@ from . import train
 from .checkpoints import atomic_csv, atomic_save, to_cpu
 from .device import choose_device
 from .errors import BcdetError
+from .options import check_seed
 from .paths import runs_dir
 from .profiles import KINDS, RUN_FIELDS, Profile, get_profile, recorded_run_fields
 from .profiles import schedule as schedule_phases
@@ -57,12 +58,6 @@ def _same_config(a: dict, b: dict) -> list[str]:
     return differs + [k for k in ("schedule", "phases", "seed", "split", "fold") if norm(a.get(k)) != norm(b.get(k))]
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise BcdetError(f"A seed must be a whole number from 0 to {2**32 - 1} (numpy's range), got {seed!r}.")
-    return seed
-
-
 def train_run(
     profile: str | Profile,
     schedule: str = "switching",
@@ -93,7 +88,7 @@ def train_run(
         raise BcdetError(f"Unknown split {split!r}. Choose 'grouped' (leak-free) or 'random' (paper-like).")
     if epochs is not None and epochs < 1:
         raise BcdetError(f"--epochs must be at least 1, got {epochs}.")
-    _check_seed(seed)
+    check_seed(seed, "seed")
     try:
         prof = get_profile(profile, epochs=epochs)
         phases = schedule_phases(schedule_name, prof.epochs, prof, params)

@@ -106,14 +106,10 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     prof = get_profile(profile)  # a name or a Profile (tests pass a smaller one)
-    name, storage = _study_name(prof.name, arm, split), _storage(url)
-    try:  # trials so far: a resumed study must not replay its first random draws
-        done_before = len(optuna.load_study(study_name=name, storage=storage).trials)
-    except KeyError:
-        done_before = 0
-    sampler = optuna.samplers.TPESampler(seed=seed + 1000 * worker + done_before)
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize",
-                                load_if_exists=True)
+    study = optuna.create_study(study_name=_study_name(prof.name, arm, split), storage=_storage(url),
+                                direction="maximize", load_if_exists=True)
+    # seeded past the trials so far: a resumed study must not replay its first random draws
+    study.sampler = optuna.samplers.TPESampler(seed=seed + 1000 * worker + len(study.trials))
     folder = runs_dir(prof.name) / "tuning" / f"{arm}-{split}"
 
     def objective(trial):
