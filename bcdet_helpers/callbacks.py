@@ -9,6 +9,8 @@ called at the same few points -- the callback pattern of fastai, kept to what we
 * :class:`BestWeights`  the best-by-validation weights (macro-F1, then lower loss)
 * :class:`Checkpointer` a complete checkpoint + history.csv after every epoch; resume from it
 * :class:`Progress`     one bar (Jupyter/terminal) or one line per epoch (logs)
+* :class:`TestRecord`   the study only: the test fold's predictions after every epoch, a record of
+                        what a tutorial would pick its epoch from (the leakage ladder, issue #19)
 """
 from __future__ import annotations
 
@@ -246,3 +248,37 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+TEST_RECORD = "test-by-epoch.csv"
+
+
+class TestRecord:
+    """What the test fold scored after every epoch -- recorded, never used.
+
+    A tutorial habit is to report the epoch with the best *test* accuracy. To measure how much that
+    inflates a number (rung 3 of the leakage ladder, :mod:`bcdet_helpers.study.ladder`), the study's
+    runs keep the test images' predicted classes after each epoch in ``test-by-epoch.csv``: one row
+    per test image (``file``, ``y``), one column per epoch (``e1``, ``e2``, ... the predicted class
+    index). Nothing in training reads it: :class:`BestWeights` chooses on validation images, and the
+    study scores ``last.pt``. Predicting changes no weight, batch-norm statistic or random stream,
+    so a run trained with the record is the same run as one without.
+    """
+
+    def __init__(self, path: Path, data, model: torch.nn.Module, device, resume: bool):
+        x, y = data.part("test")
+        self.path, self.model, self.device, self.x = Path(path), model, device, x
+        self.mean, self.std = float(data.mean), float(data.std)
+        table = pd.read_csv(self.path) if resume and self.path.exists() else None
+        if table is None or table["file"].tolist() != list(data.files_of("test")):
+            table = pd.DataFrame({"file": data.files_of("test"), "y": y.numpy().astype(int)})
+        self.table = table
+
+    def update(self, row: dict) -> None:
+        from .evaluate import predict_proba
+
+        pred = predict_proba(self.model, self.x, self.mean, self.std, device=self.device).argmax(1)
+        epoch = int(row["epoch"])
+        keep = [c for c in self.table.columns if not c.startswith("e") or int(c[1:]) < epoch]
+        self.table = self.table[keep].assign(**{f"e{epoch}": pred.astype(int)})
+        atomic_csv(self.table, self.path)

@@ -26,6 +26,7 @@ HANDLERS = {
     "evaluate": ("bcdet_helpers.commands", "cli_evaluate"),
     "reproduce": ("bcdet_helpers.commands", "cli_reproduce"),
     "publish": ("bcdet_helpers.commands", "cli_publish"),
+    "ladder": ("bcdet_helpers.commands", "cli_ladder"),
 }
 
 
@@ -111,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     pb = sub.add_parser("publish", help="copy a finished reproduction's small outputs to results/<profile>/")
     pb.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
     pb.add_argument("--dest", default=None, help="default: results/<profile>/")
+
+    ld = sub.add_parser("ladder", help="the leakage ladder: how one arm's honest accuracy climbs to a paper-like one")
+    ld.add_argument("--profile", default="laptop", help="whose study (default: %(default)s)")
+    ld.add_argument("--study", default=None, help="a study folder (default: results/<profile>-cv/, the published one)")
+    ld.add_argument("--arm", default=None, help="the arm to climb with (default: switching, the paper's method)")
+    ld.add_argument("--out", default=None, help="default: results/<profile>-ladder/")
+    ld.add_argument("--include-conflicts", action="store_true", help="score the label conflicts too")
     return p
 
 

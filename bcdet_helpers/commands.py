@@ -238,3 +238,30 @@ def cli_publish(args) -> int:
         print(f"and the cross-validated study ({sum(1 for _ in (cv / 'oof').glob('*.csv'))} runs' out-of-fold "
               f"predictions, study.json) to {cv}")
     return 0
+
+
+def cli_ladder(args) -> int:
+    """``bcdet ladder --profile P [--study DIR] [--arm A] [--out DIR]``: the leakage ladder of a
+    finished study, from its files alone (no training), to ``results/<profile>-ladder/``."""
+    import shlex
+
+    from .errors import BcdetError
+    from .paths import project_root
+    from .published import PUBLISHED
+    from .study import LADDER_ARM, write_ladder
+    from .study.ladder import reaches
+
+    study = Path(args.study) if args.study else project_root() / "results" / f"{args.profile}-cv"
+    if not (study / "folds.csv").exists():
+        raise BcdetError(f"{study} holds no study (no folds.csv). Run it first: `bcdet reproduce --profile {args.profile}` "
+                         f"then `bcdet publish --profile {args.profile}`, or point --study at a study folder "
+                         f"(e.g. runs/{args.profile}/cv).")
+    out = Path(args.out) if args.out else project_root() / "results" / f"{args.profile}-ladder"
+    command = "bcdet " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "bcdet ladder"
+    table = write_ladder(study, out, args.arm or LADDER_ARM, command=command, include_conflicts=args.include_conflicts)
+    for r in table.itertuples():
+        tag = " [INFLATION: chosen on test]" if r.label == "inflation" else " [leakage]" if r.label == "leakage" else ""
+        gain = "" if r.Index == 0 else f" ({100 * r.gain:+.1f})"
+        print(f"{r.rung:>12}: {100 * r.accuracy:5.1f} % [{100 * r.low:.1f}, {100 * r.high:.1f}]{gain}{tag}  {r.note}")
+    print(f"{reaches(table, PUBLISHED['paper_switching']['accuracy'])}. Written to {out}")
+    return 0

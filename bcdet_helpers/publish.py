@@ -14,7 +14,7 @@ What is copied (nothing else, so no weights and no patient images beyond the sma
   (device, versions, wall time included)
 
 and, when the reproduction ran the cross-validated study, ``runs/<profile>/cv/`` goes to
-``results/<profile>-cv/``: ``folds.csv``, ``design.json``, ``runs.csv``, ``oof/*.csv``, ``val/*.csv``
+``results/<profile>-cv/``: ``folds.csv``, ``design.json``, ``runs.csv``, ``oof/*.csv``, ``val/*.csv``, ``inflation/*.csv``
 and ``study.json`` -- small CSV/JSON, no weights -- which :func:`study.evaluate_study` can re-evaluate
 anywhere and notebook 05 shows as "recorded, not re-run". The report is rebuilt from
 ``metrics.json`` and the study read with :func:`study.load_study`.
@@ -33,7 +33,7 @@ from .paths import project_root, runs_dir
 
 RUN_FILES = ("config.json", "history.csv", "result.json")
 CV_FILES = ("folds.csv", "design.json", "runs.csv", "study.json")  # plus oof/*.csv and val/*.csv
-CV_PARTS = ("oof", "val")
+CV_PARTS = ("oof", "val", "inflation")  # inflation/: test-by-epoch records, for the leakage ladder only
 
 
 def study_runs(metrics: dict) -> list[tuple[str, str, int, int]]:

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from . import train
+from .callbacks import TEST_RECORD, TestRecord
 from .checkpoints import atomic_csv, atomic_save, to_cpu
 from .device import choose_device
 from .errors import BcdetError
@@ -70,12 +71,15 @@ def train_run(
     fold: int = 0,
     params: dict | None = None,
     run_dir: str | Path | None = None,
+    record_test: bool = False,
 ) -> FitResult:
     """One reproducible training run in its own folder (see :func:`run_dir_for`).
 
     Fold ``fold`` of the split kind ``split`` is the test part (never looked at here); ``params``
     overrides the arm's numbers (:func:`~bcdet_helpers.profiles.arm_params`; ``bcdet tune`` uses
-    it, with its own ``run_dir``).
+    it, with its own ``run_dir``). ``record_test`` (the study only) also keeps the test fold's
+    predictions after every epoch (:class:`~bcdet_helpers.callbacks.TestRecord`): a record for
+    measuring what choosing an epoch on test would inflate, never read by training.
 
     Writes ``config.json``, ``history.csv``, ``checkpoint.pt`` (every epoch), ``best.pt`` (the
     best-by-validation weights + what :func:`load_checkpoint` needs), ``last.pt`` (the final
@@ -130,8 +134,9 @@ def train_run(
     started = recorded.get("started") or {"git_commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(run_dir / "config.json", {**config, "device": str(dev), "started": started})
 
+    record = TestRecord(run_dir / TEST_RECORD, data, model, dev, resume) if record_test else None
     res = train.fit(model, data, phases, batch_size=prof.batch_size, seed=seed, device=dev, augment=prof.augmentation,
-              run_dir=run_dir, resume=resume, progress=progress)
+              run_dir=run_dir, resume=resume, progress=progress, on_epoch_end=record.update if record else None)
     if res.interrupted:
         return res
 

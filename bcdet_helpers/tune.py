@@ -23,16 +23,16 @@ import json
 import math
 from dataclasses import asdict
 import multiprocessing as mp
-import os
 import time
 from pathlib import Path
 
+from .device import auto_jobs, worker_threads
 from .errors import BcdetError
 from .paths import runs_dir
 from .profiles import KINDS, SEARCH_SPACES, get_profile
 from .runinfo import environment_info, git_commit, write_json
 
-__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "export", "auto_jobs"]
+__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "stability_constraint", "export", "auto_jobs"]
 
 LAST_EPOCHS = 5  # the score averages the validation accuracy of this many final epochs
 STABLE_RATIO = 2.0  # a phase whose peak training loss exceeds 2 x its entry loss has blown up (#13)
@@ -60,6 +60,14 @@ def suggest(trial, arm: str) -> dict:
         else:
             raise ValueError(f"unknown search-space kind {kind!r} for {arm}.{name}")
     return params
+
+
+def stability_constraint(max_phase_ratio: float) -> float:
+    """A trial's constraint (Optuna: feasible when <= 0): its largest phase ratio (peak training
+    loss over the phase's entry loss) minus :data:`STABLE_RATIO`. TPE keeps infeasible trials out of
+    its model of good rates, so once its random start-up trials are done it looks for high scores
+    *among stable runs*; the score itself stays the plain validation accuracy (issue #13)."""
+    return float(max_phase_ratio) - STABLE_RATIO if math.isfinite(max_phase_ratio) else 1e9
 
 
 def objective_value(history) -> float:
@@ -125,6 +133,7 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
                         run_dir=folder / f"trial{trial.number:03d}", progress=False, resume=True)
         ratios = [r["ratio"] for r in phase_stability(res.history)]
         trial.set_user_attr("max_phase_ratio", max(ratios))
+        trial.set_constraint("phase_ratio", stability_constraint(max(ratios)))
         trial.set_user_attr("best_val_acc", float(res.history["val_acc"].max()))
         trial.set_user_attr("final_val_f1", float(res.history["val_f1"].iloc[-1]))
         trial.set_user_attr("seconds", time.perf_counter() - t0)
@@ -143,13 +152,6 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
         return
     stop = optuna.study.MaxTrialsCallback(trials, states=_counted_states())
     study.optimize(objective, n_trials=trials, callbacks=[stop], catch=())
-
-
-def auto_jobs(device: str) -> int:
-    """Workers on this machine by default: one single-thread worker per core on a CPU (two 1-thread
-    workers trained 1.13x the runs of one 2-thread run here, issue #17), one on a GPU (it keeps the
-    CUDA start-up and cuDNN autotuning to one process)."""
-    return max(1, os.cpu_count() or 1) if str(device) == "cpu" else 1
 
 
 def tune(profile, arm: str, trials: int, storage: str | None = None, split: str = "grouped",
@@ -175,7 +177,7 @@ def tune(profile, arm: str, trials: int, storage: str | None = None, split: str 
     if jobs == 1:
         _worker(prof, arm, split, trials, url, seed, device, None, 0, progress)
     else:  # N single-thread workers: on 2 CPU cores, 1.13x one two-thread run (issue #17)
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        threads = worker_threads(jobs)
         _worker(prof, arm, split, 0, url, seed, device, threads, 0, False)  # creates the study once
         ctx = mp.get_context("spawn")
         procs = [ctx.Process(target=_worker, args=(prof, arm, split, trials, url, seed, device, threads, w,

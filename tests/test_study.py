@@ -275,7 +275,7 @@ def smoke_study(tmp_path_factory):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("BCDET_DATA", str(data))
             s = sd.run_study(prof, arms=["constant", "onecycle"], kinds=["grouped", "random"], seeds=[0],
-                             device="cpu", progress=False, out=out, n_boot=200)
+                             device="cpu", progress=False, out=out, n_boot=200, jobs=1)
     finally:
         torch.set_num_threads(threads)
     return s, out, prof, data
@@ -343,7 +343,7 @@ def test_smoke_study_second_call_loads_the_runs_and_records_the_call(smoke_study
     torch.set_num_threads(1)
     try:
         again = sd.run_study(prof, arms=["constant"], kinds=["random"], seeds=[0], device="cpu", progress=False,
-                             out=out, n_boot=200)
+                             out=out, n_boot=200, jobs=1)
     finally:
         torch.set_num_threads(threads)
     pd.testing.assert_frame_equal(sd.load_predictions(out), before)  # same weights, same predictions
@@ -352,6 +352,69 @@ def test_smoke_study_second_call_loads_the_runs_and_records_the_call(smoke_study
     assert [c["arms"] for c in design["calls"]] == [["constant", "onecycle"], ["constant"]]
     assert again.arms == s.arms == ["constant", "onecycle"]
     assert sd.to_json(again).count('"arm"') == sd.to_json(s).count('"arm"')
+
+
+def test_smoke_study_keeps_every_runs_test_record_and_it_matches_the_final_weights(smoke_study):
+    """inflation/<run>.csv: the test fold's predicted class after every epoch (for the leakage
+    ladder); its last epoch is what last.pt predicts on the same images."""
+    _, out, prof, _ = smoke_study
+    oof = sd.load_predictions(out)
+    for path in sorted((out / "inflation").glob("*.csv")):
+        rec = pd.read_csv(path)
+        arm, kind, fold, seed = sd.parse_run_name(path.stem)
+        last = oof[(oof.arm == arm) & (oof.kind == kind) & (oof.fold == fold) & (oof.seed == seed) & (oof.weights == "last")]
+        assert list(rec.columns) == ["file", "y"] + [f"e{e}" for e in range(1, prof.epochs + 1)]
+        proba = last[P_COLS].to_numpy()  # rounded to PROBA_DECIMALS: a 1-epoch model can tie there
+        got = rec.set_index("file").loc[last["file"], f"e{prof.epochs}"].to_numpy()
+        assert (proba[np.arange(len(got)), got] == proba.max(1)).all(), path.name  # the recorded class is a top one
+        assert (rec.set_index("file").loc[last["file"], "y"].to_numpy() == last["y"].to_numpy()).all()
+    assert len(list((out / "inflation").glob("*.csv"))) == 12
+
+
+def test_smoke_study_climbs_the_leakage_ladder(smoke_study, tmp_path, capsys):
+    """The ladder under smoke, through the command line, on the trained study's own files."""
+    from bcdet_helpers.cli import main
+
+    _, out, *_ = smoke_study
+    assert main(["ladder", "--study", str(out), "--arm", "constant", "--out", str(tmp_path / "ladder")]) == 0
+    table = pd.read_csv(tmp_path / "ladder" / "ladder.csv")
+    assert table["rung"].tolist() == [r.name for r in sd.RUNGS]
+    assert (table["gain"].iloc[2:] >= 0).all()  # choosing on test can only climb
+    assert (table["n_images"].iloc[:4] == table["n_images"].iloc[0]).all() and table["n_images"].iloc[4] < 24
+    assert (tmp_path / "ladder" / "waterfall.png").stat().st_size > 10_000
+    assert main(["ladder", "--study", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) != 0
+    assert "no folds.csv" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_run_in_a_worker_equals_the_same_run_alone(tmp_path_factory, monkeypatch):
+    """issue #17: the study's workers (jobs=2, one thread each) give every run the same history,
+    predictions and test record as training it alone in this process with one thread -- bit for
+    bit: the seed fixes initialisation, order and augmentation, one thread the order of every sum."""
+    monkeypatch.setenv("BCDET_DATA", str(make_busi(tmp_path_factory.mktemp("busi-jobs"), 6)))
+    prof = dataclasses.replace(get_profile("smoke", epochs=2), name="smoke-jobs", folds=2)
+    kw = dict(arms=["constant", "switching"], kinds=["grouped"], seeds=[3], device="cpu", progress=False, n_boot=50)
+    outs = {}
+    for jobs in (2, 1):
+        runs, out = tmp_path_factory.mktemp(f"runs-{jobs}"), tmp_path_factory.mktemp(f"cv-{jobs}")
+        monkeypatch.setenv("BCDET_RUNS", str(runs))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            sd.run_study(prof, out=out, jobs=jobs, **kw)
+        finally:
+            torch.set_num_threads(threads)
+        outs[jobs] = (out, runs / prof.name)
+    (w_out, w_runs), (a_out, a_runs) = outs[2], outs[1]
+    pd.testing.assert_frame_equal(sd.load_predictions(w_out), sd.load_predictions(a_out))
+    runs = sorted(p.name for p in a_runs.glob("*-grouped-fold*-seed3"))
+    assert len(runs) == 4
+    for run in runs:
+        for name in ("history.csv", "test-by-epoch.csv"):
+            a, w = pd.read_csv(a_runs / run / name), pd.read_csv(w_runs / run / name)
+            pd.testing.assert_frame_equal(a.drop(columns="seconds", errors="ignore"),
+                                          w.drop(columns="seconds", errors="ignore"))
+        pd.testing.assert_frame_equal(pd.read_csv(w_out / "inflation" / f"{run}.csv"),
+                                      pd.read_csv(a_runs / run / "test-by-epoch.csv"))
 
 
 def test_write_folds_on_the_fixture_data_keeps_near_duplicates_together(busi_dir, tmp_path, monkeypatch):

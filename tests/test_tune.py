@@ -56,6 +56,13 @@ def test_default_sqlite_storage_resumes_and_counts(small, tmp_path):
     for f in ("trials-constant.csv", "best-constant.json", "history-constant.png", "importance-constant.png"):
         assert (out / f).exists(), f
     assert "max_phase_ratio" in s["best_user_attrs"] and s["stable"] in (True, False)
+    # the sampler was told which trials blew up: Optuna stored each finished trial's constraint
+    assert all(t.constraints == {"phase_ratio": t.user_attrs["max_phase_ratio"] - tune.STABLE_RATIO} for t in trials)
+
+
+def test_stability_constraint_is_feasible_only_below_the_ratio():
+    assert tune.stability_constraint(1.5) < 0 < tune.stability_constraint(32.4)
+    assert tune.stability_constraint(float("inf")) > 0  # a loss that overflowed never counts as stable
 
 
 def test_two_workers_share_one_sqlite_study(small, tmp_path):

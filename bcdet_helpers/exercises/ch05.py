@@ -1,5 +1,5 @@
 """Chapter 05 (evaluation and the study): a band to predict, an interval to predict, an ensemble to
-write, and the forest plot's rows to read."""
+write, the forest plot's rows to read, and the leakage ladder's biggest step to predict."""
 from __future__ import annotations
 
 from .core import call, choice, exercise, hint, number
@@ -137,3 +137,31 @@ def which_row(answer, *, comparisons):
         hint("find the two arms that differ *only* in whether the optimizer changes (chapter 04's 2 x 2 table)")
     return (f"{truth}: the same rate steps, with and without the switch. The paper's switching - constant mixes "
             "that with the effect of annealing the rate (decay - constant)")
+
+
+LADDER_STEPS = ("image_folds", "test_epoch", "best_seed", "lucky_fold")
+
+
+@exercise("05.5", answer="predicted_rung", title="Predict: which step of the leakage ladder adds the most?")
+def biggest_rung(answer, *, table):
+    """``table``: :func:`bcdet_helpers.study.leakage_ladder` (columns ``rung``, ``gain``, ``label``).
+    The student predicts, before the cell that shows the ladder, which of the four steps above the
+    honest number adds the most accuracy."""
+    import pandas as pd
+
+    guess = choice(answer, LADDER_STEPS)
+    t = pd.DataFrame(table).set_index("rung")
+    steps = t.loc[[r for r in LADDER_STEPS if r in t.index], "gain"]
+    truth = str(steps.idxmax())
+    if guess != truth:
+        measured = ", ".join(f"{r} {100 * g:+.1f}" for r, g in steps.items())
+        hint(f"here the steps measured {measured} points. Each inflation step takes the *maximum* of several "
+             "noisy test scores (epochs, seeds, folds): the more choices and the noisier each one, the higher the "
+             "maximum climbs above the honest mean. Leakage instead lets the model recognise near-copies of test "
+             "images it trained on: how many BUSI images have such copies?")
+    return (f"{truth} adds the most here ({100 * steps[truth]:+.1f} points): "
+            + ("choosing one of ~50 epochs on the test images fits the noise of ~150 test images per fold"
+               if truth == "test_epoch" else
+               "near-duplicates in the training folds let the model recall test images rather than recognise lesions"
+               if truth == "image_folds" else
+               "a maximum over noisy scores climbs with the number of choices"))

@@ -14,6 +14,7 @@ __all__: list[str] = [
     "reliability_diagram",
     "roc_curves",
     "schedule_comparison",
+    "waterfall",
 ]
 
 
@@ -223,5 +224,54 @@ def image_grid(images, titles, ncols: int = 6, title_colors=None):
         ax.set_title(title, fontsize=8, color=color)
     if not len(images):
         axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+LADDER_COLORS = {"honest": "tab:blue", "leakage": "tab:orange", "inflation": "firebrick"}
+
+
+def waterfall(table, paper: float | None = None, title: str = ""):
+    """The leakage ladder (:func:`bcdet_helpers.study.leakage_ladder`) as a waterfall, in percent.
+
+    The first bar is the honest accuracy; each next bar floats from the rung before to its own
+    level, coloured by what it is (blue honest, orange leakage, red *inflation* -- selection on test
+    images, never to be done) and hatched when it is inflation. Black whiskers: each rung's 95 % CI
+    (bootstrap over near-duplicate groups); the dashed line is the paper's accuracy."""
+    import pandas as pd
+    from matplotlib.patches import Patch
+
+    table = pd.DataFrame(table).reset_index(drop=True)
+    fig, axes = _figure(1, 1, (1.45 * len(table) + 2.5, 4.6))
+    ax = axes[0, 0]
+    acc = 100 * table["accuracy"].to_numpy(float)
+    floor = max(0.0, np.floor(min(np.nanmin(100 * table["low"]), acc[0]) / 5) * 5 - 5)
+    before = np.r_[floor, acc[:-1]]
+    for i, r in table.iterrows():
+        base, top = (floor, acc[0]) if i == 0 else (before[i], acc[i])
+        ax.bar(i, top - base, 0.6, bottom=base, color=LADDER_COLORS.get(r["label"], "0.5"),
+               alpha=0.85, hatch="//" if r["label"] == "inflation" else None, edgecolor="white")
+        ax.errorbar(i, acc[i], yerr=[[acc[i] - 100 * r["low"]], [100 * r["high"] - acc[i]]], color="black", capsize=4,
+                    lw=1.2)
+        text = f"{acc[i]:.1f}" + ("" if i == 0 else f"\n({acc[i] - acc[i - 1]:+.1f})")
+        ax.annotate(text, (i, 100 * r["high"]), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
+        if i:
+            ax.plot([i - 1 + 0.3, i - 0.3], [acc[i - 1]] * 2, color="0.4", lw=0.8)
+    if paper is not None:
+        ax.axhline(100 * paper, color="black", ls="--", lw=1.2)
+        ax.annotate(f"the paper: {100 * paper:.0f} %", (len(table) - 0.5, 100 * paper), xytext=(0, 3),
+                    textcoords="offset points", ha="right", fontsize=8)
+    ax.set_xticks(range(len(table)))
+    ax.set_xticklabels([r.replace("_", " ") for r in table["rung"]], fontsize=9)
+    top = max(np.nanmax(100 * table["high"]), 100 * (paper or 0))
+    ax.set_ylim(floor, top + 9)  # room for the labels above the whiskers
+    ax.set_yticks([t for t in ax.get_yticks() if floor <= t <= 100])
+    ax.set_ylabel("accuracy (%)")
+    labels = [k for k in LADDER_COLORS if k in set(table["label"])]
+    ax.legend([Patch(color=LADDER_COLORS[k], hatch="//" if k == "inflation" else None) for k in labels],
+              [{"inflation": "inflation: chosen on test (never do this)"}.get(k, k) for k in labels],
+              loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -43,12 +43,16 @@ from __future__ import annotations
 
 from .cv import predict_run, run_study, study_dir, study_index, write_folds
 from .evaluation import compare_weights, evaluate_study
+from .ladder import LADDER_ARM, RUNGS, leakage_ladder, write_ladder
 from .result import (COMPARISONS, METRICS, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
                      SCHEMA_VERSION, WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap,
-                     RunScore, Study, WeightsCheck, from_json, label_conflicts, load_predictions, load_study, read_folds, to_json)
+                     RunScore, Study, WeightsCheck, from_json, label_conflicts, load_predictions, load_study, parse_run_name, read_folds,
+                     to_json)
 
 __all__ = [
     "COMPARISONS",
+    "LADDER_ARM",
+    "RUNGS",
     "METRICS",
     "PROBA_DECIMALS",
     "RUN_COLUMNS",
@@ -70,8 +74,10 @@ __all__ = [
     "evaluate_study",
     "from_json",
     "label_conflicts",
+    "leakage_ladder",
     "load_predictions",
     "load_study",
+    "parse_run_name",
     "predict_run",
     "read_folds",
     "run_study",
@@ -79,4 +85,5 @@ __all__ = [
     "study_index",
     "to_json",
     "write_folds",
+    "write_ladder",
 ]

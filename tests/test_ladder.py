@@ -1,0 +1,105 @@
+"""The leakage ladder (issue #19) on a constructed study folder: every rung checked against an
+independent computation from the CSVs, and the inflation rungs can only climb."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_study import FOLDS, SEEDS, write_folder
+
+from bcdet_helpers import study as sd
+from bcdet_helpers.errors import BcdetError
+from bcdet_helpers.paths import CLASSES
+
+P_COLS = [f"p_{c}" for c in CLASSES]
+ARM = "constant"  # 70 % on the random split: the constructed epoch 2 (98 %) clearly beats its final weights
+EPOCHS = 4
+BEST_EPOCH = 2  # the constructed records make epoch 2 the best on test
+
+
+def write_records(root, arm=ARM):
+    """inflation/<run>.csv for every random run: the last epoch is what the OOF file predicts,
+    epoch 2 is right 98 % of the time, the others 40 %."""
+    rng = np.random.default_rng(1)
+    (root / "inflation").mkdir(exist_ok=True)
+    oof = sd.load_predictions(root)
+    oof = oof[(oof.arm == arm) & (oof.kind == "random") & (oof.weights == "last")]
+    for (fold, seed), g in oof.groupby(["fold", "seed"]):
+        y = g["y"].to_numpy()
+        rec = pd.DataFrame({"file": g["file"].to_numpy(), "y": y})
+        for e in range(1, EPOCHS):
+            right = rng.random(len(y)) < (0.98 if e == BEST_EPOCH else 0.4)
+            rec[f"e{e}"] = np.where(right, y, (y + 1) % 3)
+        rec[f"e{EPOCHS}"] = g[P_COLS].to_numpy().argmax(1)
+        rec.to_csv(root / "inflation" / f"{arm}-random-fold{fold}-seed{seed}.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = write_folder(tmp_path_factory.mktemp("ladder"))
+    write_records(root)
+    return root
+
+
+def _acc(pred, y):
+    return float((np.asarray(pred) == np.asarray(y)).mean())
+
+
+def test_every_rung_matches_an_independent_computation(folder):
+    table = sd.leakage_ladder(folder, ARM, n_boot=200).set_index("rung")
+    folds = pd.read_csv(folder / "folds.csv")
+    conflicts = set(folds.loc[folds.conflict, "file"])
+    oof = sd.load_predictions(folder)
+    oof = oof[(oof.arm == ARM) & (oof.weights == "last") & ~oof.file.isin(conflicts)]
+    for rung, kind in (("honest", "grouped"), ("image_folds", "random")):
+        o = oof[oof.kind == kind]
+        assert table.loc[rung, "accuracy"] == pytest.approx(_acc(o[P_COLS].to_numpy().argmax(1), o.y))
+        assert table.loc[rung, "low"] < table.loc[rung, "accuracy"] < table.loc[rung, "high"]
+    # test_epoch: per run the epoch with the best test accuracy on the scored images
+    chosen = []
+    for (fold, seed) in [(f, s) for s in SEEDS for f in range(FOLDS)]:
+        rec = pd.read_csv(folder / "inflation" / f"{ARM}-random-fold{fold}-seed{seed}.csv")
+        rec = rec[~rec.file.isin(conflicts)]
+        best = max(range(1, EPOCHS + 1), key=lambda e: (_acc(rec[f"e{e}"], rec.y), -e))
+        assert best == BEST_EPOCH
+        chosen.append(rec.assign(pred=rec[f"e{best}"], fold=fold, seed=seed))
+    chosen = pd.concat(chosen)
+    assert table.loc["test_epoch", "accuracy"] == pytest.approx(_acc(chosen.pred, chosen.y))
+    per_seed = chosen.groupby("seed").apply(lambda d: _acc(d.pred, d.y), include_groups=False)
+    seed = int(per_seed.idxmax())
+    assert table.loc["best_seed", "accuracy"] == pytest.approx(per_seed.max())
+    per_fold = chosen[chosen.seed == seed].groupby("fold").apply(lambda d: _acc(d.pred, d.y), include_groups=False)
+    assert table.loc["lucky_fold", "accuracy"] == pytest.approx(per_fold.max())
+    assert table.loc["lucky_fold", "n_runs"] == FOLDS and table.loc["test_epoch", "n_runs"] == FOLDS * len(SEEDS)
+
+
+def test_the_inflation_rungs_only_climb_and_are_labelled(folder):
+    table = sd.leakage_ladder(folder, ARM, n_boot=200)
+    assert table["rung"].tolist() == [r.name for r in sd.RUNGS]
+    assert table["label"].tolist() == ["honest", "leakage", "inflation", "inflation", "inflation"]
+    assert (table["gain"].iloc[2:] >= 0).all()
+    assert table["gain"].iloc[2] > 0.2  # epoch 2 (98 %) beats the final weights (~70 %)
+    assert table["gain"].iloc[1] == pytest.approx(table["accuracy"].iloc[1] - table["accuracy"].iloc[0])
+    assert np.isnan(table["gain"].iloc[0])
+
+
+def test_a_missing_test_record_is_named(folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "study"
+    shutil.copytree(folder, copy)
+    (copy / "inflation" / f"{ARM}-random-fold1-seed0.csv").unlink()
+    with pytest.raises(BcdetError, match=f"{ARM}-random-fold1-seed0.csv"):
+        sd.leakage_ladder(copy, ARM)
+    with pytest.raises(BcdetError, match="both split kinds"):
+        sd.leakage_ladder(copy, arm="onecycle")
+
+
+def test_write_ladder_writes_table_json_and_waterfall(folder, tmp_path):
+    import json
+
+    table = sd.write_ladder(folder, tmp_path / "ladder", ARM, command="bcdet ladder --study X", n_boot=100)
+    assert sorted(p.name for p in (tmp_path / "ladder").iterdir()) == ["ladder.csv", "ladder.json", "waterfall.png"]
+    meta = json.loads((tmp_path / "ladder" / "ladder.json").read_text())
+    assert meta["command"] == "bcdet ladder --study X" and meta["arm"] == ARM and meta["paper_accuracy"] > 0.8
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ladder" / "ladder.csv"), table, check_dtype=False)
