@@ -102,7 +102,7 @@ def load_checkpoint(path: str | Path, device="cpu"):
     """
     from .device import choose_device
     from .model import build_model
-    from .profiles import Profile
+    from .profiles import RUN_FIELDS_BEFORE, Profile
 
     path = Path(path)
     if path.is_dir():
@@ -120,8 +120,9 @@ def load_checkpoint(path: str | Path, device="cpu"):
         raise BcdetError(f"{path} is not a bcdet best.pt (no 'meta'). {what_to_pass}")
     meta = ck["meta"]
     try:
+        # a checkpoint from before the logit scale has no "logit_scale": its model had none (1.0)
         prof = Profile(name=meta["profile"], image_size=meta["image_size"], channels=meta["channels"],
-                       width=meta["width"])
+                       width=meta["width"], logit_scale=meta.get("logit_scale", RUN_FIELDS_BEFORE["logit_scale"]))
         model = build_model(prof)
         model.load_state_dict(ck["model"])
     except (KeyError, RuntimeError) as exc:

@@ -110,7 +110,7 @@ class ResNet9(nn.Sequential):
         conv3  ConvBlock(2w, 4w, pool)       16 x 16
         conv4  ConvBlock(4w, 8w, pool)        8 x  8
         res2   ResidualBlock(8w)              8 x  8
-        head   AdaptiveMaxPool2d(1) -> Flatten -> Dropout -> Linear(8w, classes)
+        head   AdaptiveMaxPool2d(1) -> Flatten -> Dropout -> Linear(8w, classes) -> Scale(0.125)
 
     (sizes for a 64 x 64 input). Nine weight layers deep along the residual path (8 convs + 1
     linear), hence the name. ``width=64`` gives the paper's ~6.5 M parameters. Three 2x2 pools
@@ -127,12 +127,21 @@ class ResNet9(nn.Sequential):
     into the linear layer -- emits large logits: the first training batch scored a loss of 4.2 at
     width 64 (1.7 at width 16) instead of 1.10 (notebook 03 measures it). Those confident, random
     first predictions cost the first epochs undoing them, and their large gradients are what a
-    freshly created optimizer meets at the start of training. Myrtle.ai's ResNet9 scales its logits
-    by 0.125 for the same reason; zeroing the layer keeps the paper's layer layout unchanged.
+    freshly created optimizer meets at the start of training.
+
+    **The logits are scaled by 0.125** (``logit_scale``, Myrtle.ai's ResNet9 does the same; a constant,
+    no parameters). An SGD step moves the last layer's logits by about ``lr`` x the squared size of
+    its 8w max-pooled inputs -- hundreds of times more than an Adam step, which is normalised per
+    weight. Without the scale, the paper's switch from Adam to SGD blew up at every SGD rate the
+    tuning tried (laptop, 4 of 4 trials, ``results/history/tuning-laptop-unscaled-head/``; at SGD 1e-2
+    the training loss went 0.82 -> 2.56 in the first SGD epochs); with it the same switch is stable
+    (0.83 -> 0.83). The scale multiplies an SGD step's effect on the logits by 1/64 and an Adam
+    step's by 1/8. Zero start and scale keep the paper's layer layout unchanged.
     """
 
     def __init__(self, in_channels: int = DEFAULTS.channels, num_classes: int = len(CLASSES),
-                 width: int = DEFAULTS.width, dropout: float = DEFAULTS.dropout, zero_head: bool = True):
+                 width: int = DEFAULTS.width, dropout: float = DEFAULTS.dropout, zero_head: bool = True,
+                 logit_scale: float = DEFAULTS.logit_scale):
         w = width
         super().__init__(
             OrderedDict(
@@ -147,11 +156,26 @@ class ResNet9(nn.Sequential):
                     nn.Flatten(),
                     nn.Dropout(dropout),
                     nn.Linear(8 * w, num_classes),
+                    Scale(logit_scale),
                 ),
             )
         )
         if zero_head:
             zero_init_classifier(self)
+
+
+class Scale(nn.Module):
+    """Multiplies its input by a constant (no parameters): ResNet9's logit scale."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"{self.factor:g}"
 
 
 def zero_init_classifier(model: nn.Module) -> nn.Module:
@@ -213,9 +237,10 @@ class DeepNet(nn.Sequential):
 
 
 def build_model(profile) -> ResNet9:
-    """The ResNet9 a profile asks for (its ``channels`` in, 3 classes out, its ``width`` and ``dropout``)."""
+    """The ResNet9 a profile asks for (its ``channels`` in, 3 classes out, its ``width``, ``dropout``
+    and ``logit_scale``)."""
     return ResNet9(in_channels=profile.channels, num_classes=len(CLASSES), width=profile.width,
-                   dropout=profile.dropout)
+                   dropout=profile.dropout, logit_scale=profile.logit_scale)
 
 
 def count_parameters(model: nn.Module) -> int:

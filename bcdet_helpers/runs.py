@@ -141,7 +141,7 @@ def train_run(
         return res
 
     meta = {
-        "image_size": data.image_size, "channels": data.channels, "width": prof.width,
+        "image_size": data.image_size, "channels": data.channels, "width": prof.width, "logit_scale": prof.logit_scale,
         "mean": float(data.mean), "std": float(data.std), "classes": tuple(data.classes),
         "profile": prof.name, "schedule": schedule_name, "split": split, "fold": fold, "seed": seed,
         "best_epoch": res.best_epoch,

@@ -79,7 +79,7 @@ MEASURED = {  # what the notebook passes to check(...), as the laptop run on BUS
     "04.1": lambda: _chapter04_loop(),
     "04.2": lambda: {"table": phase_table(("constant", "decay", "switching", "onecycle"), epochs=50)},
     # largest peak/entry ratios: constant and decay from the first laptop tuning trials
-    # (results/tuning/laptop/), switching from an untuned `class` run (SGD at 1e-2: 4.25 / 0.82),
+    # (results/history/tuning-laptop-unscaled-head/), switching from an untuned `class` run (SGD at 1e-2: 4.25 / 0.82),
     # onecycle a placeholder below those -- the check compares the prediction with the arg-max
     "04.3": lambda: {"ratios": {"constant": 0.94, "decay": 1.05, "switching": 5.16, "onecycle": 1.0}},
     "05.1": lambda: {"n": 156},  # one laptop test fold (780 images / 5)

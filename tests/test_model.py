@@ -146,7 +146,7 @@ def test_gradient_reaches_first_layer():
     x, y = torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 0])
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     nn.functional.cross_entropy(model(x), y).backward()
-    assert model.conv1[0].weight.grad.abs().sum() == 0 and model.head[-1].weight.grad.abs().sum() > 0
+    assert model.conv1[0].weight.grad.abs().sum() == 0 and model.head[3].weight.grad.abs().sum() > 0
     opt.step()
     opt.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
@@ -164,7 +164,7 @@ def test_fresh_model_starts_at_ln3_in_train_mode():
     fresh = bm.ResNet9(width=64).train()
     assert abs(nn.functional.cross_entropy(fresh(x), y).item() - math.log(3)) < 0.15
     torch.manual_seed(0)
-    default = bm.ResNet9(width=64, zero_head=False).train()
+    default = bm.ResNet9(width=64, zero_head=False, logit_scale=1.0).train()  # the tutorial's head
     assert nn.functional.cross_entropy(default(x), y).item() > math.log(3) + 0.15  # the test can fail
 
 
@@ -274,3 +274,34 @@ def test_notebook_resnet9_is_the_module_resnet9(kwargs):
     x = torch.randn(2, kwargs.get("in_channels", 1), 64, 64)
     with torch.no_grad():
         assert torch.equal(mine(x), ref(x))
+
+
+def test_logits_are_the_last_layer_times_the_profiles_scale():
+    """Issue #13: ResNet9's logits are its last layer's output x logit_scale (0.125), a constant
+    without parameters, so SGD's steps on the head stay as gentle as Adam's."""
+    from bcdet_helpers.profiles import DEFAULTS
+
+    torch.manual_seed(0)
+    model = bm.ResNet9(width=4, zero_head=False).eval()
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        features = x
+        for name, stage in model.named_children():
+            features = features if name == "head" else stage(features)
+        linear = model.head[:-1](features)
+        assert torch.allclose(model(x), DEFAULTS.logit_scale * linear)
+    assert DEFAULTS.logit_scale == 0.125 and isinstance(model.head[-1], bm.Scale)
+    assert bm.count_parameters(model) == bm.count_parameters(bm.ResNet9(width=4, logit_scale=1.0))
+    assert "Scale(0.125)" in bm.architecture(model)
+
+
+def test_a_checkpoint_from_before_the_scale_loads_without_it(tmp_path):
+    from bcdet_helpers.checkpoints import load_checkpoint
+
+    model = bm.ResNet9(width=4, logit_scale=1.0, zero_head=False)
+    meta = {"profile": "smoke", "image_size": 32, "channels": 1, "width": 4, "mean": 0.3, "std": 0.2}
+    torch.save({"model": model.state_dict(), "meta": meta}, tmp_path / "best.pt")  # no "logit_scale": older
+    old, _ = load_checkpoint(tmp_path / "best.pt")
+    assert old.head[-1].factor == 1.0
+    torch.save({"model": model.state_dict(), "meta": {**meta, "logit_scale": 0.125}}, tmp_path / "new.pt")
+    assert load_checkpoint(tmp_path / "new.pt")[0].head[-1].factor == 0.125

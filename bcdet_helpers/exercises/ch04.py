@@ -69,13 +69,22 @@ def first_sgd_epoch(answer, *, table):
     return f"epoch {truth}: the first switch, where a fresh SGD meets a model Adam has trained"
 
 
+TIE = 0.05  # ratios this close to the largest count as the largest (epoch-to-epoch noise)
+STABLE = 1.25  # no phase start rose the loss by more than a quarter
+
+
 @exercise("04.3", answer="predicted_worst_start", title="Predict: which arm's phase start raises the loss most?")
 def worst_phase_start(answer, *, ratios):
     """``ratios``: ``{arm: largest peak/entry training-loss ratio over its phases}`` as measured."""
     guess = choice(answer, tuple(ratios))
     truth = max(ratios, key=ratios.get)
-    if guess != truth:
+    tie = ratios[truth] - ratios[guess] <= TIE  # within noise of the largest: as good an answer
+    if not tie:
         hint("a phase start hurts when a *fresh* optimizer meets a trained model at a large rate: which arm "
              "creates new optimizers mid-run, and with which optimizer and rate?")
-    return (f"measured: {truth} (ratio {ratios[truth]:.2f}); " +
-            ", ".join(f"{a} {r:.2f}" for a, r in ratios.items() if a != truth))
+    measured = (f"measured: {truth} (ratio {ratios[truth]:.2f}); " +
+                ", ".join(f"{a} {r:.2f}" for a, r in ratios.items() if a != truth))
+    if ratios[truth] <= STABLE:
+        measured += (f". Every arm stayed below {STABLE:g}: no phase start blew up here, so which one is largest is "
+                     "noise -- the logit scale and the warm-ups (chapter 03, this chapter) did their job")
+    return measured
