@@ -124,9 +124,10 @@ class Profile:
     splits: tuple[str, ...] = KINDS  # the split kinds of the study (nb 05)
     schedules: tuple[str, ...] = tuple(ARMS)  # the arms notebooks 04/05 compare
     dropout: float = 0.2  # before ResNet9's last layer  # ours
-    # ResNet9's logits x this (Myrtle.ai's ResNet9 uses 0.125): without it, SGD entering after Adam
-    # blew up at every rate tried -- the head's step scales with its 8w inputs squared (issue #13)  # ours
-    logit_scale: float = 0.125
+    # ResNet9's logits x this. 1 = the tutorial's head. Myrtle.ai's 0.125 keeps an SGD phase after Adam
+    # from blowing up, but with our zero head it stalled Adam in the class profile: every arm predicted
+    # the majority class for 18 epochs (results/tuning/laptop/head-check/, issue #13)
+    logit_scale: float = 1.0
     tuning: str | None = None  # whose tuned arm values (TUNED[...]) to use; None = the defaults
     max_per_class: int | None = None  # a subset, for smoke runs only
     teach_depth: int = 56  # weight layers of nb 03's plain-vs-residual twins (ResNet paper's 56)  # ours
@@ -168,7 +169,7 @@ RUN_FIELDS = ("image_size", "channels", "width", "batch_size", "epochs", "augmen
 # Run-shaping fields added after runs had been recorded, with the value every earlier run used (the
 # augmentation's numbers were hard-coded in data/augment.py until then and never changed; ResNet9
 # had no logit scale, i.e. 1): a config.json without the field is read as having that value, so
-# older runs stay reusable where they match today's profile -- and are told apart where they do not.
+# older runs stay reusable.
 RUN_FIELDS_BEFORE = {**{f: Profile.__dataclass_fields__[f].default for f in AUGMENT_FIELDS}, "logit_scale": 1.0}
 
 

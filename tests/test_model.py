@@ -276,32 +276,31 @@ def test_notebook_resnet9_is_the_module_resnet9(kwargs):
         assert torch.equal(mine(x), ref(x))
 
 
-def test_logits_are_the_last_layer_times_the_profiles_scale():
-    """Issue #13: ResNet9's logits are its last layer's output x logit_scale (0.125), a constant
-    without parameters, so SGD's steps on the head stay as gentle as Adam's."""
+def test_logits_are_the_last_layer_times_the_logit_scale():
+    """Issue #13: ``logit_scale`` multiplies the last layer's output, a constant without parameters;
+    the default (1, the tutorial's head) adds no layer at all."""
     from bcdet_helpers.profiles import DEFAULTS
 
     torch.manual_seed(0)
-    model = bm.ResNet9(width=4, zero_head=False).eval()
+    model = bm.ResNet9(width=4, zero_head=False, logit_scale=0.125).eval()
     x = torch.randn(3, 1, 32, 32)
     with torch.no_grad():
         features = x
         for name, stage in model.named_children():
             features = features if name == "head" else stage(features)
         linear = model.head[:-1](features)
-        assert torch.allclose(model(x), DEFAULTS.logit_scale * linear)
-    assert DEFAULTS.logit_scale == 0.125 and isinstance(model.head[-1], bm.Scale)
-    assert bm.count_parameters(model) == bm.count_parameters(bm.ResNet9(width=4, logit_scale=1.0))
-    assert "Scale(0.125)" in bm.architecture(model)
+        assert torch.allclose(model(x), 0.125 * linear)
+    assert isinstance(model.head[-1], bm.Scale) and "Scale(0.125)" in bm.architecture(model)
+    assert bm.count_parameters(model) == bm.count_parameters(bm.ResNet9(width=4))
+    assert DEFAULTS.logit_scale == 1 and isinstance(bm.ResNet9(width=4).head[-1], nn.Linear)
 
 
-def test_a_checkpoint_from_before_the_scale_loads_without_it(tmp_path):
+def test_a_checkpoint_records_its_logit_scale_and_older_ones_load_unscaled(tmp_path):
     from bcdet_helpers.checkpoints import load_checkpoint
 
-    model = bm.ResNet9(width=4, logit_scale=1.0, zero_head=False)
+    model = bm.ResNet9(width=4, zero_head=False)
     meta = {"profile": "smoke", "image_size": 32, "channels": 1, "width": 4, "mean": 0.3, "std": 0.2}
     torch.save({"model": model.state_dict(), "meta": meta}, tmp_path / "best.pt")  # no "logit_scale": older
-    old, _ = load_checkpoint(tmp_path / "best.pt")
-    assert old.head[-1].factor == 1.0
+    assert isinstance(load_checkpoint(tmp_path / "best.pt")[0].head[-1], nn.Linear)
     torch.save({"model": model.state_dict(), "meta": {**meta, "logit_scale": 0.125}}, tmp_path / "new.pt")
     assert load_checkpoint(tmp_path / "new.pt")[0].head[-1].factor == 0.125

@@ -147,7 +147,7 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     """
     from ..device import auto_jobs, worker_threads
     from ..runinfo import git_commit, write_json
-    from ..train import choose_device
+    from ..train import choose_device, run_dir_for
 
     try:
         prof = get_profile(profile)
@@ -182,11 +182,17 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
                 tasks += [(prof, arm, kind, fold, seed, dev, resume, out, groups, test) for arm in arms]
     if jobs is not None and jobs < 1:
         raise BcdetError(f"jobs must be at least 1, got {jobs}.")
+    # finished runs are only loaded and predicted (seconds): here, not worth a worker's start-up
+    finished = [t for t in tasks if (run_dir_for(prof.name, t[1], t[2], t[4], t[3]) / "result.json").exists()]
+    tasks = [t for t in tasks if t not in finished]
     jobs = max(1, min(len(tasks), auto_jobs(dev) if jobs is None else jobs))
     run_rows = []
+    for task in finished:
+        run_rows.append(_study_run(*task, progress=progress))
+        _write_runs(out, run_rows)
     if jobs == 1:
         if progress and len(tasks) > 1:
-            print(f"{len(tasks)} runs, one at a time on {dev}", flush=True)
+            print(f"{len(tasks)} runs to train, one at a time on {dev}", flush=True)
         for task in tasks:
             run_rows.append(_study_run(*task, progress=progress))
             _write_runs(out, run_rows)
@@ -194,7 +200,7 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
         import multiprocessing as mp
 
         if progress:
-            print(f"{len(tasks)} runs, {jobs} at a time ({jobs} workers x {worker_threads(jobs)} thread(s) on {dev}; "
+            print(f"{len(tasks)} runs to train, {jobs} at a time ({jobs} workers x {worker_threads(jobs)} thread(s) on {dev}; "
                   "the faster way here, issue #17); one line per finished run", flush=True)
         t0 = time.perf_counter()
         with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(worker_threads(jobs),)) as pool:
