@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--out", default=None, help="folder for trials CSV, best values, figures (default: runs/<profile>/tuning/)")
     tu.add_argument("--export", default=None, metavar="DIR",
                     help="train nothing: write every arm's summary so far (and a copy of a SQLite study) to DIR")
+    tu.add_argument("--adopt", default=None, metavar="DIR",
+                    help="train nothing: print the profiles.TUNED entry an exported folder supports (equal budgets "
+                         "of at least --trials per arm, a stable best trial each), to paste into profiles.py")
 
     pr = sub.add_parser("predict", help="class probabilities for images (a teaching model!)")
     pr.add_argument("images", nargs="+")

@@ -103,6 +103,13 @@ def cli_tune(args) -> int:
     from . import tune
     from .profiles import SEARCH_SPACES, get_profile
 
+    if getattr(args, "adopt", None):
+        import pprint
+
+        entry = tune.tuned_entry(args.adopt, args.trials)
+        print(f"# paste into bcdet_helpers/profiles.py:\nTUNED[{get_profile(args.profile).name!r}] = "
+              + pprint.pformat(entry, width=110, sort_dicts=False))
+        return 0
     if getattr(args, "export", None):
         prof = get_profile(args.profile)
         for s in tune.export(prof.name, args.storage or tune.storage_url(prof.name), args.export, args.split):

@@ -32,7 +32,8 @@ from .paths import runs_dir
 from .profiles import KINDS, SEARCH_SPACES, get_profile
 from .runinfo import environment_info, git_commit, write_json
 
-__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "stability_constraint", "export", "auto_jobs"]
+__all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "stability_constraint", "export", "tuned_entry",
+           "auto_jobs"]
 
 LAST_EPOCHS = 5  # the score averages the validation accuracy of this many final epochs
 STABLE_RATIO = 2.0  # a phase whose peak training loss exceeds 2 x its entry loss has blown up (#13)
@@ -246,6 +247,31 @@ def _figures(study, history_png: Path, importance_png: Path) -> None:
             ax = ovm.plot_param_importances(study)
             ax.figure.savefig(importance_png, dpi=110, bbox_inches="tight")
             plt.close(ax.figure)
+
+
+def tuned_entry(folder: str | Path, trials: int = 12) -> dict:
+    """The ``profiles.TUNED[<profile>]`` entry an exported tuning folder (``best-<arm>.json`` of every
+    arm, :func:`export`) supports: ``{arm: {"params": ..., "source": ...}}``. Refused -- with what is
+    missing -- unless every arm has the same number of finished trials, at least ``trials``, and a
+    stable best trial: the equal-budget rule and the stability rule of issue #13."""
+    folder = Path(folder)
+    found = {arm: folder / f"best-{arm}.json" for arm in SEARCH_SPACES}
+    missing = [p.name for p in found.values() if not p.exists()]
+    if missing:
+        raise BcdetError(f"{folder} lacks {', '.join(missing)}: export every arm's study first "
+                         "(bcdet tune --export DIR).")
+    best = {arm: json.loads(p.read_text()) for arm, p in found.items()}
+    counts = {arm: b["trials"] for arm, b in best.items()}
+    if len(set(counts.values())) > 1 or min(counts.values()) < trials:
+        raise BcdetError(f"Unequal or short budgets {counts}: every arm needs the same number of trials, at least "
+                         f"{trials}. Run the rounds on (bcdet tune --trials N for every arm).")
+    unstable = [arm for arm, b in best.items() if not b["stable"]]
+    if unstable:
+        raise BcdetError(f"No stable trial for {', '.join(unstable)}: no tuned value to adopt for them.")
+    return {arm: {"params": b["params"],
+                  "source": f"{folder.as_posix()}/best-{arm}.json: trial {b['best_trial']} of {b['trials']}, "
+                            f"score {b['best_value']:.3f}, study {b['study']}, commit {b['git_commit']}"}
+            for arm, b in best.items()}
 
 
 def export(profile: str, url: str, out: str | Path, split: str = "grouped") -> list[dict]:

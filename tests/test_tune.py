@@ -5,6 +5,7 @@ generated).
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -107,3 +108,26 @@ def test_bad_arguments_are_refused_before_any_work(small):
         tune.tune(small, "adamw", trials=1)
     with pytest.raises(BcdetError, match="at least 1"):
         tune.tune(small, "constant", trials=0)
+
+
+def test_tuned_entry_needs_equal_budgets_and_stable_trials(tmp_path):
+    def best(arm, trials, stable=True):
+        (tmp_path / f"best-{arm}.json").write_text(json.dumps({
+            "trials": trials, "stable": stable, "params": {"lr": 1e-3}, "best_trial": 3, "best_value": 0.71,
+            "study": f"laptop-{arm}-grouped", "git_commit": "abc1234"}))
+
+    with pytest.raises(BcdetError, match="lacks best-constant.json"):
+        tune.tuned_entry(tmp_path)
+    for arm in profiles.SEARCH_SPACES:
+        best(arm, 12)
+    best("decay", 10)
+    with pytest.raises(BcdetError, match="Unequal or short budgets"):
+        tune.tuned_entry(tmp_path)
+    best("decay", 12)
+    best("switching", 12, stable=False)
+    with pytest.raises(BcdetError, match="No stable trial for switching"):
+        tune.tuned_entry(tmp_path)
+    best("switching", 12)
+    entry = tune.tuned_entry(tmp_path)
+    assert set(entry) == set(profiles.SEARCH_SPACES) and entry["decay"]["params"] == {"lr": 1e-3}
+    assert "trial 3 of 12" in entry["onecycle"]["source"] and "abc1234" in entry["onecycle"]["source"]
