@@ -136,10 +136,9 @@ class ResNet9(nn.Sequential):
     small (laptop tuning: 4 of 4 switching trials at SGD 0.008-0.027; Adam 1e-3 then SGD 1e-2:
     training loss 0.82 -> 2.56). Myrtle.ai's ResNet9 multiplies its logits by 0.125, which kept that
     switch flat (0.83 -> 0.83) -- but with the zero head it also slowed Adam so much that the model
-    had not left the majority class by then, and in the
-    18-epoch ``class`` profile every arm kept predicting the majority class
-    (``results/tuning/laptop/head-check/``). So the default stays 1 and the tuning searches the
-    SGD rates that do not blow up.
+    had not left the majority class by then, and in the 18-epoch ``class`` profile every arm kept
+    predicting the majority class (``results/tuning/laptop/head-check/``). So the default stays 1
+    and the tuning searches the SGD rates that do not blow up.
     """
 
     def __init__(self, in_channels: int = DEFAULTS.channels, num_classes: int = len(CLASSES),

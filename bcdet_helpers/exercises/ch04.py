@@ -86,5 +86,5 @@ def worst_phase_start(answer, *, ratios):
                 ", ".join(f"{a} {r:.2f}" for a, r in ratios.items() if a != truth))
     if ratios[truth] <= STABLE:
         measured += (f". Every arm stayed below {STABLE:g}: no phase start blew up here, so which one is largest is "
-                     "noise -- the logit scale and the warm-ups (chapter 03, this chapter) did their job")
+                     "noise -- the tuned rates and the warm-ups did their job")
     return measured

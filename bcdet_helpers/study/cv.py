@@ -142,7 +142,9 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     initialisation, data order and augmentation whichever worker trains it -- so a run trained by a
     worker equals the same run trained alone with the same number of threads (tested). Each run
     also keeps its test fold's predictions after every epoch in ``inflation/`` (for the leakage
-    ladder only; see :class:`~bcdet_helpers.callbacks.TestRecord`).
+    ladder only; see :class:`~bcdet_helpers.callbacks.TestRecord`). Workers are spawned processes: a
+    script that calls this with ``jobs > 1`` needs Python's ``if __name__ == "__main__":`` guard
+    (notebooks and ``bcdet reproduce`` do not).
     Returns :func:`evaluate_study`'s result and saves it as ``study.json`` in ``out``.
     """
     from ..device import auto_jobs, worker_threads
