@@ -104,11 +104,11 @@ def cli_tune(args) -> int:
     from .profiles import SEARCH_SPACES, get_profile
 
     if getattr(args, "adopt", None):
-        import pprint
+        import json
 
-        entry = tune.tuned_entry(args.adopt, args.trials)
+        entry = tune.tuned_entry(args.adopt, args.trials)  # numbers and strings: its JSON is a Python literal
         print(f"# paste into bcdet_helpers/profiles.py:\nTUNED[{get_profile(args.profile).name!r}] = "
-              + pprint.pformat(entry, width=110, sort_dicts=False))
+              + json.dumps(entry, indent=4))
         return 0
     if getattr(args, "export", None):
         prof = get_profile(args.profile)

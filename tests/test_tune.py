@@ -131,3 +131,15 @@ def test_tuned_entry_needs_equal_budgets_and_stable_trials(tmp_path):
     entry = tune.tuned_entry(tmp_path)
     assert set(entry) == set(profiles.SEARCH_SPACES) and entry["decay"]["params"] == {"lr": 1e-3}
     assert "trial 3 of 12" in entry["onecycle"]["source"] and "abc1234" in entry["onecycle"]["source"]
+    # the command line prints the entry as a Python literal to paste into profiles.py
+    import ast
+    import contextlib
+    import io
+
+    from bcdet_helpers.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["tune", "--profile", "laptop", "--adopt", str(tmp_path)]) == 0
+    text = out.getvalue()
+    assert "TUNED['laptop'] = " in text and ast.literal_eval(text.split(" = ", 1)[1]) == entry
