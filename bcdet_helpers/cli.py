@@ -132,7 +132,8 @@ def preflight(key: str, args) -> None:
     picks a device or touches a run folder (``reproduce`` does the same itself, and the notebooks
     through :func:`~bcdet_helpers.data.index.load_index`), so all of them say the same thing.
     """
-    if key in ("train", "tune"):
+    reads_only = key == "tune" and (getattr(args, "export", None) or getattr(args, "adopt", None))
+    if key in ("train", "tune") and not reads_only:  # --export / --adopt read a study, no images
         from .data.check import require_usable
 
         require_usable()
