@@ -37,6 +37,7 @@ import pandas as pd
 
 from .. import stats
 from ..errors import BcdetError
+from ..paths import CLASSES
 from ..profiles import DEFAULTS
 from .result import WEIGHTS_RULE, _run_name, load_predictions, read_folds
 
@@ -63,8 +64,8 @@ COLUMNS = ["rung", "adds", "label", "accuracy", "low", "high", "gain", "spread_l
            "n_images", "n_runs", "note"]
 
 
-def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflicts: bool = False, n_boot: int | None = None,
-           seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflicts: bool = False,
+                   n_boot: int | None = None, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
     """The ladder of ``arm`` from a study folder's files alone (``folds.csv``, ``oof/``,
     ``inflation/``): one row per rung, columns :data:`COLUMNS`. Label conflicts are left out as in
     the study. Needs the grouped and random split kinds and every random run's test record."""
@@ -91,8 +92,8 @@ def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflic
 
     out = []
     for i, kind in enumerate(("grouped", "random")):
-        rows = oof[oof["kind"] == kind].assign(pred_k=lambda d: d[[c for c in d.columns if c.startswith("p_")
-                                                                    and not c.endswith("_hflip")]].to_numpy().argmax(1))
+        rows = oof[oof["kind"] == kind]
+        rows = rows.assign(pred_k=rows[[f"p_{c}" for c in CLASSES]].to_numpy().argmax(1))  # the final weights' class
         out.append(rung(i, rows, _per_run(rows), f"{rows['seed'].nunique()} seed(s), every image once per seed"))
 
     chosen = _test_epochs(folder, arm, oof[oof["kind"] == "random"], scored)
