@@ -127,9 +127,15 @@ def planned_runs(prof, study: bool = True, random_seeds=None) -> list[tuple[str,
 
 
 def study_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
-    """``(schedule, split, seed, fold)`` of the cross-validated study: 5 folds x arms x seeds per kind."""
-    return [(s, kind, seed, fold) for kind, seeds in study_seeds(prof, random_seeds).items() for seed in seeds
+    """``(schedule, split, seed, fold)`` of the cross-validated study: 5 folds x arms x seeds per kind,
+    plus the leakage ladder's extra random-split seeds of its arm (:func:`study.ladder_extra_runs`)."""
+    from .study.ladder import ladder_extra_runs
+
+    seeds_of = study_seeds(prof, random_seeds)
+    runs = [(s, kind, seed, fold) for kind, seeds in seeds_of.items() for seed in seeds
             for fold in range(prof.folds) for s in prof.schedules]
+    return runs + [(arm, kind, seed, fold) for arm, by_kind in ladder_extra_runs(prof, seeds_of).items()
+                   for kind, seeds in by_kind.items() for seed in seeds for fold in range(prof.folds)]
 
 
 def estimate(profile="paper", device="auto", study: bool | None = None, random_seeds=None) -> dict:
@@ -168,6 +174,8 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
         "runs_study": len(cv),
         "study": with_study,
         "study_seeds": study_seeds(prof, random_seeds) if with_study else {},
+        "runs_ladder": len(cv) - len(prof.schedules) * prof.folds * sum(map(len, study_seeds(prof, random_seeds).values()))
+        if with_study else 0,
         "folds": prof.folds,
         "runs_done": done,
         "epochs_per_run": prof.epochs,
@@ -184,7 +192,8 @@ def print_estimate(est: dict) -> None:
     if est.get("study"):
         seeds = ", ".join(f"{k}: {len(v)} seed(s)" for k, v in est.get("study_seeds", {}).items())
         what = (f"(notebook 05's cross-validated study: {est['folds']} folds x arms x seeds per split kind "
-                f"[{seeds}] = {est['runs_study']} runs"
+                f"[{seeds}]" + (f" + {est['runs_ladder']} runs of the leakage ladder's arm on more random-split seeds"
+                                if est.get("runs_ladder") else "") + f" = {est['runs_study']} runs"
                 + (f", plus notebook 04's {extra} run(s) with the profile's own seed and split" if extra else "") + ") ")
     else:
         what = "(notebook 04's arms on one fold; notebook 05 scores them -- its cross-validated study is not run) "

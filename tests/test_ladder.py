@@ -103,3 +103,20 @@ def test_write_ladder_writes_table_json_and_waterfall(folder, tmp_path):
     meta = json.loads((tmp_path / "ladder" / "ladder.json").read_text())
     assert meta["command"] == "bcdet ladder --study X" and meta["arm"] == ARM and meta["paper_accuracy"] > 0.8
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ladder" / "ladder.csv"), table, check_dtype=False)
+
+
+def test_the_ladder_arm_gets_every_seed_on_the_random_split():
+    """The best_seed rung needs several random-split seeds of the ladder arm; the study design adds them."""
+    from bcdet_helpers.plan import study_runs, study_seeds
+    from bcdet_helpers.profiles import get_profile
+
+    laptop = get_profile("laptop")
+    seeds_of = study_seeds(laptop)
+    assert seeds_of == {"grouped": [0, 1, 2], "random": [0]}
+    assert sd.ladder_extra_runs(laptop, seeds_of) == {sd.LADDER_ARM: {"random": [1, 2]}}
+    runs = study_runs(laptop)
+    assert len(runs) == 4 * 5 * 4 + 5 * 2 and len(set(runs)) == len(runs)
+    assert {(s, k, seed) for s, k, seed, _ in runs if k == "random" and seed > 0} == {("switching", "random", 1),
+                                                                                    ("switching", "random", 2)}
+    assert sd.ladder_extra_runs(laptop, study_seeds(laptop, [0, 1, 2])) == {}
+    assert sd.ladder_extra_runs(get_profile("smoke"), study_seeds(get_profile("smoke"))) == {}

@@ -271,8 +271,10 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     # chapter 05: arms x 5 folds x seed 1 x random; chapter 04: arms x seed 0 x grouped x fold 0, always
     assert est["runs"] == arms * folds + arms and est["runs_chapter04_only"] == arms
     assert est["training_seconds"] == pytest.approx((arms * folds + arms) * small.epochs * 1.0)
-    # the full study already holds chapter 04's runs: grouped 3 seeds, random its first seed only
-    assert rp.estimate(get_profile("laptop"), "cpu")["runs"] == arms * folds * (3 + 1)
+    # the full study already holds chapter 04's runs: grouped 3 seeds, random its first seed only, plus
+    # the leakage ladder's arm on the random split's other 2 seeds
+    full = rp.estimate(get_profile("laptop"), "cpu")
+    assert full["runs"] == arms * folds * (3 + 1) + folds * 2 and full["runs_ladder"] == folds * 2
     assert rp.estimate(get_profile("laptop"), "cpu", random_seeds=[0, 1, 2])["runs"] == arms * folds * 6
     assert rp.estimate(get_profile("laptop"), "cpu", study=False)["runs"] == arms  # --no-study
 

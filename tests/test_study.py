@@ -417,6 +417,24 @@ def test_a_run_in_a_worker_equals_the_same_run_alone(tmp_path_factory, monkeypat
                                       pd.read_csv(a_runs / run / "test-by-epoch.csv"))
 
 
+def test_extra_runs_add_one_arms_seeds_and_are_recorded(tmp_path_factory, monkeypatch):
+    """``extra``: the leakage ladder's way to give one arm more seeds than the design."""
+    monkeypatch.setenv("BCDET_DATA", str(make_busi(tmp_path_factory.mktemp("busi-extra"), 6)))
+    prof = dataclasses.replace(get_profile("smoke", epochs=1), name="smoke-extra", folds=2)
+    out = tmp_path_factory.mktemp("cv-extra")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s = sd.run_study(prof, arms=["constant"], kinds=["grouped"], seeds=[0], device="cpu", progress=False,
+                         out=out, n_boot=50, jobs=1, extra={"onecycle": {"grouped": [1]}, "decay": {"random": [0]}})
+    finally:
+        torch.set_num_threads(threads)
+    names = sorted(p.stem for p in (out / "oof").glob("*.csv"))
+    assert names == [f"{a}-grouped-fold{f}-seed{k}" for a, k in (("constant", 0), ("onecycle", 1)) for f in (0, 1)]
+    assert json.loads((out / "design.json").read_text())["calls"][-1]["extra"]["onecycle"] == {"grouped": [1]}
+    assert s.complete  # every (arm, kind, weights, seed) it ran covers every image once
+
+
 def test_write_folds_on_the_fixture_data_keeps_near_duplicates_together(busi_dir, tmp_path, monkeypatch):
     """No training: the fold assignment of the full smoke subset of ``busi_dir`` (real BUSI in CI)."""
     monkeypatch.setenv("BCDET_DATA", str(busi_dir))

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from .cv import predict_run, run_study, study_dir, study_index, write_folds
 from .evaluation import compare_weights, evaluate_study
-from .ladder import LADDER_ARM, RUNGS, leakage_ladder, write_ladder
+from .ladder import LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, write_ladder
 from .result import (COMPARISONS, METRICS, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
                      SCHEMA_VERSION, WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap,
                      RunScore, Study, WeightsCheck, from_json, label_conflicts, load_predictions, load_study, parse_run_name, read_folds,
@@ -74,6 +74,7 @@ __all__ = [
     "evaluate_study",
     "from_json",
     "label_conflicts",
+    "ladder_extra_runs",
     "leakage_ladder",
     "load_predictions",
     "load_study",

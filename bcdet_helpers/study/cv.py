@@ -127,7 +127,8 @@ def _seeds_by_kind(seeds, kinds, prof: Profile) -> dict[str, list[int]]:
 
 def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=None, *, device="auto",
               resume: bool = True, include_conflicts: bool = False, out: str | Path | None = None,
-              progress: bool = True, n_boot: int | None = None, jobs: int | None = None) -> Study:
+              progress: bool = True, n_boot: int | None = None, jobs: int | None = None,
+              extra: dict | None = None) -> Study:
     """Train (or load) every (arm, kind, fold, seed), write its predictions, and evaluate.
 
     ``arms`` / ``kinds`` default to the profile's ``schedules`` / ``splits``; ``seeds`` to its
@@ -136,6 +137,8 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     gives a partial study: :attr:`Study.complete` is then False). Runs live in their usual
     folders (:func:`train.run_dir_for`), so finished runs are loaded, not retrained, and
     ``resume=True`` continues an interrupted one. Order: kind, seed, fold, arm.
+    ``extra`` adds runs of single arms, ``{arm: {kind: [seeds]}}`` -- the leakage ladder's extra
+    random-split seeds of its arm (:func:`~bcdet_helpers.study.ladder.ladder_extra_runs`).
 
     ``jobs`` runs at once (default :func:`~bcdet_helpers.device.auto_jobs`: one single-thread
     worker per CPU core, one process on a GPU). Each run stays its own -- its seed fixes its
@@ -167,21 +170,26 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     # pieces, e.g. the random split with fewer seeds); "arms" orders the arms of the result
     design_path = out / "design.json"
     calls = json.loads(design_path.read_text()).get("calls", []) if design_path.exists() else []
-    calls.append({"arms": arms, "kinds": kinds, "seeds": seeds_of, "folds": None if folds is None else list(folds),
+    calls.append({"arms": arms, "kinds": kinds, "seeds": seeds_of, "extra": extra or {},
+                  "folds": None if folds is None else list(folds),
                   "include_conflicts": include_conflicts, "device": str(dev), "commit": git_commit(),
                   "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     write_json(design_path, {"profile": prof.to_dict(), "weights_rule": WEIGHTS_RULE,
                              "arms": list(dict.fromkeys(a for c in calls for a in c["arms"])), "calls": calls})
     for part in ("oof", "val", "inflation"):
         (out / part).mkdir(exist_ok=True)
+    wanted = [(arm, kind, seed) for kind in kinds for seed in seeds_of[kind] for arm in arms]
+    wanted += [(arm, kind, seed) for arm, by_kind in (extra or {}).items() for kind, seeds in by_kind.items()
+               for seed in seeds if kind in kinds and (arm, kind, seed) not in wanted]
     tasks = []
     for kind in kinds:
         fold_of = table[table["kind"] == kind].set_index("file")["fold"]
         n_folds = int(fold_of.max()) + 1
-        for seed in seeds_of[kind]:
+        for seed in dict.fromkeys(s for _, k, s in wanted if k == kind):  # the design's seeds, then the extras
             for fold in (range(n_folds) if folds is None else [f for f in folds if f < n_folds]):
                 test = sorted(fold_of.index[fold_of.to_numpy() == fold])
-                tasks += [(prof, arm, kind, fold, seed, dev, resume, out, groups, test) for arm in arms]
+                tasks += [(prof, arm, kind, fold, seed, dev, resume, out, groups, test)
+                          for arm in dict.fromkeys(a for a, k, s in wanted if (k, s) == (kind, seed))]
     if jobs is not None and jobs < 1:
         raise BcdetError(f"jobs must be at least 1, got {jobs}.")
     # finished runs are only loaded and predicted (seconds): here, not worth a worker's start-up

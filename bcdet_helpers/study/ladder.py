@@ -41,7 +41,7 @@ from ..paths import CLASSES
 from ..profiles import DEFAULTS
 from .result import WEIGHTS_RULE, _run_name, load_predictions, read_folds
 
-__all__ = ["COLUMNS", "LADDER_ARM", "RUNGS", "Rung", "leakage_ladder", "reaches", "write_ladder"]
+__all__ = ["COLUMNS", "LADDER_ARM", "RUNGS", "Rung", "ladder_extra_runs", "leakage_ladder", "reaches", "write_ladder"]
 
 LADDER_ARM = "switching"  # the paper's method: the number the ladder explains
 
@@ -115,6 +115,18 @@ def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflic
     table = pd.DataFrame(out)
     table["gain"] = table["accuracy"].diff()
     return table[COLUMNS]
+
+
+def ladder_extra_runs(prof, seeds_of: dict) -> dict:
+    """The runs the ladder needs beyond the study's design, as :func:`run_study`'s ``extra``: the
+    ``best_seed`` rung chooses among seeds of the random split, which the study runs with its first
+    seed only (it measures just the leakage gap there) -- so the ladder arm gets every seed of the
+    profile on the random split: ``{LADDER_ARM: {"random": [the missing seeds]}}``, or ``{}``."""
+    have = seeds_of.get("random")
+    missing = [s for s in prof.seeds if s not in (have or [])]
+    if have is None or LADDER_ARM not in prof.schedules or not missing:
+        return {}
+    return {LADDER_ARM: {"random": missing}}
 
 
 def _per_run(rows: pd.DataFrame) -> pd.DataFrame:
