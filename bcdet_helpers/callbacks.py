@@ -194,7 +194,6 @@ class Checkpointer:
             self.saver.save(state, self.path)
         self.saved_epoch = epochs
 
-
     def close(self, st: TrainState, model, gen, precision, wall: float, consistent: bool) -> None:
         """At the end of :func:`fit`, however it ends: the last finished epoch on disk -- unless the
         model is mid-epoch (``consistent=False``; then the epoch before is what the disk keeps) -- and

@@ -264,7 +264,9 @@ def cli_ladder(args) -> int:
                          f"then `bcdet publish --profile {args.profile}`, or point --study at a study folder "
                          f"(e.g. runs/{args.profile}/cv).")
     out = Path(args.out) if args.out else project_root() / "results" / f"{args.profile}-ladder"
-    command = "bcdet " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "bcdet ladder"
+    given = {"--profile": args.profile, "--study": args.study, "--arm": args.arm, "--out": args.out}
+    command = " ".join(["bcdet ladder", *(f"{k} {shlex.quote(str(v))}" for k, v in given.items() if v)]
+                       + (["--include-conflicts"] if args.include_conflicts else []))
     table = write_ladder(study, out, args.arm or LADDER_ARM, command=command, include_conflicts=args.include_conflicts)
     for r in table.itertuples():
         tag = " [INFLATION: chosen on test]" if r.label == "inflation" else " [leakage]" if r.label == "leakage" else ""

@@ -128,14 +128,20 @@ def planned_runs(prof, study: bool = True, random_seeds=None) -> list[tuple[str,
 
 def study_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
     """``(schedule, split, seed, fold)`` of the cross-validated study: 5 folds x arms x seeds per kind,
-    plus the leakage ladder's extra random-split seeds of its arm (:func:`study.ladder_extra_runs`)."""
+    plus :func:`ladder_runs`."""
+    runs = [(s, kind, seed, fold) for kind, seeds in study_seeds(prof, random_seeds).items() for seed in seeds
+            for fold in range(prof.folds) for s in prof.schedules]
+    return runs + ladder_runs(prof, random_seeds)
+
+
+def ladder_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
+    """The leakage ladder's extra runs in the study: its arm on more random-split seeds
+    (:func:`study.ladder_extra_runs`), as ``(schedule, split, seed, fold)``."""
     from .study.ladder import ladder_extra_runs
 
-    seeds_of = study_seeds(prof, random_seeds)
-    runs = [(s, kind, seed, fold) for kind, seeds in seeds_of.items() for seed in seeds
-            for fold in range(prof.folds) for s in prof.schedules]
-    return runs + [(arm, kind, seed, fold) for arm, by_kind in ladder_extra_runs(prof, seeds_of).items()
-                   for kind, seeds in by_kind.items() for seed in seeds for fold in range(prof.folds)]
+    extra = ladder_extra_runs(prof, study_seeds(prof, random_seeds))
+    return [(arm, kind, seed, fold) for arm, by_kind in extra.items() for kind, seeds in by_kind.items()
+            for seed in seeds for fold in range(prof.folds)]
 
 
 def estimate(profile="paper", device="auto", study: bool | None = None, random_seeds=None) -> dict:
@@ -174,8 +180,7 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
         "runs_study": len(cv),
         "study": with_study,
         "study_seeds": study_seeds(prof, random_seeds) if with_study else {},
-        "runs_ladder": len(cv) - len(prof.schedules) * prof.folds * sum(map(len, study_seeds(prof, random_seeds).values()))
-        if with_study else 0,
+        "runs_ladder": len(ladder_runs(prof, random_seeds)) if with_study else 0,
         "folds": prof.folds,
         "runs_done": done,
         "epochs_per_run": prof.epochs,

@@ -32,7 +32,7 @@ from .errors import BcdetError
 from .paths import project_root, runs_dir
 
 RUN_FILES = ("config.json", "history.csv", "result.json")
-CV_FILES = ("folds.csv", "design.json", "runs.csv", "study.json")  # plus oof/*.csv and val/*.csv
+CV_FILES = ("folds.csv", "design.json", "runs.csv", "study.json")  # plus the CSVs of CV_PARTS
 CV_PARTS = ("oof", "val", "inflation")  # inflation/: test-by-epoch records, for the leakage ladder only
 
 

@@ -359,10 +359,9 @@ def test_smoke_study_keeps_every_runs_test_record_and_it_matches_the_final_weigh
     ladder); its last epoch is what last.pt predicts on the same images."""
     _, out, prof, _ = smoke_study
     oof = sd.load_predictions(out)
-    for path in sorted((out / "inflation").glob("*.csv")):
+    for (arm, kind, fold, seed), last in oof[oof.weights == "last"].groupby(["arm", "kind", "fold", "seed"]):
+        path = out / "inflation" / f"{arm}-{kind}-fold{fold}-seed{seed}.csv"
         rec = pd.read_csv(path)
-        arm, kind, fold, seed = sd.parse_run_name(path.stem)
-        last = oof[(oof.arm == arm) & (oof.kind == kind) & (oof.fold == fold) & (oof.seed == seed) & (oof.weights == "last")]
         assert list(rec.columns) == ["file", "y"] + [f"e{e}" for e in range(1, prof.epochs + 1)]
         proba = last[P_COLS].to_numpy()  # rounded to PROBA_DECIMALS: a 1-epoch model can tie there
         got = rec.set_index("file").loc[last["file"], f"e{prof.epochs}"].to_numpy()

@@ -46,7 +46,7 @@ from .evaluation import compare_weights, evaluate_study
 from .ladder import LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, write_ladder
 from .result import (COMPARISONS, METRICS, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
                      SCHEMA_VERSION, WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap,
-                     RunScore, Study, WeightsCheck, from_json, label_conflicts, load_predictions, load_study, parse_run_name, read_folds,
+                     RunScore, Study, WeightsCheck, from_json, label_conflicts, load_predictions, load_study, read_folds,
                      to_json)
 
 __all__ = [
@@ -78,7 +78,6 @@ __all__ = [
     "leakage_ladder",
     "load_predictions",
     "load_study",
-    "parse_run_name",
     "predict_run",
     "read_folds",
     "run_study",

@@ -178,18 +178,20 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
                              "arms": list(dict.fromkeys(a for c in calls for a in c["arms"])), "calls": calls})
     for part in ("oof", "val", "inflation"):
         (out / part).mkdir(exist_ok=True)
-    wanted = [(arm, kind, seed) for kind in kinds for seed in seeds_of[kind] for arm in arms]
-    wanted += [(arm, kind, seed) for arm, by_kind in (extra or {}).items() for kind, seeds in by_kind.items()
-               for seed in seeds if kind in kinds and (arm, kind, seed) not in wanted]
+    arms_of = {(kind, seed): list(arms) for kind in kinds for seed in seeds_of[kind]}  # the design, then extras
+    for arm, by_kind in (extra or {}).items():
+        for kind, seeds in by_kind.items():
+            for seed in (seeds if kind in kinds else []):
+                arms_of.setdefault((kind, seed), [])
+                if arm not in arms_of[(kind, seed)]:
+                    arms_of[(kind, seed)].append(arm)
     tasks = []
-    for kind in kinds:
+    for (kind, seed), run_arms in arms_of.items():
         fold_of = table[table["kind"] == kind].set_index("file")["fold"]
         n_folds = int(fold_of.max()) + 1
-        for seed in dict.fromkeys(s for _, k, s in wanted if k == kind):  # the design's seeds, then the extras
-            for fold in (range(n_folds) if folds is None else [f for f in folds if f < n_folds]):
-                test = sorted(fold_of.index[fold_of.to_numpy() == fold])
-                tasks += [(prof, arm, kind, fold, seed, dev, resume, out, groups, test)
-                          for arm in dict.fromkeys(a for a, k, s in wanted if (k, s) == (kind, seed))]
+        for fold in (range(n_folds) if folds is None else [f for f in folds if f < n_folds]):
+            test = sorted(fold_of.index[fold_of.to_numpy() == fold])
+            tasks += [(prof, arm, kind, fold, seed, dev, resume, out, groups, test) for arm in run_arms]
     if jobs is not None and jobs < 1:
         raise BcdetError(f"jobs must be at least 1, got {jobs}.")
     # finished runs are only loaded and predicted (seconds): here, not worth a worker's start-up

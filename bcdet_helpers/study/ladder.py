@@ -37,9 +37,8 @@ import pandas as pd
 
 from .. import stats
 from ..errors import BcdetError
-from ..paths import CLASSES
 from ..profiles import DEFAULTS
-from .result import WEIGHTS_RULE, _run_name, load_predictions, read_folds
+from .result import _run_name, load_study, read_folds
 
 __all__ = ["COLUMNS", "LADDER_ARM", "RUNGS", "Rung", "ladder_extra_runs", "leakage_ladder", "reaches", "write_ladder"]
 
@@ -66,50 +65,61 @@ COLUMNS = ["rung", "adds", "label", "accuracy", "low", "high", "gain", "spread_l
 
 def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflicts: bool = False,
                    n_boot: int | None = None, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """The ladder of ``arm`` from a study folder's files alone (``folds.csv``, ``oof/``,
-    ``inflation/``): one row per rung, columns :data:`COLUMNS`. Label conflicts are left out as in
-    the study. Needs the grouped and random split kinds and every random run's test record."""
+    """The ladder of ``arm`` from a study folder's files alone: one row per rung, columns
+    :data:`COLUMNS`. The first two rungs *are* the study's pooled out-of-fold scores of the arm
+    (``study.json``, or :func:`evaluate_study` of the folder when it has none for this
+    ``include_conflicts``); the inflation rungs read ``inflation/``. Needs the grouped and random
+    split kinds and every random run's test record."""
+    from .evaluation import evaluate_study
+
     folder = Path(folder)
-    folds = read_folds(folder)
-    keep = folds if include_conflicts else folds[~folds["conflict"].astype(bool)]
-    scored = set(keep["file"])
-    groups = dict(zip(folds["file"], folds["group"].astype(int)))
-    oof = load_predictions(folder)
-    oof = oof[(oof["arm"] == arm) & (oof["weights"] == WEIGHTS_RULE) & oof["file"].isin(scored)]
-    missing = [k for k in ("grouped", "random") if not (oof["kind"] == k).any()]
+    n_boot = n_boot or DEFAULTS.bootstrap
+    path = folder / "study.json"
+    study = load_study(path) if path.exists() else None
+    if study is None or study.include_conflicts != include_conflicts:
+        study = evaluate_study(folder, include_conflicts=include_conflicts, n_boot=n_boot, seed=seed, alpha=alpha)
+    missing = [k for k in ("grouped", "random") if arm not in study.arms or k not in study.kinds]
     if missing:
         raise BcdetError(f"{folder} has no {' or '.join(missing)} runs of {arm!r}: the ladder needs both split kinds "
                          "of the study (bcdet reproduce runs them).")
-    n_boot = n_boot or DEFAULTS.bootstrap
+    runs = {kind: [r for r in study.runs if (r.arm, r.kind, r.weights) == (arm, kind, study.weights)]
+            for kind in ("grouped", "random")}
 
-    def rung(i: int, rows: pd.DataFrame, runs: pd.DataFrame, note: str = "") -> dict:
-        ci = stats.cluster_bootstrap(rows["y"], rows["pred_k"], rows["file"].map(groups), n_boot=n_boot, seed=seed,
-                                     alpha=alpha)["accuracy"]
+    def rung(i: int, acc: stats.Interval, n_images: int, run_acc, note: str) -> dict:
         r = RUNGS[i]
-        return {"rung": r.name, "adds": r.adds, "label": r.label, "accuracy": ci.value, "low": ci.low,
-                "high": ci.high, "spread_low": float(runs["accuracy"].min()), "spread_high": float(runs["accuracy"].max()),
-                "n_images": int(rows["file"].nunique()), "n_runs": len(runs), "note": note}
+        return {"rung": r.name, "adds": r.adds, "label": r.label, "accuracy": acc.value, "low": acc.low,
+                "high": acc.high, "spread_low": float(min(run_acc)), "spread_high": float(max(run_acc)),
+                "n_images": int(n_images), "n_runs": len(run_acc), "note": note}
 
     out = []
     for i, kind in enumerate(("grouped", "random")):
-        rows = oof[oof["kind"] == kind]
-        rows = rows.assign(pred_k=rows[[f"p_{c}" for c in CLASSES]].to_numpy().argmax(1))  # the final weights' class
-        out.append(rung(i, rows, _per_run(rows), f"{rows['seed'].nunique()} seed(s), every image once per seed"))
+        score = study.score(arm, kind)
+        out.append(rung(i, score.accuracy, score.n_images, [r.accuracy for r in runs[kind]],
+                        f"{score.n_seeds} seed(s), every image once per seed"))
 
-    chosen = _test_epochs(folder, arm, oof[oof["kind"] == "random"], scored)
+    folds = read_folds(folder)
+    scored = set(folds["file"] if include_conflicts else folds.loc[~folds["conflict"].astype(bool), "file"])
+    groups = dict(zip(folds["file"], folds["group"].astype(int)))
+
+    def pooled(rows: pd.DataFrame) -> stats.Interval:
+        return stats.cluster_bootstrap(rows["y"], rows["pred_k"], rows["file"].map(groups), n_boot=n_boot, seed=seed,
+                                       alpha=alpha)["accuracy"]
+
+    chosen = _test_epochs(folder, arm, [(r.fold, r.seed) for r in runs["random"]], scored)
     per_run = _per_run(chosen)
     e = chosen.groupby(["fold", "seed"])["epoch"].first()
-    out.append(rung(2, chosen, per_run, f"chosen epochs: median {e.median():.0f} (range {e.min()}-{e.max()}) "
-                                        f"of {int(chosen['epochs'].max())}"))
+    out.append(rung(2, pooled(chosen), chosen["file"].nunique(), per_run["accuracy"],
+                    f"chosen epochs: median {e.median():.0f} (range {e.min()}-{e.max()}) of {int(chosen['epochs'].max())}"))
 
     by_seed = chosen.groupby("seed").apply(lambda d: (d["pred_k"] == d["y"]).mean(), include_groups=False)
     best = int(by_seed.idxmax())
-    out.append(rung(3, chosen[chosen["seed"] == best], per_run[per_run["seed"] == best],
+    runs_best = per_run[per_run["seed"] == best]
+    out.append(rung(3, pooled(chosen[chosen["seed"] == best]), chosen["file"].nunique(), runs_best["accuracy"],
                     f"seed {best} of {len(by_seed)}" + (" (one seed: nothing to choose from)" if len(by_seed) == 1 else "")))
 
-    runs_best = per_run[per_run["seed"] == best]
     lucky = int(runs_best.loc[runs_best["accuracy"].idxmax(), "fold"])
-    out.append(rung(4, chosen[(chosen["seed"] == best) & (chosen["fold"] == lucky)], runs_best,
+    lucky_rows = chosen[(chosen["seed"] == best) & (chosen["fold"] == lucky)]
+    out.append(rung(4, pooled(lucky_rows), lucky_rows["file"].nunique(), runs_best["accuracy"],
                     f"fold {lucky} of {len(runs_best)} (seed {best})"))
 
     table = pd.DataFrame(out)
@@ -135,11 +145,11 @@ def _per_run(rows: pd.DataFrame) -> pd.DataFrame:
             .rename(columns={"right": "accuracy"}))
 
 
-def _test_epochs(folder: Path, arm: str, random_oof: pd.DataFrame, scored: set) -> pd.DataFrame:
-    """For every random-split run: its scored test images' predictions at the epoch with the best
-    test accuracy (the earliest of ties), from ``inflation/<run>.csv``."""
+def _test_epochs(folder: Path, arm: str, runs: list[tuple[int, int]], scored: set) -> pd.DataFrame:
+    """For every random-split ``(fold, seed)`` run: its scored test images' predictions at the epoch
+    with the best test accuracy (the earliest of ties), from ``inflation/<run>.csv``."""
     frames, missing = [], []
-    for (fold, seed), _ in random_oof.groupby(["fold", "seed"]):
+    for fold, seed in runs:
         path = folder / "inflation" / f"{_run_name(arm, 'random', int(fold), int(seed))}.csv"
         if not path.exists():
             missing.append(path.name)
@@ -173,10 +183,9 @@ def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, 
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "ladder.csv", index=False)
     design = json.loads((Path(folder) / "design.json").read_text()) if (Path(folder) / "design.json").exists() else {}
-    write_json(out / "ladder.json", {
+    write_json(out / "ladder.json", {  # what and from where; the numbers are ladder.csv
         "arm": arm, "study": str(folder), "profile": (design.get("profile") or {}).get("name"),
-        "rungs": [asdict(r) for r in RUNGS], "paper_accuracy": paper,
-        "table": json.loads(table.to_json(orient="records")), "command": command, "commit": git_commit(),
+        "rungs": [asdict(r) for r in RUNGS], "paper_accuracy": paper, "command": command, "commit": git_commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - t0,
     })
     fig = plots.waterfall(table, paper=paper, title=f"{arm}: from the honest number to a paper-like one")

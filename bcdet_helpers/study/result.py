@@ -398,17 +398,6 @@ def _run_name(arm: str, kind: str, fold: int, seed: int) -> str:
     return f"{arm}-{kind}-fold{fold}-seed{seed}"
 
 
-def parse_run_name(name: str) -> tuple[str, str, int, int]:
-    """``"switching-grouped-fold2-seed0"`` -> ``("switching", "grouped", 2, 0)``: the inverse of the
-    names of the study's files (``oof/``, ``val/``, ``inflation/``)."""
-    import re
-
-    m = re.fullmatch(r"(.+)-(.+)-fold(\d+)-seed(\d+)", name)
-    if not m:
-        raise BcdetError(f"{name!r} is not a study run name (<arm>-<kind>-fold<F>-seed<S>).")
-    return m[1], m[2], int(m[3]), int(m[4])
-
-
 def load_predictions(folder: str | Path, part: str = "test") -> pd.DataFrame:
     """All prediction CSVs of a study folder: ``part="test"`` the out-of-fold ones (``oof/``),
     ``"val"`` the validation ones (``val/``)."""
