@@ -100,7 +100,53 @@ SEARCH_SPACES: dict[str, dict] = {
 
 # Tuned values: profile -> arm -> {"params": ..., "source": folder under results/ with the trials,
 # the best values, commit, device and wall time}. Filled from `bcdet tune` studies (see README).
-TUNED: dict[str, dict[str, dict]] = {}
+TUNED: dict[str, dict[str, dict]] = {
+    # `bcdet tune --profile laptop --adopt results/tuning/laptop` (12 trials per arm, laptop profile, grouped
+    # fold 0's validation set, the CPU VM). The paper and class profiles borrow these until a GPU tunes them.
+    "laptop": {
+        "constant": {
+            "params": {
+                "lr": 0.00022937145935627006,
+                "weight_decay": 1.1964676644993743e-06,
+                "warmup": 0.5,
+            },
+            "source": "results/tuning/laptop/best-constant.json: trial 11 of 12, score 0.658, study laptop-constant-grouped, commit 811ce0f",
+        },
+        "decay": {
+            "params": {
+                "lr": 0.0030637598773361166,
+                "gamma": 0.09088271291241658,
+                "switch1": 0.3606334574335579,
+                "switch2": 0.6764710920320893,
+                "switch3": 0.8611048150587188,
+                "weight_decay": 0.0007674572888354916,
+                "warmup": 2.0,
+            },
+            "source": "results/tuning/laptop/best-decay.json: trial 6 of 12, score 0.746, study laptop-decay-grouped, commit 811ce0f",
+        },
+        "switching": {
+            "params": {
+                "lr": 0.006105486887627994,
+                "sgd_lr": 0.004612746740093502,
+                "gamma": 0.43672064829119966,
+                "switch1": 0.2104241564313125,
+                "switch2": 0.5215313359871936,
+                "switch3": 0.839257809630936,
+                "weight_decay": 0.000131604108864506,
+                "warmup": 1.0,
+            },
+            "source": "results/tuning/laptop/best-switching.json: trial 7 of 12, score 0.665, study laptop-switching-grouped, commit 811ce0f",
+        },
+        "onecycle": {
+            "params": {
+                "lr": 0.0008325384381479234,
+                "weight_decay": 0.00020553245024926254,
+                "pct_start": 0.493078885534331,
+            },
+            "source": "results/tuning/laptop/best-onecycle.json: trial 10 of 12, score 0.703, study laptop-onecycle-grouped, commit 811ce0f",
+        },
+    },
+}
 
 
 @dataclass(frozen=True)
