@@ -24,15 +24,18 @@ PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "pandas", "matplotl
 
 
 def git_commit() -> str | None:
-    """The checkout's commit; a copy of it without ``.git`` (a GPU machine the tree was copied to)
-    names the commit it was copied from in ``$BCDET_GIT_COMMIT``."""
+    """The checkout's commit, with ``-dirty`` appended (git describe's word) when the code that runs
+    -- ``bcdet_helpers/``, ``notebooks/``, ``pyproject.toml`` -- differs from it, so a record never
+    names a commit whose code did not produce it. A copy without ``.git`` (a GPU machine the tree
+    was copied to) names the commit it was copied from in ``$BCDET_GIT_COMMIT``."""
     if os.environ.get("BCDET_GIT_COMMIT"):
         return os.environ["BCDET_GIT_COMMIT"]
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or None
+        git = dict(cwd=project_root(), capture_output=True, text=True, timeout=5)
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **git).stdout.strip() or None
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                  "bcdet_helpers", "notebooks", "pyproject.toml"], **git).stdout.strip()
+        return f"{commit}-dirty" if commit and changed else commit
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -257,6 +257,28 @@ def test_a_copied_checkout_names_its_commit_through_the_environment(monkeypatch)
     assert git_commit() != "abc1234"
 
 
+def test_a_record_made_with_changed_code_says_dirty(monkeypatch, tmp_path):
+    """Changed code in bcdet_helpers/ (not an untracked scratch file) marks the commit -dirty."""
+    import subprocess
+
+    from bcdet_helpers import runinfo
+
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,  # noqa: E731
+                                    check=True, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "bcdet_helpers").mkdir()
+    (tmp_path / "bcdet_helpers" / "m.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    monkeypatch.delenv("BCDET_GIT_COMMIT", raising=False)
+    monkeypatch.setattr(runinfo, "project_root", lambda: tmp_path)
+    head = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "scratch.py").write_text("untracked\n")
+    assert runinfo.git_commit() == head
+    (tmp_path / "bcdet_helpers" / "m.py").write_text("x = 2\n")
+    assert runinfo.git_commit() == f"{head}-dirty"
+
+
 # --------------------------------------------------------------------------------------------
 # issue #16, case 5: nobody starts a 14-hour job by accident
 # --------------------------------------------------------------------------------------------
