@@ -256,7 +256,7 @@ def cli_ladder(args) -> int:
     from .paths import project_root
     from .published import PUBLISHED
     from .study import LADDER_ARM, write_ladder
-    from .study.ladder import reaches
+    from .study.ladder import not_measured, reaches
 
     study = Path(args.study) if args.study else project_root() / "results" / f"{args.profile}-cv"
     if not (study / "folds.csv").exists():
@@ -271,6 +271,8 @@ def cli_ladder(args) -> int:
     for r in table.itertuples():
         tag = " [INFLATION: chosen on test]" if r.label == "inflation" else " [leakage]" if r.label == "leakage" else ""
         gain = "" if r.Index == 0 else f" ({100 * r.gain:+.1f})"
-        print(f"{r.rung:>12}: {100 * r.accuracy:5.1f} % [{100 * r.low:.1f}, {100 * r.high:.1f}]{gain}{tag}  {r.note}")
+        print(f"{r.rung:>20}: {100 * r.accuracy:5.1f} % [{100 * r.low:.1f}, {100 * r.high:.1f}]{gain}{tag}  {r.note}")
+    for name in not_measured(table):
+        print(f"{name:>20}: not measured (the study has no runs for it; running the study again trains them)")
     print(f"{reaches(table, PUBLISHED['paper_switching']['accuracy'])}. Written to {out}")
     return 0

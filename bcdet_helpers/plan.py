@@ -135,8 +135,9 @@ def study_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
 
 
 def ladder_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
-    """The leakage ladder's extra runs in the study: its arm on more random-split seeds
-    (:func:`study.ladder_extra_runs`), as ``(schedule, split, seed, fold)``."""
+    """The leakage ladder's extra runs in the study: its arm on more random-split seeds, and on every
+    random-split seed again with copies of the test images trained on (split ``"augmented"``;
+    :func:`study.ladder_extra_runs`), as ``(schedule, split, seed, fold)``."""
     from .study.ladder import ladder_extra_runs
 
     extra = ladder_extra_runs(prof, study_seeds(prof, random_seeds))
@@ -156,7 +157,9 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     on top (minutes on a CPU).
     """
     from .profiles import get_profile
-    from .train import choose_device, run_dir_for
+    from .study.cv import _task_dir
+    from .study.result import AUGMENTED
+    from .train import choose_device
 
     prof = get_profile(profile)
     dev = choose_device(device)
@@ -164,14 +167,18 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     runs = planned_runs(prof, with_study, random_seeds)
     chapter04 = planned_runs(prof, False)
     cv = study_runs(prof, random_seeds) if with_study else []
-    done = sum((run_dir_for(prof.name, s, sp, seed, fold) / "result.json").exists() for s, sp, seed, fold in runs)
+    todo = [sp for s, sp, seed, fold in runs if not (_task_dir(prof, s, sp, fold, seed) / "result.json").exists()]
+    done = len(runs) - len(todo)
     n_train = _n_train_images(prof)
+    # an "augmented" run (the ladder's) also trains on ladder_test_copies copies of its test fold,
+    # which is 1 / ((folds - 1) x (1 - val_fraction)) of the training part: 1.6x the epochs' work for laptop
+    heavier = 1 + prof.ladder_test_copies / ((prof.folds - 1) * (1 - prof.val_fraction))
     spe = _recorded_seconds_per_epoch(prof.name, dev.type)
     source = "recorded (median of finished runs of this profile on this device type)"
     if spe is None:
         spe = _measure_seconds_per_epoch(prof, dev, n_train)
         source = "measured now (a few training steps of this profile's ResNet9)"
-    epochs = (len(runs) - done) * prof.epochs
+    epochs = round(sum(heavier if sp == AUGMENTED else 1 for sp in todo) * prof.epochs)
     return {
         "profile": prof.name,
         "device": str(dev),
@@ -197,7 +204,8 @@ def print_estimate(est: dict) -> None:
     if est.get("study"):
         seeds = ", ".join(f"{k}: {len(v)} seed(s)" for k, v in est.get("study_seeds", {}).items())
         what = (f"(notebook 05's cross-validated study: {est['folds']} folds x arms x seeds per split kind "
-                f"[{seeds}]" + (f" + {est['runs_ladder']} runs of the leakage ladder's arm on more random-split seeds"
+                f"[{seeds}]" + (f" + {est['runs_ladder']} runs of the leakage ladder's arm (more random-split seeds, "
+                                  "and its runs with test copies trained on)"
                                 if est.get("runs_ladder") else "") + f" = {est['runs_study']} runs"
                 + (f", plus notebook 04's {extra} run(s) with the profile's own seed and split" if extra else "") + ") ")
     else:

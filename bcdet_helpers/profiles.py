@@ -182,6 +182,9 @@ class Profile:
     teach_batch: int = 32  # ours
     teach_lr: float = 0.05  # SGD, momentum 0.9  # ours
     bootstrap: int = 2000  # bootstrap resamples for confidence intervals
+    # ours: the leakage ladder's augment_before_split rung trains on this many augmented copies of
+    # every test image (its runs only: run config "test_copies"; never a study result)
+    ladder_test_copies: int = 2
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:

@@ -32,13 +32,14 @@ from .train import FitResult, phase_stability
 __all__ = ["run_dir_for", "train_run", "load_run"]
 
 
-def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0) -> Path:
-    """``runs/<profile>/<schedule>-<split>-fold<fold>-seed<seed>``: where :func:`train_run` keeps one run."""
-    return runs_dir(profile_name) / f"{schedule}-{split}-fold{fold}-seed{seed}"
+def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0, test_copies: int = 0) -> Path:
+    """``runs/<profile>/<schedule>-<split>-fold<fold>-seed<seed>``: where :func:`train_run` keeps one run
+    (``...-testcopies<k>`` for the leakage ladder's runs that train on copies of their test images)."""
+    return runs_dir(profile_name) / (f"{schedule}-{split}-fold{fold}-seed{seed}" + (f"-testcopies{test_copies}" if test_copies else ""))
 
 
-def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str, fold: int) -> dict:
-    return {
+def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str, fold: int, test_copies: int = 0) -> dict:
+    config = {
         "profile": prof.to_dict(),
         "schedule": schedule_name,
         "phases": [asdict(p) for p in phases],
@@ -46,17 +47,19 @@ def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str
         "split": split,
         "fold": fold,
     }
+    return {**config, "test_copies": test_copies} if test_copies else config  # older configs stay equal
 
 
 def _same_config(a: dict, b: dict) -> list[str]:
     """What differs between two run configs: the profile fields that shape a run
     (:data:`~bcdet_helpers.profiles.RUN_FIELDS`; a field an older config predates counts with the
     value every older run used, :func:`~bcdet_helpers.profiles.recorded_run_fields`), schedule,
-    phases, seed, split, fold. The device does not count, and JSON round-trips tuples to lists."""
+    phases, seed, split, fold, test copies. The device does not count, and JSON round-trips tuples to lists."""
     norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
     pa, pb = recorded_run_fields(a.get("profile") or {}), recorded_run_fields(b.get("profile") or {})
     differs = [f"profile.{f}" for f in RUN_FIELDS if pa[f] != pb[f]]
-    return differs + [k for k in ("schedule", "phases", "seed", "split", "fold") if norm(a.get(k)) != norm(b.get(k))]
+    return differs + [k for k in ("schedule", "phases", "seed", "split", "fold") if norm(a.get(k)) != norm(b.get(k))] \
+        + (["test_copies"] if a.get("test_copies", 0) != b.get("test_copies", 0) else [])
 
 
 def train_run(
@@ -72,6 +75,7 @@ def train_run(
     params: dict | None = None,
     run_dir: str | Path | None = None,
     record_test: bool = False,
+    test_copies: int = 0,
 ) -> FitResult:
     """One reproducible training run in its own folder (see :func:`run_dir_for`).
 
@@ -80,6 +84,9 @@ def train_run(
     it, with its own ``run_dir``). ``record_test`` (the study only) also keeps the test fold's
     predictions after every epoch (:class:`~bcdet_helpers.callbacks.TestRecord`): a record for
     measuring what choosing an epoch on test would inflate, never read by training.
+    ``test_copies`` (the leakage ladder only) adds that many augmented copies of every test image
+    to the training part (:meth:`~bcdet_helpers.data.SplitData.with_test_copies`): the leak of
+    augmenting before splitting. Such a run lives in its own folder and is never a study result.
 
     Writes ``config.json``, ``history.csv``, ``checkpoint.pt`` (every epoch), ``best.pt`` (the
     best-by-validation weights + what :func:`load_checkpoint` needs), ``last.pt`` (the final
@@ -100,8 +107,10 @@ def train_run(
         raise BcdetError(str(exc)) from None
     if not isinstance(fold, int) or not 0 <= fold < prof.folds:
         raise BcdetError(f"--fold must be 0..{prof.folds - 1} (profile {prof.name!r} has {prof.folds} folds), got {fold!r}.")
-    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(prof.name, schedule_name, split, seed, fold)
-    config = _run_config(prof, schedule_name, phases, seed, split, fold)
+    if not isinstance(test_copies, int) or test_copies < 0:
+        raise BcdetError(f"test_copies must be a whole number >= 0, got {test_copies!r}.")
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(prof.name, schedule_name, split, seed, fold, test_copies)
+    config = _run_config(prof, schedule_name, phases, seed, split, fold, test_copies)
 
     recorded = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
     if recorded:
@@ -126,6 +135,8 @@ def train_run(
 
     dev = choose_device(device)
     data = load_split_data(prof, split=split, seed=seed, fold=fold)
+    if test_copies:
+        data = data.with_test_copies(test_copies, prof.augment_params, seed=seed)
     torch.manual_seed(seed)
     model = build_model(prof)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -74,13 +74,36 @@ def test_every_rung_matches_an_independent_computation(folder):
 
 
 def test_the_inflation_rungs_only_climb_and_are_labelled(folder):
-    table = sd.leakage_ladder(folder, ARM, n_boot=200)
-    assert table["rung"].tolist() == [r.name for r in sd.RUNGS]
+    table = sd.leakage_ladder(folder, ARM, n_boot=200)  # a study without the "augmented" runs: five rungs
+    assert table["rung"].tolist() == [r.name for r in sd.RUNGS[:5]]
+    assert sd.not_measured(table) == ["augment_before_split"]
     assert table["label"].tolist() == ["honest", "leakage", "inflation", "inflation", "inflation"]
     assert (table["gain"].iloc[2:] >= 0).all()
     assert table["gain"].iloc[2] > 0.2  # epoch 2 (98 %) beats the final weights (~70 %)
     assert table["gain"].iloc[1] == pytest.approx(table["accuracy"].iloc[1] - table["accuracy"].iloc[0])
     assert np.isnan(table["gain"].iloc[0])
+
+
+def test_augment_before_split_redoes_the_choices_on_the_runs_with_test_copies(folder, tmp_path):
+    """Rung 6 reads inflation/<arm>-augmented-fold<f>-seed<s>.csv: here those runs learned their test
+    images (epoch 3 right on all of them, seed 1 fold 0 the luckiest elsewhere), so the rung is 100 %."""
+    import shutil
+
+    copy = tmp_path / "study"
+    shutil.copytree(folder, copy)
+    for fold, seed in [(f, s) for s in SEEDS for f in range(FOLDS)]:
+        rec = pd.read_csv(copy / "inflation" / f"{ARM}-random-fold{fold}-seed{seed}.csv")
+        rec["e3"] = rec["y"]
+        rec.to_csv(copy / "inflation" / f"{ARM}-{sd.AUGMENTED}-fold{fold}-seed{seed}.csv", index=False)
+    table = sd.leakage_ladder(copy, ARM, n_boot=200).set_index("rung")
+    assert list(table.index) == [r.name for r in sd.RUNGS] and table.loc["augment_before_split", "label"] == "inflation"
+    assert table.loc["augment_before_split", "accuracy"] == 1.0 and table.loc["augment_before_split", "n_runs"] == FOLDS
+    assert "the leak alone" in table.loc["augment_before_split", "note"]
+    assert table.loc["augment_before_split", "gain"] == pytest.approx(1.0 - table.loc["lucky_fold", "accuracy"])
+    # one of those runs missing: named, with what to do
+    (copy / "inflation" / f"{ARM}-{sd.AUGMENTED}-fold2-seed{SEEDS[0]}.csv").unlink()
+    with pytest.raises(BcdetError, match=f"{ARM}-augmented-fold2-seed{SEEDS[0]}.csv.*not trained yet"):
+        sd.leakage_ladder(copy, ARM)
 
 
 def test_a_missing_test_record_is_named(folder, tmp_path):
@@ -113,10 +136,12 @@ def test_the_ladder_arm_gets_every_seed_on_the_random_split():
     laptop = get_profile("laptop")
     seeds_of = study_seeds(laptop)
     assert seeds_of == {"grouped": [0, 1, 2], "random": [0]}
-    assert sd.ladder_extra_runs(laptop, seeds_of) == {sd.LADDER_ARM: {"random": [1, 2]}}
+    assert sd.ladder_extra_runs(laptop, seeds_of) == {sd.LADDER_ARM: {"random": [1, 2], sd.AUGMENTED: [0, 1, 2]}}
     runs = study_runs(laptop)
-    assert len(runs) == 4 * 5 * 4 + 5 * 2 and len(set(runs)) == len(runs)
+    assert len(runs) == 4 * 5 * 4 + 5 * 2 + 5 * 3 and len(set(runs)) == len(runs)
     assert {(s, k, seed) for s, k, seed, _ in runs if k == "random" and seed > 0} == {("switching", "random", 1),
                                                                                     ("switching", "random", 2)}
-    assert sd.ladder_extra_runs(laptop, study_seeds(laptop, [0, 1, 2])) == {}
-    assert sd.ladder_extra_runs(get_profile("smoke"), study_seeds(get_profile("smoke"))) == {}
+    assert {(s, seed) for s, k, seed, _ in runs if k == sd.AUGMENTED} == {("switching", 0), ("switching", 1), ("switching", 2)}
+    assert sd.ladder_extra_runs(laptop, study_seeds(laptop, [0, 1, 2])) == {sd.LADDER_ARM: {sd.AUGMENTED: [0, 1, 2]}}
+    assert sd.ladder_extra_runs(get_profile("smoke"), study_seeds(get_profile("smoke"))) == {sd.LADDER_ARM: {sd.AUGMENTED: [0]}}
+    assert sd.ladder_extra_runs(get_profile("class"), study_seeds(get_profile("class"))) == {}  # no random split

@@ -6,7 +6,6 @@ notebook and cell named by papermill.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,9 @@ def test_course_has_five_chapters():
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook_runs_under_smoke(notebook, busi_dir, isolated_runs):
+def test_notebook_runs_under_smoke(notebook, busi_dir, isolated_runs, monkeypatch):
     papermill = pytest.importorskip("papermill")
-    os.environ["BCDET_DATA"] = str(busi_dir)
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))  # the kernel inherits it; later tests do not
     out = isolated_runs / "executed" / notebook.name
     out.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(

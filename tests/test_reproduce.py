@@ -186,9 +186,10 @@ def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):
     assert est["runs"] == n_runs and est["runs_done"] == 1 and not est["study"]  # the finished run is reused
     assert est["training_seconds"] == pytest.approx((n_runs - est["runs_done"]) * p.epochs * 2.5)
     est = rp.estimate("smoke", "cpu", study=True)  # 5 folds x arms x (grouped seeds + the random split's first)
-    n_runs = p.folds * len(p.schedules) * (len(p.seeds) + 1)
-    assert est["runs"] == est["runs_study"] == n_runs and est["runs_done"] == 1
-    assert est["training_seconds"] == pytest.approx((n_runs - 1) * p.epochs * 2.5)
+    n_runs = p.folds * len(p.schedules) * (len(p.seeds) + 1)  # + the ladder's 5 runs with test copies (heavier)
+    assert est["runs"] == est["runs_study"] == n_runs + p.folds and est["runs_done"] == 1
+    heavier = 1 + p.ladder_test_copies / ((p.folds - 1) * (1 - p.val_fraction))
+    assert est["training_seconds"] == pytest.approx(round((n_runs - 1 + p.folds * heavier) * p.epochs) * 2.5)
 
 
 def test_unknown_profile_is_a_user_error():
@@ -290,14 +291,17 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     small = get_profile("laptop", seeds=[1], splits=["random"])
     est = rp.estimate(small, "cpu")
     arms, folds = len(small.schedules), small.folds
-    # chapter 05: arms x 5 folds x seed 1 x random; chapter 04: arms x seed 0 x grouped x fold 0, always
-    assert est["runs"] == arms * folds + arms and est["runs_chapter04_only"] == arms
-    assert est["training_seconds"] == pytest.approx((arms * folds + arms) * small.epochs * 1.0)
+    # chapter 05: arms x 5 folds x seed 1 x random, + the ladder's 5 runs with test copies trained on
+    # (1 + 2 / (4 x 0.85) = 1.59 times the work: a fold's worth of copies x 2 on top of ~3.4 folds);
+    # chapter 04: arms x seed 0 x grouped x fold 0, always
+    assert est["runs"] == arms * folds + arms + folds and est["runs_chapter04_only"] == arms
+    heavier = 1 + small.ladder_test_copies / ((folds - 1) * (1 - small.val_fraction))
+    assert est["training_seconds"] == pytest.approx(round((arms * folds + arms + folds * heavier) * small.epochs))
     # the full study already holds chapter 04's runs: grouped 3 seeds, random its first seed only, plus
-    # the leakage ladder's arm on the random split's other 2 seeds
+    # the leakage ladder's arm on the random split's other 2 seeds and its 3 seeds with test copies
     full = rp.estimate(get_profile("laptop"), "cpu")
-    assert full["runs"] == arms * folds * (3 + 1) + folds * 2 and full["runs_ladder"] == folds * 2
-    assert rp.estimate(get_profile("laptop"), "cpu", random_seeds=[0, 1, 2])["runs"] == arms * folds * 6
+    assert full["runs"] == arms * folds * (3 + 1) + folds * (2 + 3) and full["runs_ladder"] == folds * 5
+    assert rp.estimate(get_profile("laptop"), "cpu", random_seeds=[0, 1, 2])["runs"] == arms * folds * 6 + folds * 3
     assert rp.estimate(get_profile("laptop"), "cpu", study=False)["runs"] == arms  # --no-study
 
 

@@ -263,7 +263,8 @@ def test_label_conflicts_of_an_index():
 # ---------------------------------------------------------------------- the whole path, trained
 @pytest.fixture(scope="module")
 def smoke_study(tmp_path_factory):
-    """run_study under smoke on a mini-BUSI (8 images per class; benign (1) == malignant (8))."""
+    """run_study under smoke on a mini-BUSI (8 images per class; benign (1) == malignant (8)), with the
+    leakage ladder's runs of ``constant`` that train on copies of their test images."""
     data = make_busi(tmp_path_factory.mktemp("busi-cv"), 8)
     out = tmp_path_factory.mktemp("cv")
     prof = dataclasses.replace(get_profile("smoke", epochs=1), name="smoke-cv", folds=3)
@@ -275,7 +276,8 @@ def smoke_study(tmp_path_factory):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("BCDET_DATA", str(data))
             s = sd.run_study(prof, arms=["constant", "onecycle"], kinds=["grouped", "random"], seeds=[0],
-                             device="cpu", progress=False, out=out, n_boot=200, jobs=1)
+                             device="cpu", progress=False, out=out, n_boot=200, jobs=1,
+                             extra={"constant": {sd.AUGMENTED: [0]}})
     finally:
         torch.set_num_threads(threads)
     return s, out, prof, data
@@ -367,7 +369,27 @@ def test_smoke_study_keeps_every_runs_test_record_and_it_matches_the_final_weigh
         got = rec.set_index("file").loc[last["file"], f"e{prof.epochs}"].to_numpy()
         assert (proba[np.arange(len(got)), got] == proba.max(1)).all(), path.name  # the recorded class is a top one
         assert (rec.set_index("file").loc[last["file"], "y"].to_numpy() == last["y"].to_numpy()).all()
-    assert len(list((out / "inflation").glob("*.csv"))) == 12
+    assert len(list((out / "inflation").glob("*.csv"))) == 12 + 3  # + the ladder's 3 augmented runs
+
+
+def test_smoke_study_augmented_runs_train_on_copies_of_their_test_images_and_only_leave_a_record(smoke_study):
+    """The ladder's "augmented" runs: the random folds, ladder_test_copies copies of each test image
+    added to training; their own run folders; a test record in inflation/, never an OOF prediction."""
+    from bcdet_helpers.paths import runs_dir
+
+    _, out, prof, _ = smoke_study
+    runs = pd.read_csv(out / "runs.csv")
+    assert set(runs["kind"]) == {"grouped", "random"} and not list((out / "oof").glob("*augmented*"))
+    for fold in range(3):
+        leaky = runs_dir(prof.name) / f"constant-random-fold{fold}-seed0-testcopies{prof.ladder_test_copies}"
+        config = json.loads((leaky / "config.json").read_text())
+        result = json.loads((leaky / "result.json").read_text())
+        plain = runs[(runs.arm == "constant") & (runs.kind == "random") & (runs.fold == fold)].iloc[0]
+        assert config["test_copies"] == prof.ladder_test_copies and config["split"] == "random"
+        assert result["n_train"] == plain["n_train"] + prof.ladder_test_copies * plain["n_test"]
+        rec = pd.read_csv(out / "inflation" / f"constant-{sd.AUGMENTED}-fold{fold}-seed0.csv")
+        plain_rec = pd.read_csv(out / "inflation" / f"constant-random-fold{fold}-seed0.csv")
+        assert list(rec["file"]) == list(plain_rec["file"])  # the same test images, scored the same way
 
 
 def test_smoke_study_climbs_the_leakage_ladder(smoke_study, tmp_path, capsys):
@@ -378,8 +400,8 @@ def test_smoke_study_climbs_the_leakage_ladder(smoke_study, tmp_path, capsys):
     assert main(["ladder", "--study", str(out), "--arm", "constant", "--out", str(tmp_path / "ladder")]) == 0
     table = pd.read_csv(tmp_path / "ladder" / "ladder.csv")
     assert table["rung"].tolist() == [r.name for r in sd.RUNGS]
-    assert (table["gain"].iloc[2:] >= 0).all()  # choosing on test can only climb
-    assert (table["n_images"].iloc[:4] == table["n_images"].iloc[0]).all() and table["n_images"].iloc[4] < 24
+    assert (table["gain"].iloc[2:5] >= 0).all()  # choosing on test can only climb (a leak can go either way)
+    assert (table["n_images"].iloc[:4] == table["n_images"].iloc[0]).all() and (table["n_images"].iloc[4:] < 24).all()
     assert (tmp_path / "ladder" / "waterfall.png").stat().st_size > 10_000
     assert main(["ladder", "--study", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) != 0
     assert "no folds.csv" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -5,7 +5,7 @@ can move them to the device once and never decode a PNG again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -67,3 +67,30 @@ class SplitData:
         """Mean and std of the training images' pixels on the 0..1 scale."""
         train = to_unit(images[torch.from_numpy(np.flatnonzero(split == "train"))])
         return float(train.mean()), float(train.std().clamp_min(1e-6))
+
+    def with_test_copies(self, copies: int, params: dict | None = None, seed: int = 0) -> "SplitData":
+        """A copy of this split with ``copies`` augmented versions of every *test* image added to
+        the training part -- what augmenting a dataset *before* splitting it does: each test image's
+        flipped / rotated / shifted twins are trained on. For the leakage ladder only (its
+        ``augment_before_split`` rung); never for a number we report as a result.
+
+        The copies are fixed once (seeded CPU generator, ``params`` = a profile's ``augment_params``),
+        named ``<file>#copy<i>``, and go through training's own augmentation like any training image.
+        The test, validation and normalisation are unchanged."""
+        from .augment import augment_batch
+
+        if copies < 1:
+            raise ValueError(f"copies must be at least 1, got {copies}")
+        idx = torch.from_numpy(np.flatnonzero(self.mask("test")))
+        x = self.images[idx].float()
+        gen = torch.Generator().manual_seed(seed)
+        made = [augment_batch(x, gen, params).round().clamp(0, 255).to(torch.uint8) for _ in range(copies)]
+        test_files = [self.files[i] for i in idx.tolist()]
+        return replace(
+            self,
+            images=torch.cat([self.images, *made]),
+            labels=torch.cat([self.labels] + [self.labels[idx]] * copies),
+            files=self.files + [f"{f}#copy{c}" for c in range(copies) for f in test_files],
+            split=np.concatenate([self.split, np.full(copies * len(idx), "train", dtype=self.split.dtype)]),
+            meta={**self.meta, "test_copies_in_train": copies},
+        )

@@ -139,14 +139,14 @@ def which_row(answer, *, comparisons):
             "that with the effect of annealing the rate (decay - constant)")
 
 
-LADDER_STEPS = ("image_folds", "test_epoch", "best_seed", "lucky_fold")
+LADDER_STEPS = ("image_folds", "test_epoch", "best_seed", "lucky_fold", "augment_before_split")
 
 
 @exercise("05.5", answer="predicted_rung", title="Predict: which step of the leakage ladder adds the most?")
 def biggest_rung(answer, *, table):
     """``table``: :func:`bcdet_helpers.study.leakage_ladder` (columns ``rung``, ``gain``, ``label``).
     The student predicts, before the cell that shows the ladder, which of the four steps above the
-    honest number adds the most accuracy."""
+    honest number adds the most accuracy (five where the study has the ``augment_before_split`` runs)."""
     import pandas as pd
 
     guess = choice(answer, LADDER_STEPS)
@@ -164,4 +164,6 @@ def biggest_rung(answer, *, table):
                if truth == "test_epoch" else
                "near-duplicates in the training folds let the model recall test images rather than recognise lesions"
                if truth == "image_folds" else
+               "a flipped or rotated copy of a test image is still that image: the model learned its answer"
+               if truth == "augment_before_split" else
                "a maximum over noisy scores climbs with the number of choices"))

@@ -43,13 +43,14 @@ from __future__ import annotations
 
 from .cv import predict_run, run_study, study_dir, study_index, write_folds
 from .evaluation import compare_weights, evaluate_study
-from .ladder import LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, write_ladder
+from .ladder import AUGMENTED, LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, not_measured, write_ladder
 from .result import (COMPARISONS, METRICS, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
                      SCHEMA_VERSION, WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap,
                      RunScore, Study, WeightsCheck, from_json, label_conflicts, load_predictions, load_study, read_folds,
                      to_json)
 
 __all__ = [
+    "AUGMENTED",
     "COMPARISONS",
     "LADDER_ARM",
     "RUNGS",
@@ -77,6 +78,7 @@ __all__ = [
     "ladder_extra_runs",
     "leakage_ladder",
     "load_predictions",
+    "not_measured",
     "load_study",
     "predict_run",
     "read_folds",

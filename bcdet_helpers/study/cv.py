@@ -14,7 +14,7 @@ from ..errors import BcdetError
 from ..paths import CLASSES, runs_dir
 from ..profiles import KINDS, Profile, get_profile
 from .evaluation import evaluate_study
-from .result import (label_conflicts, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, Study, WEIGHTS, WEIGHTS_RULE, _run_name, read_folds)
+from .result import (AUGMENTED, label_conflicts, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, Study, WEIGHTS, WEIGHTS_RULE, _run_name, read_folds)
 
 
 # ------------------------------------------------------------------------------ folds + conflicts
@@ -138,7 +138,9 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     folders (:func:`train.run_dir_for`), so finished runs are loaded, not retrained, and
     ``resume=True`` continues an interrupted one. Order: kind, seed, fold, arm.
     ``extra`` adds runs of single arms, ``{arm: {kind: [seeds]}}`` -- the leakage ladder's extra
-    random-split seeds of its arm (:func:`~bcdet_helpers.study.ladder.ladder_extra_runs`).
+    random-split seeds of its arm (:func:`~bcdet_helpers.study.ladder.ladder_extra_runs`), and its
+    runs of the ladder-only kind ``"augmented"`` (the random folds, with augmented copies of the test
+    images trained on): those leave only their test record in ``inflation/``, no predictions.
 
     ``jobs`` runs at once (default :func:`~bcdet_helpers.device.auto_jobs`: one single-thread
     worker per CPU core, one process on a GPU). Each run stays its own -- its seed fixes its
@@ -152,7 +154,7 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     """
     from ..device import auto_jobs, worker_threads
     from ..runinfo import git_commit, write_json
-    from ..train import choose_device, run_dir_for
+    from ..train import choose_device
 
     try:
         prof = get_profile(profile)
@@ -181,13 +183,13 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     arms_of = {(kind, seed): list(arms) for kind in kinds for seed in seeds_of[kind]}  # the design, then extras
     for arm, by_kind in (extra or {}).items():
         for kind, seeds in by_kind.items():
-            for seed in (seeds if kind in kinds else []):
+            for seed in (seeds if _split_of(kind) in kinds else []):
                 arms_of.setdefault((kind, seed), [])
                 if arm not in arms_of[(kind, seed)]:
                     arms_of[(kind, seed)].append(arm)
     tasks = []
     for (kind, seed), run_arms in arms_of.items():
-        fold_of = table[table["kind"] == kind].set_index("file")["fold"]
+        fold_of = table[table["kind"] == _split_of(kind)].set_index("file")["fold"]
         n_folds = int(fold_of.max()) + 1
         for fold in (range(n_folds) if folds is None else [f for f in folds if f < n_folds]):
             test = sorted(fold_of.index[fold_of.to_numpy() == fold])
@@ -195,7 +197,7 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     if jobs is not None and jobs < 1:
         raise BcdetError(f"jobs must be at least 1, got {jobs}.")
     # finished runs are only loaded and predicted (seconds): here, not worth a worker's start-up
-    finished = [t for t in tasks if (run_dir_for(prof.name, t[1], t[2], t[4], t[3]) / "result.json").exists()]
+    finished = [t for t in tasks if (_task_dir(prof, *t[1:5]) / "result.json").exists()]
     tasks = [t for t in tasks if t not in finished]
     jobs = max(1, min(len(tasks), auto_jobs(dev) if jobs is None else jobs))
     run_rows = []
@@ -252,20 +254,25 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
     from ..train import train_run
 
     name = _run_name(arm, kind, fold, seed)
-    res = train_run(prof, arm, seed=seed, split=kind, fold=fold, device=dev, resume=resume, progress=progress,
-                    record_test=True)
+    copies = prof.ladder_test_copies if kind == AUGMENTED else 0
+    res = train_run(prof, arm, seed=seed, split=_split_of(kind), fold=fold, device=dev, resume=resume,
+                    progress=progress, record_test=True, test_copies=copies)
     if res.interrupted:
         raise BcdetError(f"The study stopped during {name} (interrupted). Run the same call again to resume: "
                          "finished runs are loaded, not retrained.")
-    data = load_split_data(prof, split=kind, seed=seed, fold=fold)
+    data = load_split_data(prof, split=_split_of(kind), seed=seed, fold=fold)
     test_files = set(data.files_of("test"))
     if test_files != set(test):
         raise BcdetError(f"{name}: the run's test images are not fold {fold} of folds.csv "
                          f"({len(test_files ^ set(test))} differ) -- the split code changed?")
+    record = Path(res.run_dir) / TEST_RECORD
+    if kind == AUGMENTED:  # the ladder's leaky run: its test record only, never a prediction of the study
+        shutil.copy2(record, out / "inflation" / f"{name}.csv")
+        return {"arm": arm, "kind": kind, "fold": fold, "seed": seed, "wall_time_s": res.wall_time,
+                "run": Path(res.run_dir).name}
     pred = predict_run(res.run_dir, data, device=dev, groups=groups)
     pred["test"].to_csv(out / "oof" / f"{name}.csv", index=False)
     pred["val"].to_csv(out / "val" / f"{name}.csv", index=False)
-    record = Path(res.run_dir) / TEST_RECORD
     if record.exists():  # a run trained before the record existed has none (the ladder says so)
         shutil.copy2(record, out / "inflation" / f"{name}.csv")
     info = res.info or {}
@@ -280,10 +287,22 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
     }
 
 
+def _split_of(kind: str) -> str:
+    """The split kind whose folds a study kind uses: ``"augmented"`` (the ladder's) uses the random one."""
+    return "random" if kind == AUGMENTED else kind
+
+
+def _task_dir(prof: Profile, arm: str, kind: str, fold: int, seed: int) -> Path:
+    from ..train import run_dir_for
+
+    return run_dir_for(prof.name, arm, _split_of(kind), seed, fold, prof.ladder_test_copies if kind == AUGMENTED else 0)
+
+
 def _write_runs(out: Path, rows: list[dict]) -> None:
-    """``runs.csv``: this call's runs merged into the ones already recorded (same key replaced)."""
+    """``runs.csv``: this call's runs merged into the ones already recorded (same key replaced); the
+    ladder's ``augmented`` runs are not study runs and stay out of it."""
     path = out / "runs.csv"
-    new = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    new = pd.DataFrame([r for r in rows if r["kind"] != AUGMENTED], columns=RUN_COLUMNS)
     key = ["arm", "kind", "fold", "seed"]
     if path.exists():
         old = pd.read_csv(path)

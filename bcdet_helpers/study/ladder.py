@@ -12,17 +12,23 @@ image_folds    + image-level folds: near-duplicates of a test image sit in the t
 test_epoch     + each run's epoch chosen by its *test* accuracy (no separate validation set)
 best_seed      + only the best seed reported, chosen on test
 lucky_fold     + one lucky fold reported instead of all five
+augment_       + augmented copies of the test images trained on (augmenting the dataset
+before_split   before splitting it), with the three selections above redone on those runs
 =============  ==============================================================================
 
-The first two rungs are the study's out-of-fold predictions (``oof/``). The last three are what
+The first two rungs are the study's out-of-fold predictions (``oof/``). The last four are what
 *not* to do; they read only the test records of the runs (``inflation/``: the test fold's
 predictions after every epoch, :class:`~bcdet_helpers.callbacks.TestRecord`), which no selection
-of the study ever reads. Every table and figure labels them as inflation.
+of the study ever reads. Every table and figure labels them as inflation. The last rung needs its
+own runs -- the ladder arm on the random folds with ``Profile.ladder_test_copies`` augmented copies
+of each test image added to training (the study's ``"augmented"`` runs, :func:`ladder_extra_runs`);
+a study without them has a ladder of five rungs, and says so.
 
 Each rung's accuracy has a 95 % CI from the bootstrap over near-duplicate groups (pooled over
 the folds and seeds it reports) and the spread of its single runs (lowest and highest
 (fold, seed) accuracy). Rungs 3-5 can only go up -- each picks a maximum over choices that include
-the rung before -- so their gains measure how much room for selection the design leaves.
+the rung before -- so their gains measure how much room for selection the design leaves. Rung 6
+can go down: a leak is not a selection.
 """
 from __future__ import annotations
 
@@ -38,9 +44,10 @@ import pandas as pd
 from .. import stats
 from ..errors import BcdetError
 from ..profiles import DEFAULTS
-from .result import _run_name, load_study, read_folds
+from .result import AUGMENTED, _run_name, load_study, read_folds
 
-__all__ = ["COLUMNS", "LADDER_ARM", "RUNGS", "Rung", "ladder_extra_runs", "leakage_ladder", "reaches", "write_ladder"]
+__all__ = ["AUGMENTED", "COLUMNS", "LADDER_ARM", "RUNGS", "Rung", "ladder_extra_runs", "leakage_ladder",
+           "not_measured", "reaches", "write_ladder"]
 
 LADDER_ARM = "switching"  # the paper's method: the number the ladder explains
 
@@ -58,6 +65,8 @@ RUNGS = (
     Rung("test_epoch", "+ each run's epoch chosen on test accuracy", "inflation"),
     Rung("best_seed", "+ the best seed reported, chosen on test", "inflation"),
     Rung("lucky_fold", "+ one lucky fold reported instead of all", "inflation"),
+    Rung("augment_before_split", "+ augmented copies of the test images trained on (augmenting before splitting)",
+         "inflation"),
 )
 COLUMNS = ["rung", "adds", "label", "accuracy", "low", "high", "gain", "spread_low", "spread_high",
            "n_images", "n_runs", "note"]
@@ -105,38 +114,61 @@ def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflic
         return stats.cluster_bootstrap(rows["y"], rows["pred_k"], rows["file"].map(groups), n_boot=n_boot, seed=seed,
                                        alpha=alpha)["accuracy"]
 
-    chosen = _test_epochs(folder, arm, [(r.fold, r.seed) for r in runs["random"]], scored)
+    random_runs = [(r.fold, r.seed) for r in runs["random"]]
+    chosen = _test_epochs(folder, arm, random_runs, scored)
     per_run = _per_run(chosen)
     e = chosen.groupby(["fold", "seed"])["epoch"].first()
     out.append(rung(2, pooled(chosen), chosen["file"].nunique(), per_run["accuracy"],
                     f"chosen epochs: median {e.median():.0f} (range {e.min()}-{e.max()}) of {int(chosen['epochs'].max())}"))
 
-    by_seed = chosen.groupby("seed").apply(lambda d: (d["pred_k"] == d["y"]).mean(), include_groups=False)
-    best = int(by_seed.idxmax())
-    runs_best = per_run[per_run["seed"] == best]
+    best, lucky, runs_best = _best_seed_lucky_fold(chosen)
+    n_seeds = chosen["seed"].nunique()
     out.append(rung(3, pooled(chosen[chosen["seed"] == best]), chosen["file"].nunique(), runs_best["accuracy"],
-                    f"seed {best} of {len(by_seed)}" + (" (one seed: nothing to choose from)" if len(by_seed) == 1 else "")))
-
-    lucky = int(runs_best.loc[runs_best["accuracy"].idxmax(), "fold"])
+                    f"seed {best} of {n_seeds}" + (" (one seed: nothing to choose from)" if n_seeds == 1 else "")))
     lucky_rows = chosen[(chosen["seed"] == best) & (chosen["fold"] == lucky)]
     out.append(rung(4, pooled(lucky_rows), lucky_rows["file"].nunique(), runs_best["accuracy"],
                     f"fold {lucky} of {len(runs_best)} (seed {best})"))
+
+    if any((folder / "inflation" / f"{_run_name(arm, AUGMENTED, f, s)}.csv").exists() for f, s in random_runs):
+        leaky = _test_epochs(folder, arm, random_runs, scored, kind=AUGMENTED)
+        best_l, lucky_l, runs_best_l = _best_seed_lucky_fold(leaky)
+        rows = leaky[(leaky["seed"] == best_l) & (leaky["fold"] == lucky_l)]
+        out.append(rung(5, pooled(rows), rows["file"].nunique(), runs_best_l["accuracy"],
+                        f"fold {lucky_l}, seed {best_l}; the leak alone, all {len(random_runs)} runs at their test-chosen "
+                        f"epochs: {100 * (chosen['pred_k'] == chosen['y']).mean():.1f} -> "
+                        f"{100 * (leaky['pred_k'] == leaky['y']).mean():.1f} %"))
 
     table = pd.DataFrame(out)
     table["gain"] = table["accuracy"].diff()
     return table[COLUMNS]
 
 
+def not_measured(table: pd.DataFrame) -> list[str]:
+    """The rungs a ladder lacks (a study without the ``augmented`` runs has no ``augment_before_split``)."""
+    return [r.name for r in RUNGS if r.name not in set(table["rung"])]
+
+
+def _best_seed_lucky_fold(chosen: pd.DataFrame) -> tuple[int, int, pd.DataFrame]:
+    """The seed with the best pooled test accuracy, its best fold, and its runs' accuracies."""
+    by_seed = chosen.groupby("seed").apply(lambda d: (d["pred_k"] == d["y"]).mean(), include_groups=False)
+    best = int(by_seed.idxmax())
+    per_run = _per_run(chosen)
+    runs_best = per_run[per_run["seed"] == best]
+    return best, int(runs_best.loc[runs_best["accuracy"].idxmax(), "fold"]), runs_best
+
+
 def ladder_extra_runs(prof, seeds_of: dict) -> dict:
     """The runs the ladder needs beyond the study's design, as :func:`run_study`'s ``extra``: the
     ``best_seed`` rung chooses among seeds of the random split, which the study runs with its first
     seed only (it measures just the leakage gap there) -- so the ladder arm gets every seed of the
-    profile on the random split: ``{LADDER_ARM: {"random": [the missing seeds]}}``, or ``{}``."""
+    profile on the random split; and the ``augment_before_split`` rung needs the same runs again
+    with copies of their test images trained on (kind ``"augmented"``):
+    ``{LADDER_ARM: {"random": [the missing seeds], "augmented": [all of them]}}``, or ``{}``."""
     have = seeds_of.get("random")
-    missing = [s for s in prof.seeds if s not in (have or [])]
-    if have is None or LADDER_ARM not in prof.schedules or not missing:
+    if have is None or LADDER_ARM not in prof.schedules:
         return {}
-    return {LADDER_ARM: {"random": missing}}
+    missing = [s for s in prof.seeds if s not in have]
+    return {LADDER_ARM: {**({"random": missing} if missing else {}), AUGMENTED: [*have, *missing]}}
 
 
 def _per_run(rows: pd.DataFrame) -> pd.DataFrame:
@@ -145,12 +177,13 @@ def _per_run(rows: pd.DataFrame) -> pd.DataFrame:
             .rename(columns={"right": "accuracy"}))
 
 
-def _test_epochs(folder: Path, arm: str, runs: list[tuple[int, int]], scored: set) -> pd.DataFrame:
-    """For every random-split ``(fold, seed)`` run: its scored test images' predictions at the epoch
-    with the best test accuracy (the earliest of ties), from ``inflation/<run>.csv``."""
+def _test_epochs(folder: Path, arm: str, runs: list[tuple[int, int]], scored: set, kind: str = "random") -> pd.DataFrame:
+    """For every random-split ``(fold, seed)`` run (of ``kind``: ``"random"``, or the ladder's
+    ``"augmented"``): its scored test images' predictions at the epoch with the best test accuracy
+    (the earliest of ties), from ``inflation/<run>.csv``."""
     frames, missing = [], []
     for fold, seed in runs:
-        path = folder / "inflation" / f"{_run_name(arm, 'random', int(fold), int(seed))}.csv"
+        path = folder / "inflation" / f"{_run_name(arm, kind, int(fold), int(seed))}.csv"
         if not path.exists():
             missing.append(path.name)
             continue
@@ -162,9 +195,11 @@ def _test_epochs(folder: Path, arm: str, runs: list[tuple[int, int]], scored: se
         frames.append(pd.DataFrame({"file": rec["file"], "y": rec["y"], "pred_k": rec[best], "fold": int(fold),
                                     "seed": int(seed), "epoch": int(best[1:]), "epochs": len(epochs)}))
     if missing:
+        why = ("runs not trained yet: run the study again (finished runs are loaded) to train them" if kind == AUGMENTED
+               else "runs trained before the records existed. Delete those run folders and run the study again to "
+               "retrain them")
         raise BcdetError(f"{folder / 'inflation'} lacks the test records of {len(missing)} run(s) ({', '.join(missing[:4])}"
-                         f"{' ...' if len(missing) > 4 else ''}): runs trained before the records existed. Delete those "
-                         "run folders and run the study again to retrain them.")
+                         f"{' ...' if len(missing) > 4 else ''}): {why}.")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -185,7 +220,7 @@ def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, 
     design = json.loads((Path(folder) / "design.json").read_text()) if (Path(folder) / "design.json").exists() else {}
     write_json(out / "ladder.json", {  # what and from where; the numbers are ladder.csv
         "arm": arm, "study": str(folder), "profile": (design.get("profile") or {}).get("name"),
-        "rungs": [asdict(r) for r in RUNGS], "paper_accuracy": paper, "command": command, "commit": git_commit(),
+        "rungs": [asdict(r) for r in RUNGS], "not_measured": not_measured(table), "paper_accuracy": paper, "command": command, "commit": git_commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - t0,
     })
     fig = plots.waterfall(table, paper=paper, title=f"{arm}: from the honest number to a paper-like one")

@@ -394,6 +394,11 @@ def read_folds(folder: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+# The leakage ladder's own kind of run in a study folder: the random split's folds, with augmented
+# copies of each test image trained on (augmenting before splitting). Only its test record is kept.
+AUGMENTED = "augmented"
+
+
 def _run_name(arm: str, kind: str, fold: int, seed: int) -> str:
     return f"{arm}-{kind}-fold{fold}-seed{seed}"
 

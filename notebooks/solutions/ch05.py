@@ -26,4 +26,5 @@ switch_effect = "switching - decay"
 # choosing one of 50 epochs per fold on ~156 noisy test images is the biggest free lunch: the maximum of 50
 # correlated noisy scores sits several points above the final epoch; the leakage gap of image-level folds is
 # real but BUSI's near-duplicates touch only ~1 image in 4, and one seed or fold among a few adds less
+# (augment_before_split is the other strong candidate: the check says which one this study measured)
 predicted_rung = "test_epoch"
