@@ -73,7 +73,8 @@ def test_every_recorded_run_matches_todays_profile_and_schedule(history):
         assert json.loads(json.dumps(getattr(prof, f))) == recorded_run_fields(cfg["profile"])[f], \
             f"{run}: profile field {f} changed"
     assert cfg["phases"] == [asdict(p) for p in schedule(cfg["schedule"], prof.epochs, prof)], f"{run}: schedule changed"
-    assert run.name == f"{cfg['schedule']}-{cfg['split']}-fold{cfg['fold']}-seed{cfg['seed']}"
+    suffix = f"-testcopies{cfg['test_copies']}" if cfg.get("test_copies") else ""  # the leakage ladder's runs
+    assert run.name == f"{cfg['schedule']}-{cfg['split']}-fold{cfg['fold']}-seed{cfg['seed']}{suffix}"
     hist = pd.read_csv(history)
     assert list(hist["epoch"]) == list(range(1, prof.epochs + 1)), f"{run}: history is not one full run"
     result = json.loads((run / "result.json").read_text())
