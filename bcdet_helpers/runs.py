@@ -29,7 +29,7 @@ from .profiles import schedule as schedule_phases
 from .runinfo import environment_info, git_commit, write_json
 from .train import FitResult, phase_stability
 
-__all__ = ["run_dir_for", "train_run", "load_run"]
+__all__ = ["config_differences", "run_dir_for", "train_run", "load_run"]
 
 
 def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0, test_copies: int = 0) -> Path:
@@ -60,6 +60,16 @@ def _same_config(a: dict, b: dict) -> list[str]:
     differs = [f"profile.{f}" for f in RUN_FIELDS if pa[f] != pb[f]]
     return differs + [k for k in ("schedule", "phases", "seed", "split", "fold") if norm(a.get(k)) != norm(b.get(k))] \
         + (["test_copies"] if a.get("test_copies", 0) != b.get("test_copies", 0) else [])
+
+
+def config_differences(run_dir: str | Path, profile: str | Profile, schedule: str, seed: int, split: str, fold: int,
+                       test_copies: int = 0) -> list[str]:
+    """What differs (see :func:`_same_config`) between the run recorded in ``run_dir/config.json`` and
+    the one these settings would train with the arm's default (or tuned) values: ``[]`` when it is
+    that run."""
+    prof = get_profile(profile)
+    config = _run_config(prof, schedule, schedule_phases(schedule, prof.epochs, prof), seed, split, fold, test_copies)
+    return _same_config(json.loads((Path(run_dir) / "config.json").read_text()), config)
 
 
 def train_run(
@@ -190,6 +200,11 @@ def load_run(run_dir: str | Path) -> FitResult:
             "`bcdet train` (add --resume to continue an interrupted one)."
         )
     info = json.loads(result.read_text())
+    if not (run_dir / "best.pt").exists():
+        raise BcdetError(
+            f"{run_dir} holds a finished run's record (result.json) but not its weights (best.pt): a folder "
+            "restored from a committed snapshot, or weights deleted. Delete the folder to train the run again."
+        )
     best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
     history = pd.read_csv(run_dir / "history.csv")
     return FitResult(

@@ -456,6 +456,44 @@ def test_extra_runs_add_one_arms_seeds_and_are_recorded(tmp_path_factory, monkey
     assert s.complete  # every (arm, kind, weights, seed) it ran covers every image once
 
 
+def test_a_study_restored_without_weights_uses_its_record_and_refuses_a_stale_one(tmp_path_factory, monkeypatch):
+    """A fresh machine with only the committed snapshot (run folders without checkpoints, the study's
+    CSVs): the study is whole again without retraining; a changed config or a missing prediction is
+    named, with the fix, instead of being used."""
+    from bcdet_helpers import train
+    from bcdet_helpers.paths import runs_dir
+
+    monkeypatch.setenv("BCDET_DATA", str(make_busi(tmp_path_factory.mktemp("busi-restore"), 6)))
+    prof = dataclasses.replace(get_profile("smoke", epochs=1), name="smoke-restore", folds=2)
+    out = tmp_path_factory.mktemp("cv-restore")
+    kw = dict(arms=["constant"], kinds=["grouped", "random"], seeds=[0], device="cpu", progress=False, out=out,
+              n_boot=50, jobs=1, extra={"constant": {sd.AUGMENTED: [0]}})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        first = sd.run_study(prof, **kw)
+        runs_before, oof_before = pd.read_csv(out / "runs.csv"), sd.load_predictions(out)
+        for pt in runs_dir(prof.name).glob("*/*.pt"):
+            pt.unlink()
+        monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a recorded run was retrained"))
+        again = sd.run_study(prof, **kw)
+        pd.testing.assert_frame_equal(pd.read_csv(out / "runs.csv"), runs_before)
+        pd.testing.assert_frame_equal(sd.load_predictions(out), oof_before)
+        assert [x.accuracy for x in again.scores] == [x.accuracy for x in first.scores]
+        with pytest.raises(BcdetError, match="not its weights"):
+            train.load_run(runs_dir(prof.name) / "constant-grouped-fold0-seed0")
+        config = runs_dir(prof.name) / "constant-random-fold1-seed0" / "config.json"
+        config.write_text(config.read_text().replace('"seed": 0', '"seed": 5'))
+        with pytest.raises(BcdetError, match="constant-random-fold1-seed0.*other settings.*Delete that run folder"):
+            sd.run_study(prof, **kw)
+        config.write_text(config.read_text().replace('"seed": 5', '"seed": 0'))
+        (out / "oof" / "constant-grouped-fold1-seed0.csv").unlink()
+        with pytest.raises(BcdetError, match="lacks its oof/constant-grouped-fold1-seed0.csv"):
+            sd.run_study(prof, **kw)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_write_folds_on_the_fixture_data_keeps_near_duplicates_together(busi_dir, tmp_path, monkeypatch):
     """No training: the fold assignment of the full smoke subset of ``busi_dir`` (real BUSI in CI)."""
     monkeypatch.setenv("BCDET_DATA", str(busi_dir))

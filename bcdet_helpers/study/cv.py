@@ -201,9 +201,14 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     tasks = [t for t in tasks if t not in finished]
     jobs = max(1, min(len(tasks), auto_jobs(dev) if jobs is None else jobs))
     run_rows = []
+    recorded = pd.read_csv(out / "runs.csv") if (out / "runs.csv").exists() else pd.DataFrame(columns=RUN_COLUMNS)
     for task in finished:
-        run_rows.append(_study_run(*task, progress=progress))
+        row = _recorded_row(prof, *task[1:5], out, recorded)
+        run_rows.append(row if row is not None else _study_run(*task, progress=progress))
         _write_runs(out, run_rows)
+    if progress and any(not (_task_dir(prof, *t[1:5]) / "last.pt").exists() for t in finished):
+        print("Some finished runs have no weights here (restored from a snapshot): the study uses their "
+              "recorded predictions.", flush=True)
     if jobs == 1:
         if progress and len(tasks) > 1:
             print(f"{len(tasks)} runs to train, one at a time on {dev}", flush=True)
@@ -285,6 +290,34 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
         "wall_time_s": res.wall_time, "seconds_per_epoch": res.seconds_per_epoch,
         "run": Path(res.run_dir).name,
     }
+
+
+def _recorded_row(prof: Profile, arm: str, kind: str, fold: int, seed: int, out: Path,
+                  recorded: pd.DataFrame) -> dict | None:
+    """A finished run without its weights -- its folder restored from a committed snapshot
+    (``config.json``, ``history.csv``, ``result.json``; checkpoints are too big for git) on a fresh
+    machine: its ``runs.csv`` row, when this study folder holds its predictions and test record and
+    its config is the run these settings would train; the study then uses that record instead of
+    retraining. ``None`` when the weights are here (the run is loaded and predicted as usual)."""
+    from ..runs import config_differences
+
+    run_dir = _task_dir(prof, arm, kind, fold, seed)
+    if (run_dir / "last.pt").exists():
+        return None
+    name = _run_name(arm, kind, fold, seed)
+    need = [out / "inflation" / f"{name}.csv"] + ([] if kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")])
+    key = (recorded["arm"] == arm) & (recorded["kind"] == kind) & (recorded["fold"] == fold) & (recorded["seed"] == seed)
+    missing = [str(p.relative_to(out)) for p in need if not p.exists()] + ([] if kind == AUGMENTED or key.any() else ["runs.csv row"])
+    differs = config_differences(run_dir, prof, arm, seed, _split_of(kind), fold,
+                                 prof.ladder_test_copies if kind == AUGMENTED else 0)
+    if missing or differs:
+        raise BcdetError(f"{run_dir} holds a finished run without its weights, and {out} "
+                         + (f"lacks its {', '.join(missing)}" if missing else f"was made with other settings ({', '.join(differs)})")
+                         + ": the study cannot use its record. Delete that run folder to train it again.")
+    if kind == AUGMENTED:
+        info = json.loads((run_dir / "result.json").read_text())
+        return {"arm": arm, "kind": kind, "fold": fold, "seed": seed, "wall_time_s": info["wall_time_s"], "run": run_dir.name}
+    return recorded[key].iloc[0].to_dict()
 
 
 def _split_of(kind: str) -> str:
