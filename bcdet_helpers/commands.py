@@ -232,11 +232,16 @@ def cli_reproduce(args) -> int:
 
 
 def cli_publish(args) -> int:
-    """``bcdet publish --profile P [--dest D]``."""
-    from .publish import publish
+    """``bcdet publish --profile P [--dest D] [--partial]``."""
+    from .publish import publish, publish_partial
 
     import json
 
+    if getattr(args, "partial", False):
+        dest = publish_partial(args.profile, dest=getattr(args, "dest", None))
+        print(f"Snapshot of the running study ({sum(1 for _ in (dest / 'runs').glob('*'))} finished runs, no verdict) "
+              f"in {dest}: commit it; its README says how to restore it on a fresh machine.")
+        return 0
     dest = publish(args.profile, dest=getattr(args, "dest", None))
     n = sum(1 for _ in (dest / "runs").iterdir())
     print(f"Published {n} run(s), metrics.json, report.md and figures to {dest}")

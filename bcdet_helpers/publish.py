@@ -127,25 +127,99 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
     cv_stage = cv_dest.with_name(cv_dest.name + ".publishing")
     shutil.rmtree(cv_stage, ignore_errors=True)
     if cv is not None:
-        cv_src = src / (metrics["reproduce"]["study"].get("folder") or "cv")
-        cv_stage.mkdir(parents=True)
-        for name in CV_FILES:
-            if (cv_src / name).exists():
-                shutil.copy2(cv_src / name, cv_stage / name)
-        for part in CV_PARTS:
-            (cv_stage / part).mkdir()
-            for csv in sorted((cv_src / part).glob("*.csv")):
-                shutil.copy2(csv, cv_stage / part / csv.name)
+        _copy_study(src / (metrics["reproduce"]["study"].get("folder") or "cv"), cv_stage, CV_FILES)
     write_report(metrics, stage, executed_notebooks=f"runs/{profile}/notebooks/", study=cv,
                  study_folder=f"{cv_dest.parent.name}/{cv_dest.name}/" if cv is not None else None)
 
     for staged, final in ((stage, dest), (cv_stage, cv_dest)):
-        if not staged.exists():
-            continue
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            final.rename(old)
-        staged.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        if staged.exists():
+            _swap_in(staged, final)
+    partial = dest.with_name(dest.name + "-cv-partial")
+    if cv is not None and partial.exists():  # the snapshot taken while the study ran is superseded
+        shutil.rmtree(partial)
     return dest
+
+
+def publish_partial(profile: str, dest: str | Path | None = None, study: str | Path | None = None) -> Path:
+    """``bcdet publish --partial``: a snapshot of a cross-validated study *while it runs* -- its CSVs
+    (no ``study.json``: not a result) and every finished run's ``config.json`` / ``history.csv`` /
+    ``result.json`` -- to ``dest`` (default ``results/<profile>-cv-partial/``), with a README that says
+    how many runs it holds and how to restore it on a fresh machine, where ``runs/`` is gone:
+    :func:`study.run_study` then uses the recorded predictions of runs without weights. A full
+    ``bcdet publish`` of the finished study deletes the snapshot."""
+    import time
+
+    import pandas as pd
+
+    study = Path(study) if study is not None else runs_dir(profile) / "cv"
+    if not (study / "folds.csv").exists():
+        raise BcdetError(f"{study} holds no study yet (no folds.csv): start it with `bcdet reproduce --profile {profile}`.")
+    dest = Path(dest) if dest is not None else project_root() / "results" / f"{profile}-cv-partial"
+    stage = dest.with_name(dest.name + ".publishing")
+    shutil.rmtree(stage, ignore_errors=True)
+    _copy_study(study, stage, [f for f in CV_FILES if f != "study.json"])
+    finished = sorted(r.parent for r in runs_dir(profile).glob("*-fold*-seed*/result.json"))
+    for run in finished:
+        (stage / "runs" / run.name).mkdir(parents=True)
+        for name in RUN_FILES:
+            shutil.copy2(run / name, stage / "runs" / run.name / name)
+    n_study = len(pd.read_csv(study / "runs.csv")) if (study / "runs.csv").exists() else 0
+    first = [r.name for r in finished if r.name.endswith("-fold0-seed0") and "-grouped-" in r.name]
+    (stage / "README.md").write_text(PARTIAL_README.format(
+        profile=profile, n_runs=len(finished), n_study=n_study, at=time.strftime("%Y-%m-%d %H:%M %Z"),
+        folder=dest.name, chapter04=" ".join(f"runs/{profile}/{r}" for r in first) or "(none)"))
+    _swap_in(stage, dest)
+    return dest
+
+
+PARTIAL_README = """# results/{folder} -- a study while it runs (NOT a result)
+
+A snapshot of the cross-validated `{profile}` study taken while it trains (`bcdet publish --profile
+{profile} --partial`, {at}), so that its finished runs are on record if the machine is lost:
+**{n_runs} finished run folders, {n_study} of them in `runs.csv`** (the leakage ladder's runs with
+test copies are recorded in `inflation/` only). There is no `study.json` on purpose: nothing here
+is a verdict, and no notebook or README number is read from it. When the study is finished,
+`bcdet reproduce --profile {profile}` and `bcdet publish --profile {profile}` write
+`results/{profile}-cv/` and delete this folder.
+
+Files: `folds.csv`, `design.json` (every call that added runs: arms, seeds, commit, device),
+`runs.csv`, `oof/` (test predictions), `val/`, `inflation/` (test-by-epoch records, for the
+leakage ladder only), and `runs/<run>/` with each finished run's `config.json`, `history.csv` and
+`result.json` (its commit, versions, device and wall time). No checkpoints (too big for git).
+
+**On a fresh machine** the finished runs need not be trained again: restore the record and go on.
+The study takes runs without weights from their recorded predictions, after checking each run's
+config against today's settings (it refuses a stale one and says which). Notebook 04's runs need
+their weights, so they are left out and retrained:
+
+```bash
+mkdir -p runs/{profile}/cv
+cp -r results/{folder}/{{folds.csv,design.json,runs.csv,oof,val,inflation}} runs/{profile}/cv/
+cp -r results/{folder}/runs/* runs/{profile}/
+rm -rf {chapter04}
+bcdet reproduce --profile {profile} --yes   # trains what is missing, then runs the notebooks
+```
+"""
+
+
+def _copy_study(src: Path, stage: Path, files) -> None:
+    """A study folder's small files (``files``) and the CSVs of :data:`CV_PARTS`, into ``stage``."""
+    stage.mkdir(parents=True)
+    for name in files:
+        if (src / name).exists():
+            shutil.copy2(src / name, stage / name)
+    for part in CV_PARTS:
+        (stage / part).mkdir()
+        for csv in sorted((src / part).glob("*.csv")):
+            shutil.copy2(csv, stage / part / csv.name)
+
+
+def _swap_in(staged: Path, final: Path) -> None:
+    """Replace ``final`` by the fully written ``staged`` folder, so an interrupted publish leaves the
+    previous results untouched."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staged.rename(final)
+    shutil.rmtree(old, ignore_errors=True)

@@ -407,6 +407,27 @@ def test_smoke_study_climbs_the_leakage_ladder(smoke_study, tmp_path, capsys):
     assert "no folds.csv" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
+def test_a_partial_snapshot_holds_the_records_but_no_verdict(smoke_study, tmp_path, capsys):
+    """``bcdet publish --partial``: a running study's CSVs and finished runs' records, for a commit;
+    no study.json, a README with the count and the restore commands."""
+    from bcdet_helpers.publish import publish_partial
+
+    _, out, prof, _ = smoke_study
+    dest = publish_partial(prof.name, dest=tmp_path / "snap", study=out)
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "design.json", "folds.csv", "inflation", "oof",
+                                                      "runs", "runs.csv", "val"]
+    runs = sorted(p.name for p in (dest / "runs").iterdir())
+    assert len(runs) == 12 + 3 and all(sorted(q.name for q in (dest / "runs" / r).iterdir()) ==
+                                       ["config.json", "history.csv", "result.json"] for r in runs)
+    assert len(list((dest / "oof").glob("*.csv"))) == len(list((out / "oof").glob("*.csv")))
+    text = (dest / "README.md").read_text()
+    assert "NOT a result" in text and "15 finished run folders, 12 of them in `runs.csv`" in text
+    assert f"rm -rf runs/{prof.name}/constant-grouped-fold0-seed0 runs/{prof.name}/onecycle-grouped-fold0-seed0" in text
+    with pytest.raises(BcdetError, match="no folds.csv"):
+        publish_partial(prof.name, dest=tmp_path / "x", study=tmp_path / "nothing")
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_run_in_a_worker_equals_the_same_run_alone(tmp_path_factory, monkeypatch):
     """issue #17: the study's workers (jobs=2, one thread each) give every run the same history,
     predictions and test record as training it alone in this process with one thread -- bit for
