@@ -157,7 +157,7 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     on top (minutes on a CPU).
     """
     from .profiles import get_profile
-    from .study.cv import _task_dir
+    from .study.cv import study_run_dir
     from .study.result import AUGMENTED
     from .train import choose_device
 
@@ -167,7 +167,7 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     runs = planned_runs(prof, with_study, random_seeds)
     chapter04 = planned_runs(prof, False)
     cv = study_runs(prof, random_seeds) if with_study else []
-    todo = [sp for s, sp, seed, fold in runs if not (_task_dir(prof, s, sp, fold, seed) / "result.json").exists()]
+    todo = [sp for s, sp, seed, fold in runs if not (study_run_dir(prof, s, sp, fold, seed) / "result.json").exists()]
     done = len(runs) - len(todo)
     n_train = _n_train_images(prof)
     # an "augmented" run (the ladder's) also trains on ladder_test_copies copies of its test fold,

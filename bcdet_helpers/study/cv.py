@@ -197,7 +197,7 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     if jobs is not None and jobs < 1:
         raise BcdetError(f"jobs must be at least 1, got {jobs}.")
     # finished runs are only loaded and predicted (seconds): here, not worth a worker's start-up
-    finished = [t for t in tasks if (_task_dir(prof, *t[1:5]) / "result.json").exists()]
+    finished = [t for t in tasks if (study_run_dir(prof, *t[1:5]) / "result.json").exists()]
     tasks = [t for t in tasks if t not in finished]
     jobs = max(1, min(len(tasks), auto_jobs(dev) if jobs is None else jobs))
     run_rows = []
@@ -206,7 +206,7 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
         row = _recorded_row(prof, *task[1:5], out, recorded)
         run_rows.append(row if row is not None else _study_run(*task, progress=progress))
         _write_runs(out, run_rows)
-    if progress and any(not (_task_dir(prof, *t[1:5]) / "last.pt").exists() for t in finished):
+    if progress and any(not (study_run_dir(prof, *t[1:5]) / "last.pt").exists() for t in finished):
         print("Some finished runs have no weights here (restored from a snapshot): the study uses their "
               "recorded predictions.", flush=True)
     if jobs == 1:
@@ -301,7 +301,7 @@ def _recorded_row(prof: Profile, arm: str, kind: str, fold: int, seed: int, out:
     retraining. ``None`` when the weights are here (the run is loaded and predicted as usual)."""
     from ..runs import config_differences
 
-    run_dir = _task_dir(prof, arm, kind, fold, seed)
+    run_dir = study_run_dir(prof, arm, kind, fold, seed)
     if (run_dir / "last.pt").exists():
         return None
     name = _run_name(arm, kind, fold, seed)
@@ -325,7 +325,9 @@ def _split_of(kind: str) -> str:
     return "random" if kind == AUGMENTED else kind
 
 
-def _task_dir(prof: Profile, arm: str, kind: str, fold: int, seed: int) -> Path:
+def study_run_dir(prof: Profile, arm: str, kind: str, fold: int, seed: int) -> Path:
+    """The run folder of one (arm, kind, fold, seed) of a study (:func:`train.run_dir_for`; the ladder's
+    ``"augmented"`` runs are the random split's, with ``-testcopies<k>``)."""
     from ..train import run_dir_for
 
     return run_dir_for(prof.name, arm, _split_of(kind), seed, fold, prof.ladder_test_copies if kind == AUGMENTED else 0)

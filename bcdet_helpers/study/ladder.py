@@ -220,7 +220,8 @@ def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, 
     design = json.loads((Path(folder) / "design.json").read_text()) if (Path(folder) / "design.json").exists() else {}
     write_json(out / "ladder.json", {  # what and from where; the numbers are ladder.csv
         "arm": arm, "study": str(folder), "profile": (design.get("profile") or {}).get("name"),
-        "rungs": [asdict(r) for r in RUNGS], "not_measured": not_measured(table), "paper_accuracy": paper, "command": command, "commit": git_commit(),
+        "rungs": [asdict(r) for r in RUNGS], "not_measured": not_measured(table), "paper_accuracy": paper,
+        "command": command, "commit": git_commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - t0,
     })
     fig = plots.waterfall(table, paper=paper, title=f"{arm}: from the honest number to a paper-like one")
