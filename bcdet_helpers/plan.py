@@ -35,15 +35,17 @@ def _n_train_images(prof) -> int:
     return max(1, round(sum(counts.values()) * (1 - 1 / prof.folds) * (1 - prof.val_fraction)))
 
 
-def _recorded_seconds_per_epoch(profile: str, device_type: str) -> float | None:
-    """Median seconds/epoch of finished runs of this profile on the same device type, if any."""
+def _recorded_seconds_per_epoch(profile: str, device_type: str, threads: int | None = None) -> float | None:
+    """Median seconds/epoch of finished runs of this profile on the same device type (and, given
+    ``threads``, trained with that many torch threads), if any."""
     values = []
     for result in runs_dir(profile).glob("*/result.json"):
         try:
             info = json.loads(result.read_text())
         except (OSError, ValueError):
             continue
-        if str(info.get("environment", {}).get("device", "")).split(":")[0] == device_type:
+        env = info.get("environment", {})
+        if str(env.get("device", "")).split(":")[0] == device_type and threads in (None, env.get("torch_threads")):
             spe = info.get("seconds_per_epoch")
             if spe and math.isfinite(spe):
                 values.append(float(spe))
@@ -157,6 +159,7 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     on top (minutes on a CPU).
     """
     from .profiles import get_profile
+    from .device import auto_jobs, worker_threads
     from .study.cv import study_run_dir
     from .study.result import AUGMENTED
     from .train import choose_device
@@ -173,8 +176,15 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     # an "augmented" run (the ladder's) also trains on ladder_test_copies copies of its test fold,
     # which is 1 / ((folds - 1) x (1 - val_fraction)) of the training part: 1.6x the epochs' work for laptop
     heavier = 1 + prof.ladder_test_copies / ((prof.folds - 1) * (1 - prof.val_fraction))
-    spe = _recorded_seconds_per_epoch(prof.name, dev.type)
-    source = "recorded (median of finished runs of this profile on this device type)"
+    # the study trains `jobs` runs at once (run_study's workers): with seconds/epoch recorded by such
+    # workers, its runs take 1/jobs of the wall time; otherwise (one run's pace) no credit is taken
+    jobs = auto_jobs(dev) if with_study else 1
+    spe = _recorded_seconds_per_epoch(prof.name, dev.type, worker_threads(jobs)) if jobs > 1 else None
+    source = f"recorded (median of finished runs of this profile trained {jobs} at a time here, 1/{jobs} of it each)"
+    if spe is None:
+        jobs = 1
+        spe = _recorded_seconds_per_epoch(prof.name, dev.type)
+        source = "recorded (median of finished runs of this profile on this device type)"
     if spe is None:
         spe = _measure_seconds_per_epoch(prof, dev, n_train)
         source = "measured now (a few training steps of this profile's ResNet9)"
@@ -195,7 +205,8 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
         "n_train_images": n_train,
         "seconds_per_epoch": spe,
         "seconds_per_epoch_source": source,
-        "training_seconds": epochs * spe,
+        "training_seconds": epochs * spe / jobs,
+        "jobs": jobs,
     }
 
 

@@ -190,6 +190,17 @@ def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):
     assert est["runs"] == est["runs_study"] == n_runs + p.folds and est["runs_done"] == 1
     heavier = 1 + p.ladder_test_copies / ((p.folds - 1) * (1 - p.val_fraction))
     assert est["training_seconds"] == pytest.approx(round((n_runs - 1 + p.folds * heavier) * p.epochs) * 2.5)
+    # runs trained by the study's single-thread workers, two at a time: their pace, and half the wall time
+    from bcdet_helpers import device
+
+    monkeypatch.setattr(device, "auto_jobs", lambda dev: 2)
+    monkeypatch.setattr(device, "worker_threads", lambda jobs: 1)
+    write_json(run_dir_for("smoke", "decay", "grouped", 0) / "result.json",
+               {"seconds_per_epoch": 4.0, "environment": {"device": "cpu", "torch_threads": 1}})
+    est = rp.estimate("smoke", "cpu", study=True)
+    assert est["seconds_per_epoch"] == 4.0 and est["jobs"] == 2 and "2 at a time" in est["seconds_per_epoch_source"]
+    assert est["training_seconds"] == pytest.approx(round((n_runs - 2 + p.folds * heavier) * p.epochs) * 4.0 / 2)
+    assert rp.estimate("smoke", "cpu")["jobs"] == 1  # no study: notebook 04's runs, one after another
 
 
 def test_unknown_profile_is_a_user_error():
@@ -296,7 +307,7 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     # chapter 04: arms x seed 0 x grouped x fold 0, always
     assert est["runs"] == arms * folds + arms + folds and est["runs_chapter04_only"] == arms
     heavier = 1 + small.ladder_test_copies / ((folds - 1) * (1 - small.val_fraction))
-    assert est["training_seconds"] == pytest.approx(round((arms * folds + arms + folds * heavier) * small.epochs))
+    assert est["training_seconds"] == pytest.approx(round((arms * folds + arms + folds * heavier) * small.epochs) / est["jobs"])
     # the full study already holds chapter 04's runs: grouped 3 seeds, random its first seed only, plus
     # the leakage ladder's arm on the random split's other 2 seeds and its 3 seeds with test copies
     full = rp.estimate(get_profile("laptop"), "cpu")
