@@ -160,8 +160,7 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     """
     from .profiles import get_profile
     from .device import auto_jobs, worker_threads
-    from .study.cv import study_run_dir
-    from .study.result import AUGMENTED
+    from .study.cv import study_run_dir, test_copies_of
     from .train import choose_device
 
     prof = get_profile(profile)
@@ -173,9 +172,9 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     todo = [sp for s, sp, seed, fold in runs if not (study_run_dir(prof, s, sp, fold, seed) / "result.json").exists()]
     done = len(runs) - len(todo)
     n_train = _n_train_images(prof)
-    # an "augmented" run (the ladder's) also trains on ladder_test_copies copies of its test fold,
-    # which is 1 / ((folds - 1) x (1 - val_fraction)) of the training part: 1.6x the epochs' work for laptop
-    heavier = 1 + prof.ladder_test_copies / ((prof.folds - 1) * (1 - prof.val_fraction))
+    # a run that also trains on k copies of its test fold (the ladder's "augmented" runs) does
+    # 1 + k / ((folds - 1) x (1 - val_fraction)) times the work: a test fold is that share of the training part
+    work = sum(1 + test_copies_of(prof, sp) / ((prof.folds - 1) * (1 - prof.val_fraction)) for sp in todo)
     # the study trains `jobs` runs at once (run_study's workers): with seconds/epoch recorded by such
     # workers, its runs take 1/jobs of the wall time; otherwise (one run's pace) no credit is taken
     jobs = auto_jobs(dev) if with_study else 1
@@ -188,7 +187,7 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     if spe is None:
         spe = _measure_seconds_per_epoch(prof, dev, n_train)
         source = "measured now (a few training steps of this profile's ResNet9)"
-    epochs = round(sum(heavier if sp == AUGMENTED else 1 for sp in todo) * prof.epochs)
+    epochs = round(work * prof.epochs)
     return {
         "profile": prof.name,
         "device": str(dev),

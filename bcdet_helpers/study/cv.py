@@ -202,13 +202,15 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     jobs = max(1, min(len(tasks), auto_jobs(dev) if jobs is None else jobs))
     run_rows = []
     recorded = pd.read_csv(out / "runs.csv") if (out / "runs.csv").exists() else pd.DataFrame(columns=RUN_COLUMNS)
+    from_record = 0
     for task in finished:
         row = _recorded_row(prof, *task[1:5], out, recorded)
+        from_record += row is not None
         run_rows.append(row if row is not None else _study_run(*task, progress=progress))
         _write_runs(out, run_rows)
-    if progress and any(not (study_run_dir(prof, *t[1:5]) / "last.pt").exists() for t in finished):
-        print("Some finished runs have no weights here (restored from a snapshot): the study uses their "
-              "recorded predictions.", flush=True)
+    if progress and from_record:
+        print(f"{from_record} finished run(s) have no weights here (restored from a snapshot): the study uses "
+              "their recorded predictions.", flush=True)
     if jobs == 1:
         if progress and len(tasks) > 1:
             print(f"{len(tasks)} runs to train, one at a time on {dev}", flush=True)
@@ -259,9 +261,8 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
     from ..train import train_run
 
     name = _run_name(arm, kind, fold, seed)
-    copies = prof.ladder_test_copies if kind == AUGMENTED else 0
     res = train_run(prof, arm, seed=seed, split=_split_of(kind), fold=fold, device=dev, resume=resume,
-                    progress=progress, record_test=True, test_copies=copies)
+                    progress=progress, record_test=True, test_copies=test_copies_of(prof, kind))
     if res.interrupted:
         raise BcdetError(f"The study stopped during {name} (interrupted). Run the same call again to resume: "
                          "finished runs are loaded, not retrained.")
@@ -308,8 +309,7 @@ def _recorded_row(prof: Profile, arm: str, kind: str, fold: int, seed: int, out:
     need = [out / "inflation" / f"{name}.csv"] + ([] if kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")])
     key = (recorded["arm"] == arm) & (recorded["kind"] == kind) & (recorded["fold"] == fold) & (recorded["seed"] == seed)
     missing = [str(p.relative_to(out)) for p in need if not p.exists()] + ([] if kind == AUGMENTED or key.any() else ["runs.csv row"])
-    differs = config_differences(run_dir, prof, arm, seed, _split_of(kind), fold,
-                                 prof.ladder_test_copies if kind == AUGMENTED else 0)
+    differs = config_differences(run_dir, prof, arm, seed, _split_of(kind), fold, test_copies_of(prof, kind))
     if missing or differs:
         raise BcdetError(f"{run_dir} holds a finished run without its weights, and {out} "
                          + (f"lacks its {', '.join(missing)}" if missing else f"was made with other settings ({', '.join(differs)})")
@@ -325,12 +325,17 @@ def _split_of(kind: str) -> str:
     return "random" if kind == AUGMENTED else kind
 
 
+def test_copies_of(prof: Profile, kind: str) -> int:
+    """Augmented copies of each test image a run of this study kind trains on: the ladder's only."""
+    return prof.ladder_test_copies if kind == AUGMENTED else 0
+
+
 def study_run_dir(prof: Profile, arm: str, kind: str, fold: int, seed: int) -> Path:
     """The run folder of one (arm, kind, fold, seed) of a study (:func:`train.run_dir_for`; the ladder's
     ``"augmented"`` runs are the random split's, with ``-testcopies<k>``)."""
     from ..train import run_dir_for
 
-    return run_dir_for(prof.name, arm, _split_of(kind), seed, fold, prof.ladder_test_copies if kind == AUGMENTED else 0)
+    return run_dir_for(prof.name, arm, _split_of(kind), seed, fold, test_copies_of(prof, kind))
 
 
 def _write_runs(out: Path, rows: list[dict]) -> None:

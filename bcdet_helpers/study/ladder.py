@@ -121,7 +121,7 @@ def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflic
     out.append(rung(2, pooled(chosen), chosen["file"].nunique(), per_run["accuracy"],
                     f"chosen epochs: median {e.median():.0f} (range {e.min()}-{e.max()}) of {int(chosen['epochs'].max())}"))
 
-    best, lucky, runs_best = _best_seed_lucky_fold(chosen)
+    best, lucky, runs_best = _best_seed_lucky_fold(chosen, per_run)
     n_seeds = chosen["seed"].nunique()
     out.append(rung(3, pooled(chosen[chosen["seed"] == best]), chosen["file"].nunique(), runs_best["accuracy"],
                     f"seed {best} of {n_seeds}" + (" (one seed: nothing to choose from)" if n_seeds == 1 else "")))
@@ -131,7 +131,7 @@ def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflic
 
     if any((folder / "inflation" / f"{_run_name(arm, AUGMENTED, f, s)}.csv").exists() for f, s in random_runs):
         leaky = _test_epochs(folder, arm, random_runs, scored, kind=AUGMENTED)
-        best_l, lucky_l, runs_best_l = _best_seed_lucky_fold(leaky)
+        best_l, lucky_l, runs_best_l = _best_seed_lucky_fold(leaky, _per_run(leaky))
         rows = leaky[(leaky["seed"] == best_l) & (leaky["fold"] == lucky_l)]
         out.append(rung(5, pooled(rows), rows["file"].nunique(), runs_best_l["accuracy"],
                         f"fold {lucky_l}, seed {best_l}; the leak alone, all {len(random_runs)} runs at their test-chosen "
@@ -148,11 +148,11 @@ def not_measured(table: pd.DataFrame) -> list[str]:
     return [r.name for r in RUNGS if r.name not in set(table["rung"])]
 
 
-def _best_seed_lucky_fold(chosen: pd.DataFrame) -> tuple[int, int, pd.DataFrame]:
-    """The seed with the best pooled test accuracy, its best fold, and its runs' accuracies."""
+def _best_seed_lucky_fold(chosen: pd.DataFrame, per_run: pd.DataFrame) -> tuple[int, int, pd.DataFrame]:
+    """The seed with the best pooled test accuracy, its best fold, and its runs' accuracies
+    (``per_run``: :func:`_per_run` of ``chosen``)."""
     by_seed = chosen.groupby("seed").apply(lambda d: (d["pred_k"] == d["y"]).mean(), include_groups=False)
     best = int(by_seed.idxmax())
-    per_run = _per_run(chosen)
     runs_best = per_run[per_run["seed"] == best]
     return best, int(runs_best.loc[runs_best["accuracy"].idxmax(), "fold"]), runs_best
 
