@@ -1,13 +1,20 @@
 """Which device to train on, and how to name it in logs."""
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 
 import torch
 
 from .errors import BcdetError
 
-__all__ = ["choose_device", "describe_device", "auto_jobs", "worker_threads"]
+__all__ = ["choose_device", "describe_device", "auto_jobs", "worker_threads", "keep_freed_memory"]
+
+# On a CPU, fit calls keep_freed_memory() (issue #17); benchmarks/throughput.py turns it off to measure
+# the difference.
+KEEP_FREED_MEMORY = True
+_kept = False
 
 
 def choose_device(request: str | torch.device = "auto") -> torch.device:
@@ -61,3 +68,26 @@ def auto_jobs(device) -> int:
 def worker_threads(jobs: int) -> int:
     """Torch threads for each of ``jobs`` workers: the cores shared out, at least one."""
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep the memory PyTorch frees for the next allocation instead of handing it
+    back to the operating system; True when this process now does (Linux with glibc only).
+
+    Why: glibc serves every block over 32 MB -- a width-16 ResNet9's activations for a batch of 128
+    are 32-64 MB each -- with a fresh ``mmap`` and returns it on ``free``, so every training step
+    re-faults and zeroes the same memory: about 90 000 page faults and a quarter of a second of
+    kernel time per step on a 2-core CPU, 20-25 % of the step (issue #17,
+    ``benchmarks/throughput.py``). With ``mmap`` off and no trimming, the heap grows once to
+    the run's peak and is reused. Results are bit for bit the same (only where the bytes live
+    changes); the price is that the process keeps its peak memory until it ends. Called by
+    :func:`~bcdet_helpers.train.fit` on a CPU; the same as ``MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=-1`` in the environment.
+    """
+    global _kept
+    if _kept or not KEEP_FREED_MEMORY or platform.libc_ver()[0] != "glibc":
+        return _kept
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # <malloc.h>
+    libc = ctypes.CDLL(None)
+    _kept = bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, -1))  # -1: never trim
+    return _kept

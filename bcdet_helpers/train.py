@@ -14,7 +14,8 @@ the device, mixed precision, best weights, checkpoints, progress). Why it is fas
 * **The data path is free.** All images (a few MB of uint8) are moved to the device once; each
   epoch slices seeded batches out of that tensor and normalises and augments them on the device.
 * **No host sync in the inner loop.** Loss and correct counts are summed as device tensors and
-  read once per epoch. ``channels_last`` everywhere; bfloat16 autocast on CUDA.
+  read once per epoch. ``channels_last`` everywhere; bfloat16 autocast on CUDA; on a CPU, freed
+  memory is kept for reuse (``device.keep_freed_memory``: no page faults every step).
 * **One seed fixes everything**: the split, the initial weights (``torch.manual_seed`` before
   ``build_model``), dropout (the global RNG, seeded here) and batch order + augmentation (a
   ``torch.Generator`` seeded from the same seed). The same seed twice on a CPU gives the same
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 
 from . import callbacks
 from .callbacks import HISTORY_COLUMNS, Batches, Checkpointer, Precision, Progress, TrainState
-from .device import choose_device, describe_device
+from .device import choose_device, describe_device, keep_freed_memory
 from .metrics import macro_f1_from_confusion
 from .profiles import DEFAULTS, Phase
 from .profiles import schedule as schedule_phases
@@ -190,6 +191,8 @@ def fit(model: torch.nn.Module, data, phases: list[Phase], *, batch_size: int, s
     device, epoch_phase = choose_device(device), phase_of_epochs(phases)
     batches, precision = Batches(data, batch_size, seed, device, augment), Precision(device)
     model.to(device, memory_format=callbacks.MEMORY_FORMAT)  # channels_last, CPU too (issue #17)
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults for the big activations (issue #17)
     ckpt = Checkpointer(run_dir, phases, seed, batch_size)
     st = _start(model, ckpt, batches, precision, phases, epoch_phase, seed, resume)
     start, t_call, interrupted, consistent = st.epoch, time.perf_counter(), False, True

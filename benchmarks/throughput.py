@@ -8,10 +8,14 @@ runs per hour, not the speed of one epoch. The ways compared, every run a real `
 ``switching`` arm (its own seed: own initialisation, data order, augmentation, history):
 
 * ``one at a time, contiguous``  -- how runs went before issue #17: one after another, every core
-  for one run, PyTorch's default (contiguous) memory layout.
-* ``one at a time``              -- the same with ``channels_last`` (what ``fit`` uses now).
-* ``N workers x 1 thread``       -- N processes at once, one thread each (``bcdet tune --jobs N``).
+  for one run, PyTorch's default (contiguous) memory layout, glibc's default allocator settings.
+* ``one at a time, channels_last`` -- the same with ``channels_last``.
+* ``N workers x 1 thread, channels_last`` -- N processes at once, one thread each.
+* ``..., freed memory kept``     -- and glibc keeps freed memory for reuse instead of returning it
+  (``device.keep_freed_memory``: no page faults for the big activations every step). The last
+  way is what ``fit``, ``bcdet tune`` and the study do now on a CPU.
 
+Every way runs in fresh processes (the allocator setting cannot be undone in a process).
 Runs are shortened to ``--epochs`` epochs; runs per hour are projected to the profile's full epoch
 count (an epoch costs the same throughout a run). GFLOP/s count the training steps' forward and
 backward FLOPs (``torch.utils.flop_counter``; validation and the optimizer step not counted).
@@ -31,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from bcdet_helpers import callbacks
+from bcdet_helpers import device as bdevice
 from bcdet_helpers.data import load_split_data
 from bcdet_helpers.model import build_model
 from bcdet_helpers.profiles import get_profile, schedule
@@ -51,12 +56,13 @@ def train_flops_per_image(prof) -> float:
     return counter.get_total_flops() / 8
 
 
-def some_runs(prof, seeds, epochs: int, device: str, threads: int, layout: str, barrier=None) -> float:
+def some_runs(prof, seeds, epochs: int, device: str, threads: int, layout: str, keep: bool, barrier=None) -> float:
     """Train one short run per seed, one after another; returns the wall time of the runs alone
     (data loading and a one-epoch warm-up come first, and with ``barrier`` every worker starts the
     clock together)."""
     torch.set_num_threads(threads)
     callbacks.MEMORY_FORMAT = torch.contiguous_format if layout == "contiguous" else torch.channels_last
+    bdevice.KEEP_FREED_MEMORY = keep
     data = load_split_data(prof, "grouped", 0)
     fit(build_model(prof), data, schedule("constant", 1, prof), batch_size=prof.batch_size, seed=99,
         device=device, augment=prof.augmentation, progress=False)  # warm-up: allocator, kernels
@@ -77,13 +83,15 @@ def _worker(args, barrier, out):
     out.put(some_runs(*args, barrier=barrier))
 
 
-def concurrent(prof, seeds, epochs, device, jobs: int) -> float:
-    """``jobs`` long-lived processes with one thread each share ``seeds`` (as ``bcdet tune --jobs``
-    workers do); the wall time from their common start until the last one finishes."""
+def in_processes(prof, seeds, epochs, device, jobs: int, layout: str, keep: bool) -> float:
+    """``jobs`` fresh processes share ``seeds`` (``jobs`` = 1: one process with every core; more:
+    one thread each, as the study's and ``bcdet tune``'s workers); the wall time from their common
+    start until the last one finishes."""
     ctx = mp.get_context("spawn")
+    threads = (os.cpu_count() or 1) if jobs == 1 else 1
     shares = [s for s in (seeds[w::jobs] for w in range(jobs)) if s]
     q, barrier = ctx.Queue(), ctx.Barrier(len(shares))
-    procs = [ctx.Process(target=_worker, args=((prof, share, epochs, device, 1, "channels_last"), barrier, q))
+    procs = [ctx.Process(target=_worker, args=((prof, share, epochs, device, threads, layout, keep), barrier, q))
              for share in shares]
     for p in procs:
         p.start()
@@ -112,16 +120,19 @@ def main(argv=None) -> int:
     n_train = int((data.split == "train").sum())
     flops = train_flops_per_image(prof) * n_train * args.epochs
     seeds = list(range(args.runs))
-    ways = {
-        "one at a time, contiguous (before)": lambda: some_runs(prof, seeds, args.epochs, device, cores, "contiguous"),
-        "one at a time, channels_last": lambda: some_runs(prof, seeds, args.epochs, device, cores, "channels_last"),
-        f"{args.jobs} workers x 1 thread, channels_last": lambda: concurrent(prof, seeds, args.epochs, device, args.jobs),
+    j = args.jobs
+    ways = {  # name: (processes, layout, keep freed memory)
+        "one at a time, contiguous (before)": (1, "contiguous", False),
+        "one at a time, channels_last": (1, "channels_last", False),
+        f"{j} workers x 1 thread, channels_last": (j, "channels_last", False),
+        "one at a time, channels_last, freed memory kept": (1, "channels_last", True),
+        f"{j} workers x 1 thread, channels_last, freed memory kept (now)": (j, "channels_last", True),
     }
-    if device.startswith("cuda"):
-        ways.pop("one at a time, contiguous (before)")
+    if device.startswith("cuda"):  # fit keeps freed memory on a CPU only; contiguous is no way on a GPU
+        ways = {n: w for n, w in ways.items() if w[1] == "channels_last" and not w[2]}
     rows = {}
     for name, way in ways.items():
-        wall = way()
+        wall = in_processes(prof, seeds, args.epochs, device, *way)
         rows[name] = {"wall_s": wall, "runs_per_hour": 3600 * args.runs * args.epochs / prof.epochs / wall,
                       "gflops": flops * args.runs / wall / 1e9}
         print(f"  {name}: {wall:.1f} s for {args.runs} x {args.epochs} epochs -> "

@@ -8,6 +8,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,6 +179,41 @@ def test_choose_device():
     if not torch.cuda.is_available():
         with pytest.raises(BcdetError, match="--device cpu"):
             train.choose_device("cuda")
+
+
+_ALLOCATOR_PROBE = """
+import hashlib, json, resource, sys
+import torch
+sys.path.insert(0, sys.argv[1])
+from bcdet_helpers import device
+device.KEEP_FREED_MEMORY = sys.argv[2] == "keep"
+from test_train import PHASES, run
+res = run(phases=PHASES[:1])  # fit keeps freed memory on a CPU unless told not to
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    x = torch.ones(16 * 2**20)  # 64 MB, the size of a width-16 activation at batch 128
+    del x
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+weights = hashlib.sha256(b"".join(v.numpy().tobytes() for v in res.best_state.values())).hexdigest()
+print(json.dumps({"history": res.history.drop(columns="seconds").to_dict("list"), "weights": weights,
+                  "faults": faults}))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_memory needs glibc")
+def test_keeping_freed_memory_stops_page_faults_and_changes_no_number():
+    """issue #17: on a CPU, fit asks glibc to reuse freed memory instead of re-faulting it every
+    step; the same run gives the same history and weights either way."""
+    out = {}
+    for way in ("keep", "return"):
+        proc = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE, str(Path(__file__).parent), way],
+                              capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out[way] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["keep"]["history"] == out["return"]["history"]
+    assert out["keep"]["weights"] == out["return"]["weights"]
+    assert out["return"]["faults"] > 10 * 16384 * 0.9  # every 64 MB block faulted in afresh
+    assert out["keep"]["faults"] < out["return"]["faults"] / 10
 
 
 def test_phase_table_lists_every_phase():
