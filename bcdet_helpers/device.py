@@ -81,8 +81,8 @@ def keep_freed_memory() -> bool:
     ``benchmarks/throughput.py``). With ``mmap`` off and no trimming, the heap grows once to
     the run's peak and is reused. Results are bit for bit the same (only where the bytes live
     changes); the price is that the process keeps its peak memory until it ends. Called by
-    :func:`~bcdet_helpers.train.fit` on a CPU; the same as ``MALLOC_MMAP_MAX_=0
-    MALLOC_TRIM_THRESHOLD_=-1`` in the environment.
+    :func:`~bcdet_helpers.train.fit` on a CPU. (In the environment, ``MALLOC_MMAP_MAX_=0`` with a
+    large ``MALLOC_TRIM_THRESHOLD_`` does the same for a whole process.)
     """
     global _kept
     if _kept or not KEEP_FREED_MEMORY or platform.libc_ver()[0] != "glibc":
