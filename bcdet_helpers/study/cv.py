@@ -217,7 +217,7 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
         for task in tasks:
             run_rows.append(_study_run(*task, progress=progress))
             _write_runs(out, run_rows)
-    else:  # N workers x 1 thread: on a 2-core CPU, 1.36x the runs per hour of one run at a time (issue #17)
+    else:  # N workers x 1 thread: on a 2-core CPU, 1.10x the runs per hour of one run at a time (issue #17)
         import multiprocessing as mp
 
         if progress:
