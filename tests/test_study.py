@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ from bcdet_helpers import evaluate as ev
 from bcdet_helpers import stats as st
 from bcdet_helpers import study as sd
 from bcdet_helpers.errors import BcdetError
-from bcdet_helpers.paths import CLASSES
+from bcdet_helpers.paths import CLASSES, runs_dir
 from bcdet_helpers.profiles import get_profile
 
 P_COLS = [f"p_{c}" for c in CLASSES]
@@ -343,15 +345,28 @@ def test_smoke_study_second_call_loads_the_runs_and_records_the_call(smoke_study
     monkeypatch.setenv("BCDET_DATA", str(data))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    predict, predicted = sd.cv.predict_run, []
+
+    def counting_predict(run_dir, *a, **k):
+        predicted.append(Path(run_dir).name)
+        return predict(run_dir, *a, **k)
+
+    monkeypatch.setattr(sd.cv, "predict_run", counting_predict)
     try:
         again = sd.run_study(prof, arms=["constant"], kinds=["random"], seeds=[0], device="cpu", progress=False,
                              out=out, n_boot=200, jobs=1)
+        assert predicted == []  # every run's predictions are on record: none is loaded and predicted again
+        result = runs_dir(prof.name) / "constant-random-fold1-seed0" / "result.json"
+        os.utime(result, (result.stat().st_atime, result.stat().st_mtime + 60))  # as if trained again since
+        sd.run_study(prof, arms=["constant"], kinds=["random"], seeds=[0], device="cpu", progress=False,
+                     out=out, n_boot=200, jobs=1)
+        assert predicted == ["constant-random-fold1-seed0"]
     finally:
         torch.set_num_threads(threads)
     pd.testing.assert_frame_equal(sd.load_predictions(out), before)  # same weights, same predictions
     pd.testing.assert_frame_equal(pd.read_csv(out / "runs.csv"), runs_before)  # loaded, not retrained
     design = json.loads((out / "design.json").read_text())
-    assert [c["arms"] for c in design["calls"]] == [["constant", "onecycle"], ["constant"]]
+    assert [c["arms"] for c in design["calls"]] == [["constant", "onecycle"], ["constant"], ["constant"]]
     assert again.arms == s.arms == ["constant", "onecycle"]
     assert sd.to_json(again).count('"arm"') == sd.to_json(s).count('"arm"')
 

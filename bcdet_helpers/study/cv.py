@@ -196,21 +196,23 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
             tasks += [(prof, arm, kind, fold, seed, dev, resume, out, groups, test) for arm in run_arms]
     if jobs is not None and jobs < 1:
         raise BcdetError(f"jobs must be at least 1, got {jobs}.")
-    # finished runs are only loaded and predicted (seconds): here, not worth a worker's start-up
+    # finished runs: their recorded predictions, or loaded and predicted here (seconds), not in a worker
     finished = [t for t in tasks if (study_run_dir(prof, *t[1:5]) / "result.json").exists()]
     tasks = [t for t in tasks if t not in finished]
     jobs = max(1, min(len(tasks), auto_jobs(dev) if jobs is None else jobs))
     run_rows = []
     recorded = pd.read_csv(out / "runs.csv") if (out / "runs.csv").exists() else pd.DataFrame(columns=RUN_COLUMNS)
-    from_record = 0
+    from_record = without_weights = 0
     for task in finished:
         row = _recorded_row(prof, *task[1:5], out, recorded)
-        from_record += row is not None
+        if row is not None:
+            from_record += 1
+            without_weights += not (study_run_dir(prof, *task[1:5]) / "last.pt").exists()
         run_rows.append(row if row is not None else _study_run(*task, progress=progress))
-        _write_runs(out, run_rows)
+    _write_runs(out, run_rows)
     if progress and from_record:
-        print(f"{from_record} finished run(s) have no weights here (restored from a snapshot): the study uses "
-              "their recorded predictions.", flush=True)
+        print(f"{from_record} finished run(s) taken from this study's record (their predictions are here and newer "
+              f"than the run; {without_weights} of them without weights, restored from a snapshot).", flush=True)
     if jobs == 1:
         if progress and len(tasks) > 1:
             print(f"{len(tasks)} runs to train, one at a time on {dev}", flush=True)
@@ -273,14 +275,14 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
                          f"({len(test_files ^ set(test))} differ) -- the split code changed?")
     record = Path(res.run_dir) / TEST_RECORD
     if kind == AUGMENTED:  # the ladder's leaky run: its test record only, never a prediction of the study
-        shutil.copy2(record, out / "inflation" / f"{name}.csv")
+        shutil.copy(record, out / "inflation" / f"{name}.csv")
         return {"arm": arm, "kind": kind, "fold": fold, "seed": seed, "wall_time_s": res.wall_time,
                 "run": Path(res.run_dir).name}
     pred = predict_run(res.run_dir, data, device=dev, groups=groups)
     pred["test"].to_csv(out / "oof" / f"{name}.csv", index=False)
     pred["val"].to_csv(out / "val" / f"{name}.csv", index=False)
     if record.exists():  # a run trained before the record existed has none (the ladder says so)
-        shutil.copy2(record, out / "inflation" / f"{name}.csv")
+        shutil.copy(record, out / "inflation" / f"{name}.csv")
     info = res.info or {}
     ratios = [p.get("ratio", math.nan) for p in info.get("phase_stability", [])]
     return {
@@ -295,22 +297,31 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
 
 def _recorded_row(prof: Profile, arm: str, kind: str, fold: int, seed: int, out: Path,
                   recorded: pd.DataFrame) -> dict | None:
-    """A finished run without its weights -- its folder restored from a committed snapshot
-    (``config.json``, ``history.csv``, ``result.json``; checkpoints are too big for git) on a fresh
-    machine: its ``runs.csv`` row, when this study folder holds its predictions and test record and
-    its config is the run these settings would train; the study then uses that record instead of
-    retraining. ``None`` when the weights are here (the run is loaded and predicted as usual)."""
+    """The ``runs.csv`` row of a finished run whose predictions and test record this study folder
+    already holds, so that it is not loaded and predicted again (a long study restarted, ``bcdet
+    reproduce`` after it: seconds per run, minutes for a hundred). ``None``: predict it -- its
+    weights are here and its record is missing, older than the run (trained again since), or was
+    made with other settings.
+
+    A run *without* weights -- its folder restored from a committed snapshot (``config.json``,
+    ``history.csv``, ``result.json``; checkpoints are too big for git) on a fresh machine -- can only
+    come from its record: refused, with the fix, when the record is missing or its config is not
+    the run these settings would train."""
     from ..runs import config_differences
 
     run_dir = study_run_dir(prof, arm, kind, fold, seed)
-    if (run_dir / "last.pt").exists():
-        return None
     name = _run_name(arm, kind, fold, seed)
-    need = [out / "inflation" / f"{name}.csv"] + ([] if kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")])
+    record = out / "inflation" / f"{name}.csv"
+    made = [record] if kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")]  # by the study
+    need = list(dict.fromkeys([record, *made]))
     key = (recorded["arm"] == arm) & (recorded["kind"] == kind) & (recorded["fold"] == fold) & (recorded["seed"] == seed)
     missing = [str(p.relative_to(out)) for p in need if not p.exists()] + ([] if kind == AUGMENTED or key.any() else ["runs.csv row"])
     differs = config_differences(run_dir, prof, arm, seed, _split_of(kind), fold, test_copies_of(prof, kind))
-    if missing or differs:
+    if (run_dir / "last.pt").exists():
+        trained = (run_dir / "result.json").stat().st_mtime
+        if missing or differs or any(p.stat().st_mtime < trained for p in made):
+            return None
+    elif missing or differs:
         raise BcdetError(f"{run_dir} holds a finished run without its weights, and {out} "
                          + (f"lacks its {', '.join(missing)}" if missing else f"was made with other settings ({', '.join(differs)})")
                          + ": the study cannot use its record. Delete that run folder to train it again.")
