@@ -59,9 +59,10 @@ def describe_device(device: torch.device) -> str:
 
 def auto_jobs(device) -> int:
     """Runs at once on this machine by default: one single-thread worker per core on a CPU (on a
-    2-core VM, two 1-thread workers trained 1.10x the runs per hour of one 2-thread run, both with
-    channels_last and freed memory kept; ``benchmarks/results/vm-throughput-laptop.md``, issue #17), one on a GPU (it keeps the CUDA start-up and cuDNN autotuning to one
-    process). ``bcdet tune`` and the study (:func:`~bcdet_helpers.study.run_study`) both use it."""
+    2-core VM two 1-thread workers trained 1.10x the runs per hour of one 2-thread run, both with
+    channels_last and freed memory kept: ``benchmarks/results/vm-throughput-laptop.md``, issue #17),
+    one on a GPU (it keeps the CUDA start-up and cuDNN autotuning to one process). ``bcdet tune``
+    and the study (:func:`~bcdet_helpers.study.run_study`) both use it."""
     return max(1, os.cpu_count() or 1) if str(device) == "cpu" else 1
 
 
