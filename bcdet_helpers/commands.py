@@ -217,7 +217,7 @@ def cli_evaluate(args) -> int:
 
 # ------------------------------------------------------------------------------- reproduction
 def cli_reproduce(args) -> int:
-    """``bcdet reproduce --profile P [--study | --no-study] [--seeds N ...] [--random-seeds N ...]
+    """``bcdet reproduce --profile P [--study | --no-study] [--no-ladder] [--seeds N ...] [--random-seeds N ...]
     [--splits S ...] [--out O] [--yes]``."""
     from . import reproduce as rp
     from .errors import BcdetError
@@ -225,7 +225,8 @@ def cli_reproduce(args) -> int:
     try:
         rp.reproduce(args.profile, out=getattr(args, "out", None), seeds=getattr(args, "seeds", None),
                      splits=getattr(args, "splits", None), yes=getattr(args, "yes", False),
-                     study=getattr(args, "study", None), random_seeds=getattr(args, "random_seeds", None))
+                     study=getattr(args, "study", None), random_seeds=getattr(args, "random_seeds", None),
+                     ladder=getattr(args, "ladder", True))
     except ValueError as exc:  # unknown profile
         raise BcdetError(str(exc)) from None
     return 0

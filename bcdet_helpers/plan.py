@@ -110,13 +110,14 @@ def study_seeds(prof, random_seeds=None) -> dict[str, list[int]]:
     return {k: v for k, v in out.items() if k in prof.splits}
 
 
-def planned_runs(prof, study: bool = True, random_seeds=None) -> list[tuple[str, str, int, int]]:
+def planned_runs(prof, study: bool = True, random_seeds=None, ladder: bool = True) -> list[tuple[str, str, int, int]]:
     """``(schedule, split, seed, fold)`` of every training run a reproduction of ``prof`` starts.
 
     Notebook 04's runs (the profile's *own* arms on its first split and seed, fold 0 -- notebook 04
     gets only ``profile``, so a smaller study such as ``--seeds 1 --splits random`` does not change
     them; notebook 05 scores these same runs) plus, when ``study``, notebook 05's cross-validated
-    study: arms x folds x the seeds of each split kind (:func:`study_seeds`).
+    study: arms x folds x the seeds of each split kind (:func:`study_seeds`), and the leakage ladder's
+    extra runs unless ``ladder`` is False.
     """
     from .profiles import get_profile
 
@@ -125,15 +126,16 @@ def planned_runs(prof, study: bool = True, random_seeds=None) -> list[tuple[str,
     except ValueError:  # a Profile built by hand, not one of PROFILES
         own = prof
     chapter04 = [(s, own.splits[0], own.seeds[0], 0) for s in own.schedules]
-    return list(dict.fromkeys((study_runs(prof, random_seeds) if study else []) + chapter04))
+    return list(dict.fromkeys((study_runs(prof, random_seeds, ladder) if study else []) + chapter04))
 
 
-def study_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
+def study_runs(prof, random_seeds=None, ladder: bool = True) -> list[tuple[str, str, int, int]]:
     """``(schedule, split, seed, fold)`` of the cross-validated study: 5 folds x arms x seeds per kind,
-    plus :func:`ladder_runs`."""
+    plus :func:`ladder_runs` (``ladder=False``, ``--no-ladder``: without them -- the verdict needs none of
+    them, and for ``laptop`` they are 25 of 105 runs, about 30 % of the training)."""
     runs = [(s, kind, seed, fold) for kind, seeds in study_seeds(prof, random_seeds).items() for seed in seeds
             for fold in range(prof.folds) for s in prof.schedules]
-    return runs + ladder_runs(prof, random_seeds)
+    return runs + (ladder_runs(prof, random_seeds) if ladder else [])
 
 
 def ladder_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
@@ -147,7 +149,8 @@ def ladder_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
             for seed in seeds for fold in range(prof.folds)]
 
 
-def estimate(profile="paper", device="auto", study: bool | None = None, random_seeds=None) -> dict:
+def estimate(profile="paper", device="auto", study: bool | None = None, random_seeds=None,
+             ladder: bool = True) -> dict:
     """How long the training in the course will take on ``device``, and where the number comes from.
 
     Runs = :func:`planned_runs` (notebook 04's runs, plus notebook 05's cross-validated study when it
@@ -166,9 +169,9 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     prof = get_profile(profile)
     dev = choose_device(device)
     with_study = runs_study(prof.name, study)
-    runs = planned_runs(prof, with_study, random_seeds)
+    runs = planned_runs(prof, with_study, random_seeds, ladder)
     chapter04 = planned_runs(prof, False)
-    cv = study_runs(prof, random_seeds) if with_study else []
+    cv = study_runs(prof, random_seeds, ladder) if with_study else []
     todo = [sp for s, sp, seed, fold in runs if not (study_run_dir(prof, s, sp, fold, seed) / "result.json").exists()]
     done = len(runs) - len(todo)
     n_train = _n_train_images(prof)
@@ -196,7 +199,7 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
         "runs_study": len(cv),
         "study": with_study,
         "study_seeds": study_seeds(prof, random_seeds) if with_study else {},
-        "runs_ladder": len(ladder_runs(prof, random_seeds)) if with_study else 0,
+        "runs_ladder": len(ladder_runs(prof, random_seeds)) if with_study and ladder else 0,
         "folds": prof.folds,
         "runs_done": done,
         "epochs_per_run": prof.epochs,
@@ -255,7 +258,11 @@ def faster_choices(profile: str, study: bool | None = None) -> str:
     if not runs_study(profile, study):
         return text
     full = len(planned_runs(prof, True))
+    no_ladder = len(planned_runs(prof, True, ladder=False))
     small = len(planned_runs(get_profile(profile, seeds=prof.seeds[:1], splits=["grouped"]), True))
+    if no_ladder < full:
+        text += (f"The whole verdict without the leakage ladder's extra runs trains {no_ladder} runs instead of "
+                 f"{full}: --no-ladder. ")
     if small < full:
         text += (f"A smaller study trains {small} runs instead of {full}: --seeds {prof.seeds[0]} --splits grouped "
                  f"(make reproduce ARGS=\"--seeds {prof.seeds[0]} --splits grouped\"). ")

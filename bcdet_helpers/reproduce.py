@@ -45,7 +45,7 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
     """Execute one notebook with papermill; returns its wall time. A failing cell raises
     :class:`BcdetError` naming the notebook, the cell and the error.
 
-    ``study`` (``study=True``, ``seeds=[0]``, ``splits=["grouped"]``, ``random_seeds=[0]``) goes only
+    ``study`` (``study=True``, ``seeds=[0]``, ``splits=["grouped"]``, ``random_seeds=[0]``, ``ladder=False``) goes only
     to notebooks whose parameters cell declares it (chapter 05); the others get just ``profile``."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -78,7 +78,7 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
 
 def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=None, echo: bool = True,
               device: str = "auto", seeds=None, splits=None, yes: bool = False, study: bool | None = None,
-              random_seeds=None) -> dict:
+              random_seeds=None, ladder: bool = True) -> dict:
     """Run the course headless with ``profile``; returns the merged metrics.json content.
 
     ``study``: run notebook 05's cross-validated study (``study=True`` in its parameters cell);
@@ -88,7 +88,9 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     ``seeds`` / ``splits`` / ``random_seeds`` shrink the study below the profile's (e.g. ``seeds=[0]``,
     ``splits=["grouped"]``: 20 runs instead of 80 for laptop; ``random_seeds``: the random split's seeds,
     by default the first seed only) when the full study does not fit the time at hand -- the paper
-    profile on a CPU. The report says which study it is. A job estimated at over an hour of training
+    profile on a CPU. ``ladder=False`` (``--no-ladder``) leaves out the leakage ladder's extra runs
+    (notebook 05's ``ladder`` parameter): the verdict is the same, the ladder then shows the rungs
+    those runs would measure as not measured. The report says which study it is. A job estimated at over an hour of training
     starts only with ``yes`` or a "y" typed at the terminal (:func:`confirm_long_job`).
     ``out``: a runs folder to use instead of ``$BCDET_RUNS`` / ``runs/`` (results land in
     ``out/<profile>/``; an ``out`` that already ends in the profile's name is taken as that
@@ -113,10 +115,11 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     from .params import check_reproduce_parameters
 
     # `study` is checked when it asks for the study (a notebook must declare it, or it would be ignored)
+    no_ladder = False if with_study and not ladder else None  # passed only when it changes something
     given = {"profile": prof.name, "seeds": seeds, "splits": splits, "random_seeds": random_seeds,
-             "study": True if with_study else None}
+             "study": True if with_study else None, "ladder": no_ladder}
     check_reproduce_parameters(notebooks, {k: v for k, v in given.items() if v is not None},
-                               optional=("seeds", "splits", "random_seeds", "study"))
+                               optional=("seeds", "splits", "random_seeds", "study", "ladder"))
     if out is not None:
         out = Path(out).expanduser().resolve()
         out = out.parent if out.name == prof.name else out
@@ -130,7 +133,7 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         print(f"Device: {dev}" + (f" ({info['gpu']})" if info.get("gpu") else
                                   f" ({info['cpu']}, {info['torch_threads']} torch threads; no CUDA GPU found)"))
         print("Estimating the training time ...", flush=True)
-        est = estimate(prof, dev, study=with_study, random_seeds=random_seeds)
+        est = estimate(prof, dev, study=with_study, random_seeds=random_seeds, ladder=ladder)
         print_estimate(est)
         confirm_long_job(est, yes)
         folder.mkdir(parents=True, exist_ok=True)
@@ -144,7 +147,8 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
             target = folder / "notebooks" / nb.name
             print(f"=== {nb.name} (profile {prof.name!r}) -> {target}", flush=True)
             wall[nb.name] = round(run_notebook(nb, target, prof.name, echo=echo, seeds=seeds, splits=splits,
-                                               random_seeds=random_seeds, study=True if with_study else None), 2)
+                                               random_seeds=random_seeds, study=True if with_study else None,
+                                               ladder=no_ladder), 2)
             print(f"=== {nb.name} done in {_fmt_duration(wall[nb.name])}\n", flush=True)
         total = time.perf_counter() - t_all
         cv = load_reproduced_study(folder, started) if with_study else None
@@ -163,10 +167,11 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
             "study": {"run": with_study, "folder": "cv" if with_study else None,
                       "seeds": list(prof.seeds), "splits": list(prof.splits), "schedules": list(prof.schedules),
                       "folds": prof.folds, "seeds_by_kind": study_seeds(prof, random_seeds),
-                      "runs": len(study_runs(prof, random_seeds)) if with_study else 0,
+                      "runs": len(study_runs(prof, random_seeds, ladder)) if with_study else 0,
+                      "ladder_runs": bool(with_study and ladder),
                       "complete": None if cv is None else cv.complete,
                       "smaller_than_profile": bool(seeds or splits or random_seeds)},
-            "command": reproduce_command(prof.name, seeds, splits, random_seeds, study),
+            "command": reproduce_command(prof.name, seeds, splits, random_seeds, study, ladder),
         }
         metrics.setdefault("profile", prof.name)
         write_json(metrics_path, metrics)
@@ -221,7 +226,8 @@ def set_aside_previous(folder: Path) -> None:
               "new ones are written when all notebooks have run.\n", flush=True)
 
 
-def reproduce_command(profile: str, seeds=None, splits=None, random_seeds=None, study: bool | None = None) -> str:
+def reproduce_command(profile: str, seeds=None, splits=None, random_seeds=None, study: bool | None = None,
+                      ladder: bool = True) -> str:
     """The ``bcdet reproduce`` command line that gives this study (recorded in metrics.json)."""
     cmd = f"bcdet reproduce --profile {profile}"
     if study is not None and bool(study) != runs_study(profile):
@@ -232,6 +238,8 @@ def reproduce_command(profile: str, seeds=None, splits=None, random_seeds=None, 
         cmd += " --random-seeds " + " ".join(str(s) for s in random_seeds)
     if splits:
         cmd += " --splits " + " ".join(splits)
+    if not ladder and runs_study(profile, study):
+        cmd += " --no-ladder"
     return cmd
 
 

@@ -314,6 +314,23 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     assert full["runs"] == arms * folds * (3 + 1) + folds * (2 + 3) and full["runs_ladder"] == folds * 5
     assert rp.estimate(get_profile("laptop"), "cpu", random_seeds=[0, 1, 2])["runs"] == arms * folds * 6 + folds * 3
     assert rp.estimate(get_profile("laptop"), "cpu", study=False)["runs"] == arms  # --no-study
+    lean = rp.estimate(get_profile("laptop"), "cpu", ladder=False)  # --no-ladder: the verdict's runs only
+    assert lean["runs"] == arms * folds * (3 + 1) and lean["runs_ladder"] == 0
+    assert "--no-ladder" in plan.faster_choices("laptop")
+
+
+def test_no_ladder_reaches_notebook_05_and_its_command(tmp_path):
+    """``--no-ladder`` parses, is named in the recorded command, and reaches the notebook that declares
+    ``ladder`` (as False) -- and only when it changes something: never passed by default."""
+    from bcdet_helpers.cli import build_parser
+
+    args = build_parser().parse_args(["reproduce", "--profile", "laptop", "--no-ladder"])
+    assert args.ladder is False and build_parser().parse_args(["reproduce"]).ladder is True
+    assert rp.reproduce_command("laptop", ladder=False) == "bcdet reproduce --profile laptop --no-ladder"
+    assert rp.reproduce_command("class", ladder=False) == "bcdet reproduce --profile class"  # no study, no ladder
+    nb = write_nb(tmp_path / "05_study.ipynb", "print('ladder is', ladder)", params='profile = "laptop"\nladder = True')
+    rp.run_notebook(nb, tmp_path / "out" / nb.name, "smoke", echo=False, ladder=False)
+    assert "ladder is False" in (tmp_path / "out" / nb.name).read_text()
 
 
 @pytest.fixture
