@@ -16,7 +16,9 @@ What is copied (nothing else, so no weights and no patient images beyond the sma
 and, when the reproduction ran the cross-validated study, ``runs/<profile>/cv/`` goes to
 ``results/<profile>-cv/``: ``folds.csv``, ``design.json``, ``runs.csv``, ``oof/*.csv``, ``val/*.csv``, ``inflation/*.csv``
 and ``study.json`` -- small CSV/JSON, no weights -- which :func:`study.evaluate_study` can re-evaluate
-anywhere and notebook 05 shows as "recorded, not re-run". The report is rebuilt from
+anywhere and notebook 05 shows as "recorded, not re-run" -- with every study run's
+``runs/<run>/{config.json,history.csv,result.json}`` (each number traces to its run's commit, versions,
+device and wall time, and a fresh machine can restore the study from them) and a README. The report is rebuilt from
 ``metrics.json`` and the study read with :func:`study.load_study`.
 
 The destination is rebuilt in a staging folder and swapped in at the end, so an interrupted
@@ -127,7 +129,12 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
     cv_stage = cv_dest.with_name(cv_dest.name + ".publishing")
     shutil.rmtree(cv_stage, ignore_errors=True)
     if cv is not None:
-        _copy_study(src / (metrics["reproduce"]["study"].get("folder") or "cv"), cv_stage, CV_FILES)
+        cv_src = src / (metrics["reproduce"]["study"].get("folder") or "cv")
+        _copy_study(cv_src, cv_stage, CV_FILES)
+        n_runs = _copy_study_runs(profile, cv_src, cv_stage)
+        (cv_stage / "README.md").write_text(CV_README.format(
+            profile=profile, folder=cv_dest.name, n_runs=n_runs, command=metrics["reproduce"].get("command", ""),
+            commit=cv.commit, at=cv.created_at, restore=_restore(profile, cv_dest.name, cv_stage)))
     write_report(metrics, stage, executed_notebooks=f"runs/{profile}/notebooks/", study=cv,
                  study_folder=f"{cv_dest.parent.name}/{cv_dest.name}/" if cv is not None else None)
 
@@ -158,16 +165,11 @@ def publish_partial(profile: str, dest: str | Path | None = None, study: str | P
     stage = dest.with_name(dest.name + ".publishing")
     shutil.rmtree(stage, ignore_errors=True)
     _copy_study(study, stage, [f for f in CV_FILES if f != "study.json"])
-    finished = sorted(r.parent for r in runs_dir(profile).glob("*-fold*-seed*/result.json"))
-    for run in finished:
-        (stage / "runs" / run.name).mkdir(parents=True)
-        for name in RUN_FILES:
-            shutil.copy2(run / name, stage / "runs" / run.name / name)
+    n_runs = _copy_study_runs(profile, study, stage)
     n_study = len(pd.read_csv(study / "runs.csv")) if (study / "runs.csv").exists() else 0
-    first = [r.name for r in finished if r.name.endswith("-fold0-seed0") and "-grouped-" in r.name]
     (stage / "README.md").write_text(PARTIAL_README.format(
-        profile=profile, n_runs=len(finished), n_study=n_study, at=time.strftime("%Y-%m-%d %H:%M %Z"),
-        folder=dest.name, chapter04=" ".join(f"runs/{profile}/{r}" for r in first) or "(none)"))
+        profile=profile, n_runs=n_runs, n_study=n_study, at=time.strftime("%Y-%m-%d %H:%M %Z"),
+        folder=dest.name, restore=_restore(profile, dest.name, stage)))
     _swap_in(stage, dest)
     return dest
 
@@ -187,7 +189,66 @@ Files: `folds.csv`, `design.json` (every call that added runs: arms, seeds, comm
 leakage ladder only), and `runs/<run>/` with each finished run's `config.json`, `history.csv` and
 `result.json` (its commit, versions, device and wall time). No checkpoints (too big for git).
 
-**On a fresh machine** the finished runs need not be trained again: restore the record and go on.
+{restore}"""
+
+CV_README = """# results/{folder} -- the cross-validated `{profile}` study
+
+Written by `{command}` and `bcdet publish --profile {profile}` (study evaluated {at}, commit
+`{commit}`); the report that reads it is `results/{profile}/report.md`, notebook 05 shows it as
+"recorded, not re-run", and `bcdet ladder --profile {profile}` climbs the leakage ladder from it.
+
+Files: `study.json` (the evaluated study: scores, paired differences, leakage gaps, weights check;
+`bcdet_helpers.study.load_study`), `folds.csv`, `design.json` (every call that added runs: arms, seeds,
+commit, device), `runs.csv`, `oof/` (each run's test predictions), `val/`, `inflation/` (test-by-epoch
+records, for the leakage ladder only), and `runs/<run>/` with each of the {n_runs} runs' `config.json`,
+`history.csv` and `result.json` (its commit, versions, device and wall time). No weights (too big for git):
+`study.evaluate_study("results/{folder}")` re-evaluates everything from these files.
+
+{restore}"""
+
+
+def _study_run_names(study: Path) -> list[str]:
+    """The runs of a study folder: those in ``runs.csv`` and those with a test record in ``inflation/``
+    (written when a run finishes, including the leakage ladder's runs that ``runs.csv`` leaves out)."""
+    import pandas as pd
+
+    names = {p.stem for p in (study / "inflation").glob("*.csv")}
+    if (study / "runs.csv").exists():
+        names |= set(pd.read_csv(study / "runs.csv").get("run", pd.Series(dtype=str)).dropna())
+    return sorted(names)
+
+
+def _copy_study_runs(profile: str, study: Path, stage: Path) -> int:
+    """Each finished run of ``study``: its ``config.json`` / ``history.csv`` / ``result.json`` into
+    ``stage/runs/``. Returns how many."""
+    import re
+
+    from .study.cv import AUGMENTED, _split_of
+    from .train import run_dir_for
+
+    design = json.loads((study / "design.json").read_text()) if (study / "design.json").exists() else {}
+    copies = int((design.get("profile") or {}).get("ladder_test_copies") or 0)
+    n = 0
+    for name in _study_run_names(study):
+        key = re.fullmatch(r"(.+)-([a-z]+)-fold(\d+)-seed(\d+)", name)
+        if key is None:
+            continue
+        arm, kind, fold, seed = key[1], key[2], int(key[3]), int(key[4])  # the ladder's runs: -testcopies<k>
+        run = run_dir_for(profile, arm, _split_of(kind), seed, fold, copies if kind == AUGMENTED else 0)
+        if not (run / "result.json").exists():
+            continue
+        (stage / "runs" / run.name).mkdir(parents=True)
+        for f in RUN_FILES:
+            if (run / f).exists():
+                shutil.copy2(run / f, stage / "runs" / run.name / f)
+        n += 1
+    return n
+
+
+def _restore(profile: str, folder: str, stage: Path) -> str:
+    """How to put a recorded study back into ``runs/`` on a fresh machine (the README's last section)."""
+    first = sorted(p.name for p in (stage / "runs").glob("*-grouped-fold0-seed0")) if (stage / "runs").exists() else []
+    return f"""**On a fresh machine** the finished runs need not be trained again: restore the record and go on.
 The study takes runs without weights from their recorded predictions, after checking each run's
 config against today's settings (it refuses a stale one and says which). Notebook 04's runs need
 their weights, so they are left out and retrained:
@@ -196,7 +257,7 @@ their weights, so they are left out and retrained:
 mkdir -p runs/{profile}/cv
 cp -r results/{folder}/{{folds.csv,design.json,runs.csv,oof,val,inflation}} runs/{profile}/cv/
 cp -r results/{folder}/runs/* runs/{profile}/
-rm -rf {chapter04}
+rm -rf {" ".join(f"runs/{profile}/{r}" for r in first) or "(none)"}
 bcdet reproduce --profile {profile} --yes   # trains what is missing, then runs the notebooks
 ```
 """

@@ -124,9 +124,13 @@ def test_publish_copies_the_study_folder_and_reports_from_it(tmp_path, monkeypat
     cv = tmp_path / "results" / "smoke-cv"
     files = sorted(str(p.relative_to(cv)) for p in cv.rglob("*") if p.is_file())
     n_runs = len(list((folder / "cv" / "oof").glob("*.csv")))
-    assert [f for f in files if "/" not in f] == ["design.json", "folds.csv", "runs.csv", "study.json"]
+    assert [f for f in files if "/" not in f] == ["README.md", "design.json", "folds.csv", "runs.csv", "study.json"]
     assert sum(f.startswith("oof/") for f in files) == n_runs == sum(f.startswith("val/") for f in files)
-    assert all(f.endswith((".csv", ".json")) for f in files)  # no weights
+    assert all(f.endswith((".csv", ".json", ".md")) for f in files)  # no weights
+    # the study's finished runs (here the two with a result.json) travel with it: commit, versions, wall time
+    assert sorted({f.split("/")[1] for f in files if f.startswith("runs/")}) == \
+        ["constant-grouped-fold0-seed0", "switching-grouped-fold0-seed0"]
+    assert "cp -r results/smoke-cv/runs/* runs/smoke/" in (cv / "README.md").read_text()
     assert sd.load_study(cv).to_dict() == study.to_dict()  # the one JSON form, read back unchanged
     report = (dest / "report.md").read_text()
     d = study.difference("switching", "constant")
