@@ -111,6 +111,9 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
     from .profiles import schedule
     from .train import phase_stability, train_run
 
+    from .device import die_with_parent
+
+    die_with_parent()  # in a worker process: it ends with the tuner that started it
     if threads:
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

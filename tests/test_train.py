@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -214,6 +215,54 @@ def test_keeping_freed_memory_stops_page_faults_and_changes_no_number():
     assert out["keep"]["weights"] == out["return"]["weights"]
     assert out["return"]["faults"] > 10 * 16384 * 0.9  # every 64 MB block faulted in afresh
     assert out["keep"]["faults"] < out["return"]["faults"] / 10
+
+
+_ORPHAN_PROBE = """
+import multiprocessing as mp, os, signal, sys, time
+from pathlib import Path
+from bcdet_helpers.study.cv import _worker_init
+
+def train_for_minutes(flag):
+    Path(flag).write_text(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    flag = Path(sys.argv[1])
+    pool = mp.get_context("spawn").Pool(1, initializer=_worker_init, initargs=(1,))
+    pool.map_async(train_for_minutes, [str(flag)])
+    while not flag.exists() or not flag.read_text():
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed while its worker "trains": no cleanup, no pool.terminate()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\tZ" not in state.split("State:")[1].splitlines()[0]  # a zombie has ended
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_studys_workers_do_not_train_on_as_orphans(tmp_path):
+    """A study's worker ends with its parent: a study killed and started again must not have two
+    processes training the same run folder (device.die_with_parent)."""
+    import time
+
+    script, flag = tmp_path / "probe.py", tmp_path / "busy"
+    script.write_text(_ORPHAN_PROBE)
+    with open(tmp_path / "log.txt", "w") as log:  # not a pipe: an orphan would hold it open
+        proc = subprocess.run([sys.executable, str(script), str(flag)], stdout=log, stderr=log, timeout=120,
+                              cwd=Path(__file__).parents[1])
+    assert proc.returncode == -9, (tmp_path / "log.txt").read_text()[-2000:]
+    worker = int(flag.read_text())
+    deadline = time.time() + 20
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    if _alive(worker):
+        os.kill(worker, 9)
+        pytest.fail("the worker outlived its killed parent")
 
 
 def test_phase_table_lists_every_phase():

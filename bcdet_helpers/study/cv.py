@@ -244,6 +244,9 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
 def _worker_init(threads: int) -> None:
     import torch
 
+    from ..device import die_with_parent
+
+    die_with_parent()  # a killed study leaves no orphan training a run that a restarted one trains too
     torch.set_num_threads(threads)
 
 
