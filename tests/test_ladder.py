@@ -116,6 +116,14 @@ def test_a_missing_test_record_is_named(folder, tmp_path):
         sd.leakage_ladder(copy, ARM)
     with pytest.raises(BcdetError, match="both split kinds"):
         sd.leakage_ladder(copy, arm="onecycle")
+    # a study in progress: the random split has run for another arm only -- named, not a KeyError
+    for f in (copy / "oof").glob(f"{ARM}-random-*.csv"):
+        f.unlink()
+    for f in (copy / "val").glob(f"{ARM}-random-*.csv"):
+        f.unlink()
+    (copy / "study.json").unlink(missing_ok=True)
+    with pytest.raises(BcdetError, match=f"no random runs of '{ARM}'"):
+        sd.leakage_ladder(copy, ARM)
 
 
 def test_write_ladder_writes_table_json_and_waterfall(folder, tmp_path):

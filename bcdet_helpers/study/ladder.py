@@ -87,7 +87,8 @@ def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflic
     study = load_study(path) if path.exists() else None
     if study is None or study.include_conflicts != include_conflicts:
         study = evaluate_study(folder, include_conflicts=include_conflicts, n_boot=n_boot, seed=seed, alpha=alpha)
-    missing = [k for k in ("grouped", "random") if arm not in study.arms or k not in study.kinds]
+    have = {(r.arm, r.kind) for r in study.runs}  # a study in progress may have some arms of a kind only
+    missing = [k for k in ("grouped", "random") if (arm, k) not in have]
     if missing:
         raise BcdetError(f"{folder} has no {' or '.join(missing)} runs of {arm!r}: the ladder needs both split kinds "
                          "of the study (bcdet reproduce runs them).")
