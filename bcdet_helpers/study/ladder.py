@@ -220,7 +220,7 @@ def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, 
     table.to_csv(out / "ladder.csv", index=False)
     design = json.loads((Path(folder) / "design.json").read_text()) if (Path(folder) / "design.json").exists() else {}
     write_json(out / "ladder.json", {  # what and from where; the numbers are ladder.csv
-        "arm": arm, "study": str(folder), "profile": (design.get("profile") or {}).get("name"),
+        "arm": arm, "study": _shown(folder), "profile": (design.get("profile") or {}).get("name"),
         "rungs": [asdict(r) for r in RUNGS], "not_measured": not_measured(table), "paper_accuracy": paper,
         "command": command, "commit": git_commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - t0,
@@ -228,6 +228,16 @@ def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, 
     fig = plots.waterfall(table, paper=paper, title=f"{arm}: from the honest number to a paper-like one")
     plots.save(fig, out, "waterfall")
     return table
+
+
+def _shown(folder) -> str:
+    """A study folder as a record names it: relative to the project when inside it (no machine's path)."""
+    from ..paths import project_root
+
+    try:
+        return str(Path(folder).resolve().relative_to(project_root()))
+    except ValueError:
+        return str(folder)
 
 
 def reaches(table: pd.DataFrame, target: float) -> str:
