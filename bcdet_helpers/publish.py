@@ -207,34 +207,13 @@ records, for the leakage ladder only), and `runs/<run>/` with each of the {n_run
 {restore}"""
 
 
-def _study_run_names(study: Path) -> list[str]:
-    """The runs of a study folder: those in ``runs.csv`` and those with a test record in ``inflation/``
-    (written when a run finishes, including the leakage ladder's runs that ``runs.csv`` leaves out)."""
-    import pandas as pd
-
-    names = {p.stem for p in (study / "inflation").glob("*.csv")}
-    if (study / "runs.csv").exists():
-        names |= set(pd.read_csv(study / "runs.csv").get("run", pd.Series(dtype=str)).dropna())
-    return sorted(names)
-
-
 def _copy_study_runs(profile: str, study: Path, stage: Path) -> int:
     """Each finished run of ``study``: its ``config.json`` / ``history.csv`` / ``result.json`` into
     ``stage/runs/``. Returns how many."""
-    import re
+    from .study.cv import recorded_run_dirs
 
-    from .study.cv import AUGMENTED, _split_of
-    from .train import run_dir_for
-
-    design = json.loads((study / "design.json").read_text()) if (study / "design.json").exists() else {}
-    copies = int((design.get("profile") or {}).get("ladder_test_copies") or 0)
     n = 0
-    for name in _study_run_names(study):
-        key = re.fullmatch(r"(.+)-([a-z]+)-fold(\d+)-seed(\d+)", name)
-        if key is None:
-            continue
-        arm, kind, fold, seed = key[1], key[2], int(key[3]), int(key[4])  # the ladder's runs: -testcopies<k>
-        run = run_dir_for(profile, arm, _split_of(kind), seed, fold, copies if kind == AUGMENTED else 0)
+    for run in recorded_run_dirs(profile, study).values():  # the ladder's augmented runs: -testcopies<k>
         if not (run / "result.json").exists():
             continue
         (stage / "runs" / run.name).mkdir(parents=True)

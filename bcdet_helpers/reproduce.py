@@ -168,7 +168,6 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
                       "seeds": list(prof.seeds), "splits": list(prof.splits), "schedules": list(prof.schedules),
                       "folds": prof.folds, "seeds_by_kind": study_seeds(prof, random_seeds),
                       "runs": len(study_runs(prof, random_seeds, ladder)) if with_study else 0,
-                      "ladder_runs": bool(with_study and ladder),
                       "complete": None if cv is None else cv.complete,
                       "smaller_than_profile": bool(seeds or splits or random_seeds)},
             "command": reproduce_command(prof.name, seeds, splits, random_seeds, study, ladder),

@@ -347,9 +347,32 @@ def test_copies_of(prof: Profile, kind: str) -> int:
 def study_run_dir(prof: Profile, arm: str, kind: str, fold: int, seed: int) -> Path:
     """The run folder of one (arm, kind, fold, seed) of a study (:func:`train.run_dir_for`; the ladder's
     ``"augmented"`` runs are the random split's, with ``-testcopies<k>``)."""
+    return _run_dir(prof.name, prof.ladder_test_copies, arm, kind, fold, seed)
+
+
+def recorded_run_dirs(profile_name: str, study: Path) -> dict[str, Path]:
+    """Every run a study folder records -- in ``runs.csv``, or with a test record in ``inflation/``
+    (written when a run finishes, the leakage ladder's runs that ``runs.csv`` leaves out included) --
+    mapped to its run folder, with the test copies its ``design.json`` recorded."""
+    import re
+
+    names = {p.stem for p in (study / "inflation").glob("*.csv")}
+    if (study / "runs.csv").exists():
+        names |= set(pd.read_csv(study / "runs.csv").get("run", pd.Series(dtype=str)).dropna())
+    design = json.loads((study / "design.json").read_text()) if (study / "design.json").exists() else {}
+    copies = int((design.get("profile") or {}).get("ladder_test_copies") or 0)
+    out = {}
+    for name in sorted(names):
+        key = re.fullmatch(r"(.+)-([a-z]+)-fold(\d+)-seed(\d+)", name)  # the inverse of result._run_name
+        if key is not None:
+            out[name] = _run_dir(profile_name, copies, key[1], key[2], int(key[3]), int(key[4]))
+    return out
+
+
+def _run_dir(profile_name: str, ladder_copies: int, arm: str, kind: str, fold: int, seed: int) -> Path:
     from ..train import run_dir_for
 
-    return run_dir_for(prof.name, arm, _split_of(kind), seed, fold, test_copies_of(prof, kind))
+    return run_dir_for(profile_name, arm, _split_of(kind), seed, fold, ladder_copies if kind == AUGMENTED else 0)
 
 
 def _write_runs(out: Path, rows: list[dict]) -> None:
