@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--partial", action="store_true",
                     help="snapshot the cross-validated study while it runs (its CSVs and finished runs' records, "
                          "no verdict), to commit before the machine is lost")
+    pb.add_argument("--study-only", action="store_true",
+                    help="publish a finished study trained without the notebooks (e.g. on a GPU machine) "
+                         "to results/<profile>-cv/, without a report")
 
     ld = sub.add_parser("ladder", help="the leakage ladder: how one arm's honest accuracy climbs to a paper-like one")
     ld.add_argument("--profile", default="laptop", help="whose study (default: %(default)s)")

@@ -233,11 +233,20 @@ def cli_reproduce(args) -> int:
 
 
 def cli_publish(args) -> int:
-    """``bcdet publish --profile P [--dest D] [--partial]``."""
-    from .publish import publish, publish_partial
-
+    """``bcdet publish --profile P [--dest D] [--partial | --study-only]``."""
     import json
 
+    from .errors import BcdetError
+    from .publish import publish, publish_partial, publish_study
+
+    if getattr(args, "partial", False) and getattr(args, "study_only", False):
+        raise BcdetError("--partial and --study-only exclude each other: --partial snapshots a study while it "
+                         "runs, --study-only publishes a finished one.")
+    if getattr(args, "study_only", False):
+        dest = publish_study(args.profile, dest=getattr(args, "dest", None))
+        print(f"Published the finished study ({sum(1 for _ in (dest / 'oof').glob('*.csv'))} runs' out-of-fold "
+              f"predictions, study.json, {sum(1 for _ in (dest / 'runs').glob('*'))} run records) to {dest}")
+        return 0
     if getattr(args, "partial", False):
         dest = publish_partial(args.profile, dest=getattr(args, "dest", None))
         print(f"Snapshot of the running study ({sum(1 for _ in (dest / 'runs').glob('*'))} finished runs, no verdict) "

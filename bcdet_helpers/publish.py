@@ -21,6 +21,9 @@ anywhere and notebook 05 shows as "recorded, not re-run" -- with every study run
 device and wall time, and a fresh machine can restore the study from them) and a README. The report is rebuilt from
 ``metrics.json`` and the study read with :func:`study.load_study`.
 
+A study trained without the notebooks (``study.run_study`` alone, e.g. on a lent GPU) is published by
+``bcdet publish --study-only`` (:func:`publish_study`): the same ``results/<profile>-cv/``, no report.
+
 The destination is rebuilt in a staging folder and swapped in at the end, so an interrupted
 publish leaves the previous results untouched.
 """
@@ -133,8 +136,10 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
         _copy_study(cv_src, cv_stage, CV_FILES)
         n_runs = _copy_study_runs(profile, cv_src, cv_stage)
         (cv_stage / "README.md").write_text(CV_README.format(
-            profile=profile, folder=cv_dest.name, n_runs=n_runs, command=metrics["reproduce"].get("command", ""),
-            commit=cv.commit, at=cv.created_at, restore=_restore(profile, cv_dest.name, cv_stage)))
+            profile=profile, folder=cv_dest.name, n_runs=n_runs, commit=cv.commit, at=cv.created_at,
+            origin=f"`{metrics['reproduce'].get('command', '')}` and `bcdet publish --profile {profile}`",
+            report=f"the report that reads it is `results/{profile}/report.md`, ",
+            restore=_restore(profile, cv_dest.name, cv_stage)))
     write_report(metrics, stage, executed_notebooks=f"runs/{profile}/notebooks/", study=cv,
                  study_folder=f"{cv_dest.parent.name}/{cv_dest.name}/" if cv is not None else None)
 
@@ -143,6 +148,49 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
             _swap_in(staged, final)
     partial = dest.with_name(dest.name + "-cv-partial")
     if cv is not None and partial.exists():  # the snapshot taken while the study ran is superseded
+        shutil.rmtree(partial)
+    return dest
+
+
+def publish_study(profile: str, dest: str | Path | None = None, study: str | Path | None = None) -> Path:
+    """``bcdet publish --study-only``: a finished cross-validated study *without* a reproduction -- one
+    trained by :func:`study.run_study` alone, e.g. on a lent GPU where the notebooks did not run -- to
+    ``dest`` (default ``results/<profile>-cv/``), the folder notebook 05 shows as "recorded, not re-run"
+    and ``bcdet ladder`` reads. The same files as a full ``bcdet publish`` writes there; no report (that
+    needs the notebooks). Refused unless ``study.json`` covers every run and was evaluated after the
+    last one finished."""
+    from .study import load_study
+
+    study = Path(study) if study is not None else runs_dir(profile) / "cv"
+    again = f"Finish the study first (`bcdet reproduce --profile {profile}`, or `study.run_study`): it evaluates and writes study.json."
+    if not (study / "study.json").exists():
+        raise BcdetError(f"No {study / 'study.json'}: the study in {study} has not finished. {again}")
+    runs_csv = study / "runs.csv"
+    if runs_csv.exists() and runs_csv.stat().st_mtime_ns > (study / "study.json").stat().st_mtime_ns:
+        raise BcdetError(f"{study / 'study.json'} is stale: runs.csv changed after it was evaluated. {again}")
+    cv = load_study(study)
+    if not cv.complete:
+        raise BcdetError(f"{study / 'study.json'} is incomplete: some arm, split kind or seed lacks out-of-fold "
+                         f"predictions for every image. {again}")
+    dest = Path(dest) if dest is not None else project_root() / "results" / f"{profile}-cv"
+    stage = dest.with_name(dest.name + ".publishing")
+    shutil.rmtree(stage, ignore_errors=True)
+    _copy_study(study, stage, CV_FILES)
+    n_runs = _copy_study_runs(profile, study, stage)
+    calls = cv.design.get("calls", [])
+    gpus = sorted({json.loads(r.read_text()).get("environment", {}).get("gpu") or ""
+                   for r in (stage / "runs").glob("*/result.json")} - {""})
+    where = ", ".join(sorted({f"{c.get('device')} (commit {c.get('commit')})" for c in calls})) or "unrecorded"
+    where += f"; the runs' GPU: {', '.join(gpus)}" if gpus else ""
+    (stage / "README.md").write_text(CV_README.format(
+        profile=profile, folder=dest.name, n_runs=n_runs, commit=cv.commit, at=cv.created_at,
+        origin=f"`study.run_study` alone ({len(calls)} call(s) in `design.json`, on {where}; no notebooks ran) "
+               f"and `bcdet publish --profile {profile} --study-only`",
+        report="no report reads it (that needs a full `bcdet reproduce`); ",
+        restore=_restore(profile, dest.name, stage)))
+    _swap_in(stage, dest)
+    partial = dest.with_name(dest.name + "-partial")
+    if partial.exists():  # the snapshot taken while the study ran is superseded
         shutil.rmtree(partial)
     return dest
 
@@ -193,8 +241,7 @@ leakage ladder only), and `runs/<run>/` with each finished run's `config.json`, 
 
 CV_README = """# results/{folder} -- the cross-validated `{profile}` study
 
-Written by `{command}` and `bcdet publish --profile {profile}` (study evaluated {at}, commit
-`{commit}`); the report that reads it is `results/{profile}/report.md`, notebook 05 shows it as
+Written by {origin} (study evaluated {at}, commit `{commit}`); {report}notebook 05 shows it as
 "recorded, not re-run", and `bcdet ladder --profile {profile}` climbs the leakage ladder from it.
 
 Files: `study.json` (the evaluated study: scores, paired differences, leakage gaps, weights check;

@@ -422,6 +422,35 @@ def test_smoke_study_climbs_the_leakage_ladder(smoke_study, tmp_path, capsys):
     assert "no folds.csv" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
+def test_a_study_trained_without_the_notebooks_publishes_alone(smoke_study, tmp_path):
+    """``bcdet publish --study-only``: a finished study (trained on a GPU machine, say) goes to
+    results/<profile>-cv/ with its verdict and its runs' records, a README that names where it ran, and
+    supersedes a partial snapshot; a stale or unfinished study is refused and nothing is written."""
+    import os
+    import shutil
+
+    from bcdet_helpers.publish import publish_study
+
+    s, out, prof, _ = smoke_study
+    (tmp_path / "smoke-cv-partial").mkdir()
+    dest = publish_study(prof.name, dest=tmp_path / "smoke-cv", study=out)
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "design.json", "folds.csv", "inflation", "oof",
+                                                      "runs", "runs.csv", "study.json", "val"]
+    assert sd.load_study(dest).to_dict() == s.to_dict() and len(list((dest / "runs").iterdir())) == 12 + 3
+    text = (dest / "README.md").read_text()
+    assert "no notebooks ran" in text and f"on cpu (commit {s.commit})" in text and "--study-only" in text
+    assert not (tmp_path / "smoke-cv-partial").exists()
+    copy = shutil.copytree(out, tmp_path / "copy")
+    later = (copy / "study.json").stat().st_mtime_ns + 10**9
+    os.utime(copy / "runs.csv", ns=(later, later))  # a run finished after the study was evaluated
+    with pytest.raises(BcdetError, match="stale: runs.csv changed"):
+        publish_study(prof.name, dest=tmp_path / "x", study=copy)
+    (copy / "study.json").unlink()
+    with pytest.raises(BcdetError, match="has not finished"):
+        publish_study(prof.name, dest=tmp_path / "x", study=copy)
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob("*.publishing"))
+
+
 def test_a_partial_snapshot_holds_the_records_but_no_verdict(smoke_study, tmp_path, capsys):
     """``bcdet publish --partial``: a running study's CSVs and finished runs' records, for a commit;
     no study.json, a README with the count and the restore commands."""

@@ -1,0 +1,31 @@
+#!/bin/bash
+# One device call (a lent GPU; see README.md here): check the GPU, fake BUSI's file tree from .gpu/, benchmark
+# runs/hour (one process vs J workers), then the profile's whole study + leakage-ladder runs the faster way, cut at
+# STUDY_S seconds; the study's small outputs (no weights) packed to $OUT. Prepare .gpu/ with prepare.py first.
+set -u
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+PROFILE=${PROFILE:-paper}; DEV=${DEV:-cuda}; STUDY_S=${STUDY_S:-400}; J=${J:-4}; BENCH=${BENCH:-1}
+HERE=benchmarks/device
+export BCDET_RUNS=/tmp/bcdet-runs BCDET_GIT_COMMIT=$(cat .gpu/commit)
+export BCDET_DATA=$(python3 -c "import json;print(json.load(open('.gpu/manifest.json'))['root'])")
+t0=$(date +%s)
+{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1
+  python3 -c "import sys,torch;print(sys.version.split()[0],torch.__version__,torch.cuda.is_available(),torch.get_num_threads())"; } 2>&1 | tee $OUT/env.txt
+python3 $HERE/fake_busi.py $BCDET_RUNS 2>&1 | tee -a $OUT/env.txt; [ ${PIPESTATUS[0]} = 0 ] || exit 3
+[ -d .gpu/runs/$PROFILE ] && cp -a .gpu/runs/$PROFILE $BCDET_RUNS/  # records of an earlier call: not retrained
+export BCDET_FAKE_TREE=1 PYTHONPATH=$PWD/$HERE/site:$PWD
+jobs=$J
+if [ "$BENCH" = 1 ]; then
+  timeout 150 python3 benchmarks/throughput.py --profile $PROFILE --device $DEV --runs 8 --epochs 3 --jobs $J \
+    --out $OUT/throughput-$PROFILE 2>&1 | tee $OUT/bench.log
+  jobs=$(python3 -c "
+import json; r=json.load(open('$OUT/throughput-$PROFILE.json'))['results']
+one=[v for k,v in r.items() if k.startswith('one')][0]['runs_per_hour']; many=[v for k,v in r.items() if 'workers' in k][0]['runs_per_hour']
+print($J if many>one*1.05 else 1)" 2>/dev/null || echo $J)
+fi
+echo "bench + setup took $(( $(date +%s) - t0 )) s; study with --jobs $jobs for at most $STUDY_S s" | tee -a $OUT/env.txt
+timeout -s INT $STUDY_S python3 $HERE/study.py --profile $PROFILE --device $DEV --jobs $jobs > $OUT/study.log 2>&1
+echo "study exit $? after $(( $(date +%s) - t0 )) s" | tee -a $OUT/env.txt
+tail -3 $OUT/study.log; mkdir -p $BCDET_RUNS/$PROFILE/cv
+python3 $HERE/pack.py $BCDET_RUNS $PROFILE $OUT/study-$PROFILE.tar.gz
+echo "all done after $(( $(date +%s) - t0 )) s"
