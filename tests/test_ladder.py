@@ -130,10 +130,16 @@ def test_write_ladder_writes_table_json_and_waterfall(folder, tmp_path):
     import json
 
     table = sd.write_ladder(folder, tmp_path / "ladder", ARM, command="bcdet ladder --study X", n_boot=100)
-    assert sorted(p.name for p in (tmp_path / "ladder").iterdir()) == ["ladder.csv", "ladder.json", "waterfall.png"]
+    assert sorted(p.name for p in (tmp_path / "ladder").iterdir()) == ["README.md", "ladder.csv", "ladder.json",
+                                                                      "waterfall.png"]
     meta = json.loads((tmp_path / "ladder" / "ladder.json").read_text())
     assert meta["command"] == "bcdet ladder --study X" and meta["arm"] == ARM and meta["paper_accuracy"] > 0.8
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ladder" / "ladder.csv"), table, check_dtype=False)
+    readme = (tmp_path / "ladder" / "README.md").read_text()  # its table is ladder.csv's, never typed by hand
+    assert "bcdet ladder --study X" in readme and f"`{meta['commit']}`" in readme
+    for r in table.itertuples():
+        assert f"| {r.rung} | {100 * r.accuracy:.1f} % [{100 * r.low:.1f}, {100 * r.high:.1f}] |" in readme
+    assert sd.ladder.reaches(table, meta["paper_accuracy"])[1:] in readme
 
 
 def test_the_ladder_arm_gets_every_seed_on_the_random_split():

@@ -207,7 +207,8 @@ def _test_epochs(folder: Path, arm: str, runs: list[tuple[int, int]], scored: se
 def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, command: str = "",
                  paper: float | None = None, **kw) -> pd.DataFrame:
     """:func:`leakage_ladder` of ``folder`` written to ``out``: ``ladder.csv``, ``ladder.json`` (what,
-    from which study, the command, commit and date) and ``waterfall.png``."""
+    from which study, the command, commit and date), ``waterfall.png`` and a ``README.md`` that shows
+    them (its table written from ``ladder.csv``, never by hand)."""
     from .. import plots
     from ..published import PUBLISHED
     from ..runinfo import git_commit, write_json
@@ -219,15 +220,59 @@ def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, 
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "ladder.csv", index=False)
     design = json.loads((Path(folder) / "design.json").read_text()) if (Path(folder) / "design.json").exists() else {}
-    write_json(out / "ladder.json", {  # what and from where; the numbers are ladder.csv
+    meta = {  # what and from where; the numbers are ladder.csv
         "arm": arm, "study": _shown(folder), "profile": (design.get("profile") or {}).get("name"),
         "rungs": [asdict(r) for r in RUNGS], "not_measured": not_measured(table), "paper_accuracy": paper,
         "command": command, "commit": git_commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - t0,
-    })
+    }
+    write_json(out / "ladder.json", meta)
     fig = plots.waterfall(table, paper=paper, title=f"{arm}: from the honest number to a paper-like one")
     plots.save(fig, out, "waterfall")
+    (out / "README.md").write_text(ladder_readme(table, meta))
     return table
+
+
+def ladder_readme(table: pd.DataFrame, meta: dict) -> str:
+    """The README of a recorded ladder: the table of ``ladder.csv`` with its command, commit and study."""
+    def pct(x):
+        return f"{100 * x:.1f}" if math.isfinite(x) else "–"
+
+    rows = []
+    for r in table.itertuples():
+        if not math.isfinite(r.accuracy):
+            rows.append(f"| {r.rung} | not measured | | {r.label} | the study has no runs for it |")
+            continue
+        label = f"**{r.label}**" if r.label == "inflation" else r.label
+        gain = "" if r.Index == 0 else f"{100 * r.gain:+.1f}"
+        rows.append(f"| {r.rung} | {pct(r.accuracy)} % [{pct(r.low)}, {pct(r.high)}] | {gain} | {label} | "
+                    f"{pct(r.spread_low)}–{pct(r.spread_high)} % | {r.note} |")
+    missing = "".join(f"\n- `{name}` is not measured: the study has no runs for it (`bcdet reproduce` trains them)."
+                      for name in meta["not_measured"])
+    return f"""# The leakage ladder of the `{meta['profile']}` study
+
+How far do common habits lift an honest BUSI accuracy towards the paper's ~{100 * meta['paper_accuracy']:.0f} %? One arm,
+`{meta['arm']}`, climbs from the cross-validated study's honest number (`{meta['study']}/`) one habit per rung,
+each on top of the ones before (`bcdet_helpers/study/ladder.py` says what each adds). The **inflation** rungs
+choose on test: they are what *not* to do, recorded apart from the study (`inflation/`) and read by no choice
+of it. Written from the study's files alone (no training, {meta['seconds']:.1f} s) by
+
+```bash
+{meta['command']}
+```
+
+at commit `{meta['commit']}`, {meta['at']}. Accuracy with its 95 % CI (bootstrap over near-duplicate groups,
+pooled over the folds and seeds the rung reports), gain over the rung before, and the spread of its single
+(fold, seed) runs:
+
+| rung | accuracy [95 % CI] | gain | kind | runs | note |
+| --- | --- | ---: | --- | --- | --- |
+{chr(10).join(rows)}
+
+![the ladder](waterfall.png)
+
+{reaches(table, meta['paper_accuracy'])[0].upper()}{reaches(table, meta['paper_accuracy'])[1:]}.{missing}
+"""
 
 
 def _shown(folder) -> str:
