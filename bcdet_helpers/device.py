@@ -57,13 +57,34 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
+# On a GPU: workers at most, and GPU memory per worker (a paper-width worker holds well under 2 GiB)
+GPU_JOBS = 4
+GIB_PER_GPU_JOB = 4
+
+
 def auto_jobs(device) -> int:
     """Runs at once on this machine by default: one single-thread worker per core on a CPU (on a
     2-core VM two 1-thread workers trained 1.10x the runs per hour of one 2-thread run, both with
-    channels_last and freed memory kept: ``benchmarks/results/vm-throughput-laptop.md``, issue #17),
-    one on a GPU (it keeps the CUDA start-up and cuDNN autotuning to one process). ``bcdet tune``
-    and the study (:func:`~bcdet_helpers.study.run_study`) both use it."""
-    return max(1, os.cpu_count() or 1) if str(device) == "cpu" else 1
+    channels_last and freed memory kept: ``benchmarks/results/vm-throughput-laptop.md``, issue #17);
+    on a CUDA GPU :data:`GPU_JOBS` workers where the cores and the GPU's memory allow (one a
+    :data:`GIB_PER_GPU_JOB`): one process leaves an H100 idle between its small batches, and 4
+    workers trained 2.13x its runs per hour (``paper`` profile,
+    ``benchmarks/results/h100-throughput-paper.md``); one elsewhere (Apple MPS). ``bcdet tune`` and
+    the study (:func:`~bcdet_helpers.study.run_study`) both use it; ``--jobs`` overrides it."""
+    cores = max(1, os.cpu_count() or 1)
+    if str(device) == "cpu":
+        return cores
+    if str(device).startswith("cuda"):
+        return max(1, min(GPU_JOBS, cores, gpu_memory_gib(device) // GIB_PER_GPU_JOB))
+    return 1
+
+
+def gpu_memory_gib(device) -> int:
+    """Whole GiB of memory on a CUDA ``device``; 0 when there is none."""
+    try:
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory // 2**30
+    except (RuntimeError, AssertionError, ValueError):
+        return 0
 
 
 def worker_threads(jobs: int) -> int:

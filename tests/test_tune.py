@@ -97,10 +97,20 @@ def test_tuning_never_sees_test_labels(small, tmp_path, monkeypatch):
     assert math.isclose(dirty["best_value"], clean["best_value"])
 
 
-def test_auto_jobs_fill_the_cpu_and_keep_one_gpu_process():
+def test_auto_jobs_fill_the_cpu_and_share_a_big_gpu(monkeypatch):
     import os
 
-    assert tune.auto_jobs("cpu") == (os.cpu_count() or 1) and tune.auto_jobs("cuda") == 1
+    from bcdet_helpers import device
+
+    cores = os.cpu_count() or 1
+    assert tune.auto_jobs("cpu") == cores and tune.auto_jobs("mps") == 1
+    monkeypatch.setattr(device, "gpu_memory_gib", lambda dev: 79)  # an H100: 4 workers, where the cores allow
+    assert tune.auto_jobs("cuda") == min(4, cores) and tune.auto_jobs("cuda:0") == min(4, cores)
+    monkeypatch.setattr(device, "gpu_memory_gib", lambda dev: 6)  # a small GPU keeps one process
+    assert tune.auto_jobs("cuda") == 1
+    monkeypatch.undo()
+    if not __import__("torch").cuda.is_available():
+        assert device.gpu_memory_gib("cuda") == 0 and tune.auto_jobs("cuda") == 1
 
 
 def test_bad_arguments_are_refused_before_any_work(small):

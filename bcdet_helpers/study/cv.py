@@ -143,7 +143,7 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     images trained on): those leave only their test record in ``inflation/``, no predictions.
 
     ``jobs`` runs at once (default :func:`~bcdet_helpers.device.auto_jobs`: one single-thread
-    worker per CPU core, one process on a GPU). Each run stays its own -- its seed fixes its
+    worker per CPU core, up to 4 workers on a big CUDA GPU). Each run stays its own -- its seed fixes its
     initialisation, data order and augmentation whichever worker trains it -- so a run trained by a
     worker equals the same run trained alone with the same number of threads (tested). Each run
     also keeps its test fold's predictions after every epoch in ``inflation/`` (for the leakage
