@@ -79,3 +79,24 @@ def test_every_recorded_run_matches_todays_profile_and_schedule(history):
     assert list(hist["epoch"]) == list(range(1, prof.epochs + 1)), f"{run}: history is not one full run"
     result = json.loads((run / "result.json").read_text())
     assert result["environment"]["versions"]["torch"] and result["seconds_per_epoch"] > 0
+
+
+@pytest.mark.parametrize("profile", ["laptop", "paper"])
+def test_the_readme_quotes_the_recorded_study(profile):
+    """The README's table of each cross-validated study is the one its committed study.json gives:
+    re-evaluating or re-publishing a study without updating the README fails here."""
+    from bcdet_helpers.study import load_study
+
+    folder = RESULTS / f"{profile}-cv"
+    if not (folder / "study.json").exists():
+        pytest.skip(f"no recorded {profile} study")
+    s = load_study(folder)
+    readme = (RESULTS.parent / "README.md").read_text()
+    for arm in s.arms:
+        p = s.score(arm, "grouped")
+        acc, f1 = p.accuracy, p.macro_f1
+        row = (f"| `{arm}` | {100 * acc.value:.1f} % [{100 * acc.low:.1f}, {100 * acc.high:.1f}] | "
+               f"{100 * f1.value:.1f} % [{100 * f1.low:.1f}, {100 * f1.high:.1f}] |")
+        assert row in readme, f"README lacks the {profile} study's row for {arm}: {row}"
+    d = s.difference("switching", "constant")
+    assert f"{100 * d.pooled.value:+.1f} [{100 * d.pooled.low:+.1f}, {100 * d.pooled.high:+.1f}]" in readme
