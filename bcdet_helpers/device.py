@@ -57,7 +57,7 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
-# On a GPU: workers at most, and GPU memory per worker (a paper-width worker holds well under 2 GiB)
+# On a CUDA GPU: workers at most, and GiB of GPU memory asked per worker (a margin, not a measurement)
 GPU_JOBS = 4
 GIB_PER_GPU_JOB = 4
 

@@ -247,6 +247,7 @@ def ladder_readme(table: pd.DataFrame, meta: dict) -> str:
         gain = "" if r.Index == 0 else f"{100 * r.gain:+.1f}"
         rows.append(f"| {r.rung} | {pct(r.accuracy)} % [{pct(r.low)}, {pct(r.high)}] | {gain} | {label} | "
                     f"{pct(r.spread_low)}–{pct(r.spread_high)} % | {r.note} |")
+    sentence = reaches(table, meta["paper_accuracy"])
     missing = "".join(f"\n- `{name}` is not measured: the study has no runs for it (`bcdet reproduce` trains them)."
                       for name in meta["not_measured"])
     return f"""# The leakage ladder of the `{meta['profile']}` study
@@ -271,7 +272,7 @@ pooled over the folds and seeds the rung reports), gain over the rung before, an
 
 ![the ladder](waterfall.png)
 
-{reaches(table, meta['paper_accuracy'])[0].upper()}{reaches(table, meta['paper_accuracy'])[1:]}.{missing}
+{sentence[:1].upper()}{sentence[1:]}.{missing}
 """
 
 
