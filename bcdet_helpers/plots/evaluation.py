@@ -259,8 +259,8 @@ def waterfall(table, paper: float | None = None, title: str = ""):
             ax.plot([i - 1 + 0.3, i - 0.3], [acc[i - 1]] * 2, color="0.4", lw=0.8)
     if paper is not None:
         ax.axhline(100 * paper, color="black", ls="--", lw=1.2)
-        ax.annotate(f"the paper: {100 * paper:.0f} %", (len(table) - 0.5, 100 * paper), xytext=(0, 3),
-                    textcoords="offset points", ha="right", fontsize=8)
+        ax.annotate(f"the paper: {100 * paper:.0f} %", (-0.5, 100 * paper), xytext=(3, 3),  # left: the honest
+                    textcoords="offset points", ha="left", fontsize=8)  # bar sits far below it, no label collides
     ax.set_xticks(range(len(table)))
     ax.set_xticklabels([r.replace("_", " ") for r in table["rung"]], fontsize=9)
     top = max(np.nanmax(100 * table["high"]), 100 * (paper or 0))
