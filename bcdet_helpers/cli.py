@@ -117,13 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     pb = sub.add_parser("publish", help="copy a finished reproduction's small outputs to results/<profile>/")
     pb.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
-    pb.add_argument("--dest", default=None, help="default: results/<profile>/ (with --partial: results/<profile>-cv-partial/)")
-    pb.add_argument("--partial", action="store_true",
-                    help="snapshot the cross-validated study while it runs (its CSVs and finished runs' records, "
-                         "no verdict), to commit before the machine is lost")
-    pb.add_argument("--study-only", action="store_true",
-                    help="publish a finished study trained without the notebooks (e.g. on a GPU machine) "
-                         "to results/<profile>-cv/, without a report")
+    pb.add_argument("--dest", default=None, help="default: results/<profile>/ (with --partial: results/<profile>-cv-partial/, "
+                                                   "with --study-only: results/<profile>-cv/)")
+    only = pb.add_mutually_exclusive_group()  # argparse refuses both at once
+    only.add_argument("--partial", action="store_true",
+                      help="snapshot the cross-validated study while it runs (its CSVs and finished runs' records, "
+                           "no verdict), to commit before the machine is lost")
+    only.add_argument("--study-only", action="store_true",
+                      help="publish a finished study trained without the notebooks (e.g. on a GPU machine) "
+                           "to results/<profile>-cv/, without a report")
 
     ld = sub.add_parser("ladder", help="the leakage ladder: how one arm's honest accuracy climbs to a paper-like one")
     ld.add_argument("--profile", default="laptop", help="whose study (default: %(default)s)")

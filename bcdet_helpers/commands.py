@@ -236,12 +236,8 @@ def cli_publish(args) -> int:
     """``bcdet publish --profile P [--dest D] [--partial | --study-only]``."""
     import json
 
-    from .errors import BcdetError
     from .publish import publish, publish_partial, publish_study
 
-    if getattr(args, "partial", False) and getattr(args, "study_only", False):
-        raise BcdetError("--partial and --study-only exclude each other: --partial snapshots a study while it "
-                         "runs, --study-only publishes a finished one.")
     if getattr(args, "study_only", False):
         dest = publish_study(args.profile, dest=getattr(args, "dest", None))
         print(f"Published the finished study ({sum(1 for _ in (dest / 'oof').glob('*.csv'))} runs' out-of-fold "

@@ -72,8 +72,6 @@ def require_finished(src: Path, metrics: dict, profile: str) -> None:
 def finished_study(src: Path, metrics: dict, profile: str):
     """The cross-validated :class:`~bcdet_helpers.study.Study` the reproduction ran (``None`` when it ran
     none), read with :func:`study.load_study`; refused when missing or incomplete."""
-    from .study import load_study
-
     scope = metrics["reproduce"].get("study") or {}
     if not scope.get("run"):
         return None
@@ -81,6 +79,13 @@ def finished_study(src: Path, metrics: dict, profile: str):
     again = f"Run `bcdet reproduce --profile {profile}` to the end (finished runs are reused), then publish."
     if not (folder / "study.json").exists():
         raise BcdetError(f"{src / 'metrics.json'} says the study ran, but {folder / 'study.json'} is missing. {again}")
+    return _complete_study(folder, again)
+
+
+def _complete_study(folder: Path, again: str):
+    """The study of ``folder`` (:func:`study.load_study`), refused when incomplete; ``again`` says what to do."""
+    from .study import load_study
+
     study = load_study(folder)
     if not study.complete:
         raise BcdetError(f"{folder / 'study.json'} is incomplete: some arm, split kind or seed lacks out-of-fold "
@@ -132,23 +137,17 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
     cv_stage = cv_dest.with_name(cv_dest.name + ".publishing")
     shutil.rmtree(cv_stage, ignore_errors=True)
     if cv is not None:
-        cv_src = src / (metrics["reproduce"]["study"].get("folder") or "cv")
-        _copy_study(cv_src, cv_stage, CV_FILES)
-        n_runs = _copy_study_runs(profile, cv_src, cv_stage)
-        (cv_stage / "README.md").write_text(CV_README.format(
-            profile=profile, folder=cv_dest.name, n_runs=n_runs, commit=cv.commit, at=cv.created_at,
-            origin=f"`{metrics['reproduce'].get('command', '')}` and `bcdet publish --profile {profile}`",
-            report=f"the report that reads it is `results/{profile}/report.md`, ",
-            restore=_restore(profile, cv_dest.name, cv_stage)))
+        _stage_study(profile, src / (metrics["reproduce"]["study"].get("folder") or "cv"), cv_stage, cv_dest, cv,
+                     origin=f"`{metrics['reproduce'].get('command', '')}` and `bcdet publish --profile {profile}`",
+                     report=f"the report that reads it is `results/{profile}/report.md`, ")
     write_report(metrics, stage, executed_notebooks=f"runs/{profile}/notebooks/", study=cv,
                  study_folder=f"{cv_dest.parent.name}/{cv_dest.name}/" if cv is not None else None)
 
     for staged, final in ((stage, dest), (cv_stage, cv_dest)):
         if staged.exists():
             _swap_in(staged, final)
-    partial = dest.with_name(dest.name + "-cv-partial")
-    if cv is not None and partial.exists():  # the snapshot taken while the study ran is superseded
-        shutil.rmtree(partial)
+    if cv is not None:
+        _drop_partial(cv_dest)
     return dest
 
 
@@ -159,7 +158,7 @@ def publish_study(profile: str, dest: str | Path | None = None, study: str | Pat
     and ``bcdet ladder`` reads. The same files as a full ``bcdet publish`` writes there; no report (that
     needs the notebooks). Refused unless ``study.json`` covers every run and was evaluated after the
     last one finished."""
-    from .study import load_study
+    from .study.cv import recorded_run_dirs
 
     study = Path(study) if study is not None else runs_dir(profile) / "cv"
     again = f"Finish the study first (`bcdet reproduce --profile {profile}`, or `study.run_study`): it evaluates and writes study.json."
@@ -168,31 +167,37 @@ def publish_study(profile: str, dest: str | Path | None = None, study: str | Pat
     runs_csv = study / "runs.csv"
     if runs_csv.exists() and runs_csv.stat().st_mtime_ns > (study / "study.json").stat().st_mtime_ns:
         raise BcdetError(f"{study / 'study.json'} is stale: runs.csv changed after it was evaluated. {again}")
-    cv = load_study(study)
-    if not cv.complete:
-        raise BcdetError(f"{study / 'study.json'} is incomplete: some arm, split kind or seed lacks out-of-fold "
-                         f"predictions for every image. {again}")
+    cv = _complete_study(study, again)
+    calls = cv.design.get("calls", [])
+    where = ", ".join(sorted({f"{c.get('device')} (commit {c.get('commit')})" for c in calls})) or "unrecorded"
+    gpus = sorted({json.loads((run / "result.json").read_text()).get("environment", {}).get("gpu") or ""
+                   for run in recorded_run_dirs(profile, study).values() if (run / "result.json").exists()} - {""})
+    where += f"; the runs' GPU: {', '.join(gpus)}" if gpus else ""
     dest = Path(dest) if dest is not None else project_root() / "results" / f"{profile}-cv"
     stage = dest.with_name(dest.name + ".publishing")
     shutil.rmtree(stage, ignore_errors=True)
-    _copy_study(study, stage, CV_FILES)
-    n_runs = _copy_study_runs(profile, study, stage)
-    calls = cv.design.get("calls", [])
-    gpus = sorted({json.loads(r.read_text()).get("environment", {}).get("gpu") or ""
-                   for r in (stage / "runs").glob("*/result.json")} - {""})
-    where = ", ".join(sorted({f"{c.get('device')} (commit {c.get('commit')})" for c in calls})) or "unrecorded"
-    where += f"; the runs' GPU: {', '.join(gpus)}" if gpus else ""
-    (stage / "README.md").write_text(CV_README.format(
-        profile=profile, folder=dest.name, n_runs=n_runs, commit=cv.commit, at=cv.created_at,
-        origin=f"`study.run_study` alone ({len(calls)} call(s) in `design.json`, on {where}; no notebooks ran) "
-               f"and `bcdet publish --profile {profile} --study-only`",
-        report="no report reads it (that needs a full `bcdet reproduce`); ",
-        restore=_restore(profile, dest.name, stage)))
+    _stage_study(profile, study, stage, dest, cv,
+                 origin=f"`study.run_study` alone ({len(calls)} call(s) in `design.json`, on {where}; no notebooks "
+                        f"ran) and `bcdet publish --profile {profile} --study-only`",
+                 report="no report reads it (that needs a full `bcdet reproduce`); ")
     _swap_in(stage, dest)
-    partial = dest.with_name(dest.name + "-partial")
-    if partial.exists():  # the snapshot taken while the study ran is superseded
-        shutil.rmtree(partial)
+    _drop_partial(dest)
     return dest
+
+
+def _stage_study(profile: str, src: Path, stage: Path, dest: Path, cv, *, origin: str, report: str) -> None:
+    """A finished study ``src`` (evaluated as ``cv``) into ``stage``, to become ``dest``: its small files, its
+    runs' records and the README that says where it came from (``origin``) and what reads it (``report``)."""
+    _copy_study(src, stage, CV_FILES)
+    n_runs = _copy_study_runs(profile, src, stage)
+    (stage / "README.md").write_text(CV_README.format(
+        profile=profile, folder=dest.name, n_runs=n_runs, commit=cv.commit, at=cv.created_at, origin=origin,
+        report=report, restore=_restore(profile, dest.name, stage)))
+
+
+def _drop_partial(cv_dest: Path) -> None:
+    """Delete the snapshot ``bcdet publish --partial`` took while the study ran: the finished one supersedes it."""
+    shutil.rmtree(cv_dest.with_name(cv_dest.name + "-partial"), ignore_errors=True)
 
 
 def publish_partial(profile: str, dest: str | Path | None = None, study: str | Path | None = None) -> Path:
