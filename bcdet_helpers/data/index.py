@@ -184,6 +184,11 @@ def _build(root: Path) -> dict:
     }
 
 
+def index_path(root: Path) -> Path:
+    """Where the index of the BUSI folder ``root`` is cached: named by its :func:`fingerprint`."""
+    return runs_dir() / "cache" / f"index-{fingerprint(root)}.pkl"
+
+
 def load_index(root: str | Path | None = None, full: bool = False, rebuild: bool = False):
     """The index DataFrame of BUSI at ``root`` (cached; see module doc).
 
@@ -195,7 +200,7 @@ def load_index(root: str | Path | None = None, full: bool = False, rebuild: bool
     notebooks), so this is where an unusable folder is refused (:func:`check.require_usable`).
     """
     root = require_usable(root)
-    cache = runs_dir() / "cache" / f"index-{fingerprint(root)}.pkl"
+    cache = index_path(root)
     bundle = None
     if cache.exists() and not rebuild:
         try:

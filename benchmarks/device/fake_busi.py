@@ -24,12 +24,12 @@ for c in (here / "cache").iterdir():
 os.environ["BCDET_DATA"] = str(root)
 os.environ["BCDET_RUNS"] = str(runs)
 sys.path.insert(0, os.getcwd())
-from bcdet_helpers.data.index import fingerprint  # noqa: E402
+from bcdet_helpers.data.index import fingerprint, index_path  # noqa: E402
 from bcdet_helpers.data.cache import load_cache  # noqa: E402
 
 fp = fingerprint(root)
 assert fp == m["fingerprint"], f"fingerprint {fp} != {m['fingerprint']}"
-assert (runs / "cache" / f"index-{fp}.pkl").exists()
+assert index_path(root).exists()
 for size in sorted({int(c.name.split("-")[1][:-2]) for c in (here / "cache").glob("images-*.pt")}):
     d = load_cache(root, size, 1)
     assert d["meta"]["loaded_from_cache"], f"the {size}px cache would be rebuilt"

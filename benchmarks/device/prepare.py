@@ -3,24 +3,19 @@ BUSI's file list (names, sizes, mtimes -- no pixels), the tensor cache and index
 real files, and the commit. The real 111 MB do not fit the 64 MiB a call carries; the cache does.
 
     .venv/bin/python benchmarks/device/prepare.py          # then: run(command="bash benchmarks/device/run.sh", carry=[".gpu"])
-
-``--resume runs/paper`` also copies a study's finished records (config/history/result, cv/), so a
-second call trains only what the first left (finished runs are taken from their recorded predictions).
 """
 import argparse
 import json
 import shutil
-import subprocess
-from pathlib import Path
 
 from bcdet_helpers.data import locate_busi
 from bcdet_helpers.data.cache import cache_path, load_cache
-from bcdet_helpers.data.index import fingerprint, load_index
-from bcdet_helpers.paths import project_root, runs_dir
+from bcdet_helpers.data.index import fingerprint, index_path, load_index
+from bcdet_helpers.paths import project_root
+from bcdet_helpers.runinfo import git_commit
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--size", type=int, default=64)
-ap.add_argument("--resume", default=None, help="a profile's runs folder whose finished records travel too")
 a = ap.parse_args()
 root = locate_busi()
 out = project_root() / ".gpu"
@@ -31,19 +26,7 @@ fp = fingerprint(root)
 files = [{"rel": f"{p.parent.name}/{p.name}", "size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
          for p in sorted(root.glob("*/*.png"))]
 (out / "manifest.json").write_text(json.dumps({"root": str(root), "fingerprint": fp, "files": files}))
-for f in (cache_path(a.size, 1), runs_dir() / "cache" / f"index-{fp}.pkl"):
+for f in (cache_path(a.size, 1), index_path(root)):
     shutil.copy2(f, out / "cache" / f.name)
-(out / "commit").write_text(subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                           text=True, cwd=project_root()).stdout)
-if a.resume:
-    src = Path(a.resume)
-    dest = out / "runs" / src.name
-    shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(src / "cv", dest / "cv")
-    for run in (r for r in src.iterdir() if (r / "result.json").exists()):
-        (dest / run.name).mkdir(parents=True)
-        for f in ("config.json", "history.csv", "result.json", "test-by-epoch.csv"):
-            if (run / f).exists():
-                shutil.copy2(run / f, dest / run.name / f)
-print(f"{out}: {len(files)} files listed (fingerprint {fp}), cache + index copied"
-      + (f", records of {src}" if a.resume else ""))
+(out / "commit").write_text(git_commit() or "unknown")  # the runs there record it (no .git travels)
+print(f"{out}: {len(files)} files listed (fingerprint {fp}), cache + index copied")

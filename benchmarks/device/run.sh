@@ -12,7 +12,7 @@ t0=$(date +%s)
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1
   python3 -c "import sys,torch;print(sys.version.split()[0],torch.__version__,torch.cuda.is_available(),torch.get_num_threads())"; } 2>&1 | tee $OUT/env.txt
 python3 $HERE/fake_busi.py $BCDET_RUNS 2>&1 | tee -a $OUT/env.txt; [ ${PIPESTATUS[0]} = 0 ] || exit 3
-[ -d .gpu/runs/$PROFILE ] && cp -a .gpu/runs/$PROFILE $BCDET_RUNS/  # records of an earlier call: not retrained
+[ -f .gpu/study-$PROFILE.tar.gz ] && tar xzf .gpu/study-$PROFILE.tar.gz -C $BCDET_RUNS  # an earlier call's runs: not retrained
 export BCDET_FAKE_TREE=1 PYTHONPATH=$PWD/$HERE/site:$PWD
 jobs=$J
 if [ "$BENCH" = 1 ]; then
