@@ -93,7 +93,8 @@ SEARCH_SPACES: dict[str, dict] = {
     "constant": {"lr": ("log", 1e-4, 1e-2), **_COMMON, "warmup": ("choice", (0.0, 0.5, 1.0, 2.0))},
     "decay": {"lr": ("log", 1e-4, 1e-2), "gamma": ("log", 0.05, 0.7), **_SWITCHES, **_COMMON,
               "warmup": ("choice", (0.0, 0.5, 1.0, 2.0))},
-    "switching": {"lr": ("log", 1e-4, 1e-2), "sgd_lr": ("log", 1e-3, 1e-1), "gamma": ("log", 0.05, 0.7),
+    # SGD rates where SGD trains: in the first tuning every trial with sgd_lr >= 0.026 blew up (#28)
+    "switching": {"lr": ("log", 1e-4, 1e-2), "sgd_lr": ("log", 1e-4, 3e-2), "gamma": ("log", 0.05, 0.7),
                   **_SWITCHES, **_COMMON, "warmup": ("choice", (0.0, 0.5, 1.0, 2.0))},
     "onecycle": {"lr": ("log", 3e-4, 3e-2), **_COMMON, "pct_start": ("float", 0.1, 0.5)},
 }

@@ -7,8 +7,11 @@ Everything works on plain arrays, so it can be checked by hand (``tests/test_sta
   CIs from a bootstrap that resamples *clusters* (BUSI's near-duplicate groups), not images.
 * :func:`paired_cluster_bootstrap` -- the difference of two sets of predictions on the same
   images (two arms, or two split kinds), resampling the same clusters for both.
-* :func:`corrected_ttest` -- Nadeau & Bengio's corrected resampled t-test over per-(fold, seed)
-  differences.
+* :func:`hierarchical_bootstrap` / :func:`paired_hierarchical_bootstrap` -- the same, but also
+  resampling the *trained models*: training replicates (fold partition x seed) and groups are
+  drawn independently, so the interval carries training variance too (the verdict's intervals).
+* :func:`corrected_ttest` -- Nadeau & Bengio's corrected resampled t-test; :func:`repeated_cv_ttest`
+  applies it to what it was derived for: one difference per (partition, fold), seeds averaged.
 * :func:`detectable_difference` / :func:`power_at` -- what a design with a given standard error
   can and cannot detect.
 
@@ -29,6 +32,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .profiles import DEFAULTS
 
@@ -38,6 +42,9 @@ __all__ = [
     "bootstrap_detectable_difference",
     "cluster_bootstrap",
     "corrected_ttest",
+    "hierarchical_bootstrap",
+    "paired_hierarchical_bootstrap",
+    "repeated_cv_ttest",
     "detectable_difference",
     "group_confusions",
     "paired_cluster_bootstrap",
@@ -188,6 +195,83 @@ def paired_cluster_bootstrap(y_a, pred_a, groups_a, y_b, pred_b, groups_b, *, n_
     return out
 
 
+# -------------------------------------------------------------- training variance: two-way bootstrap
+def _unit_confusions(y, pred, groups, units, n_classes):
+    """``(U, G, K*K)`` confusion per (training replicate, group), with the group and unit labels shared
+    by every caller of one comparison."""
+    g_codes, g_labels = _codes(groups)
+    u_codes, u_labels = _codes(units)
+    out = np.zeros((len(u_labels), len(g_labels), n_classes * n_classes))
+    for u in range(len(u_labels)):
+        sel = u_codes == u
+        out[u] = group_confusions(np.asarray(y, int)[sel], _pred(pred)[sel], g_codes[sel], len(g_labels), n_classes)
+    return out, g_labels, u_labels
+
+
+def _two_way_replicates(m: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, K*K)`` pooled confusions: each resample draws the training replicates and the groups
+    independently, with replacement (Owen's pigeonhole bootstrap for a crossed design: every trained
+    model predicted every image), and adds ``w_u * c_g * M[u, g]``."""
+    rng = np.random.default_rng(seed)
+    w = resample_counts(m.shape[0], n_boot, rng)
+    c = resample_counts(m.shape[1], n_boot, rng)
+    return np.einsum("bg,bgk->bk", c, np.einsum("bu,ugk->bgk", w, m))
+
+
+def hierarchical_bootstrap(y, pred, groups, units, *, n_classes: int = 3, n_boot: int = DEFAULTS.bootstrap,
+                           seed: int = 0, alpha: float = 0.05) -> dict:
+    """Pooled accuracy and macro-F1 with an interval that includes *training* variance.
+
+    :func:`cluster_bootstrap` holds the trained models fixed: it answers "another test set, the same
+    models". But pooled accuracy moves by up to 4 points between seeds (issue #28), so a claim about
+    the *method* must also ask "other models trained the same way". ``units`` names each row's training
+    replicate -- its (fold partition, seed), whose runs together predict every image once. Each resample
+    draws the replicates and the near-duplicate groups independently (a crossed two-way bootstrap:
+    Owen 2007, *Ann. Appl. Stat.* 1:246; conservative, i.e. it errs wide) and scores the pooled
+    confusion. With one replicate it equals :func:`cluster_bootstrap`'s resampling of groups.
+
+    Returns ``{"accuracy": Interval, "macro_f1": Interval, "n_groups": int, "n_units": int}``.
+    """
+    m, g_labels, u_labels = _unit_confusions(y, pred, groups, units, n_classes)
+    shape = (-1, n_classes, n_classes)
+    point = scores_from_confusion(m.sum((0, 1)).reshape(shape))
+    reps = scores_from_confusion(_two_way_replicates(m, n_boot, seed).reshape(shape))
+    out = {k: _interval(float(point[k][0]), reps[k], alpha) for k in ("accuracy", "macro_f1")}
+    return {**out, "n_groups": len(g_labels), "n_units": len(u_labels)}
+
+
+def paired_hierarchical_bootstrap(y_a, pred_a, groups_a, units_a, y_b, pred_b, groups_b, units_b, *,
+                                  n_classes: int = 3, n_boot: int = DEFAULTS.bootstrap, seed: int = 0,
+                                  alpha: float = 0.05) -> dict:
+    """``A - B`` of pooled accuracy and macro-F1 with training variance in the interval: the paired form
+    of :func:`hierarchical_bootstrap`. A and B must share their training replicates (the same fold
+    partitions and seeds -- a paired design); each resample draws the same replicates and groups for
+    both, so what they share cancels and what differs between seeds stays in the interval."""
+    if set(np.unique(units_a)) != set(np.unique(units_b)):
+        raise ValueError("paired_hierarchical_bootstrap needs the same training replicates for A and B, got "
+                         f"{sorted(set(np.unique(units_a)))} and {sorted(set(np.unique(units_b)))}")
+    groups = np.concatenate([np.asarray(groups_a), np.asarray(groups_b)])
+    units = np.concatenate([np.asarray(units_a), np.asarray(units_b)])
+    side = np.r_[np.zeros(len(groups_a), bool), np.ones(len(groups_b), bool)]
+    y = np.concatenate([np.asarray(y_a, int), np.asarray(y_b, int)])
+    pred = np.concatenate([_pred(pred_a), _pred(pred_b)])
+    g_codes, g_labels = _codes(groups)
+    u_codes, u_labels = _codes(units)
+    k2 = n_classes * n_classes
+    ms = []
+    for rows in (~side, side):
+        m = np.zeros((len(u_labels), len(g_labels), k2))
+        for u in range(len(u_labels)):
+            sel = rows & (u_codes == u)
+            m[u] = group_confusions(y[sel], pred[sel], g_codes[sel], len(g_labels), n_classes)
+        ms.append(m)
+    shape = (-1, n_classes, n_classes)
+    pa, pb = (scores_from_confusion(m.sum((0, 1)).reshape(shape)) for m in ms)
+    ra, rb = (scores_from_confusion(_two_way_replicates(m, n_boot, seed).reshape(shape)) for m in ms)  # same draws
+    out = {k: _interval(float(pa[k][0] - pb[k][0]), ra[k] - rb[k], alpha) for k in ("accuracy", "macro_f1")}
+    return {**out, "n_groups": len(g_labels), "n_units": len(u_labels)}
+
+
 # ----------------------------------------------------------------------- corrected resampled t-test
 @dataclass
 class CorrectedTTest:
@@ -249,6 +333,22 @@ def corrected_ttest(differences, n_train: float, n_test: float, alpha: float = 0
     q = float(stats.t.ppf(1 - alpha / 2, df))
     return CorrectedTTest(j, mean, sd, float(n_train), float(n_test), se, sd / math.sqrt(j), float(t), df, p,
                           mean - q * se, mean + q * se, alpha)
+
+
+def repeated_cv_ttest(differences, folds, partitions=None, *, n_train: float, n_test: float,
+                      alpha: float = 0.05) -> CorrectedTTest:
+    """The corrected repeated k-fold cross-validation t-test (Nadeau & Bengio 2003; Bouckaert & Frank
+    2004), applied to what it was derived for: one difference per (fold partition, fold).
+
+    Seeds of one fold train on the *same* images, so they are not new splits: their differences are
+    averaged within the fold first (``differences``, ``folds``, ``partitions`` are aligned per run; a
+    missing ``partitions`` means one partition). The test then has ``J = partitions x folds``
+    differences and ``J - 1`` degrees of freedom -- 5 for one 5-fold partition, however many seeds.
+    """
+    d = pd.DataFrame({"d": np.asarray(differences, float), "fold": np.asarray(folds),
+                      "partition": 0 if partitions is None else np.asarray(partitions)})
+    per_fold = d.groupby(["partition", "fold"], sort=True)["d"].mean()
+    return corrected_ttest(per_fold.to_numpy(), n_train, n_test, alpha)
 
 
 def detectable_difference(se: float, df: int | None = None, alpha: float = 0.05, power: float = 0.8) -> float:

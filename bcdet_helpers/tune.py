@@ -7,9 +7,22 @@ search space (``profiles.SEARCH_SPACES``, beside the arms themselves).
 
 What a trial sees: fold 0 of the grouped split is held out as the test part and never read; the
 trial trains on the other folds' training part and is scored on the validation part carved from
-them (``data.split.make_split``). The score is the mean validation accuracy of the last five
-epochs -- what the final weights are worth, smoothed over epochs, so a schedule whose ending
-wobbles pays for it and one lucky epoch does not win.
+them (``data.split.make_split``). It does that :data:`INNER_RUNS` times, with the run seeds
+``seed, seed + 1``: each seed carves a *different* validation set out of the training part and
+starts from different weights, and the trial's score is the mean over those runs. One run on one
+89-image validation set has a standard error of about 5 points -- enough to crown a lucky point
+(issue #28: decay's winning 0.746 became the worst arm in cross-validation). A run's score is the
+mean validation accuracy of its last five epochs -- what the final weights are worth, smoothed
+over epochs, so a schedule whose ending wobbles pays for it and one lucky epoch does not win.
+
+Pruning, the same rule for every arm: after a trial's first run, Optuna's ``MedianPruner`` stops it
+when that run scored below the median first run of the trials before it (after
+:data:`PRUNE_AFTER` trials). A pruned trial counts against the arm's budget like a finished one
+(every arm gets the same number of points looked at), but only finished trials -- scored on every
+validation set -- can be chosen.
+
+The protocol (inner runs, score, pruner, search space, seed) is stored on each Optuna study; a run
+of ``bcdet tune`` with another protocol or ``--seed`` is refused rather than mixed into it.
 
 Storage: a SQLite file under ``runs/<profile>/tuning/`` by default, so a killed ``bcdet tune``
 resumes where it stopped (a trial that was running is marked failed after a grace period and a
@@ -30,14 +43,26 @@ from .device import auto_jobs, worker_threads
 from .errors import BcdetError
 from .paths import runs_dir
 from .profiles import KINDS, SEARCH_SPACES, get_profile
+from .options import check_seed
 from .runinfo import environment_info, git_commit, write_json
 
 __all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "stability_constraint", "export", "tuned_entry",
            "auto_jobs"]
 
-LAST_EPOCHS = 5  # the score averages the validation accuracy of this many final epochs
+LAST_EPOCHS = 5  # a run's score averages the validation accuracy of this many final epochs
 STABLE_RATIO = 2.0  # a phase whose peak training loss exceeds 2 x its entry loss has blown up (#13)
 TUNING_FOLD = 0  # the held-out fold whose training part tuning may use
+INNER_RUNS = 2  # runs per trial, seeds seed, seed + 1: two validation sets carved from the training part
+PRUNE_AFTER = 8  # trials before the median pruner may stop a trial after its first run
+TRIALS = 24  # trials per arm by default: TPE's 10 random start-up trials and 14 guided ones (#28)
+MAX_SAMPLER_SEED = 2**32  # numpy's seed range: every seed derived here is taken modulo this
+
+
+def protocol(seed: int, arm: str) -> dict:
+    """What makes two tuning runs the same study: stored on the Optuna study, checked on resume."""
+    return {"inner_runs": INNER_RUNS, "last_epochs": LAST_EPOCHS, "fold": TUNING_FOLD, "prune_after": PRUNE_AFTER,
+            "stable_ratio": STABLE_RATIO, "seed": int(seed),
+            "search_space": {k: list(v) if isinstance(v, tuple) else v for k, v in SEARCH_SPACES[arm].items()}}
 
 
 def storage_url(profile: str) -> str:
@@ -45,6 +70,59 @@ def storage_url(profile: str) -> str:
     folder = runs_dir(profile) / "tuning"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'optuna.db'}"
+
+
+DRIVERS = {"postgresql": "pip install psycopg2-binary", "mysql": "pip install pymysql (and a mysql+pymysql:// URL)"}
+
+
+def check_storage(url: str) -> str:
+    """``url`` parsed and opened before the first trial, or one clear :class:`BcdetError`: a URL that is
+    not one, a SQLite file whose folder does not exist, a database driver that is not installed (named,
+    with its install line), a server that does not answer."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise BcdetError(f"--storage {url!r} is not a database URL. Give e.g. sqlite:///tuning.db (a local file) "
+                         "or postgresql://user:password@host/db (shared by several machines).") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise BcdetError(f"--storage {url!r}: the folder {folder} does not exist. Create it, or give a "
+                             "SQLite file in an existing folder.")
+    try:
+        engine = sqlalchemy.create_engine(parsed)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (ImportError, ModuleNotFoundError) as exc:
+        how = DRIVERS.get(backend, f"install the Python driver for {backend}")
+        raise BcdetError(f"--storage {url.split('@')[-1]!r}: the {backend} driver is not installed "
+                         f"({exc.name or exc}). Install it: {how}.") from None
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise BcdetError(f"--storage {url.split('@')[-1]!r} cannot be opened: {first}. Check the URL, and that the "
+                         "server runs and accepts this user.") from None
+    return url
+
+
+def _check_protocol(study, wanted: dict) -> None:
+    """Refuse to add trials to a study run under another protocol or seed (see the module docstring)."""
+    have = study.user_attrs.get("protocol")
+    if have is None and not study.trials:
+        study.set_user_attr("protocol", wanted)
+        return
+    if have != json.loads(json.dumps(wanted)):
+        was = "an older protocol (one validation set per trial)" if have is None else \
+            ", ".join(f"{k}={have.get(k)!r}" for k in wanted if have.get(k) != wanted[k] and k != "search_space") \
+            or "another search space"
+        raise BcdetError(f"The Optuna study {study.study_name!r} was tuned with {was}; this run's protocol differs "
+                         f"(seed {wanted['seed']}, {wanted['inner_runs']} validation sets per trial). Rerun with the "
+                         "study's own --seed to resume it, or give another --storage for a new study.")
 
 
 def suggest(trial, arm: str) -> dict:
@@ -92,60 +170,101 @@ def _storage(url: str):
 
 
 def _counted_states():
-    """The trial states that use up the budget: finished or running."""
+    """The trial states that use up the budget: finished, pruned after its first run, or running."""
     from optuna.trial import TrialState
 
-    return (TrialState.COMPLETE, TrialState.RUNNING)
+    return (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+def _budget_trials(study, before: int | None = None) -> list:
+    """The trials that use up the budget (a worker's surplus trial, stepped back at once, does not)."""
+    return [t for t in study.get_trials(deepcopy=False, states=_counted_states())
+            if not t.user_attrs.get("surplus") and (before is None or t.number < before)]
 
 
 def _counted(study) -> int:
-    return len(study.get_trials(deepcopy=False, states=_counted_states()))
+    return len(_budget_trials(study))
+
+
+def trial_folder(profile: str, arm: str, split: str, url: str) -> Path:
+    """Where a study's trial runs train: ``runs/<profile>/tuning/<arm>-<split>-<storage>/``, one folder per
+    storage, so two studies (another ``--storage``) never meet in one trial's run folder."""
+    import hashlib
+
+    tag = hashlib.sha1(url.split("@")[-1].encode()).hexdigest()[:8]
+    return runs_dir(profile) / "tuning" / f"{arm}-{split}-{tag}"
+
+
+def inner_seeds(seed: int) -> list[int]:
+    """The run seeds of one trial: ``seed``, ``seed + 1``, ... (modulo numpy's range)."""
+    return [(seed + k) % MAX_SAMPLER_SEED for k in range(INNER_RUNS)]
 
 
 def _worker(profile, arm, split, trials, url, seed, device, threads, worker, progress):
+    """One tuning process: trials until the study holds ``trials`` (see :func:`tune`). Ctrl-C ends it
+    quietly: Optuna marks the trial it was running as failed, which does not count."""
+    try:
+        _optimize(profile, arm, split, trials, url, seed, device, threads, worker, progress)
+    except KeyboardInterrupt:
+        if worker is not None and mp.parent_process() is not None:
+            raise SystemExit(130) from None  # a worker process: the tuner says it once
+        raise
+
+
+def _optimize(profile, arm, split, trials, url, seed, device, threads, worker, progress):
     import warnings
 
     import optuna
     import torch
 
-    from .profiles import schedule
-    from .train import phase_stability, train_run
-
     from .device import die_with_parent
+    from .profiles import schedule
+    from .runs import train_run
+    from .train import phase_stability
 
     die_with_parent()  # in a worker process: it ends with the tuner that started it
     if threads:
         torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is not a 40-line warning
     prof = get_profile(profile)  # a name or a Profile (tests pass a smaller one)
     study = optuna.create_study(study_name=_study_name(prof.name, arm, split), storage=_storage(url),
-                                direction="maximize", load_if_exists=True)
+                                direction="maximize", load_if_exists=True,
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=0))
+    _check_protocol(study, protocol(seed, arm))
     # seeded past the trials so far: a resumed study must not replay its first random draws
-    study.sampler = optuna.samplers.TPESampler(seed=seed + 1000 * worker + len(study.trials))
-    folder = runs_dir(prof.name) / "tuning" / f"{arm}-{split}"
+    study.sampler = optuna.samplers.TPESampler(seed=(seed + 1000 * worker + len(study.trials)) % MAX_SAMPLER_SEED)
+    folder = trial_folder(prof.name, arm, split, url)
 
     def objective(trial):
         # two workers can start a trial at the same moment: the one numbered past the budget steps back
-        earlier = [t for t in study.get_trials(deepcopy=False, states=_counted_states()) if t.number < trial.number]
-        if len(earlier) >= trials:
+        if len(_budget_trials(study, before=trial.number)) >= trials:
             trial.set_user_attr("surplus", True)
             study.stop()
             raise optuna.TrialPruned("the study already holds its trials")
         params = suggest(trial, arm)
         t0 = time.perf_counter()
-        res = train_run(prof, arm, seed=seed, split=split, fold=TUNING_FOLD, params=params, device=device,
-                        run_dir=folder / f"trial{trial.number:03d}", progress=False, resume=True)
-        ratios = [r["ratio"] for r in phase_stability(res.history)]
-        trial.set_user_attr("max_phase_ratio", max(ratios))
+        scores, ratios = [], []
+        for k, run_seed in enumerate(inner_seeds(seed)):
+            res = train_run(prof, arm, seed=run_seed, split=split, fold=TUNING_FOLD, params=params, device=device,
+                            run_dir=folder / f"trial{trial.number:03d}-seed{run_seed}", progress=False, resume=True)
+            scores.append(objective_value(res.history))
+            ratios.append(max(r["ratio"] for r in phase_stability(res.history)))
+            trial.set_user_attr("scores", scores)
+            trial.set_user_attr("max_phase_ratio", max(ratios))
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            if k == 0:
+                trial.report(scores[0], step=0)
+                if trial.should_prune():
+                    if progress:
+                        print(f"[{arm} worker {worker}] trial {trial.number}: pruned after its first run "
+                              f"({scores[0]:.3f}, below the median)", flush=True)
+                    raise optuna.TrialPruned()
         trial.set_constraint("phase_ratio", stability_constraint(max(ratios)))
-        trial.set_user_attr("best_val_acc", float(res.history["val_acc"].max()))
-        trial.set_user_attr("final_val_f1", float(res.history["val_f1"].iloc[-1]))
-        trial.set_user_attr("seconds", time.perf_counter() - t0)
         trial.set_user_attr("git_commit", git_commit())  # the code the trial ran (the summary's may be later)
         trial.set_user_attr("phases", json.dumps([asdict(p) for p in schedule(arm, prof.epochs, params=params)]))
-        value = objective_value(res.history)
+        value = float(sum(scores) / len(scores))
         if progress:
-            print(f"[{arm} worker {worker}] trial {trial.number}: score {value:.3f} "
+            print(f"[{arm} worker {worker}] trial {trial.number}: score {value:.3f} {[round(x, 3) for x in scores]} "
                   f"(max phase ratio {max(ratios):.2f}, {time.perf_counter() - t0:.0f} s) {params}", flush=True)
         return value
 
@@ -154,8 +273,12 @@ def _worker(profile, arm, split, trials, url, seed, device, threads, worker, pro
         optuna.storages.fail_stale_trials(study)
     if _counted(study) >= trials:
         return
-    stop = optuna.study.MaxTrialsCallback(trials, states=_counted_states())
-    study.optimize(objective, n_trials=trials, callbacks=[stop], catch=())
+
+    def stop_when_full(study, _trial):
+        if _counted(study) >= trials:
+            study.stop()
+
+    study.optimize(objective, n_trials=trials, callbacks=[stop_when_full], catch=())
 
 
 def tune(profile, arm: str, trials: int, storage: str | None = None, split: str = "grouped",
@@ -165,15 +288,19 @@ def tune(profile, arm: str, trials: int, storage: str | None = None, split: str 
     :func:`summarize`'s summary, also written to ``out`` (default ``runs/<profile>/tuning/``).
 
     ``profile`` is a name or a :class:`~bcdet_helpers.profiles.Profile`."""
-    prof = get_profile(profile)
+    try:
+        prof = get_profile(profile)
+    except ValueError as exc:  # an unknown profile: the message lists the valid names
+        raise BcdetError(str(exc)) from None
     if arm not in SEARCH_SPACES:
         raise BcdetError(f"Unknown schedule {arm!r}. Choose one of: {', '.join(SEARCH_SPACES)}.")
     if split not in KINDS:
         raise BcdetError(f"Unknown split {split!r}. Choose one of: {', '.join(KINDS)}.")
+    check_seed(seed)
     jobs = auto_jobs(device) if jobs is None else jobs
     if trials < 1 or jobs < 1:
         raise BcdetError(f"--trials and --jobs must be at least 1, got {trials} and {jobs}.")
-    url = storage or storage_url(prof.name)
+    url = check_storage(storage or storage_url(prof.name))
     t0 = time.time()
     if progress:
         print(f"tuning {arm} on {prof.name}: {trials} trials, {jobs} worker(s)"
@@ -186,10 +313,17 @@ def tune(profile, arm: str, trials: int, storage: str | None = None, split: str 
         ctx = mp.get_context("spawn")
         procs = [ctx.Process(target=_worker, args=(prof, arm, split, trials, url, seed, device, threads, w,
                                                    progress)) for w in range(jobs)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
+        try:
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:  # the workers got the Ctrl-C too: give them a moment to mark their trials
+            for p in procs:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.terminate()
+            raise
         failed = [p.exitcode for p in procs if p.exitcode]
         if failed:
             raise BcdetError(f"{len(failed)} tuning worker(s) failed (exit codes {failed}); rerun to resume.")
@@ -206,23 +340,31 @@ def summarize(profile: str, arm: str, split: str, url: str, out=None, wall_time:
     out.mkdir(parents=True, exist_ok=True)
     df = study.trials_dataframe()
     df.to_csv(out / f"trials-{arm}.csv", index=False)
-    done = df[df["state"] == "COMPLETE"]
-    if done.empty:
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
         raise BcdetError(f"The study {study.study_name} has no finished trial yet; run bcdet tune again.")
+    budget = [t for t in _budget_trials(study) if t.state != optuna.trial.TrialState.RUNNING]
     # the best *stable* trial: no phase's peak training loss above STABLE_RATIO x its entry loss
-    stable = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-              if t.user_attrs.get("max_phase_ratio", math.inf) <= STABLE_RATIO]
+    stable = [t for t in complete if t.user_attrs.get("max_phase_ratio", math.inf) <= STABLE_RATIO]
     best = max(stable, key=lambda t: t.value) if stable else study.best_trial
-    seconds = float(done["user_attrs_seconds"].sum()) if "user_attrs_seconds" in done else math.nan
+    top = study.best_trial  # the sensitivity row of #28: what the stability filter turned away, if anything
+    seconds = float(sum(t.user_attrs.get("seconds", math.nan) for t in budget))
     summary = {
         "profile": profile, "arm": arm, "split": split, "fold": TUNING_FOLD,
-        "score": f"mean validation accuracy of the last {LAST_EPOCHS} epochs (test fold {TUNING_FOLD} never read)",
-        "trials": int(len(done)), "stable_trials": len(stable), "stable": bool(stable),
-        "rule": f"highest score among trials whose every phase peaks below {STABLE_RATIO} x its entry loss",
+        "score": f"mean over {study.user_attrs.get('protocol', {}).get('inner_runs', 1)} runs (seeds seed, seed+1: "
+                 f"each its own validation set carved from the training part) of the mean validation accuracy of "
+                 f"the last {LAST_EPOCHS} epochs (test fold {TUNING_FOLD} never read)",
+        "protocol": study.user_attrs.get("protocol"),
+        "trials": len(budget), "finished_trials": len(complete), "pruned_trials": len(budget) - len(complete),
+        "stable_trials": len(stable), "stable": bool(stable),
+        "rule": f"highest score among finished trials whose every phase peaks below {STABLE_RATIO} x its entry loss",
         "best_trial": best.number, "best_value": best.value, "params": best.params,
-        "best_user_attrs": best.user_attrs, "training_seconds": seconds, "wall_time_s": wall_time,
+        "best_user_attrs": best.user_attrs,
+        "best_unfiltered": {"trial": top.number, "value": top.value, "params": top.params,
+                            "max_phase_ratio": top.user_attrs.get("max_phase_ratio")},
+        "training_seconds": seconds, "wall_time_s": wall_time,
         "storage": url.split("@")[-1], "study": study.study_name, "git_commit": git_commit(),
-        "trial_git_commits": sorted({str(t.user_attrs.get("git_commit", "not recorded")) for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}),
+        "trial_git_commits": sorted({str(t.user_attrs.get("git_commit", "not recorded")) for t in complete}),
         "environment": environment_info(device),
     }
     write_json(out / f"best-{arm}.json", summary)
@@ -252,7 +394,7 @@ def _figures(study, history_png: Path, importance_png: Path) -> None:
             plt.close(ax.figure)
 
 
-def tuned_entry(folder: str | Path, trials: int = 12) -> dict:
+def tuned_entry(folder: str | Path, trials: int = TRIALS) -> dict:
     """The ``profiles.TUNED[<profile>]`` entry an exported tuning folder (``best-<arm>.json`` of every
     arm, :func:`export`) supports: ``{arm: {"params": ..., "source": ...}}``. Refused -- with what is
     missing -- unless every arm has the same number of finished trials, at least ``trials``, and a

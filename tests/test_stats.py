@@ -151,3 +151,23 @@ def test_detectable_difference_and_power_agree():
     iv = st.Interval(0.02, -0.01, 0.05, 0.015)
     assert st.bootstrap_detectable_difference(iv) == pytest.approx(st.detectable_difference(0.015))
     assert math.isnan(st.detectable_difference(math.nan))
+
+
+def test_the_two_way_bootstrap_adds_training_variance_and_reduces_to_the_group_bootstrap():
+    """#28: with one training replicate it is the clustered bootstrap; with seeds that disagree it is wider."""
+    rng = np.random.default_rng(3)
+    n = 240
+    y = rng.integers(0, 3, n)
+    groups = np.arange(n) // 2
+    preds = [np.where(rng.random(n) < acc, y, (y + 1) % 3) for acc in (0.55, 0.7, 0.85)]
+    one = st.hierarchical_bootstrap(y, preds[0], groups, np.zeros(n), n_boot=500)
+    assert one["accuracy"] == st.cluster_bootstrap(y, preds[0], groups, n_boot=500)["accuracy"]
+    Y, P, G, U = (np.concatenate(x) for x in ([y] * 3, preds, [groups] * 3, [np.full(n, s) for s in range(3)]))
+    three = st.hierarchical_bootstrap(Y, P, G, U, n_boot=500)
+    fixed = st.cluster_bootstrap(Y, P, G, n_boot=500)
+    assert three["n_units"] == 3 and three["accuracy"].value == pytest.approx(fixed["accuracy"].value)
+    assert three["accuracy"].half_width > 2 * fixed["accuracy"].half_width
+    paired = st.paired_hierarchical_bootstrap(Y, P, G, U, Y, np.concatenate([preds[0]] * 3), G, U, n_boot=500)
+    assert paired["accuracy"].value == pytest.approx(fixed["accuracy"].value - one["accuracy"].value)
+    with pytest.raises(ValueError, match="same training replicates"):
+        st.paired_hierarchical_bootstrap(Y, P, G, U, y, preds[0], groups, np.zeros(n), n_boot=10)

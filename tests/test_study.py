@@ -54,8 +54,9 @@ def _proba_rows(y, correct, rng, confident=0.7):
     return p
 
 
-def write_folder(root, arms=tuple(ACCURACY), kinds=("grouped", "random"), seeds=SEEDS):
-    """A study folder as run_study leaves it, with predictions drawn to known accuracies."""
+def write_folder(root, arms=tuple(ACCURACY), kinds=("grouped", "random"), seeds=SEEDS, seed_shift=None):
+    """A study folder as run_study leaves it, with predictions drawn to known accuracies
+    (``seed_shift[(arm, seed)]`` added to that arm's accuracy on that seed: seeds that disagree)."""
     rng = np.random.default_rng(0)
     files, y, group = _files()
     conflict = np.isin(group, [1000])
@@ -77,7 +78,7 @@ def write_folder(root, arms=tuple(ACCURACY), kinds=("grouped", "random"), seeds=
                     frames = {"test": [], "val": []}
                     for weights in sd.WEIGHTS:
                         for part, idx in (("test", test), ("val", val)):
-                            acc = ACCURACY[arm] + (0.1 if kind == "random" else 0.0)
+                            acc = ACCURACY[arm] + (0.1 if kind == "random" else 0.0) + (seed_shift or {}).get((arm, seed), 0)
                             if part == "val" and weights == "best":
                                 acc += 0.1  # chosen on these images
                             ok = rng.random(len(idx)) < acc
@@ -194,6 +195,47 @@ def test_paired_differences_per_fold_and_seed_with_the_corrected_test(folder, st
     assert len(study.differences) == 3 * 2 * 2 * 2
     table = study.differences_table()
     assert len(table) == 3 * 2 and table["half_width"].gt(0).all()
+
+
+def test_the_verdict_interval_carries_training_variance_when_seeds_disagree(tmp_path):
+    """#28: on a generated study whose seeds disagree (one seed's models 15 points better for one arm
+    only), the interval that resamples seeds too is wider than the fixed-model one; the verdict's
+    analysis is named in the result."""
+    arms = ("constant", "switching")
+    shift = {("switching", 0): -0.2, ("switching", 2): 0.1}  # switching's seeds disagree, constant's do not
+    folder = write_folder(tmp_path / "disagree", arms, ("grouped",), seeds=(0, 1, 2), seed_shift=shift)
+    disagree = sd.evaluate_study(folder, n_boot=400)
+    assert disagree.verdict_analysis == sd.VERDICT_ANALYSIS and "training replicates" in disagree.verdict_analysis
+    d = disagree.difference("switching", "constant", "grouped")
+    assert d.training.value == pytest.approx(d.pooled.value)
+    assert d.training.half_width > d.pooled.half_width  # seeds that disagree widen the verdict's interval
+    score = disagree.score("switching", "grouped")
+    assert score.accuracy_training.half_width > score.accuracy.half_width
+    assert disagree.score("switching", "grouped", rows="ensemble_tta").accuracy_training is None
+    # it reads back, and a version-1 file (no training fields) still loads
+    again = sd.from_json(sd.to_json(disagree))
+    assert again.difference("switching", "constant").training == d.training
+    old = disagree.to_dict()
+    old["version"] = 1
+    old.pop("verdict_analysis")
+    for x in old["differences"]:
+        x.pop("training"), x.pop("fold_test")
+    for x in old["scores"]:
+        x.pop("accuracy_training")
+    assert sd.Study.from_dict(old).difference("switching", "constant").training is None
+
+
+def test_the_fold_test_counts_partitions_times_folds_not_seeds(study):
+    """#28: seeds of one fold reuse its training images, so the corrected test averages them first:
+    J = partitions x folds (here 1 x 3), not folds x seeds (6)."""
+    d = study.difference("switching", "constant", "grouped")
+    assert d.test.n == FOLDS * len(SEEDS) and d.fold_test.n == FOLDS and d.fold_test.df == FOLDS - 1
+    per_fold = pd.DataFrame({"fold": [f for f, _ in d.runs], "d": d.per_run}).groupby("fold")["d"].mean()
+    expect = st.corrected_ttest(per_fold.to_numpy(), d.test.n_train, d.test.n_test)
+    assert d.fold_test.p == pytest.approx(expect.p) and d.fold_test.se == pytest.approx(expect.se)
+    two = st.repeated_cv_ttest(d.per_run * 2, [f for f, _ in d.runs] * 2, [0] * len(d.runs) + [1] * len(d.runs),
+                               n_train=d.test.n_train, n_test=d.test.n_test)
+    assert two.n == 2 * FOLDS  # a second partition doubles J; a third seed would not
 
 
 def test_leakage_gap_is_random_minus_grouped(study):

@@ -130,17 +130,21 @@ def test_tuned_entry_needs_equal_budgets_and_stable_trials(tmp_path):
         tune.tuned_entry(tmp_path)
     for arm in profiles.SEARCH_SPACES:
         best(arm, 12)
-    best("decay", 10)
+    with pytest.raises(BcdetError, match="Unequal or short budgets"):  # 12 < the default of 24 (#28)
+        tune.tuned_entry(tmp_path)
+    for arm in profiles.SEARCH_SPACES:
+        best(arm, 24)
+    best("decay", 20)
     with pytest.raises(BcdetError, match="Unequal or short budgets"):
         tune.tuned_entry(tmp_path)
-    best("decay", 12)
-    best("switching", 12, stable=False)
+    best("decay", 24)
+    best("switching", 24, stable=False)
     with pytest.raises(BcdetError, match="No stable trial for switching"):
         tune.tuned_entry(tmp_path)
-    best("switching", 12)
+    best("switching", 24)
     entry = tune.tuned_entry(tmp_path)
     assert set(entry) == set(profiles.SEARCH_SPACES) and entry["decay"]["params"] == {"lr": 1e-3}
-    assert "trial 3 of 12" in entry["onecycle"]["source"] and "abc1234" in entry["onecycle"]["source"]
+    assert "trial 3 of 24" in entry["onecycle"]["source"] and "abc1234" in entry["onecycle"]["source"]
     # the command line prints the entry as a Python literal to paste into profiles.py
     import ast
     import contextlib
@@ -153,3 +157,83 @@ def test_tuned_entry_needs_equal_budgets_and_stable_trials(tmp_path):
         assert main(["tune", "--profile", "laptop", "--adopt", str(tmp_path)]) == 0
     text = out.getvalue()
     assert "TUNED['laptop'] = " in text and ast.literal_eval(text.split(" = ", 1)[1]) == entry
+
+
+def test_a_trial_is_scored_on_two_validation_sets_and_pruning_counts_against_the_budget(small, tmp_path):
+    """#28: each trial trains twice (seeds 0 and 1: two validation sets carved from the training part)
+    and scores their mean; a pruned trial uses up the budget like a finished one."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    s = tune.tune(small, "constant", trials=3, storage=url, jobs=1, out=tmp_path / "o", progress=False)
+    study = optuna.load_study(study_name="smoke-constant-grouped", storage=url)
+    done = _complete(url, "smoke-constant-grouped")
+    assert all(len(t.user_attrs["scores"]) == tune.INNER_RUNS == 2 for t in done)
+    assert all(math.isclose(t.value, np.mean(t.user_attrs["scores"])) for t in done)
+    assert study.user_attrs["protocol"]["inner_runs"] == 2 and study.user_attrs["protocol"]["seed"] == 0
+    runs = sorted(p.name for p in tune.trial_folder("smoke", "constant", "grouped", url).iterdir())
+    assert {r.rsplit("-", 1)[1] for r in runs} == {"seed0", "seed1"}
+    assert s["trials"] == 3 and s["finished_trials"] + s["pruned_trials"] == 3
+    assert s["best_unfiltered"]["value"] >= s["best_value"]  # the sensitivity row: what the filter turned away
+    # a pruned trial counts: two more trials, one of them pruned by hand, make five
+    trial = study.ask()
+    trial.report(0.0, step=0)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    again = tune.tune(small, "constant", trials=5, storage=url, jobs=1, out=tmp_path / "o", progress=False)
+    assert again["trials"] == 5 and again["pruned_trials"] >= 1
+
+
+def test_another_seed_is_refused_rather_than_mixed_into_a_study(small, tmp_path):
+    """#27: `tune --seed 5` after a seed-0 study used to add to it silently."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    tune.tune(small, "onecycle", trials=1, storage=url, jobs=1, out=tmp_path / "o", progress=False)
+    with pytest.raises(BcdetError, match="--seed to resume it, or give another --storage"):
+        tune.tune(small, "onecycle", trials=2, storage=url, seed=5, jobs=1, out=tmp_path / "o", progress=False)
+    assert len(_complete(url, "smoke-onecycle-grouped")) == 1
+
+
+def test_the_largest_seed_tunes(small, tmp_path):
+    """#27: --seed 4294967295 is the CLI's stated maximum; the run seeds and the sampler's wrap around."""
+    assert tune.inner_seeds(2**32 - 1) == [2**32 - 1, 0]
+    s = tune.tune(small, "constant", trials=1, storage=f"sqlite:///{tmp_path / 'm.db'}", seed=2**32 - 1, jobs=1,
+                  out=tmp_path / "o", progress=False)
+    assert s["trials"] == 1
+
+
+@pytest.mark.parametrize("url, says", [
+    ("garbage", "is not a database URL"),
+    ("sqlite:////nonexistent/x.db", "/nonexistent does not exist"),
+    ("postgresql://user:pw@localhost/db", "driver is not installed"),
+])
+def test_bad_storage_urls_get_one_line_before_any_trial(small, url, says, capsys, monkeypatch):
+    from bcdet_helpers import cli
+
+    if url.startswith("postgresql"):
+        try:
+            import psycopg2  # noqa: F401
+            pytest.skip("psycopg2 is installed here")
+        except ImportError:
+            pass
+    monkeypatch.setattr(tune, "_optimize", lambda *a, **k: pytest.fail("a trial ran"))
+    assert cli.main(["tune", "--profile", "smoke", "--schedule", "constant", "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "pw" not in err  # the password never printed
+
+
+def test_unknown_profile_and_ctrl_c_are_one_line(small, tmp_path, capsys, monkeypatch):
+    from bcdet_helpers import cli, runs
+
+    assert cli.main(["tune", "--profile", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown profile 'nope'" in err and "Traceback" not in err
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "train_run", interrupted)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    code = cli.main(["tune", "--profile", "smoke", "--schedule", "constant", "--storage", url, "--jobs", "1",
+                     "--out", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert code == 130 and err.strip() == "bcdet: interrupted" and "Traceback" not in out + err
+    study = optuna.load_study(study_name="smoke-constant-grouped", storage=url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]  # not counted, not running

@@ -45,7 +45,7 @@ from .cv import predict_run, run_study, study_dir, study_index, write_folds
 from .evaluation import compare_weights, evaluate_study
 from .ladder import AUGMENTED, LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, not_measured, write_ladder
 from .result import (COMPARISONS, METRICS, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
-                     SCHEMA_VERSION, WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap,
+                     SCHEMA_VERSION, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap,
                      RunScore, Study, WeightsCheck, from_json, label_conflicts, load_predictions, load_study, read_folds,
                      to_json)
 
@@ -61,6 +61,7 @@ __all__ = [
     "PREDICTION_COLUMNS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "VERDICT_ANALYSIS",
     "WEIGHTS",
     "WEIGHTS_RULE",
     "ArmScore",

@@ -16,7 +16,7 @@ from ..errors import BcdetError
 from ..paths import CLASSES
 from ..profiles import DEFAULTS, KINDS, get_profile
 from .result import (ArmScore, COMPARISONS, Conflict, Coverage, Difference, LeakageGap, METRICS, PAPER_CLAIM, RUN_COLUMNS,
-                     RunScore, SCHEMA, SCHEMA_VERSION, Study, WEIGHTS, WEIGHTS_RULE, WeightsCheck,
+                     RunScore, SCHEMA, SCHEMA_VERSION, Study, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, WeightsCheck,
                      _run_name, label_conflicts, load_predictions, read_folds)
 
 
@@ -40,15 +40,25 @@ def _confusion(y, pred) -> np.ndarray:
     return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
 
 
+def _units(df: pd.DataFrame) -> np.ndarray:
+    """Each row's training replicate: its fold partition (``partition`` column; one partition when
+    absent) and seed -- the runs that together predict every image once."""
+    part = df["partition"].astype(str) if "partition" in df else pd.Series("0", index=df.index)
+    return (part + "/" + df["seed"].astype(str)).to_numpy()
+
+
 def _score(df, arm, kind, weights, rows, n_seeds, n_boot, seed, alpha) -> ArmScore:
     y, proba, groups = df["y"].to_numpy(int), df["_proba"].tolist(), df["group"].to_numpy()
     proba = np.asarray(proba)
     clustered = stats.cluster_bootstrap(y, proba, groups, n_boot=n_boot, seed=seed, alpha=alpha)
     image = stats.cluster_bootstrap(y, proba, df["file"].to_numpy(), n_boot=n_boot, seed=seed, alpha=alpha)
+    training = stats.hierarchical_bootstrap(y, proba, groups, _units(df), n_boot=n_boot, seed=seed,
+                                            alpha=alpha)["accuracy"] if "seed" in df else None
     return ArmScore(arm=arm, kind=kind, weights=weights, rows=rows, n_images=int(df["file"].nunique()),
                     n_seeds=int(n_seeds), n_predictions=len(df),
                     n_groups=clustered["n_groups"], accuracy=clustered["accuracy"], macro_f1=clustered["macro_f1"],
-                    recall=dict(zip(CLASSES, clustered["recall"])), accuracy_image_level=image["accuracy"])
+                    recall=dict(zip(CLASSES, clustered["recall"])), accuracy_image_level=image["accuracy"],
+                    accuracy_training=training)
 
 
 def _ensemble(df: pd.DataFrame) -> pd.DataFrame:
@@ -197,7 +207,7 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
         folds=n_folds, n_images=len(images), n_scored=int(len(images) - len(excluded & set(images["file"]))),
         n_boot=int(n_boot), alpha=alpha, claim=claim, conflicts=conflicts, coverage=coverage, scores=scores,
         runs=runs, differences=differences, leakage=leakage, weights_checks=checks, commit=git_commit(),
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), design=design,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), design=design, verdict_analysis=VERDICT_ANALYSIS,
     )
 
 
@@ -211,6 +221,8 @@ def _differences(scored, run_of, a, b, question, kind, w, pairs, n_boot, seed, a
                                                n_boot=n_boot, seed=seed, alpha=alpha)
     image = stats.paired_cluster_bootstrap(da["y"], pa, da["file"], db["y"], pb, db["file"],
                                            n_boot=n_boot, seed=seed, alpha=alpha)
+    training = stats.paired_hierarchical_bootstrap(da["y"], pa, da["group"], _units(da), db["y"], pb, db["group"],
+                                                   _units(db), n_boot=n_boot, seed=seed, alpha=alpha)
     ra = [run_of[(a, kind, f, s, w)] for f, s in pairs]
     rb = [run_of[(b, kind, f, s, w)] for f, s in pairs]
     n_train = float(np.mean([r.n_train for r in ra + rb]))
@@ -219,6 +231,8 @@ def _differences(scored, run_of, a, b, question, kind, w, pairs, n_boot, seed, a
     for m in METRICS:
         per_run = [float(getattr(x, m) - getattr(y, m)) for x, y in zip(ra, rb)]
         test = stats.corrected_ttest(per_run, n_train, n_test, alpha)
+        fold_test = stats.repeated_cv_ttest(per_run, [f for f, _ in pairs], n_train=n_train, n_test=n_test,
+                                            alpha=alpha)
         out.append(Difference(
             a=a, b=b, question=question, kind=kind, weights=w, metric=m, pooled=clustered[m],
             image_level=image[m], per_run=per_run, runs=[[int(f), int(s)] for f, s in pairs], test=test,
@@ -226,6 +240,7 @@ def _differences(scored, run_of, a, b, question, kind, w, pairs, n_boot, seed, a
             if test.n > 1 else math.nan,
             detectable_bootstrap=stats.bootstrap_detectable_difference(clustered[m], alpha),
             power_at_claim=stats.power_at(claim, test.se, test.df, alpha) if test.n > 1 else math.nan,
+            training=training[m], fold_test=fold_test,
         ))
     return out
 

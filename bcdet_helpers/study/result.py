@@ -18,7 +18,16 @@ from ..stats import CorrectedTTest, Interval
 
 
 SCHEMA = "bcdet.study"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: training-variance intervals (ArmScore.accuracy_training, Difference.training/fold_test)
+READABLE_VERSIONS = (1, 2)  # a version-1 file lacks only the optional fields of version 2
+
+# Named before the second partition's runs are scored (issue #28); the rest are sensitivity checks.
+VERDICT_ANALYSIS = (
+    "paired two-way bootstrap of pooled out-of-fold accuracy: each resample draws the training replicates "
+    "(fold partition x seed) and the near-duplicate groups independently, so the 95 % interval carries "
+    "both test-set and training variance (stats.paired_hierarchical_bootstrap); sensitivity checks: the "
+    "fixed-model group bootstrap, and the corrected repeated-CV t-test over partitions x folds with seeds "
+    "averaged within a fold (stats.repeated_cv_ttest)")
 WEIGHTS = ("last", "best")  # last.pt: final weights (the rule); best.pt: best-by-validation (recorded)
 WEIGHTS_RULE = "last"
 # (a, b, the question a - b answers): the 2 x 2 of the arms, and the paper's claim
@@ -86,6 +95,8 @@ class ArmScore:
     macro_f1: Interval
     recall: dict[str, Interval]
     accuracy_image_level: Interval
+    # pooled rows: the interval that also resamples the trained models (seeds x fold partitions)
+    accuracy_training: Interval | None = None
 
 
 @dataclass
@@ -131,6 +142,10 @@ class Difference:
     detectable: float
     detectable_bootstrap: float
     power_at_claim: float
+    # the verdict's interval (VERDICT_ANALYSIS): groups AND training replicates resampled, paired
+    training: Interval | None = None
+    # the corrected repeated-CV t-test over (partition, fold) differences, seeds averaged within a fold
+    fold_test: CorrectedTTest | None = None
 
 
 @dataclass
@@ -198,6 +213,7 @@ class Study:
     commit: str | None = None
     created_at: str = ""
     design: dict = field(default_factory=dict)  # design.json: what run_study was asked to run
+    verdict_analysis: str = ""  # which analysis the verdict is read from (VERDICT_ANALYSIS); "" in version 1
 
     # ---- JSON (the one definition)
     def to_dict(self) -> dict:
@@ -210,7 +226,7 @@ class Study:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise BcdetError(f"Not a bcdet study result (schema {data.get('schema') if isinstance(data, dict) else None!r}, "
                              f"expected {SCHEMA!r}).")
-        if data.get("version") != SCHEMA_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise BcdetError(f"study.json has version {data.get('version')!r}; this bcdet reads version "
                              f"{SCHEMA_VERSION}. Re-run evaluate_study on the study folder to rewrite it.")
         return _build(cls, data, "study")
@@ -278,7 +294,13 @@ class Study:
                          "image_level_high": d.image_level.high, "runs": d.test.n, "nb_mean": d.test.mean,
                          "nb_low": d.test.low, "nb_high": d.test.high, "nb_t": d.test.t, "nb_p": d.test.p,
                          "detectable": d.detectable, "detectable_bootstrap": d.detectable_bootstrap,
-                         "power_at_claim": d.power_at_claim})
+                         "power_at_claim": d.power_at_claim,
+                         "training_low": d.training.low if d.training else math.nan,
+                         "training_high": d.training.high if d.training else math.nan,
+                         "fold_test_n": d.fold_test.n if d.fold_test else 0,
+                         "fold_test_p": d.fold_test.p if d.fold_test else math.nan,
+                         "fold_test_low": d.fold_test.low if d.fold_test else math.nan,
+                         "fold_test_high": d.fold_test.high if d.fold_test else math.nan})
         return pd.DataFrame(rows)
 
     def runs_table(self) -> pd.DataFrame:
@@ -309,11 +331,21 @@ class Study:
         for d in self.differences:
             if d.kind != kind or d.metric != "accuracy" or d.weights != self.weights:
                 continue
-            out.append(f"{d.a} - {d.b} ({d.question}): {pts(d.pooled.value)} points, 95% CI "
-                       f"[{pts(d.pooled.low)}, {pts(d.pooled.high)}] (bootstrap over near-duplicate groups); "
-                       f"corrected t-test over {d.test.n} (fold, seed) pairs: t = {d.test.t:.2f}, p = {d.test.p:.3f}; "
-                       f"smallest detectable difference {100 * d.detectable:.1f} points "
-                       f"(power {100 * d.power_at_claim:.0f}% at the paper's +{100 * self.claim:.0f}).")
+            line = f"{d.a} - {d.b} ({d.question}): {pts(d.pooled.value)} points"
+            if d.training is not None:  # the verdict's interval first (VERDICT_ANALYSIS)
+                claim = "excludes" if not d.training.contains(self.claim) else "does not exclude"
+                line += (f", 95% CI [{pts(d.training.low)}, {pts(d.training.high)}] with training variance "
+                         f"(seeds x partitions and near-duplicate groups resampled; it {claim} the paper's "
+                         f"+{100 * self.claim:.0f}); fixed-model CI [{pts(d.pooled.low)}, {pts(d.pooled.high)}]")
+            else:
+                line += f", 95% CI [{pts(d.pooled.low)}, {pts(d.pooled.high)}] (bootstrap over near-duplicate groups)"
+            if d.fold_test is not None and d.fold_test.n > 1:
+                line += (f"; corrected repeated-CV t-test over {d.fold_test.n} (partition, fold) differences, seeds "
+                         f"averaged: p = {d.fold_test.p:.3f}, CI [{pts(d.fold_test.low)}, {pts(d.fold_test.high)}]")
+            line += (f"; the older test over {d.test.n} (fold, seed) pairs: p = {d.test.p:.3f}; "
+                     f"smallest detectable difference {100 * d.detectable:.1f} points "
+                     f"(power {100 * d.power_at_claim:.0f}% at the paper's +{100 * self.claim:.0f}).")
+            out.append(line)
         return out
 
 
