@@ -9,7 +9,10 @@ labels) would punish the model for a class it was never shown. A prediction *of*
 still costs: it is a false negative of the image's true class, which lowers that class's recall
 and F1.
 
-On class indices (training): :func:`confusion`, :func:`macro_f1_from_confusion`, :func:`macro_f1`.
+On confusion matrices: :func:`confusion` builds one, :func:`scores_from_confusion` reads accuracy,
+macro-F1 and per-class recall off one or a stack of them (the study's bootstrap scores thousands
+at once), :func:`macro_f1_from_confusion` is its macro-F1. On class indices (training):
+:func:`macro_f1`.
 On probability rows ``(N, K)`` (evaluation; the predicted class is the arg-max; taught in notebook
 05 and re-exported by :mod:`bcdet_helpers.evaluate` under their old names -- ``evaluate.metrics`` is
 :func:`classification_metrics`, ``evaluate.macro_f1`` is :func:`macro_f1_of_proba`):
@@ -27,7 +30,7 @@ import numpy as np
 
 from .busi import CLASSES
 
-__all__ = ["confusion", "macro_f1_from_confusion", "macro_f1", "classification_metrics", "check_predictions",
+__all__ = ["confusion", "scores_from_confusion", "macro_f1_from_confusion", "macro_f1", "classification_metrics", "check_predictions",
            "accuracy", "macro_f1_of_proba", "roc_curves"]
 
 
@@ -37,15 +40,30 @@ def confusion(y_true, y_pred, classes: int) -> np.ndarray:
     return np.bincount(y_true * classes + y_pred, minlength=classes * classes).reshape(classes, classes)
 
 
+def scores_from_confusion(conf) -> dict:
+    """Accuracy, macro-F1 and per-class recall of one or many confusion matrices ``(..., K, K)``.
+
+    F1 per class is 2 TP / (2 TP + FP + FN) = 2 TP / (row + column); macro-F1 averages the classes
+    present in the truth (a row with members, see the module doc); the recall of an absent class is
+    ``nan``. Arrays come back with the leading shape of ``conf``.
+    """
+    conf = np.asarray(conf, dtype=float)
+    tp = np.diagonal(conf, axis1=-2, axis2=-1)
+    rows, cols = conf.sum(-1), conf.sum(-2)
+    total = rows.sum(-1)
+    present = rows > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(total > 0, tp.sum(-1) / np.where(total > 0, total, 1), np.nan)
+        recall = np.where(present, tp / np.where(present, rows, 1), np.nan)
+        f1 = np.where(present, 2 * tp / np.where(present, rows + cols, 1), 0.0)
+        n_present = present.sum(-1)
+        macro_f1 = np.where(n_present > 0, (f1 * present).sum(-1) / np.maximum(n_present, 1), np.nan)
+    return {"accuracy": accuracy, "macro_f1": macro_f1, "recall": recall}
+
+
 def macro_f1_from_confusion(conf) -> float:
-    """Mean per-class F1 = 2 TP / (2 TP + FP + FN) over the classes that occur in the truth."""
-    c = np.asarray(conf, dtype=np.float64)
-    tp = np.diag(c)
-    support = c.sum(axis=1)
-    denom = 2 * tp + (c.sum(axis=0) - tp) + (support - tp)
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    present = support > 0
-    return float(f1[present].mean()) if present.any() else float("nan")
+    """The macro-F1 of one confusion matrix (:func:`scores_from_confusion`)."""
+    return float(scores_from_confusion(conf)["macro_f1"])
 
 
 def macro_f1(y_true, y_pred, classes: int | None = None) -> float:
@@ -68,13 +86,7 @@ def classification_metrics(y_true, proba, classes=CLASSES) -> dict:
     so we read it off scikit-learn's confusion matrix: TN / (TN + FP). A class's ROC AUC is
     one-vs-rest and is ``nan`` when the class is absent (or the only one) in ``y_true``.
     """
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
+    from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
 
     y_true, proba = check_predictions(y_true, proba, classes)
     labels = list(range(len(classes)))
@@ -82,7 +94,8 @@ def classification_metrics(y_true, proba, classes=CLASSES) -> dict:
     prec, rec, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    cm = confusion(y_true, y_pred, len(classes))
+    scores = scores_from_confusion(cm)
     per_class = {}
     for k, name in enumerate(classes):
         tp = cm[k, k]
@@ -106,8 +119,8 @@ def classification_metrics(y_true, proba, classes=CLASSES) -> dict:
     specs = [c["specificity"] for c in per_class.values() if not math.isnan(c["specificity"])]
     return {
         "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": macro_f1(y_true, y_pred, len(classes)),  # the one definition, as training's
+        "accuracy": float(scores["accuracy"]),
+        "macro_f1": float(scores["macro_f1"]),  # the one definition, as training's
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "macro_precision": float(np.mean(prec[present])),
         "macro_recall": float(np.mean(rec[present])),

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .metrics import scores_from_confusion  # the one definition of accuracy / macro-F1 / recall
 from .profiles import DEFAULTS
 
 __all__ = [
@@ -107,26 +108,6 @@ def group_confusions(y, pred, codes, n_groups: int, n_classes: int) -> np.ndarra
     return np.bincount(cell, minlength=n_groups * k2).reshape(n_groups, k2).astype(float)
 
 
-def scores_from_confusion(conf) -> dict:
-    """Accuracy, macro-F1 and per-class recall of one or many confusion matrices ``(..., K, K)``.
-
-    Macro-F1 averages the classes present in the truth (a row with members), as
-    :func:`bcdet_helpers.evaluate.metrics` does; the recall of an absent class is ``nan``.
-    """
-    conf = np.asarray(conf, dtype=float)
-    tp = np.diagonal(conf, axis1=-2, axis2=-1)
-    rows, cols = conf.sum(-1), conf.sum(-2)
-    total = rows.sum(-1)
-    present = rows > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.where(total > 0, tp.sum(-1) / np.where(total > 0, total, 1), np.nan)
-        recall = np.where(present, tp / np.where(present, rows, 1), np.nan)
-        f1 = np.where(present, 2 * tp / np.where(present, rows + cols, 1), 0.0)
-        n_present = present.sum(-1)
-        macro_f1 = np.where(n_present > 0, (f1 * present).sum(-1) / np.maximum(n_present, 1), np.nan)
-    return {"accuracy": accuracy, "macro_f1": macro_f1, "recall": recall}
-
-
 def _interval(value: float, replicates: np.ndarray, alpha: float) -> Interval:
     reps = np.asarray(replicates, float)
     reps = reps[~np.isnan(reps)]
@@ -196,16 +177,14 @@ def paired_cluster_bootstrap(y_a, pred_a, groups_a, y_b, pred_b, groups_b, *, n_
 
 
 # -------------------------------------------------------------- training variance: two-way bootstrap
-def _unit_confusions(y, pred, groups, units, n_classes):
-    """``(U, G, K*K)`` confusion per (training replicate, group), with the group and unit labels shared
-    by every caller of one comparison."""
-    g_codes, g_labels = _codes(groups)
-    u_codes, u_labels = _codes(units)
-    out = np.zeros((len(u_labels), len(g_labels), n_classes * n_classes))
-    for u in range(len(u_labels)):
+def _unit_confusions(y, pred, g_codes, u_codes, n_groups: int, n_units: int, n_classes: int) -> np.ndarray:
+    """``(U, G, K*K)``: the confusion of each (training replicate, group)'s rows (codes from :func:`_codes`)."""
+    y, pred = np.asarray(y, int), _pred(pred)
+    out = np.zeros((n_units, n_groups, n_classes * n_classes))
+    for u in range(n_units):
         sel = u_codes == u
-        out[u] = group_confusions(np.asarray(y, int)[sel], _pred(pred)[sel], g_codes[sel], len(g_labels), n_classes)
-    return out, g_labels, u_labels
+        out[u] = group_confusions(y[sel], pred[sel], g_codes[sel], n_groups, n_classes)
+    return out
 
 
 def _two_way_replicates(m: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -232,7 +211,8 @@ def hierarchical_bootstrap(y, pred, groups, units, *, n_classes: int = 3, n_boot
 
     Returns ``{"accuracy": Interval, "macro_f1": Interval, "n_groups": int, "n_units": int}``.
     """
-    m, g_labels, u_labels = _unit_confusions(y, pred, groups, units, n_classes)
+    (g_codes, g_labels), (u_codes, u_labels) = _codes(groups), _codes(units)
+    m = _unit_confusions(y, pred, g_codes, u_codes, len(g_labels), len(u_labels), n_classes)
     shape = (-1, n_classes, n_classes)
     point = scores_from_confusion(m.sum((0, 1)).reshape(shape))
     reps = scores_from_confusion(_two_way_replicates(m, n_boot, seed).reshape(shape))
@@ -250,21 +230,11 @@ def paired_hierarchical_bootstrap(y_a, pred_a, groups_a, units_a, y_b, pred_b, g
     if set(np.unique(units_a)) != set(np.unique(units_b)):
         raise ValueError("paired_hierarchical_bootstrap needs the same training replicates for A and B, got "
                          f"{sorted(set(np.unique(units_a)))} and {sorted(set(np.unique(units_b)))}")
-    groups = np.concatenate([np.asarray(groups_a), np.asarray(groups_b)])
-    units = np.concatenate([np.asarray(units_a), np.asarray(units_b)])
-    side = np.r_[np.zeros(len(groups_a), bool), np.ones(len(groups_b), bool)]
-    y = np.concatenate([np.asarray(y_a, int), np.asarray(y_b, int)])
-    pred = np.concatenate([_pred(pred_a), _pred(pred_b)])
-    g_codes, g_labels = _codes(groups)
-    u_codes, u_labels = _codes(units)
-    k2 = n_classes * n_classes
-    ms = []
-    for rows in (~side, side):
-        m = np.zeros((len(u_labels), len(g_labels), k2))
-        for u in range(len(u_labels)):
-            sel = rows & (u_codes == u)
-            m[u] = group_confusions(y[sel], pred[sel], g_codes[sel], len(g_labels), n_classes)
-        ms.append(m)
+    (g_codes, g_labels), (u_codes, u_labels) = (_codes(np.concatenate([np.asarray(a), np.asarray(b)]))
+                                                 for a, b in ((groups_a, groups_b), (units_a, units_b)))
+    n_a = len(groups_a)
+    ms = [_unit_confusions(y, pred, g_codes[rows], u_codes[rows], len(g_labels), len(u_labels), n_classes)
+          for y, pred, rows in ((y_a, pred_a, slice(0, n_a)), (y_b, pred_b, slice(n_a, None)))]
     shape = (-1, n_classes, n_classes)
     pa, pb = (scores_from_confusion(m.sum((0, 1)).reshape(shape)) for m in ms)
     ra, rb = (scores_from_confusion(_two_way_replicates(m, n_boot, seed).reshape(shape)) for m in ms)  # same draws

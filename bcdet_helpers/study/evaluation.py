@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import stats
 from ..errors import BcdetError
+from ..metrics import confusion, scores_from_confusion
 from ..paths import CLASSES
 from ..profiles import DEFAULTS, KINDS, get_profile
 from .result import (ArmScore, COMPARISONS, Conflict, Coverage, Difference, LeakageGap, METRICS, PAPER_CLAIM, RUN_COLUMNS,
@@ -31,13 +32,8 @@ def _proba(df: pd.DataFrame, tta: bool = False) -> np.ndarray:
 def _run_metrics(df: pd.DataFrame) -> tuple[float, float]:
     if not len(df):
         return math.nan, math.nan
-    s = stats.scores_from_confusion(_confusion(df["y"].to_numpy(int), _proba(df).argmax(1)))
+    s = scores_from_confusion(confusion(df["y"].to_numpy(int), _proba(df).argmax(1), len(CLASSES)))
     return float(s["accuracy"]), float(s["macro_f1"])
-
-
-def _confusion(y, pred) -> np.ndarray:
-    k = len(CLASSES)
-    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
 
 
 def _units(df: pd.DataFrame) -> np.ndarray:
