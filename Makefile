@@ -24,11 +24,13 @@ QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=paper|laptop|smoke (reproduce), BCDET_DATA=/path/to/Dataset_BUSI_with_GT,"
+	@echo "  variables: PROFILE=paper|laptop|class|smoke (reproduce; class: every notebook in minutes on a CPU),"
+	@echo "             BCDET_DATA=/path/to/Dataset_BUSI_with_GT,"
 	@echo "             ARGS=\"--seeds 0 --splits grouped\" (reproduce: a smaller study),"
 	@echo "             YES=1 (reproduce: start a job estimated at over an hour without asking),"
 	@echo "             HEADLESS=1 (lab: no browser; open the printed http://127.0.0.1:PORT/lab?token=... URL)"
-	@echo "             slides: PROFILE=class by default, NB=\"03\" picks notebooks, ARGS=--execute runs missing ones"
+	@echo "             slides: PROFILE=class by default, NB=\"03\" picks notebooks, ARGS=--execute runs missing ones,"
+	@echo "                     ARGS=--unexecuted renders the committed notebooks (structure only, no figures)"
 
 # No Jupyter kernel is registered: `make lab` and `bcdet reproduce` run .venv's own Jupyter, whose
 # "python3" kernel -- the one every notebook names -- is .venv's Python.
@@ -60,7 +62,7 @@ bench: setup  ## speed benchmarks, side by side (writes benchmarks/results/)
 SLIDES_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),class)
 NB ?=
 
-slides: setup  ## reveal.js decks of the executed notebooks -> runs/<profile>/slides/ (PROFILE=class, NB="03")
+slides: setup  ## offline reveal.js decks, one per chapter, of the executed notebooks -> runs/<profile>/slides/ (PROFILE=class, NB="03")
 	$(BIN)/python -m bcdet_helpers.slides --profile $(SLIDES_PROFILE) $(NB) $(ARGS)
 
 clean:  ## remove runs/ (caches, checkpoints, executed notebooks); keeps data/ and .venv/

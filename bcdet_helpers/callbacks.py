@@ -238,10 +238,13 @@ class Progress:
               + f" train_loss={row['train_loss']:.3f} {row['seconds']:.1f}s ETA {eta:.0f}s", flush=True)
 
     def interrupted(self) -> bool:
-        """Say what Ctrl-C did (the checkpoint of the last finished epoch is kept); returns True."""
+        """Say what Ctrl-C did (the checkpoint of the last finished epoch is kept) and how to go on, in a
+        notebook and on the command line -- the one line ``bcdet train`` prints about it; returns True."""
         if self.enabled:
-            print("\nInterrupted (Ctrl-C): the last finished epoch is checkpointed; pass resume=True to go on.",
-                  flush=True)
+            when = f"after epoch {self.done}, which is checkpointed" if self.done else \
+                "in the first epoch (nothing checkpointed yet)"
+            print(f"\nInterrupted (Ctrl-C) {when}. To go on: resume=True (bcdet train: the same command plus "
+                  "--resume).", flush=True)
         return True
 
     def close(self) -> None:

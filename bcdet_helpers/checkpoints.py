@@ -82,8 +82,11 @@ def load_training_checkpoint(path: Path, phases, seed, batch_size) -> dict:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
         raise BcdetError(f"Cannot read the checkpoint {path} ({exc}). Delete it to start the run afresh.") from exc
+    from .profiles import recorded_phases
+
     want = {"phases": [asdict(p) for p in phases], "seed": seed, "batch_size": batch_size}
     have = {k: ck.get(k) for k in want}
+    have["phases"] = recorded_phases(have["phases"])  # a checkpoint written before a phase field existed
     if have != want:
         diff = ", ".join(f"{k}: checkpoint {have[k]!r} vs now {want[k]!r}" for k in want if have[k] != want[k])
         raise BcdetError(
@@ -112,10 +115,11 @@ def load_checkpoint(path: str | Path, device="cpu"):
     what_to_pass = "Pass the best.pt of a finished run, e.g. runs/laptop/switching-grouped-fold0-seed0/best.pt."
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise BcdetError(f"{path} is not a PyTorch checkpoint (empty, damaged or another kind of file: "
-                         f"{reason}). {what_to_pass}") from None
+    except Exception:  # noqa: BLE001 -- torch raises many types, with pages of text that name no file
+        size = path.stat().st_size
+        kind = "an empty file" if size == 0 else f"a file of {size:,} bytes that torch.load cannot read"
+        raise BcdetError(f"{path} is not a bcdet checkpoint: it is {kind} (damaged, cut short, or another kind "
+                         f"of file). {what_to_pass}") from None
     if not isinstance(ck, dict) or "meta" not in ck or "model" not in ck:
         raise BcdetError(f"{path} is not a bcdet best.pt (no 'meta'). {what_to_pass}")
     meta = ck["meta"]
@@ -125,8 +129,10 @@ def load_checkpoint(path: str | Path, device="cpu"):
                        width=meta["width"], logit_scale=meta.get("logit_scale", RUN_FIELDS_BEFORE["logit_scale"]))
         model = build_model(prof)
         model.load_state_dict(ck["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise BcdetError(f"{path} was written by another version of bcdet or for another model ({exc!s:.120}). "
+    except (KeyError, RuntimeError) as exc:  # RuntimeError: load_state_dict's pages of mismatched tensors
+        why = f"its meta has no {exc.args[0]!r}" if isinstance(exc, KeyError) else \
+            "its weights do not fit the model its meta describes"
+        raise BcdetError(f"{path} was written by another version of bcdet or for another model ({why}). "
                          f"Retrain it with this version (bcdet train ...). {what_to_pass}") from None
     dev = choose_device(device)
     return model.to(dev).eval(), meta

@@ -12,8 +12,10 @@ import importlib
 import sys
 
 from .errors import BcdetError
-from .options import epochs_arg, seed_arg, seeds_arg
-from .profiles import KINDS
+from .options import epochs_arg, random_seeds_arg, seed_arg, seeds_arg
+from .profiles import KINDS, PROFILES
+
+PROFILE_HELP = " | ".join(PROFILES) + " (default: %(default)s)"  # every --profile lists every profile
 
 # sub-command -> (module, function): every handler lives in bcdet_helpers.commands
 HANDLERS = {
@@ -27,6 +29,7 @@ HANDLERS = {
     "reproduce": ("bcdet_helpers.commands", "cli_reproduce"),
     "publish": ("bcdet_helpers.commands", "cli_publish"),
     "ladder": ("bcdet_helpers.commands", "cli_ladder"),
+    "study": ("bcdet_helpers.commands", "cli_study"),
 }
 
 
@@ -40,8 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="check or download the BUSI dataset")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    check = dsub.add_parser("check", help="validate a BUSI folder and print what is in it")
-    check.add_argument("path", nargs="?", help="BUSI folder (default: $BCDET_DATA or data/)")
+    check = dsub.add_parser("check", help="validate a BUSI (or, with --busbra, a BUS-BRA) folder and print what is in it")
+    check.add_argument("path", nargs="?", help="BUSI folder (default: $BCDET_DATA or data/); with --busbra, "
+                                                "a BUS-BRA folder (default: $BCDET_BUSBRA or data/BUS-BRA)")
+    check.add_argument("--busbra", action="store_true",
+                       help="check the external test set BUS-BRA: counts, patients, scanners, checksums")
     dl = dsub.add_parser("download", help="fetch, verify and unpack BUSI (skipped when present)")
     dl.add_argument("--dest", default=None, help="folder to unpack into (default: data/)")
     dl.add_argument("--url", default=None, help="zip URL (default: $BCDET_BUSI_URL or the authors')")
@@ -54,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     dup.add_argument("--csv", default=None, help="write one row per pair to this CSV")
 
     tr = sub.add_parser("train", help="one headless training run")
-    tr.add_argument("--profile", default="laptop", help="paper | laptop | class | smoke (default: %(default)s)")
+    tr.add_argument("--profile", default="laptop", help=PROFILE_HELP)
     tr.add_argument("--schedule", default="switching",
                     help="constant | decay | switching | onecycle (default: %(default)s)")
     tr.add_argument("--seed", type=seed_arg, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
@@ -66,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
 
     tu = sub.add_parser("tune", help="tune an arm's rates and switch points on validation data (Optuna)")
-    tu.add_argument("--profile", default="laptop", help="paper | laptop | class | smoke (default: %(default)s)")
+    tu.add_argument("--profile", default="laptop", help=PROFILE_HELP)
     tu.add_argument("--schedule", default="all", help="constant | decay | switching | onecycle | all (default: %(default)s)")
-    tu.add_argument("--trials", type=int, default=12, help="finished trials per arm, the same for every arm (default: %(default)s)")
+    tu.add_argument("--trials", type=int, default=24,
+                    help="trials per arm (finished or pruned after their first run), the same for every arm "
+                         "(default: %(default)s)")
     tu.add_argument("--storage", default=None,
                     help="Optuna storage URL (default: sqlite file under runs/<profile>/tuning/; "
                          "a postgresql:// or mysql:// URL lets several machines share one study)")
@@ -96,14 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rename a class folder, e.g. --map malign=malignant (repeat for several)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and figures")
     ev.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
+    ev.add_argument("--crop", default="auto", choices=("auto", "off"),
+                    help="auto: cut screen captures to their scan area (dark UI borders, text bands), and say how "
+                         "many; images that are already a scan area stay as they are. off: use every image whole "
+                         "(default: %(default)s)")
 
     rp = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill")
-    rp.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
+    rp.add_argument("--profile", default="paper",
+                    help=PROFILE_HELP + "; class is the cheap path: every notebook in minutes on a CPU")
     rp.add_argument("--seeds", type=seeds_arg, nargs="+", default=None, metavar="N",
                     help="a smaller study: only these seeds (default: the profile's own)")
     rp.add_argument("--splits", nargs="+", choices=KINDS, default=None,
                     help="a smaller study: only these splits (default: both)")
-    rp.add_argument("--random-seeds", type=seeds_arg, nargs="+", default=None, metavar="N",
+    rp.add_argument("--random-seeds", type=random_seeds_arg, nargs="+", default=None, metavar="N",
                     help="seeds of the random split, which only measures the leakage gap (default: the first seed)")
     rp.add_argument("--study", action=argparse.BooleanOptionalAction, default=None,
                     help="run notebook 05's cross-validated study (default: yes for paper and laptop, no for "
@@ -116,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start even when the training is estimated at over an hour, without asking")
 
     pb = sub.add_parser("publish", help="copy a finished reproduction's small outputs to results/<profile>/")
-    pb.add_argument("--profile", default="paper", help="paper | laptop | smoke (default: %(default)s)")
+    pb.add_argument("--profile", default="paper", help=PROFILE_HELP)
     pb.add_argument("--dest", default=None, help="default: results/<profile>/ (with --partial: results/<profile>-cv-partial/, "
                                                    "with --study-only: results/<profile>-cv/)")
     only = pb.add_mutually_exclusive_group()  # argparse refuses both at once
@@ -126,13 +139,33 @@ def build_parser() -> argparse.ArgumentParser:
     only.add_argument("--study-only", action="store_true",
                       help="publish a finished study trained without the notebooks (e.g. on a GPU machine) "
                            "to results/<profile>-cv/, without a report")
+    pb.add_argument("--force", action="store_true",
+                    help="replace a destination publish did not write, or committed results (it says what it replaces)")
 
     ld = sub.add_parser("ladder", help="the leakage ladder: how one arm's honest accuracy climbs to a paper-like one")
-    ld.add_argument("--profile", default="laptop", help="whose study (default: %(default)s)")
+    ld.add_argument("--profile", default="laptop", help="whose study: " + PROFILE_HELP)
     ld.add_argument("--study", default=None, help="a study folder (default: results/<profile>-cv/, the published one)")
     ld.add_argument("--arm", default=None, help="the arm to climb with (default: switching, the paper's method)")
-    ld.add_argument("--out", default=None, help="default: results/<profile>-ladder/")
+    where = ld.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, help="default: runs/<profile>/ladder/")
+    where.add_argument("--record", action="store_true",
+                       help="write the committed record, results/<profile>-ladder/ (replacing it needs --force)")
+    ld.add_argument("--force", action="store_true",
+                    help="write into a folder the ladder did not write, or over committed results")
     ld.add_argument("--include-conflicts", action="store_true", help="score the label conflicts too")
+
+    st = sub.add_parser("study", help="the cross-validated study alone: list its runs, train some (one job of an "
+                                      "array), or train what is missing and evaluate")
+    st.add_argument("--profile", default="laptop", help=PROFILE_HELP)
+    what = st.add_mutually_exclusive_group()
+    what.add_argument("--list", action="store_true", help="print the study's runs, one per line: index and name")
+    what.add_argument("--run", type=int, nargs="+", metavar="K",
+                      help="train only these runs of --list (e.g. $SLURM_ARRAY_TASK_ID) and write their predictions; "
+                           "nothing shared is written, so many can run at once. Then `bcdet study` collects and evaluates")
+    st.add_argument("--no-ladder", dest="ladder", action="store_false",
+                    help="leave out the leakage ladder's extra runs (the verdict needs none of them)")
+    st.add_argument("--jobs", type=int, default=None, help="runs at once on this machine (default: one per CPU core)")
+    st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
     return p
 
 
@@ -144,10 +177,32 @@ def preflight(key: str, args) -> None:
     through :func:`~bcdet_helpers.data.index.load_index`), so all of them say the same thing.
     """
     reads_only = key == "tune" and (getattr(args, "export", None) or getattr(args, "adopt", None))
-    if key in ("train", "tune") and not reads_only:  # --export / --adopt read a study, no images
+    reads_only = reads_only or (key == "study" and getattr(args, "list", False))
+    if key in ("train", "tune", "study") and not reads_only:  # --export / --adopt / --list read no images
         from .data.check import require_usable
 
         require_usable()
+
+
+def path_source(filename) -> str:
+    """What to check about a path that could not be read or written: the environment variable whose
+    folder it lies under, bcdet's default runs folder, or else the path given on the command line
+    ("check the path you gave" misleads when the user never typed it)."""
+    import os
+    from pathlib import Path
+
+    from .paths import runs_dir
+
+    if not filename:
+        return "Check the path you gave."
+    path = Path(os.path.abspath(os.fsdecode(filename)))
+    for var in ("BCDET_RUNS", "BCDET_DATA", "BCDET_BUSBRA"):
+        value = os.environ.get(var)
+        if value and path.is_relative_to(os.path.abspath(Path(value).expanduser())):
+            return f"It lies under {var}={value}: check that folder, or point {var} at another."
+    if path.is_relative_to(os.path.abspath(runs_dir())):
+        return f"It lies under bcdet's runs folder {runs_dir()}: check that folder, or point BCDET_RUNS at another."
+    return "Check the path you gave."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     except BcdetError as exc:
         print(f"bcdet: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # a path the user gave that cannot be written or read
+    except OSError as exc:  # a path that cannot be written or read: given, or from BCDET_RUNS / BCDET_DATA
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"bcdet: error: {where}{exc.strerror or exc}. Check the path you gave.", file=sys.stderr)
+        print(f"bcdet: error: {where}{exc.strerror or exc}. {path_source(exc.filename)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bcdet: interrupted", file=sys.stderr)

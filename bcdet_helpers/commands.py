@@ -28,10 +28,12 @@ TEACHING_REMINDER = (
 
 # ------------------------------------------------------------------------------------------ data
 def cli_check(args) -> int:
-    """``bcdet data check [PATH]``: print the report; exit 0 when usable, 1 otherwise."""
-    from .data.check import check_dataset
-
-    report = check_dataset(getattr(args, "path", None))
+    """``bcdet data check [--busbra] [PATH]``: print the report; exit 0 when usable, 1 otherwise."""
+    if getattr(args, "busbra", False):  # the external test set (issue #30): the same kind of report
+        from .data.busbra_check import check_busbra as check
+    else:
+        from .data.check import check_dataset as check
+    report = check(getattr(args, "path", None))
     print(report.format())
     return 0 if report.ok else 1
 
@@ -55,9 +57,9 @@ def cli_duplicates(args) -> int:
     bundle = load_index(getattr(args, "path", None), full=True)
     index, pairs = bundle["index"], bundle["pairs"]
     if getattr(args, "csv", None):
-        out = Path(args.csv)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pairs.to_csv(out, index=False)
+        from .runinfo import write_atomic
+
+        out = write_atomic(args.csv, lambda tmp: pairs.to_csv(tmp, index=False))  # never half a CSV (Ctrl-C)
         print(f"wrote {len(pairs)} pairs to {out}")
     sizes = index.groupby("group")["file"].transform("size")
     grouped = index[sizes >= 2].groupby("group", sort=True)
@@ -85,8 +87,7 @@ def cli_train(args) -> int:
 
     res = runs.train_run(args.profile, args.schedule, seed=args.seed, split=args.split, epochs=args.epochs,
                          device=args.device, resume=args.resume, fold=args.fold)
-    if res.interrupted:
-        print(f"Interrupted after epoch {len(res.history)}. Continue with the same command plus --resume.")
+    if res.interrupted:  # fit has said so, in one line, with how to go on
         return 130
     b = res.best
     print(f"Run folder: {res.run_dir}")
@@ -124,6 +125,31 @@ def cli_tune(args) -> int:
     return 0
 
 
+def cli_study(args) -> int:
+    """``bcdet study``: the design's runs (``--list``), some of them (``--run K ...``: one job of an array),
+    or every missing run and the evaluation (no flag) -- :func:`study.run_study` on
+    :func:`study.study_design`."""
+    from .study import run_study, study_design
+
+    design = study_design(args.profile, ladder=args.ladder)
+    if args.list:
+        for i, key in enumerate(design.runs()):
+            print(f"{i}\t{key.name}")
+        return 0
+    if args.jobs is not None and args.jobs < 1:
+        from .errors import BcdetError
+
+        raise BcdetError(f"--jobs must be at least 1, got {args.jobs}.")
+    study = run_study(design, device=args.device, jobs=args.jobs, only=args.run)
+    if study is None:
+        names = [design.runs()[k].name for k in args.run]
+        print(f"trained {', '.join(names)}; when every run is done, `bcdet study --profile {design.profile.name}` "
+              "collects and evaluates them")
+        return 0
+    print("\n".join(study.summary("grouped")))
+    return 0
+
+
 # ---------------------------------------------------------------------------------- evaluation
 def cli_predict(args) -> int:
     """``bcdet predict IMAGE... --checkpoint C``: per-class probabilities for each image."""
@@ -147,16 +173,18 @@ def cli_predict(args) -> int:
 
 
 def cli_evaluate(args) -> int:
-    """``bcdet evaluate DIR --checkpoint C [--map SRC=DST ...] [--out O]``.
+    """``bcdet evaluate DIR --checkpoint C [--map SRC=DST ...] [--out O] [--crop auto|off]``.
 
     Scores a checkpoint on any folder-per-class dataset and writes ``metrics.json`` (the same
     metrics as notebook 05, with bootstrap CIs and ECE) and ``confusion_matrix.png`` to ``--out``
-    (default ``runs/evaluate/<folder name>``).
+    (default ``runs/evaluate/<folder name>``). With ``--crop auto`` (the default) screen captures
+    are cut to their scan area first (:mod:`.data.scanarea`) and the command says how many were.
     """
     from . import plots
     from .checkpoints import load_checkpoint
-    from .data.cache import load_images
+    from .data.cache import load_images, load_scan_areas
     from .data.folders import folder_dataset, parse_map, single_class_warning
+    from .data.scanarea import crop_counts, crop_summary
     from .device import choose_device
     from .evaluate import _plain, predict_proba
     from .metrics import accuracy, classification_metrics, macro_f1_of_proba
@@ -169,7 +197,11 @@ def cli_evaluate(args) -> int:
     model, meta = load_checkpoint(args.checkpoint, device=device)
     classes = tuple(meta.get("classes", CLASSES))
     paths, y = folder_dataset(args.folder, classes, parse_map(getattr(args, "map", None)))
-    x = load_images(paths, int(meta["image_size"]), int(meta.get("channels", 1)))
+    size, channels, crop = int(meta["image_size"]), int(meta.get("channels", 1)), getattr(args, "crop", "auto")
+    if crop == "auto":  # screen captures -> their scan area; scan areas (BUSI, BUS-BRA) come through as they are
+        x, crops = load_scan_areas(paths, size, channels)
+    else:
+        x, crops = load_images(paths, size, channels), [None] * len(paths)
     proba = predict_proba(model, x, float(meta["mean"]), float(meta["std"]), device=device)
     m = classification_metrics(y, proba, classes)
     warning = single_class_warning(y, classes)
@@ -186,23 +218,34 @@ def cli_evaluate(args) -> int:
             "macro_f1": bootstrap_ci(y, proba, macro_f1_of_proba, n_boot, 0),
         },
         "ece": expected_calibration_error(y, proba),
+        "crop": {"mode": crop, **(crop_counts(crops) if crop == "auto" else {})},
         "predictions": [
-            {"file": str(p), "true": classes[t], "pred": classes[int(r.argmax())], "proba": [round(float(v), 4) for v in r]}
-            for p, t, r in zip(paths, y, proba)
+            {"file": str(p), "true": classes[t], "pred": classes[int(r.argmax())], "proba": [round(float(v), 4) for v in r],
+             "crop_box": list(c.box) if c is not None and c.cropped else None}
+            for p, t, r, c in zip(paths, y, proba, crops)
         ],
         "environment": environment_info(device),
         "wall_time_s": None,
     }
     out = Path(args.out) if getattr(args, "out", None) else runs_dir() / "evaluate" / Path(args.folder).resolve().name
     fig = plots.confusion_matrices(np.asarray(m["confusion_matrix"]), classes, title=f"{Path(args.folder).name}")
-    png = plots.save(fig, out, "confusion_matrix")
-    result["wall_time_s"] = round(time.time() - start, 2)
-    write_json(out / "metrics.json", result)
+    new = not out.exists()
+    try:
+        png = plots.save(fig, out, "confusion_matrix")
+        result["wall_time_s"] = round(time.time() - start, 2)
+        write_json(out / "metrics.json", result)
+    except BaseException:  # Ctrl-C, a full disk: no new --out folder that looks like a finished evaluation
+        if new:
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     ci = result["ci"]
     if warning:
         print(f"\n{'!' * 100}\n{warning}\n{'!' * 100}\n", flush=True)
         print(warning, file=sys.stderr)
     print(f"{len(y)} images from {args.folder}  ({', '.join(f'{c}: {int((y == i).sum())}' for i, c in enumerate(classes))})")
+    print(crop_summary(crops) if crop == "auto" else "crop off: every image used whole")
     print(f"accuracy {m['accuracy']:.3f}  (95% CI {ci['accuracy']['low']:.3f}-{ci['accuracy']['high']:.3f})   "
           f"macro-F1 {m['macro_f1']:.3f}  (95% CI {ci['macro_f1']['low']:.3f}-{ci['macro_f1']['high']:.3f})")
     for c, row in m["per_class"].items():
@@ -233,22 +276,26 @@ def cli_reproduce(args) -> int:
 
 
 def cli_publish(args) -> int:
-    """``bcdet publish --profile P [--dest D] [--partial | --study-only]``."""
+    """``bcdet publish --profile P [--dest D] [--partial | --study-only] [--force]``."""
     import json
 
     from .publish import publish, publish_partial, publish_study
 
+    force = getattr(args, "force", False)
     if getattr(args, "study_only", False):
-        dest = publish_study(args.profile, dest=getattr(args, "dest", None))
+        dest = publish_study(args.profile, dest=getattr(args, "dest", None), force=force)
         print(f"Published the finished study ({sum(1 for _ in (dest / 'oof').glob('*.csv'))} runs' out-of-fold "
               f"predictions, study.json, {sum(1 for _ in (dest / 'runs').glob('*'))} run records) to {dest}")
         return 0
     if getattr(args, "partial", False):
-        dest = publish_partial(args.profile, dest=getattr(args, "dest", None))
-        print(f"Snapshot of the running study ({sum(1 for _ in (dest / 'runs').glob('*'))} finished runs, no verdict) "
+        dest = publish_partial(args.profile, dest=getattr(args, "dest", None), force=force)
+        print(f"Snapshot of the study ({sum(1 for _ in (dest / 'runs').glob('*'))} finished runs, no verdict) "
               f"in {dest}: commit it; its README says how to restore it on a fresh machine.")
+        if _study_finished(args.profile):
+            print(f"This study has finished (its study.json is newer than its runs): `bcdet publish --profile "
+                  f"{args.profile}` without --partial publishes it with its verdict.")
         return 0
-    dest = publish(args.profile, dest=getattr(args, "dest", None))
+    dest = publish(args.profile, dest=getattr(args, "dest", None), force=force)
     n = sum(1 for _ in (dest / "runs").iterdir())
     print(f"Published {n} run(s), metrics.json, report.md and figures to {dest}")
     cv = dest.with_name(dest.name + "-cv")
@@ -258,13 +305,24 @@ def cli_publish(args) -> int:
     return 0
 
 
+def _study_finished(profile: str) -> bool:
+    """Has ``runs/<profile>/cv`` been evaluated since its last run finished? ``study.json`` is written when
+    the study ends; a study that runs again adds rows to ``runs.csv`` after it."""
+    from .paths import runs_dir
+
+    cv = runs_dir(profile) / "cv"
+    done, runs = cv / "study.json", cv / "runs.csv"
+    return done.exists() and (not runs.exists() or done.stat().st_mtime >= runs.stat().st_mtime)
+
+
 def cli_ladder(args) -> int:
-    """``bcdet ladder --profile P [--study DIR] [--arm A] [--out DIR]``: the leakage ladder of a
-    finished study, from its files alone (no training), to ``results/<profile>-ladder/``."""
+    """``bcdet ladder --profile P [--study DIR] [--arm A] [--out DIR | --record] [--force]``: the leakage
+    ladder of a finished study, from its files alone (no training), to ``runs/<profile>/ladder/``; only
+    ``--record`` writes the committed ``results/<profile>-ladder/`` (and replacing it needs ``--force``)."""
     import shlex
 
     from .errors import BcdetError
-    from .paths import project_root
+    from .paths import project_root, runs_dir
     from .published import PUBLISHED
     from .study import LADDER_ARM, write_ladder
     from .study.ladder import not_measured, reaches
@@ -274,11 +332,17 @@ def cli_ladder(args) -> int:
         raise BcdetError(f"{study} holds no study (no folds.csv). Run it first: `bcdet reproduce --profile {args.profile}` "
                          f"then `bcdet publish --profile {args.profile}`, or point --study at a study folder "
                          f"(e.g. runs/{args.profile}/cv).")
-    out = Path(args.out) if args.out else project_root() / "results" / f"{args.profile}-ladder"
+    record = getattr(args, "record", False)
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = project_root() / "results" / f"{args.profile}-ladder" if record else runs_dir(args.profile) / "ladder"
     given = {"--profile": args.profile, "--study": args.study, "--arm": args.arm, "--out": args.out}
     command = " ".join(["bcdet ladder", *(f"{k} {shlex.quote(str(v))}" for k, v in given.items() if v)]
+                       + (["--record"] if record else [])  # not --force: it changes no number of the record
                        + (["--include-conflicts"] if args.include_conflicts else []))
-    table = write_ladder(study, out, args.arm or LADDER_ARM, command=command, include_conflicts=args.include_conflicts)
+    table = write_ladder(study, out, args.arm or LADDER_ARM, command=command, include_conflicts=args.include_conflicts,
+                         profile=args.profile, force=getattr(args, "force", False))
     for r in table.itertuples():
         tag = " [INFLATION: chosen on test]" if r.label == "inflation" else " [leakage]" if r.label == "leakage" else ""
         gain = "" if r.Index == 0 else f" ({100 * r.gain:+.1f})"

@@ -53,4 +53,5 @@ def _as_arg(check, option):
 
 seed_arg = _as_arg(check_seed, "--seed")
 seeds_arg = _as_arg(check_seed, "--seeds")
+random_seeds_arg = _as_arg(check_seed, "--random-seeds")  # its own name in its messages
 epochs_arg = _as_arg(check_positive, "--epochs")

@@ -10,7 +10,8 @@ and injects ``profil = "smoke"`` after the ``parameters`` cell, so the notebook 
 * :func:`check_parameters` -- one line in each notebook, in the cell after ``parameters``:
   ``check_parameters(globals())``. It compares the names papermill injected with the names the
   parameters cell declares, both read from the kernel's input history (``In``), and raises for any
-  injected name that is not declared. Run by hand in Jupyter (nothing injected) it does nothing.
+  injected name that is not declared. Then it brings the course's parameters to their types
+  (:func:`normalise_parameters`): ``-p seeds 5`` becomes ``seeds = [5]``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import re
 from pathlib import Path
 
 from .errors import BcdetError
+from .options import check_seed
 
 INJECTED_HEADER = "# Parameters"  # the first line of the cell papermill injects (its Python translator)
 
@@ -53,7 +55,8 @@ def _unknown_message(unknown: list[str], declared: list[str], where: str) -> str
 
 
 def check_parameters(namespace: dict) -> None:
-    """Raise :class:`BcdetError` when papermill injected a parameter the parameters cell lacks.
+    """Raise :class:`BcdetError` when papermill injected a parameter the parameters cell lacks, or
+    one of a type the notebook cannot use; bring the others to their types (:func:`normalise_parameters`).
 
     ``namespace``: the notebook's ``globals()``; its ``In`` holds the source of every cell run so
     far. Cells before the first injected one declare the parameters; injected cells start with
@@ -61,13 +64,76 @@ def check_parameters(namespace: dict) -> None:
     """
     history = [src for src in namespace.get("In", []) if src]
     injected = [i for i, src in enumerate(history) if src.lstrip().startswith(INJECTED_HEADER)]
-    if not injected:
-        return  # run by hand: nothing was injected
-    declared = list(dict.fromkeys(n for src in history[: injected[0]] for n in assigned_names(src)))
-    given = dict.fromkeys(n for i in injected for n in assigned_names(history[i]))
-    unknown = [n for n in given if n not in declared]
-    if unknown:
-        raise BcdetError(_unknown_message(unknown, declared, "This notebook"))
+    if injected:  # (nothing is injected when a person runs the notebook)
+        declared = list(dict.fromkeys(n for src in history[: injected[0]] for n in assigned_names(src)))
+        given = dict.fromkeys(n for i in injected for n in assigned_names(history[i]))
+        unknown = [n for n in given if n not in declared]
+        if unknown:
+            raise BcdetError(_unknown_message(unknown, declared, "This notebook"))
+    normalise_parameters(namespace)
+
+
+def _one_or_more(name: str, check, example: str):
+    """The rule for a list parameter: a single value is a list of one; each item goes through ``check``."""
+    def rule(value) -> list:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        try:
+            return [check(v) for v in items]
+        except BcdetError as exc:
+            raise BcdetError(f"{exc} Several at once: papermill -y \"{name}: {example}\".") from None
+    return rule
+
+
+def _seed(name: str):
+    return lambda value: check_seed(value, f"-p {name}")
+
+
+def _split_kind(value) -> str:
+    from .profiles import KINDS
+
+    if value not in KINDS:
+        raise BcdetError(f"-p splits {value!r}: a split kind is one of {', '.join(KINDS)}, e.g. -p splits grouped.")
+    return value
+
+
+def _flag(name: str):
+    def rule(value) -> bool:
+        if not isinstance(value, bool):  # papermill -p makes booleans of True / False only: "true" is a string
+            raise BcdetError(f"-p {name} {value!r}: must be True or False (spelt so), e.g. -p {name} True.")
+        return value
+    return rule
+
+
+def _profile(value) -> str:
+    if not isinstance(value, str):
+        raise BcdetError(f"-p profile {value!r}: a profile is a name, e.g. -p profile smoke.")
+    return value
+
+
+# every parameter of the course notebooks' parameters cells -> the rule that brings it to its type
+PARAMETER_TYPES = {
+    "profile": _profile,
+    "study": _flag("study"),
+    "seeds": _one_or_more("seeds", _seed("seeds"), "[0, 1]"),
+    "splits": _one_or_more("splits", _split_kind, "[grouped, random]"),
+    "random_seeds": _one_or_more("random_seeds", _seed("random_seeds"), "[0, 1]"),
+    "ladder": _flag("ladder"),
+}
+
+
+def normalise_parameters(namespace: dict) -> None:
+    """Bring the course notebooks' parameters in ``namespace`` to their types (:data:`PARAMETER_TYPES`),
+    in place; a value that cannot be one raises :class:`BcdetError` naming the parameter and a valid value.
+
+    papermill's ``-p NAME VALUE`` guesses the type from the text: ``-p seeds 5`` injects ``seeds = 5``
+    where chapter 05 wants a list (it failed later with ``TypeError: 'int' object is not iterable``),
+    so a single seed or split kind becomes a list of one; and ``-p study true`` injects the *string*
+    "true", which a notebook would take as yes whatever it said, so the flags must be booleans.
+    ``None`` keeps a parameter's default meaning and is left alone.
+    """
+    for name, rule in PARAMETER_TYPES.items():
+        if namespace.get(name) is not None:
+            namespace[name] = rule(namespace[name])
 
 
 def declared_parameters(notebook: str | Path) -> list[str]:

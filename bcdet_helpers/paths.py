@@ -1,9 +1,11 @@
 """Where things live: the project root, the BUSI folder and the run folders.
 
-Two environment variables steer everything, so notebooks, the CLI and the tests agree:
+Three environment variables steer everything, so notebooks, the CLI and the tests agree:
 
 * ``BCDET_DATA`` -- a BUSI folder (``Dataset_BUSI_with_GT`` itself, or a folder that contains it).
   Without it we look in ``<project>/data/``.
+* ``BCDET_BUSBRA`` -- the external test set BUS-BRA (its folder, or one that contains it); without
+  it, ``<project>/data/BUS-BRA``.
 * ``BCDET_RUNS`` -- where runs, caches and executed notebooks go. Default ``<project>/runs/``.
   The tests point it at a temporary folder so they never touch a user's runs.
 """
@@ -35,6 +37,13 @@ def default_data_dir() -> Path:
     """``$BCDET_DATA`` if set, else ``<project>/data`` (resolved further by :func:`data.locate`)."""
     env = os.environ.get("BCDET_DATA")
     return Path(env).expanduser() if env else project_root() / "data"
+
+
+def default_busbra_dir() -> Path:
+    """``$BCDET_BUSBRA`` if set, else ``<project>/data/BUS-BRA`` (the external test set, issue #30;
+    resolved further by :func:`data.locate.find_busbra`)."""
+    env = os.environ.get("BCDET_BUSBRA")
+    return Path(env).expanduser() if env else project_root() / "data" / "BUS-BRA"
 
 
 def runs_dir(profile: str | None = None) -> Path:

@@ -1,21 +1,26 @@
 """What a reproduction will run and how long it will take -- and asking before a long one.
 
-``bcdet reproduce`` prints :func:`estimate` first (runs x epochs x seconds per epoch, from finished
-runs of the profile on this device type, else timed now) and, for a job over
-:data:`LONG_JOB_SECONDS`, asks on a terminal (default no, naming the faster choices) or, without
-one, refuses unless ``--yes`` / ``YES=1`` says so (:func:`confirm_long_job`).
+``bcdet reproduce`` prints :func:`estimate` first (runs x epochs x seconds per epoch: from finished
+runs of the profile on this machine, else from the committed reference runs under ``results/``
+recorded on the same kind of machine, else timed now on warmed-up training steps -- the estimate
+names which) and, for a job over :data:`LONG_JOB_SECONDS`, asks on a terminal (default no) or,
+without one, refuses unless ``--yes`` / ``YES=1`` says so (:func:`confirm_long_job`); either way it
+names the cheaper choices once, each with its own estimate (:func:`faster_choices`).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import statistics
 import sys
 import time
 
 from .busi import CLASSES
 from .errors import BcdetError
-from .paths import runs_dir
+from .paths import project_root, runs_dir
 from .report import fmt_duration as _fmt_duration
+from .runkey import AUGMENTED, RunKey
 
 # ------------------------------------------------------------------------------ time estimate
 def _n_train_images(prof) -> int:
@@ -35,62 +40,172 @@ def _n_train_images(prof) -> int:
     return max(1, round(sum(counts.values()) * (1 - 1 / prof.folds) * (1 - prof.val_fraction)))
 
 
-def _recorded_seconds_per_epoch(profile: str, device_type: str, threads: int | None = None) -> float | None:
-    """Median seconds/epoch of finished runs of this profile on the same device type (and, given
-    ``threads``, trained with that many torch threads), if any."""
-    values = []
-    for result in runs_dir(profile).glob("*/result.json"):
+def _machine(device) -> dict:
+    """What a recorded run must share with this machine for its pace to count here: the device type;
+    on a CPU the number of cores, on a CUDA GPU its name."""
+    dev = str(device)
+    kind = dev.split(":")[0]
+    if kind == "cuda":
         try:
-            info = json.loads(result.read_text())
-        except (OSError, ValueError):
-            continue
-        env = info.get("environment", {})
-        if str(env.get("device", "")).split(":")[0] == device_type and threads in (None, env.get("torch_threads")):
+            import torch
+
+            return {"device": kind, "gpu": torch.cuda.get_device_name(torch.device(dev))}
+        except Exception:  # no CUDA here (a test asking about "cuda"): the device type alone
+            return {"device": kind}
+    return {"device": kind, "cpu_count": os.cpu_count()} if kind == "cpu" else {"device": kind}
+
+
+def _describe_machine(machine: dict) -> str:
+    if machine.get("gpu"):
+        return f"an {machine['gpu']}" if machine["gpu"][:1].upper() in "AEIOU" else f"a {machine['gpu']}"
+    if machine.get("cpu_count"):
+        return f"a {machine['cpu_count']}-core CPU"
+    return machine["device"]
+
+
+def _recorded_values(folders, profile: str, machine: dict, threads: int | None = None) -> dict:
+    """Seconds per epoch of the finished runs of ``profile`` in ``folders`` (``<folder>/*/result.json``)
+    recorded on ``machine`` (:func:`_machine`; only the keys it has are compared) and, given ``threads``,
+    trained with that many torch threads: folder -> values. The leakage ladder's runs that also train on
+    copies of their test images are left out: an epoch of theirs is longer, and :func:`estimate` counts
+    that separately."""
+    out = {}
+    for folder in folders:
+        for result in sorted(folder.glob("*/result.json")):
+            key = RunKey.find(result.parent.name)
+            if key is None or key.kind == AUGMENTED:  # not a run of the table (a tuning trial), or a ladder one
+                continue
+            try:
+                info = json.loads(result.read_text())
+            except (OSError, ValueError):
+                continue
+            env = info.get("environment", {})
+            if info.get("profile", profile) != profile or str(env.get("device", "")).split(":")[0] != machine["device"]:
+                continue
+            if any(env.get(k) != v for k, v in machine.items() if k != "device") or threads not in (None, env.get("torch_threads")):
+                continue
             spe = info.get("seconds_per_epoch")
             if spe and math.isfinite(spe):
-                values.append(float(spe))
-    if not values:
+                out.setdefault(folder, []).append(float(spe))
+    return out
+
+
+def reference_run_folders(profile: str) -> list:
+    """Where the committed reference runs live: ``results/<x>/runs/`` and ``results/history/<x>/runs/``
+    (which of their runs are ``profile``'s, their records say)."""
+    results = project_root() / "results"
+    return sorted(p for p in [*results.glob("*/runs"), *results.glob("history/*/runs")] if p.is_dir())
+
+
+def _recorded_seconds_per_epoch(profile: str, device, threads: int | None = None) -> tuple[float, str] | None:
+    """Median seconds/epoch of finished runs of ``profile`` on this kind of machine and where it comes
+    from, or None: this machine's own runs (``runs/<profile>/``, the same device type) first, else the
+    committed reference runs (:func:`reference_run_folders`) recorded on the same kind of machine (the
+    same number of CPU cores, or the same GPU). ``threads``: only runs trained with that many torch
+    threads (the study's workers)."""
+    here = _machine(device)
+    own = _recorded_values([runs_dir(profile)], profile, {"device": here["device"]}, threads)
+    if own:
+        values = [v for vs in own.values() for v in vs]
+        return statistics.median(values), f"{_n_runs(len(values))} of this profile finished in {runs_dir(profile)}"
+    refs = _recorded_values(reference_run_folders(profile), profile, here, threads)
+    if not refs:
         return None
-    values.sort()
-    return values[len(values) // 2]
+    values = [v for vs in refs.values() for v in vs]
+    root = project_root()
+    where = ", ".join(f"{p.parent.relative_to(root)}/" for p in refs)
+    return statistics.median(values), f"{_n_runs(len(values))} on {_describe_machine(here)} in {where}"
+
+
+def _n_runs(n: int) -> str:
+    return f"{n} run" + ("" if n == 1 else "s")
+
+
+def _steady_seconds(step, warmup: int = 2, repeats: int = 5, budget_s: float = 8.0, clock=time.perf_counter) -> float:
+    """Median seconds of one call of ``step`` once it is warm: ``warmup`` untimed calls first (the first
+    steps allocate memory and pick kernels, and take several times longer), then up to ``repeats`` timed
+    one by one -- at least three, fewer than ``repeats`` once ``budget_s`` has passed. The median, so that
+    one step slowed by something else on the machine does not move the estimate."""
+    for _ in range(warmup):
+        step()
+    times, start = [], clock()
+    while len(times) < repeats and (len(times) < 3 or clock() - start < budget_s):
+        t0 = clock()
+        step()
+        times.append(clock() - t0)
+    return statistics.median(times)
+
+
+_PER_IMAGE: dict = {}  # measured seconds per training image, per model shape and device (one process)
+
+
+def _cpu_load() -> tuple[float, int] | None:
+    """``(1-minute load average, cores)`` when other work keeps at least 3/4 of this machine's cores
+    busy, else None. Timing on such a CPU is what made the ``class`` estimate say ~31 min once and 83 s
+    on a retry (issue #27): PyTorch's threads wait on each other while other processes hold the cores,
+    and small steps (``class``'s) slow down ten-fold and more, unevenly."""
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):
+        return None
+    return (load, cores) if load >= 0.75 * cores else None
 
 
 def _measure_seconds_per_epoch(prof, device, n_train: int) -> float:
-    """Time a few real training steps (forward + backward + Adam) of this profile's ResNet9.
+    """Time real training steps (forward + backward + Adam) of this profile's ResNet9, as ``fit`` runs
+    them (``channels_last``; on a CPU with freed memory kept, :func:`device.keep_freed_memory`), on warmed
+    steps (:func:`_steady_seconds`), and scale to an epoch's images plus its validation pass.
 
-    On the CPU the cost grows linearly with the number of images, so we time small batches and
-    scale to an epoch's images; on a GPU we time full batches (small ones would overestimate).
+    On the CPU the cost grows linearly with the number of images, so we time batches of 32 and scale; on
+    a GPU full batches (small ones would overestimate). On a busy CPU (:func:`_cpu_load`) the steps are
+    timed with one torch thread too and the faster pace is kept: one thread is hardly slowed by other
+    processes, several are, unevenly. Measured once per model shape and device in a process.
     """
     import torch
     import torch.nn.functional as F
 
+    from .callbacks import MEMORY_FORMAT
+    from .device import keep_freed_memory
     from .model import build_model
 
-    torch.manual_seed(0)
-    model = build_model(prof).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = prof.batch_size if device.type != "cpu" else min(prof.batch_size, 32)
-    x = torch.randn(batch, prof.channels, prof.image_size, prof.image_size, device=device)
-    y = torch.randint(0, len(CLASSES), (batch,), device=device)
+    key = (prof.image_size, prof.channels, prof.width, batch, str(device))
+    if key not in _PER_IMAGE:
+        if device.type == "cpu":
+            keep_freed_memory()
+        torch.manual_seed(0)
+        model = build_model(prof).to(device, memory_format=MEMORY_FORMAT).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = torch.randn(batch, prof.channels, prof.image_size, prof.image_size, device=device)
+        x = x.contiguous(memory_format=MEMORY_FORMAT)
+        y = torch.randint(0, len(CLASSES), (batch,), device=device)
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
 
-    step()  # warm-up: allocation, kernel selection
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    timed, t0 = 0, time.perf_counter()
-    while timed < 3 and (timed == 0 or time.perf_counter() - t0 < 5):
-        step()
-        timed += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    per_image = (time.perf_counter() - t0) / (timed * batch)
+        seconds = _steady_seconds(step)
+        threads = torch.get_num_threads()
+        if device.type == "cpu" and threads > 1 and _cpu_load() is not None:
+            torch.set_num_threads(1)
+            try:
+                seconds = min(seconds, _steady_seconds(step, warmup=1, budget_s=4.0))  # the model is warm
+            finally:
+                torch.set_num_threads(threads)
+        _PER_IMAGE[key] = seconds / batch
     # + validation (a forward pass over ~val/train as many images, ~1/3 of a training step each)
     val_share = prof.val_fraction / (1 - prof.val_fraction)
-    return per_image * n_train * (1 + val_share / 3)
+    return _PER_IMAGE[key] * n_train * (1 + val_share / 3)
+
+
+def _busy_cpu() -> str:
+    """A note for the estimate when the CPU is busy (:func:`_cpu_load`)."""
+    busy = _cpu_load()
+    return (f"; the CPU was busy (load average {busy[0]:.1f} on {busy[1]} cores): timed with one thread too, the "
+            "faster kept, but a busy CPU slows the training itself" if busy else "")
 
 
 STUDY_PROFILES = ("paper", "laptop")  # `bcdet reproduce` runs the cross-validated study for these by default
@@ -104,10 +219,10 @@ def runs_study(profile: str, study: bool | None = None) -> bool:
 
 
 def study_seeds(prof, random_seeds=None) -> dict[str, list[int]]:
-    """Seeds per split kind of the study: the profile's seeds for ``grouped``; for ``random`` (which only
-    measures the leakage gap) ``random_seeds``, by default the first seed only."""
-    out = {"grouped": list(prof.seeds), "random": list(random_seeds) if random_seeds else list(prof.seeds[:1])}
-    return {k: v for k, v in out.items() if k in prof.splits}
+    """Seeds per split kind of the study (:func:`study.design.default_seeds`)."""
+    from .study.design import default_seeds
+
+    return default_seeds(prof, random_seeds)
 
 
 def planned_runs(prof, study: bool = True, random_seeds=None, ladder: bool = True) -> list[tuple[str, str, int, int]]:
@@ -130,23 +245,43 @@ def planned_runs(prof, study: bool = True, random_seeds=None, ladder: bool = Tru
 
 
 def study_runs(prof, random_seeds=None, ladder: bool = True) -> list[tuple[str, str, int, int]]:
-    """``(schedule, split, seed, fold)`` of the cross-validated study: 5 folds x arms x seeds per kind,
-    plus :func:`ladder_runs` (``ladder=False``, ``--no-ladder``: without them -- the verdict needs none of
-    them, and for ``laptop`` they are 25 of 105 runs, about 30 % of the training)."""
-    runs = [(s, kind, seed, fold) for kind, seeds in study_seeds(prof, random_seeds).items() for seed in seeds
-            for fold in range(prof.folds) for s in prof.schedules]
-    return runs + (ladder_runs(prof, random_seeds) if ladder else [])
+    """``(schedule, split, seed, fold)`` of the cross-validated study: :func:`study.study_design`'s runs --
+    5 folds x arms x seeds per kind, plus :func:`ladder_runs` (``ladder=False``, ``--no-ladder``: without
+    them -- the verdict needs none of them, and for ``laptop`` they are about 30 % of the training)."""
+    from .study.design import study_design
+
+    return [(k.arm, k.kind, k.seed, k.fold) for k in study_design(prof, random_seeds=random_seeds, ladder=ladder).runs()]
 
 
 def ladder_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
-    """The leakage ladder's extra runs in the study: its arm on more random-split seeds, and on every
-    random-split seed again with copies of the test images trained on (split ``"augmented"``;
-    :func:`study.ladder_extra_runs`), as ``(schedule, split, seed, fold)``."""
-    from .study.ladder import ladder_extra_runs
+    """The leakage ladder's extra runs in the study (its arm on more random-split seeds, and on every
+    random-split seed again with copies of the test images trained on: kind ``"augmented"``), as
+    ``(schedule, split, seed, fold)``: the design's runs less those of the design without the ladder."""
+    without = set(study_runs(prof, random_seeds, ladder=False))
+    return [r for r in study_runs(prof, random_seeds) if r not in without]
 
-    extra = ladder_extra_runs(prof, study_seeds(prof, random_seeds))
-    return [(arm, kind, seed, fold) for arm, by_kind in extra.items() for kind, seeds in by_kind.items()
-            for seed in seeds for fold in range(prof.folds)]
+
+def _pace(prof, dev, n_train: int, jobs: int) -> tuple[float, int, str]:
+    """``(seconds per epoch, runs at once, where the number comes from)`` for :func:`estimate`.
+
+    The study trains ``jobs`` runs at once (``run_study``'s workers): with seconds/epoch recorded by such
+    workers (``worker_threads(jobs)`` torch threads each) its runs take 1/jobs of the wall time; otherwise
+    one run's pace counts and no credit is taken. Recorded runs first (:func:`_recorded_seconds_per_epoch`:
+    this machine's, else the committed ones of the same kind of machine): a whole run's pace, the same on
+    every call. Else warmed steps timed now (:func:`_measure_seconds_per_epoch`).
+    """
+    from .device import worker_threads
+
+    if jobs > 1:
+        found = _recorded_seconds_per_epoch(prof.name, dev, worker_threads(jobs))
+        if found is not None:
+            return found[0], jobs, f"recorded: median of {found[1]}, trained {jobs} at a time (1/{jobs} of it each)"
+    found = _recorded_seconds_per_epoch(prof.name, dev)
+    if found is not None:
+        return found[0], 1, f"recorded: median of {found[1]}"
+    note = _busy_cpu() if dev.type == "cpu" else ""
+    return (_measure_seconds_per_epoch(prof, dev, n_train), 1,
+            f"measured now: median of warmed training steps of this profile's ResNet9{note}")
 
 
 def estimate(profile="paper", device="auto", study: bool | None = None, random_seeds=None,
@@ -156,14 +291,14 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     Runs = :func:`planned_runs` (notebook 04's runs, plus notebook 05's cross-validated study when it
     runs -- :func:`runs_study`: by default for the paper and laptop profiles -- each counted once),
     minus runs already finished in ``runs/<profile>/``. ``profile`` is a name or a
-    :class:`~bcdet_helpers.profiles.Profile` (e.g. one with fewer seeds). Seconds per epoch come from
-    those finished runs on the same device type when there are some, else from timing a few
-    training steps now. Notebook 03's small depth experiment, data preparation and evaluation come
-    on top (minutes on a CPU).
+    :class:`~bcdet_helpers.profiles.Profile` (e.g. one with fewer seeds). Seconds per epoch: :func:`_pace`
+    (recorded runs when there are some, else warmed steps timed now; ``seconds_per_epoch_source`` says
+    which). Notebook 03's small depth experiment, data preparation and evaluation come on top (minutes
+    on a CPU).
     """
     from .profiles import get_profile
-    from .device import auto_jobs, worker_threads
-    from .study.cv import study_run_dir, test_copies_of
+    from .device import auto_jobs
+    from .study.cv import study_run_dir
     from .train import choose_device
 
     prof = get_profile(profile)
@@ -177,19 +312,9 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     n_train = _n_train_images(prof)
     # a run that also trains on k copies of its test fold (the ladder's "augmented" runs) does
     # 1 + k / ((folds - 1) x (1 - val_fraction)) times the work: a test fold is that share of the training part
-    work = sum(1 + test_copies_of(prof, sp) / ((prof.folds - 1) * (1 - prof.val_fraction)) for sp in todo)
-    # the study trains `jobs` runs at once (run_study's workers): with seconds/epoch recorded by such
-    # workers, its runs take 1/jobs of the wall time; otherwise (one run's pace) no credit is taken
-    jobs = auto_jobs(dev) if with_study else 1
-    spe = _recorded_seconds_per_epoch(prof.name, dev.type, worker_threads(jobs)) if jobs > 1 else None
-    source = f"recorded (median of finished runs of this profile trained {jobs} at a time here, 1/{jobs} of it each)"
-    if spe is None:
-        jobs = 1
-        spe = _recorded_seconds_per_epoch(prof.name, dev.type)
-        source = "recorded (median of finished runs of this profile on this device type)"
-    if spe is None:
-        spe = _measure_seconds_per_epoch(prof, dev, n_train)
-        source = "measured now (a few training steps of this profile's ResNet9)"
+    work = sum(1 + RunKey("run", sp).test_copies(prof.ladder_test_copies) / ((prof.folds - 1) * (1 - prof.val_fraction))
+               for sp in todo)
+    spe, jobs, source = _pace(prof, dev, n_train, auto_jobs(dev) if with_study else 1)
     epochs = round(work * prof.epochs)
     return {
         "profile": prof.name,
@@ -213,6 +338,9 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
 
 
 def print_estimate(est: dict) -> None:
+    """The estimate in words. On a CPU, a job of over half an hour that starts without asking (up to
+    :data:`LONG_JOB_SECONDS`) also names the cheaper choices; a longer one leaves them to
+    :func:`confirm_long_job`, so they are printed once."""
     extra = est.get("runs_chapter04_only", 0)
     if est.get("study"):
         seeds = ", ".join(f"{k}: {len(v)} seed(s)" for k, v in est.get("study_seeds", {}).items())
@@ -232,41 +360,105 @@ def print_estimate(est: dict) -> None:
         f"({est['seconds_per_epoch']:.2f} s/epoch, {est['seconds_per_epoch_source']}); "
         "data preparation, notebook 03's experiment and evaluation come on top."
     )
-    if est["device"].startswith("cpu") and est["training_seconds"] > 1800:
-        print(f"No GPU found: this will take a while on the CPU. {faster_choices(est['profile'], est.get('study'))} "
-              "A CUDA GPU does 'paper' in minutes.")
+    if est["device"].startswith("cpu") and 1800 < est["training_seconds"] <= LONG_JOB_SECONDS:
+        print(f"No GPU found: this will take a while on the CPU.\n{faster_choices(est['profile'], est.get('study'), est['device'], est)}")
     sys.stdout.flush()
 
 
 # ------------------------------------------------------------------------ starting a long job
 LONG_JOB_SECONDS = 3600  # above this, nobody starts a reproduction by accident
 
+# What a long reproduction of a profile suggests instead, cheapest first (never `smoke`: its numbers mean nothing)
+LIGHTER = {"paper": ("class", "laptop"), "laptop": ("class",)}
+PROFILE_NOTES = {
+    "class": "each notebook in minutes at teaching scale; no cross-validated study, so no verdict",
+    "laptop": "the cross-validated study at width 16, the profile made for a CPU",
+}
 
-def faster_choices(profile: str, study: bool | None = None) -> str:
-    """What to run instead of a long reproduction: a lighter profile, and -- when the reproduction runs
-    the cross-validated study (``study``, default :func:`runs_study`) -- a smaller one, or none."""
+
+def _make_form(profile: str, args: str = "") -> str:
+    """The ``make reproduce`` line that runs ``bcdet reproduce --profile profile args``."""
+    return "make reproduce" + (f" PROFILE={profile}" if profile != "paper" else "") + (f' ARGS="{args}"' if args else "")
+
+
+def _recorded_course(profile: str, device) -> str:
+    """How long a whole recorded reproduction of ``profile`` took, when ``results/<profile>/metrics.json``
+    records one that trained every run itself on this kind of machine; else ''."""
+    path = project_root() / "results" / profile / "metrics.json"
+    try:
+        rec = json.loads(path.read_text()).get("reproduce", {})
+    except (OSError, ValueError):
+        return ""
+    env, here = rec.get("device", {}), _machine(device)
+    same = str(env.get("device", "")).split(":")[0] == here["device"] and all(
+        env.get(k) == v for k, v in here.items() if k != "device")
+    if not same or (rec.get("estimate") or {}).get("runs_done", 1) or not rec.get("total_wall_time_s"):
+        return ""
+    return (f"; the whole course, notebooks included, took {_fmt_duration(rec['total_wall_time_s'])} on "
+            f"{_describe_machine(here)} ({path.relative_to(project_root())})")
+
+
+def cheaper_choices(profile: str, study: bool | None = None, device=None, est: dict | None = None) -> list[dict]:
+    """What to run instead of a long reproduction of ``profile``: the lighter profiles (:data:`LIGHTER`),
+    then -- when the reproduction runs the cross-validated study (``study``, default :func:`runs_study`) --
+    the same study without the leakage ladder, a smaller one, or none. Each a dict: ``args`` (for
+    ``bcdet reproduce``), ``make`` (the ``make reproduce`` line), ``what``, and, given ``device``, the
+    ``estimate`` of its training (:func:`estimate`); then a choice estimated to take no less than ``est``
+    (the estimate of the job asked for) is left out."""
     from .profiles import get_profile
 
-    text = ""
-    if profile == "paper":
-        text = ("The 'laptop' profile is the CPU-friendly one: bcdet reproduce --profile laptop "
-                "(make reproduce PROFILE=laptop). ")
+    choices = [{"profile": p, "args": f"--profile {p}", "make": _make_form(p), "what": PROFILE_NOTES[p],
+                "prof": p, "study": None, "ladder": True} for p in LIGHTER.get(profile, ())]
     try:
         prof = get_profile(profile)
     except ValueError:
-        return text
-    if not runs_study(profile, study):
-        return text
-    full = len(planned_runs(prof, True))
-    no_ladder = len(planned_runs(prof, True, ladder=False))
-    small = len(planned_runs(get_profile(profile, seeds=prof.seeds[:1], splits=["grouped"]), True))
-    if no_ladder < full:
-        text += (f"The whole verdict without the leakage ladder's extra runs trains {no_ladder} runs instead of "
-                 f"{full}: --no-ladder. ")
-    if small < full:
-        text += (f"A smaller study trains {small} runs instead of {full}: --seeds {prof.seeds[0]} --splits grouped "
-                 f"(make reproduce ARGS=\"--seeds {prof.seeds[0]} --splits grouped\"). ")
-    return text + f"--no-study trains only notebook 04's {len(planned_runs(prof, False))} runs."
+        prof = None
+    if prof is not None and runs_study(profile, study):
+        full = len(planned_runs(prof, True))
+        no_ladder = len(planned_runs(prof, True, ladder=False))
+        small = get_profile(profile, seeds=prof.seeds[:1], splits=["grouped"])
+        n_small = len(planned_runs(small, True))
+        chapter04 = len(planned_runs(prof, False))
+        if no_ladder < full:
+            choices.append({"args": f"--profile {profile} --no-ladder", "make": _make_form(profile, "--no-ladder"),
+                            "what": f"the whole verdict without the leakage ladder's extra runs: {no_ladder} runs, not {full}",
+                            "prof": prof, "study": True, "ladder": False})
+        if n_small < full:
+            args = f"--seeds {prof.seeds[0]} --splits grouped"
+            choices.append({"args": f"--profile {profile} {args}", "make": _make_form(profile, args),
+                            "what": f"a smaller study: {n_small} runs, not {full}", "prof": small, "study": True,
+                            "ladder": True})
+        choices.append({"args": f"--profile {profile} --no-study", "make": _make_form(profile, "--no-study"),
+                        "what": f"notebook 04's {chapter04} runs only, no cross-validated study", "prof": prof,
+                        "study": False, "ladder": True})
+    out = []
+    for c in choices:
+        if device is not None:
+            c["estimate"] = estimate(c["prof"], device, study=c["study"], ladder=c["ladder"])
+            if est is not None and c["estimate"]["training_seconds"] >= est.get("training_seconds", math.inf):
+                continue
+            if "profile" in c:
+                c["what"] += _recorded_course(c["profile"], device)
+        out.append({k: v for k, v in c.items() if k not in ("prof", "study", "ladder", "profile")})
+    return out
+
+
+def faster_choices(profile: str, study: bool | None = None, device=None, est: dict | None = None) -> str:
+    """:func:`cheaper_choices` in words, one per line; with ``device``, each with its estimated training
+    time and where its seconds per epoch come from."""
+    choices = cheaper_choices(profile, study, device, est)
+    if not choices:
+        return ""
+    lines = [f"Cheaper choices{f' (estimated training time on {device})' if device is not None else ''}:"]
+    for c in choices:
+        e = c.get("estimate")
+        took = f"~{_fmt_duration(e['training_seconds'])}  " if e else ""
+        lines.append(f"  {took}bcdet reproduce {c['args']}  ({c['make']})")
+        pace = f" [{e['seconds_per_epoch']:.2f} s/epoch, {e['seconds_per_epoch_source']}]" if e else ""
+        lines.append(f"      {c['what']}{pace}")
+    if profile == "paper" and device is not None and str(device).startswith("cpu"):
+        lines.append("  A CUDA GPU trains 'paper' in minutes.")
+    return "\n".join(lines)
 
 
 def _interactive() -> bool:
@@ -288,8 +480,9 @@ def confirm_long_job(est: dict, yes: bool = False) -> None:
         return
     took = _fmt_duration(est["training_seconds"])
     opt_in = "add --yes (make reproduce YES=1)"
+    choices = faster_choices(est["profile"], est.get("study"), est["device"], est)
     if _interactive():
-        print(f"\nThis reproduction trains for ~{took} on {est['device']}. {faster_choices(est['profile'], est.get('study'))}")
+        print(f"\nThis reproduction trains for ~{took} on {est['device']}.\n{choices}")
         try:
             answer = input(f"Start the ~{took} job now? [y/N] ")
         except EOFError:
@@ -300,6 +493,6 @@ def confirm_long_job(est: dict, yes: bool = False) -> None:
     raise BcdetError(
         f"Not started: the training alone is estimated at ~{took} on {est['device']} (over "
         f"{LONG_JOB_SECONDS // 3600} hour), and there is no terminal to confirm it on. To start it on "
-        f"purpose, {opt_in}. {faster_choices(est['profile'], est.get('study'))}")
+        f"purpose, {opt_in}.\n{choices}")
 
 

@@ -25,6 +25,10 @@ arms separate them:
 ``switching``  the paper's method: Adam and SGD alternate at the switch epochs while the rates
                step down.
 ``onecycle``   a modern reference: Adam with a one-cycle rate (warm-up, then anneal).
+``matched``    the switch alone: ``switching``'s own phases -- its boundaries, rates, warm-ups, weight
+               decay and fresh optimizer at every switch -- with Adam throughout. It is not tuned: it
+               borrows ``switching``'s numbers (:data:`BORROWS`), so ``switching - matched`` changes
+               the optimizer and nothing else, while ``switching - decay`` compares two tuned methods.
 
 Each arm is a function of a few numbers (:data:`ARMS` holds our untuned defaults, which reproduce the
 schedules of earlier releases; :data:`SEARCH_SPACES` the ranges ``bcdet tune`` searches, the same
@@ -63,6 +67,7 @@ class Phase:
     scheduler: str = "constant"  # "constant" | "onecycle" (within this phase)
     warmup: float = 0.0  # epochs of linear warm-up at the phase's start  # ours
     pct_start: float = 0.3  # one-cycle only: share of the phase spent warming up
+    restart: bool = False  # a new optimizer at this phase even when its kind stays (the matched arm)
 
     def __post_init__(self):
         if self.optimizer not in ("adam", "sgd"):
@@ -83,12 +88,16 @@ ARMS: dict[str, dict] = {
                   "weight_decay": 1e-4, "warmup": 1.0},
     "onecycle": {"lr": 3e-3, "weight_decay": 1e-4, "pct_start": 0.3},
 }
+ARMS["matched"] = dict(ARMS["switching"])  # the same numbers: it differs from switching by its optimizer only
 SCHEDULES = ARMS  # the arm names are the schedule names
+# An arm that is not tuned itself takes the tuned values of the arm it is matched to.
+BORROWS = {"matched": "switching"}
 
 # What `bcdet tune` searches, per arm: name -> ("log" | "float", low, high) or ("choice", values).
 # Rates on a log scale; switch points as three non-overlapping ranges of the run's share.
 _SWITCHES = {"switch1": ("float", 0.2, 0.45), "switch2": ("float", 0.5, 0.7), "switch3": ("float", 0.75, 0.9)}
 _COMMON = {"weight_decay": ("log", 1e-6, 1e-2)}
+# (no space for the arms of BORROWS: they are never tuned on their own)
 SEARCH_SPACES: dict[str, dict] = {
     "constant": {"lr": ("log", 1e-4, 1e-2), **_COMMON, "warmup": ("choice", (0.0, 0.5, 1.0, 2.0))},
     "decay": {"lr": ("log", 1e-4, 1e-2), "gamma": ("log", 0.05, 0.7), **_SWITCHES, **_COMMON,
@@ -98,6 +107,8 @@ SEARCH_SPACES: dict[str, dict] = {
                   **_SWITCHES, **_COMMON, "warmup": ("choice", (0.0, 0.5, 1.0, 2.0))},
     "onecycle": {"lr": ("log", 3e-4, 3e-2), **_COMMON, "pct_start": ("float", 0.1, 0.5)},
 }
+
+TUNED_ARMS = tuple(SEARCH_SPACES)  # the arms each tuned with the same budget
 
 # Tuned values: profile -> arm -> {"params": ..., "source": folder under results/ with the trials,
 # the best values, commit, device and wall time}. Filled from `bcdet tune` studies (see README).
@@ -169,7 +180,8 @@ class Profile:
     val_fraction: float = 0.15  # ours: validation carved (by groups) out of the training folds
     seeds: tuple[int, ...] = (0, 1, 2)  # ours: seeds of the study (nb 05)
     splits: tuple[str, ...] = KINDS  # the split kinds of the study (nb 05)
-    schedules: tuple[str, ...] = tuple(ARMS)  # the arms notebooks 04/05 compare
+    schedules: tuple[str, ...] = TUNED_ARMS  # the arms notebooks 04/05 compare
+    study_arms: tuple[str, ...] = (*TUNED_ARMS, *BORROWS)  # the cross-validated study's arms (nb 05)
     dropout: float = 0.2  # before ResNet9's last layer  # ours
     # ResNet9's logits x this. 1 = the tutorial's head. Myrtle.ai's 0.125 keeps an SGD phase after Adam
     # from blowing up, but with our zero head it stalled Adam in the class profile: every arm predicted
@@ -221,6 +233,16 @@ RUN_FIELDS = ("image_size", "channels", "width", "batch_size", "epochs", "augmen
 # had no logit scale, i.e. 1): a config.json without the field is read as having that value, so
 # older runs stay reusable.
 RUN_FIELDS_BEFORE = {**{f: Profile.__dataclass_fields__[f].default for f in AUGMENT_FIELDS}, "logit_scale": 1.0}
+
+
+# Phase fields added after runs had been recorded, with the value every earlier phase had.
+PHASE_FIELDS_BEFORE = {"restart": False}
+
+
+def recorded_phases(phases) -> list[dict]:
+    """A run's recorded phases (``config.json``, a checkpoint) with the fields they predate filled in
+    (:data:`PHASE_FIELDS_BEFORE`), so adding a phase field never makes a finished run look different."""
+    return [{**PHASE_FIELDS_BEFORE, **p} for p in (phases or [])]
 
 
 def recorded_run_fields(profile: dict) -> dict:
@@ -313,37 +335,62 @@ def arm_params(name: str, profile: "Profile | str | None" = None, params: dict |
     if name not in ARMS:
         raise ValueError(f"Unknown schedule {name!r}. Choose one of: {', '.join(ARMS)}.")
     out = dict(ARMS[name])
+    tuned_as = BORROWS.get(name, name)
     if profile is not None:
         prof = get_profile(profile)
-        if prof.tuning and name in TUNED.get(prof.tuning, {}):
-            out.update(TUNED[prof.tuning][name]["params"])
+        if prof.tuning and tuned_as in TUNED.get(prof.tuning, {}):
+            out.update(TUNED[prof.tuning][tuned_as]["params"])
     out.update(params or {})
     if all(f"switch{i}" in out for i in (1, 2, 3)):  # the search space's form of `switches`
         out["switches"] = tuple(out.pop(f"switch{i}") for i in (1, 2, 3))
     return out
 
 
+def _constant(a: dict, epochs: int) -> list[Phase]:
+    return [Phase("adam", a["lr"], epochs, weight_decay=a["weight_decay"], warmup=a["warmup"])]
+
+
+def _onecycle(a: dict, epochs: int) -> list[Phase]:
+    return [Phase("adam", a["lr"], epochs, weight_decay=a["weight_decay"], scheduler="onecycle",
+                  pct_start=a["pct_start"])]
+
+
+def _stepped(a: dict, epochs: int, opts: list[str], rates: list[float], adam_only: bool = False) -> list[Phase]:
+    """Four phases at the switch shares: a warm-up where a new optimizer starts from nothing (``opts``
+    changes); ``adam_only`` keeps those fresh starts and warm-ups but runs Adam in every phase."""
+    phases = []
+    for k, n in enumerate(switch_epochs(a["switches"], epochs, 4)):
+        fresh = k == 0 or opts[k] != opts[k - 1]
+        phases.append(Phase("adam" if adam_only else opts[k], rates[k], n, weight_decay=a["weight_decay"],
+                            warmup=a["warmup"] if fresh else 0.0, restart=adam_only and fresh and k > 0))
+    return phases
+
+
+def _decay(a: dict, epochs: int) -> list[Phase]:  # one Adam, the rate stepping down by gamma at each switch
+    return _stepped(a, epochs, ["adam"] * 4, [a["lr"] * a["gamma"] ** k for k in range(4)])
+
+
+def _switching_rates(a: dict) -> list[float]:  # both rates step down by gamma after the second switch
+    return [a["lr"], a["sgd_lr"], a["lr"] * a["gamma"], a["sgd_lr"] * a["gamma"]]
+
+
+def _switching(a: dict, epochs: int) -> list[Phase]:  # Adam, SGD, Adam, SGD
+    return _stepped(a, epochs, ["adam", "sgd", "adam", "sgd"], _switching_rates(a))
+
+
+def _matched(a: dict, epochs: int) -> list[Phase]:  # switching's phases and fresh starts, Adam throughout
+    return _stepped(a, epochs, ["adam", "sgd", "adam", "sgd"], _switching_rates(a), adam_only=True)
+
+
+# arm -> the function that turns its numbers (arm_params) into phases: an arm is an ARMS entry and one of these
+PHASES_OF = {"constant": _constant, "decay": _decay, "switching": _switching, "onecycle": _onecycle,
+             "matched": _matched}
+
+
 def schedule(name: str, epochs: int = 50, profile: "Profile | str | None" = None,
              params: dict | None = None) -> list[Phase]:
     """The phases of arm ``name`` for a run of ``epochs`` epochs (see :func:`arm_params`)."""
-    a = arm_params(name, profile, params)
-    wd = a["weight_decay"]
-    if name == "constant":
-        return [Phase("adam", a["lr"], epochs, weight_decay=wd, warmup=a["warmup"])]
-    if name == "onecycle":
-        return [Phase("adam", a["lr"], epochs, weight_decay=wd, scheduler="onecycle", pct_start=a["pct_start"])]
-    counts = switch_epochs(a["switches"], epochs, 4)
-    if name == "decay":  # one Adam, the rate stepping down by gamma at each switch (optimizer kept)
-        rates = [a["lr"] * a["gamma"] ** k for k in range(4)]
-        opts = ["adam"] * 4
-    else:  # switching: Adam, SGD, Adam, SGD; both rates step down by gamma after the second switch
-        rates = [a["lr"], a["sgd_lr"], a["lr"] * a["gamma"], a["sgd_lr"] * a["gamma"]]
-        opts = ["adam", "sgd", "adam", "sgd"]
-    phases = []
-    for k, n in enumerate(counts):
-        fresh = k == 0 or opts[k] != opts[k - 1]  # warm up where a new optimizer starts from nothing
-        phases.append(Phase(opts[k], rates[k], n, weight_decay=wd, warmup=a["warmup"] if fresh else 0.0))
-    return phases
+    return PHASES_OF[name](arm_params(name, profile, params), epochs)
 
 
 def initial_loss(classes: int = len(CLASSES)) -> float:

@@ -25,7 +25,9 @@ A study trained without the notebooks (``study.run_study`` alone, e.g. on a lent
 ``bcdet publish --study-only`` (:func:`publish_study`): the same ``results/<profile>-cv/``, no report.
 
 The destination is rebuilt in a staging folder and swapped in at the end, so an interrupted
-publish leaves the previous results untouched.
+publish leaves the previous results untouched. It replaces only folders that publish wrote before
+(:mod:`.outputs`: a marker file) or new or empty ones, and never committed results without ``force``
+(``--force``), so a wrong ``--dest`` cannot delete a user's files (issue #27).
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ import shutil
 from pathlib import Path
 
 from .errors import BcdetError
+from .outputs import claim, mark
 from .paths import project_root, runs_dir
+from .runkey import RunKey
 
 RUN_FILES = ("config.json", "history.csv", "result.json")
 CV_FILES = ("folds.csv", "design.json", "runs.csv", "study.json")  # plus the CSVs of CV_PARTS
@@ -93,8 +97,9 @@ def _complete_study(folder: Path, again: str):
     return study
 
 
-def publish(profile: str, dest: str | Path | None = None) -> Path:
-    """Copy the committed part of ``runs/<profile>/`` to ``dest`` (default ``results/<profile>/``)."""
+def publish(profile: str, dest: str | Path | None = None, force: bool = False) -> Path:
+    """Copy the committed part of ``runs/<profile>/`` to ``dest`` (default ``results/<profile>/``);
+    ``force`` lets it replace a folder it did not write, or committed results (:func:`outputs.claim`)."""
     from .report import write_report
     from .train import run_dir_for
 
@@ -117,9 +122,11 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
                          "Run the reproduction again (it resumes them) before publishing.")
 
     dest = Path(dest) if dest is not None else project_root() / "results" / profile
-    stage = dest.with_name(dest.name + ".publishing")
-    shutil.rmtree(stage, ignore_errors=True)
-    (stage / "figures").mkdir(parents=True)
+    cv_dest = dest.with_name(dest.name + "-cv")
+    _claim([dest, *([cv_dest] if cv is not None else [])], force, partial=cv is not None)
+    command = f"bcdet publish --profile {profile}"
+    stage = _fresh(dest.with_name(dest.name + ".publishing"), command)
+    (stage / "figures").mkdir()
     shutil.copy2(metrics_path, stage / "metrics.json")
     for fig in sorted((src / "figures").glob("*.png")):
         shutil.copy2(fig, stage / "figures" / fig.name)
@@ -133,31 +140,30 @@ def publish(profile: str, dest: str | Path | None = None) -> Path:
         for name in RUN_FILES:
             if (run / name).exists():
                 shutil.copy2(run / name, stage / "runs" / run.name / name)
-    cv_dest = dest.with_name(dest.name + "-cv")
     cv_stage = cv_dest.with_name(cv_dest.name + ".publishing")
-    shutil.rmtree(cv_stage, ignore_errors=True)
     if cv is not None:
+        _fresh(cv_stage, command)
         _stage_study(profile, src / (metrics["reproduce"]["study"].get("folder") or "cv"), cv_stage, cv_dest, cv,
                      origin=f"`{metrics['reproduce'].get('command', '')}` and `bcdet publish --profile {profile}`",
                      report=f"the report that reads it is `results/{profile}/report.md`, ")
     write_report(metrics, stage, executed_notebooks=f"runs/{profile}/notebooks/", study=cv,
                  study_folder=f"{cv_dest.parent.name}/{cv_dest.name}/" if cv is not None else None)
 
-    for staged, final in ((stage, dest), (cv_stage, cv_dest)):
-        if staged.exists():
-            _swap_in(staged, final)
+    _swap_in(stage, dest)
     if cv is not None:
+        _swap_in(cv_stage, cv_dest)
         _drop_partial(cv_dest)
     return dest
 
 
-def publish_study(profile: str, dest: str | Path | None = None, study: str | Path | None = None) -> Path:
+def publish_study(profile: str, dest: str | Path | None = None, study: str | Path | None = None,
+                  force: bool = False) -> Path:
     """``bcdet publish --study-only``: a finished cross-validated study *without* a reproduction -- one
     trained by :func:`study.run_study` alone, e.g. on a lent GPU where the notebooks did not run -- to
     ``dest`` (default ``results/<profile>-cv/``), the folder notebook 05 shows as "recorded, not re-run"
     and ``bcdet ladder`` reads. The same files as a full ``bcdet publish`` writes there; no report (that
     needs the notebooks). Refused unless ``study.json`` covers every run and was evaluated after the
-    last one finished."""
+    last one finished. ``force`` as in :func:`publish`."""
     from .study.cv import recorded_run_dirs
 
     study = Path(study) if study is not None else runs_dir(profile) / "cv"
@@ -174,8 +180,8 @@ def publish_study(profile: str, dest: str | Path | None = None, study: str | Pat
                    for run in recorded_run_dirs(profile, study).values() if (run / "result.json").exists()} - {""})
     where += f"; the runs' GPU: {', '.join(gpus)}" if gpus else ""
     dest = Path(dest) if dest is not None else project_root() / "results" / f"{profile}-cv"
-    stage = dest.with_name(dest.name + ".publishing")
-    shutil.rmtree(stage, ignore_errors=True)
+    _claim([dest], force, partial=True)
+    stage = _fresh(dest.with_name(dest.name + ".publishing"), f"bcdet publish --profile {profile} --study-only")
     _stage_study(profile, study, stage, dest, cv,
                  origin=f"`study.run_study` alone ({len(calls)} call(s) in `design.json`, on {where}; no notebooks "
                         f"ran) and `bcdet publish --profile {profile} --study-only`",
@@ -196,17 +202,45 @@ def _stage_study(profile: str, src: Path, stage: Path, dest: Path, cv, *, origin
 
 
 def _drop_partial(cv_dest: Path) -> None:
-    """Delete the snapshot ``bcdet publish --partial`` took while the study ran: the finished one supersedes it."""
-    shutil.rmtree(cv_dest.with_name(cv_dest.name + "-partial"), ignore_errors=True)
+    """Delete the snapshot ``bcdet publish --partial`` took while the study ran: the finished one supersedes it
+    (:func:`_claim` checked first that it is one)."""
+    shutil.rmtree(_partial(cv_dest), ignore_errors=True)
 
 
-def publish_partial(profile: str, dest: str | Path | None = None, study: str | Path | None = None) -> Path:
+def _partial(cv_dest: Path) -> Path:
+    return cv_dest.with_name(cv_dest.name + "-partial")
+
+
+def _claim(finals: list[Path], force: bool, partial: bool = False) -> None:
+    """Check, before anything is written, every folder a publish replaces or deletes (:func:`outputs.claim`):
+    the destinations, their staging and ``.old`` folders, and (``partial``) the ``-cv-partial`` snapshot
+    beside the study that it drops. The snapshot and the side folders are replaced by design, so
+    committing them does not protect them; a folder publish did not write always does."""
+    for final in finals:
+        claim(final, force=force)
+        for side in (".publishing", ".old"):
+            claim(final.with_name(final.name + side), force=force, records=False)
+    if partial:
+        claim(_partial(finals[-1]), force=force, records=False)
+
+
+def _fresh(stage: Path, command: str) -> Path:
+    """An empty staging folder carrying the marker of ``command`` (which the published folder keeps)."""
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    mark(stage, command)
+    return stage
+
+
+def publish_partial(profile: str, dest: str | Path | None = None, study: str | Path | None = None,
+                    force: bool = False) -> Path:
     """``bcdet publish --partial``: a snapshot of a cross-validated study *while it runs* -- its CSVs
     (no ``study.json``: not a result) and every finished run's ``config.json`` / ``history.csv`` /
     ``result.json`` -- to ``dest`` (default ``results/<profile>-cv-partial/``), with a README that says
     how many runs it holds and how to restore it on a fresh machine, where ``runs/`` is gone:
     :func:`study.run_study` then uses the recorded predictions of runs without weights. A full
-    ``bcdet publish`` of the finished study deletes the snapshot."""
+    ``bcdet publish`` of the finished study deletes the snapshot. ``force`` as in :func:`publish` (a snapshot
+    it wrote before is replaced without it, committed or not: snapshots are replaced by design)."""
     import time
 
     import pandas as pd
@@ -215,8 +249,9 @@ def publish_partial(profile: str, dest: str | Path | None = None, study: str | P
     if not (study / "folds.csv").exists():
         raise BcdetError(f"{study} holds no study yet (no folds.csv): start it with `bcdet reproduce --profile {profile}`.")
     dest = Path(dest) if dest is not None else project_root() / "results" / f"{profile}-cv-partial"
-    stage = dest.with_name(dest.name + ".publishing")
-    shutil.rmtree(stage, ignore_errors=True)
+    for folder in (dest, dest.with_name(dest.name + ".publishing"), dest.with_name(dest.name + ".old")):
+        claim(folder, force=force, records=False)
+    stage = _fresh(dest.with_name(dest.name + ".publishing"), f"bcdet publish --profile {profile} --partial")
     _copy_study(study, stage, [f for f in CV_FILES if f != "study.json"])
     n_runs = _copy_study_runs(profile, study, stage)
     n_study = len(pd.read_csv(study / "runs.csv")) if (study / "runs.csv").exists() else 0
@@ -278,7 +313,9 @@ def _copy_study_runs(profile: str, study: Path, stage: Path) -> int:
 
 def _restore(profile: str, folder: str, stage: Path) -> str:
     """How to put a recorded study back into ``runs/`` on a fresh machine (the README's last section)."""
-    first = sorted(p.name for p in (stage / "runs").glob("*-grouped-fold0-seed0")) if (stage / "runs").exists() else []
+    keys = {p.name: RunKey.find(p.name) for p in (stage / "runs").iterdir()} if (stage / "runs").exists() else {}
+    # notebook 04's runs (grouped fold 0, seed 0, one per arm) need their weights: retrained
+    first = sorted(n for n, k in keys.items() if k is not None and (k.kind, k.fold, k.seed) == ("grouped", 0, 0))
     return f"""**On a fresh machine** the finished runs need not be trained again: restore the record and go on.
 The study takes runs without weights from their recorded predictions, after checking each run's
 config against today's settings (it refuses a stale one and says which). Notebook 04's runs need
@@ -296,7 +333,7 @@ bcdet reproduce --profile {profile} --yes   # trains what is missing, then runs 
 
 def _copy_study(src: Path, stage: Path, files) -> None:
     """A study folder's small files (``files``) and the CSVs of :data:`CV_PARTS`, into ``stage``."""
-    stage.mkdir(parents=True)
+    stage.mkdir(parents=True, exist_ok=True)
     for name in files:
         if (src / name).exists():
             shutil.copy2(src / name, stage / name)

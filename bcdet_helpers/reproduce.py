@@ -17,9 +17,11 @@ guessed number. A failing notebook stops the run with the notebook and the cell 
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import BcdetError
@@ -56,16 +58,18 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(notebook),
-            str(out),
-            parameters=parameters,
-            kernel_name=KERNEL,
-            cwd=str(notebook.parent),
-            progress_bar=False,
-            stdout_file=sys.stdout if echo else None,
-            stderr_file=sys.stderr if echo else None,
-        )
+        with _ctrl_c_kills_the_kernel() as kernel_manager_class:
+            pm.execute_notebook(
+                str(notebook),
+                str(out),
+                parameters=parameters,
+                kernel_name=KERNEL,
+                cwd=str(notebook.parent),
+                progress_bar=False,
+                stdout_file=sys.stdout if echo else None,
+                stderr_file=sys.stderr if echo else None,
+                kernel_manager_class=kernel_manager_class,
+            )
     except PapermillExecutionError as exc:
         first = next((ln for ln in (exc.source or "").splitlines() if ln.strip()), "")
         raise BcdetError(
@@ -74,6 +78,54 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
             f"traceback is {out}. Fix the cause and run again (finished training runs are reused)."
         ) from None
     return time.perf_counter() - t0
+
+
+@contextmanager
+def _ctrl_c_kills_the_kernel():
+    """Yield the kernel manager class for papermill; a Ctrl-C inside leaves no kernel and no traceback.
+
+    Ctrl-C raises KeyboardInterrupt in the middle of nbclient's event loop; nbclient then shuts the
+    kernel down *gracefully*, and a kernel still busy in a cell answers with a ZMQ traceback of its
+    own, while the loop's unfinished tasks end in ``DeadKernelError`` tracebacks that asyncio prints
+    at exit -- all after ``bcdet: interrupted``. So a Ctrl-C here kills the kernel at once (its
+    manager's ``shutdown_kernel(now=True)``) and the loop's leftover tasks are cancelled and
+    awaited before the KeyboardInterrupt goes on to :func:`.cli.main`.
+    """
+    import signal
+    import threading
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import ensure_event_loop
+
+    interrupted = threading.Event()
+
+    class KernelManager(AsyncKernelManager):
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            await super().shutdown_kernel(now=now or interrupted.is_set(), restart=restart)
+
+    def on_ctrl_c(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    # only Python's own Ctrl-C handler is replaced (signals reach the main thread only; an ignored
+    # SIGINT or a caller's own handler is left as it is)
+    ours = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ours:
+        signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield KernelManager
+    except KeyboardInterrupt:
+        interrupted.set()
+        loop = ensure_event_loop()
+        leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in leftover:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        raise
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=None, echo: bool = True,
@@ -106,6 +158,8 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     splits = list(splits) if splits else None
     prof = get_profile(profile, seeds=seeds, splits=splits)  # bad names -> ValueError before anything runs
     with_study = runs_study(prof.name, study)
+    study_only(prof.name, with_study, study, {"--seeds": seeds, "--splits": splits, "--random-seeds": random_seeds,
+                                              "--no-ladder": not ladder})
     from .data.check import require_usable
 
     require_usable()  # the same refusal as `bcdet train` and the notebooks, before anything runs
@@ -179,6 +233,17 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
             (folder / previous).unlink(missing_ok=True)
         print(f"Done in {_fmt_duration(total)}. Report: {report}  Metrics: {metrics_path}")
         return metrics
+
+
+def study_only(profile: str, with_study: bool, study: bool | None, options: dict) -> None:
+    """Refuse the options (``{"--seeds": [0], ...}``) that only shape notebook 05's study when the study
+    does not run: they would be ignored, and the report would still describe a smaller study."""
+    given = [name for name, value in options.items() if value]
+    if given and not with_study:
+        why = "--no-study turns off" if study is False else f"profile {profile!r} does not run by default"
+        raise BcdetError(f"{' and '.join(given)} only shape{'s' if len(given) == 1 else ''} the cross-validated study "
+                         f"of notebook 05, which {why}: add --study to run it, or leave "
+                         f"{'it' if len(given) == 1 else 'them'} out. Nothing was run.")
 
 
 def load_reproduced_study(folder: Path, started: float):

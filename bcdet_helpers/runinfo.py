@@ -87,12 +87,24 @@ def jsonable(obj):
     return obj
 
 
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write strict JSON (NaN -> null, see :func:`jsonable`) atomically: temp file + rename, so an
-    interrupted write never leaves half a file."""
+def write_atomic(path: str | Path, write) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it to ``path`` (folder created).
+
+    An interrupted write (Ctrl-C, a full disk) leaves neither half a file at ``path`` nor the temp file
+    beside it; the temp name carries the process id, so two processes writing one file do not collide."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(jsonable(data), indent=2, default=str, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    """Write strict JSON (NaN -> null, see :func:`jsonable`) atomically (:func:`write_atomic`)."""
+    text = json.dumps(jsonable(data), indent=2, default=str, allow_nan=False) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text))

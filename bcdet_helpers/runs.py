@@ -5,13 +5,17 @@ shaped the run, and the commit it started from), ``history.csv``, ``checkpoint.p
 ``best.pt`` / ``last.pt`` (best-by-validation and final weights, with what prediction needs) and
 ``result.json`` (summary, per-phase stability, environment). A finished folder is loaded, never
 retrained, as long as the fields that shape a run (``profiles.RUN_FIELDS``, arm, phases, seed,
-split, fold) are unchanged -- notebook 05 and the study reuse notebook 04's runs that way.
+split, fold) are unchanged -- notebook 05 and the study reuse notebook 04's runs that way. One process
+at a time works in a folder (:func:`run_lock`).
 """
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -24,18 +28,22 @@ from .device import choose_device
 from .errors import BcdetError
 from .options import check_seed
 from .paths import runs_dir
-from .profiles import KINDS, RUN_FIELDS, Profile, get_profile, recorded_run_fields
+from .runkey import RunKey
+from .profiles import KINDS, RUN_FIELDS, Profile, get_profile, recorded_phases, recorded_run_fields
 from .profiles import schedule as schedule_phases
 from .runinfo import environment_info, git_commit, write_json
 from .train import FitResult, phase_stability
 
-__all__ = ["config_differences", "run_dir_for", "train_run", "load_run"]
+__all__ = ["config_differences", "run_dir_for", "run_lock", "train_run", "load_run"]
+
+LOCK = ".lock"  # in a run folder while a process trains in it: the holder's PID and host
 
 
 def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0, test_copies: int = 0) -> Path:
     """``runs/<profile>/<schedule>-<split>-fold<fold>-seed<seed>``: where :func:`train_run` keeps one run
-    (``...-testcopies<k>`` for the leakage ladder's runs that train on copies of their test images)."""
-    return runs_dir(profile_name) / (f"{schedule}-{split}-fold{fold}-seed{seed}" + (f"-testcopies{test_copies}" if test_copies else ""))
+    (``...-testcopies<k>`` for the leakage ladder's runs that train on copies of their test images); the
+    name is :class:`~bcdet_helpers.runkey.RunKey`'s."""
+    return RunKey.of_run(schedule, split, fold, seed, test_copies).run_dir(profile_name, test_copies)
 
 
 def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str, fold: int, test_copies: int = 0) -> dict:
@@ -58,6 +66,7 @@ def _same_config(a: dict, b: dict) -> list[str]:
     norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
     pa, pb = recorded_run_fields(a.get("profile") or {}), recorded_run_fields(b.get("profile") or {})
     differs = [f"profile.{f}" for f in RUN_FIELDS if pa[f] != pb[f]]
+    a, b = ({**c, "phases": recorded_phases(c.get("phases"))} for c in (a, b))  # fields older phases predate
     return differs + [k for k in ("schedule", "phases", "seed", "split", "fold") if norm(a.get(k)) != norm(b.get(k))] \
         + (["test_copies"] if a.get("test_copies", 0) != b.get("test_copies", 0) else [])
 
@@ -121,7 +130,50 @@ def train_run(
         raise BcdetError(f"test_copies must be a whole number >= 0, got {test_copies!r}.")
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(prof.name, schedule_name, split, seed, fold, test_copies)
     config = _run_config(prof, schedule_name, phases, seed, split, fold, test_copies)
+    go = partial(_train_or_load, prof, schedule_name, phases, config, run_dir, seed=seed, split=split, fold=fold,
+                 test_copies=test_copies, device=device, resume=resume, progress=progress, record_test=record_test)
+    if (run_dir / "result.json").exists() and (run_dir / "config.json").exists():
+        return go()  # finished: only read (result.json is written last), so readers need no lock
+    with run_lock(run_dir):
+        return go()
 
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold ``<run_dir>/.lock`` while this process works in the run folder; a second process is refused
+    with the holder's PID (issue #27: two ``bcdet train`` in one folder overwrote each other's
+    checkpoints, and one crashed on the other's ``checkpoint.pt.tmp``). An OS lock (``flock``), so a
+    crashed or killed holder releases it, and a resumed run simply takes it again. Where there is no
+    ``fcntl`` (Windows) or the file system has no locks, runs go unlocked, as before."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise BcdetError(f"{run_dir} is in use: another process (PID {holder}) is training in it. Wait for it to "
+                             "end (a finished run is then loaded, an interrupted one resumed with --resume), or stop "
+                             "it: two processes in one run folder overwrite each other's checkpoints.") from None
+        except OSError:  # a file system without locks: as before this lock existed
+            pass
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_dir: Path, *, seed: int, split: str,
+                   fold: int, test_copies: int, device, resume: bool, progress: bool, record_test: bool) -> FitResult:
+    """The rest of :func:`train_run`: load the finished run in ``run_dir``, or train it (holding its lock)."""
     recorded = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
     if recorded:
         differs = _same_config(recorded, config)

@@ -136,9 +136,10 @@ def make_optimizer(phase: Phase, model: torch.nn.Module) -> torch.optim.Optimize
 
 def enter_phase(phase: Phase, previous: Phase | None, optimizer, model):
     """The optimizer for ``phase``: a *new* one when the optimizer changes (the paper's switch --
-    Adam's moments and SGD's momentum belong to the old optimizer), otherwise the same one with the
+    Adam's moments and SGD's momentum belong to the old optimizer) or the phase asks for a fresh start
+    (``restart``: the matched arm's Adam where switching starts SGD), otherwise the same one with the
     phase's rate and weight decay (a step of the rate, as in ``decay``)."""
-    if optimizer is None or previous is None or previous.optimizer != phase.optimizer:
+    if optimizer is None or previous is None or previous.optimizer != phase.optimizer or phase.restart:
         return make_optimizer(phase, model)
     for group in optimizer.param_groups:
         group["lr"], group["weight_decay"] = phase.lr, phase.weight_decay

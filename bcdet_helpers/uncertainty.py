@@ -63,6 +63,14 @@ def bootstrap_ci(y_true, proba, metric_fn=accuracy, n: int | None = None, seed: 
     }
 
 
+def confidence_bins(conf, n_bins: int = 10) -> np.ndarray:
+    """The :func:`reliability` bin (0..n_bins-1) of each confidence: bin i holds low < conf <= high of
+    ``n_bins`` equal-width bins on [0, 1] (the first bin also takes conf == 0). Public so a weighted
+    or resampled ECE (:mod:`bcdet_helpers.external`) bins exactly as :func:`reliability` does."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.clip(np.searchsorted(edges, np.asarray(conf, dtype=float), side="left") - 1, 0, n_bins - 1)
+
+
 def reliability(y_true, proba, n_bins: int = 10) -> list[dict]:
     """Reliability-diagram data: the top-class confidence split into ``n_bins`` equal-width bins.
 
@@ -74,8 +82,7 @@ def reliability(y_true, proba, n_bins: int = 10) -> list[dict]:
     conf = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == y_true).astype(float)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # bin i holds low < conf <= high (the first bin also takes conf == 0)
-    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    which = confidence_bins(conf, n_bins)
     bins = []
     for i in range(n_bins):
         sel = which == i

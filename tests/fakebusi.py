@@ -66,3 +66,20 @@ def make_busi(
             crop = src.crop((w // 10, h // 10, w - w // 10, h - h // 10)).resize((w, h))
             crop.save(out / "benign" / f"benign ({n}){suffix}.png")
     return out
+
+
+def big_png(path: Path, side: int) -> Path:
+    """A valid ``side`` x ``side`` black 8-bit grayscale PNG, written row by row without an image in
+    memory: 15000 x 15000 (225 megapixels) is under 1 MB and takes a fraction of a second."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(1)
+    row = bytes(side + 1)  # filter type 0, then black pixels
+    body = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grayscale, no interlace
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path

@@ -184,3 +184,30 @@ def test_cli_without_dataset_exits_nonzero_without_traceback(tmp_path, capsys, w
     captured = capsys.readouterr()
     assert "No BUSI dataset found" in captured.err
     assert "Traceback" not in captured.err + captured.out
+
+
+# --------------------------------------------------------------------------------------------
+# issue #27 cases 5 and 8: a huge image, and the downloaded zip given instead of its folder
+# --------------------------------------------------------------------------------------------
+def test_a_huge_image_is_an_error_without_pillows_warning(mini_busi):
+    import warnings
+
+    from fakebusi import big_png
+
+    big_png(mini_busi / "benign" / "benign (2).png", 10_000)  # 100 MP: Pillow warned, the check said nothing
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = check_dataset(mini_busi)
+    assert not [w for w in caught if "decompression bomb" in str(w.message)]
+    [problem] = _problems_about(report, "benign (2).png")
+    assert problem.fatal and "100 megapixels" in problem.todo and "Downscale it" in problem.todo
+
+
+@pytest.mark.parametrize("how", ["argument", "BCDET_DATA"])
+def test_data_check_on_the_zip_says_how_to_unpack_it(mini_busi, tmp_path, monkeypatch, capsys, how):
+    archive = shutil.make_archive(str(tmp_path / "Dataset_BUSI_with_GT"), "zip", mini_busi.parent, mini_busi.name)
+    monkeypatch.setenv("BCDET_DATA", archive if how == "BCDET_DATA" else str(mini_busi))
+    code = main(["data", "check"] + ([archive] if how == "argument" else []))
+    [line] = capsys.readouterr().err.splitlines()
+    assert code == 2 and line.startswith(f"bcdet: error: {archive}" + (" (BCDET_DATA)" if how == "BCDET_DATA" else ""))
+    assert "is a zip file, not a folder" in line and f"bcdet data download --url file://{archive}" in line

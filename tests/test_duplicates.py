@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -96,3 +97,32 @@ def test_cli_writes_csv_and_flags_cross_class(mini_busi, tmp_path, capsys):
 def test_real_busi_known_copy(real_busi):
     pairs = find_duplicates(real_busi)
     assert _pair(pairs, "benign/benign (433).png", "malignant/malignant (145).png") > 0.99
+
+
+def test_ctrl_c_while_writing_the_csv_leaves_no_half_file(mini_busi, tmp_path, monkeypatch, capsys):
+    """Issue #27: Ctrl-C while ``bcdet duplicates --csv`` wrote left half a CSV behind."""
+    from bcdet_helpers.cli import main
+
+    def half_then_ctrl_c(self, target, *a, **k):
+        Path(target).write_text("file_a,file_b\nbenign (1).png,")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_ctrl_c)
+    csv = tmp_path / "out" / "pairs.csv"
+    assert main(["duplicates", str(mini_busi), "--csv", str(csv)]) == 130
+    assert capsys.readouterr().err.splitlines() == ["bcdet: interrupted"]
+    assert not csv.exists() and not list(csv.parent.glob("*"))  # no temp file either
+
+
+def test_an_interrupted_atomic_write_leaves_nothing(tmp_path):
+    """What every cache, record and CSV is written with: Ctrl-C mid-write leaves no file and no temp file."""
+    from bcdet_helpers.runinfo import write_atomic
+
+    def half_then_ctrl_c(tmp):
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "cache" / "index.pkl", half_then_ctrl_c)
+    assert list((tmp_path / "cache").iterdir()) == []
+    assert write_atomic(tmp_path / "cache" / "index.pkl", lambda tmp: tmp.write_bytes(b"whole")).read_bytes() == b"whole"

@@ -115,3 +115,49 @@ def test_reproduce_checks_seeds_before_notebook_01(seeds, tmp_path, busi_dir, mo
     with pytest.raises(BcdetError, match="--seeds .*a seed is a whole number from 0 to 4294967295"):
         rp.reproduce("smoke", out=tmp_path / "out", notebooks=[nb], echo=False, seeds=seeds)
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# issue #27 case 8: each message names the option, the path's source, the file
+# --------------------------------------------------------------------------------------------
+def test_a_bad_random_seed_is_called_random_seeds(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "--profile", "smoke", "--random-seeds", "-3"])
+    [line] = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert exc.value.code == 2
+    assert line.endswith("argument --random-seeds: --random-seeds '-3': a seed is a whole number from 0 to "
+                         "4294967295 (numpy's limit), e.g. --random-seeds 0.")
+
+
+def test_publish_partial_calls_a_finished_study_finished(tmp_path, monkeypatch, capsys):
+    """``bcdet publish --partial`` called every study "the running study", a finished one too."""
+    import os
+
+    from test_publish import fake_study_reproduction
+
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    folder, _ = fake_study_reproduction()
+    assert main(["publish", "--profile", "smoke", "--partial", "--dest", str(tmp_path / "snap")]) == 0
+    out = capsys.readouterr().out
+    assert "running study" not in out and out.startswith("Snapshot of the study (")
+    assert "This study has finished" in out and "`bcdet publish --profile smoke` without --partial" in out
+    later = (folder / "cv" / "study.json").stat().st_mtime_ns + 10**9
+    os.utime(folder / "cv" / "runs.csv", ns=(later, later))  # it runs again: a run finished after study.json
+    assert main(["publish", "--profile", "smoke", "--partial", "--dest", str(tmp_path / "snap")]) == 0
+    assert "has finished" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, stop", [
+    (["data", "check"], ("bcdet_helpers.data.check", "check_dataset")),
+    (["predict", "x.png", "--checkpoint", "best.pt"], ("bcdet_helpers.checkpoints", "load_checkpoint")),
+])
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(argv, stop, monkeypatch, capsys):
+    import importlib
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(stop[0]), stop[1], ctrl_c)
+    assert main(argv) == 130
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["bcdet: interrupted"] and captured.out == ""

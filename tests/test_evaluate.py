@@ -428,3 +428,101 @@ def test_cli_evaluate_warns_loudly_on_a_single_class_set(tiny_checkpoint, tmp_pa
     assert warn < first_metric  # no number is shown before the warning
     assert "ONLY ONE CLASS" in captured.err
     assert "ONLY ONE CLASS" in json.loads((out / "metrics.json").read_text())["warning"]
+
+
+# --------------------------------------------------------------------------------------------
+# issue #27 case 5: a huge image is refused from its header, in one line, before it is decoded
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("side", [10_000, 15_000])  # 100 MP: Pillow only warned; 225 MP: its traceback
+def test_predict_and_evaluate_refuse_a_huge_image_in_one_line(side, tiny_checkpoint, tmp_path, capsys):
+    import warnings
+
+    from bcdet_helpers.cli import main
+    from fakebusi import big_png
+
+    folder = tmp_path / "huge"
+    for cls in ("benign", "malignant", "normal"):
+        (folder / cls).mkdir(parents=True)
+        _png(folder / cls / f"{cls}.png")
+    big = big_png(folder / "benign" / "scan.png", side)
+    out = tmp_path / "eval-out"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        codes = [main(["predict", str(big), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]),
+                 main(["evaluate", str(folder), "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+                       "--device", "cpu"])]
+    err = capsys.readouterr().err.splitlines()
+    assert codes == [2, 2] and len(err) == 2, err
+    for line in err:
+        assert line.startswith(f"bcdet: error: {big}: image has {side * side // 10**6} megapixels")
+        assert "Downscale it" in line
+    assert not [w for w in caught if "decompression bomb" in str(w.message)]
+    assert not out.exists()  # refused before anything was written
+
+
+# --------------------------------------------------------------------------------------------
+# issue #27 case 8: a file that is no checkpoint gets a clean message naming it, not torch's cut short
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("content", ["empty", "text", "model", "other width"])
+def test_a_file_that_is_no_checkpoint_gets_one_clean_message(content, tiny_checkpoint, tmp_path, capsys):
+    import torch
+
+    from bcdet_helpers.cli import main
+    from bcdet_helpers.model import build_model
+    from bcdet_helpers.profiles import get_profile
+
+    path = tmp_path / "not-a-checkpoint.pt"
+    if content == "empty":
+        path.write_bytes(b"")
+    elif content == "text":
+        path.write_text("notes about the run\n" * 50)
+    elif content == "model":  # a whole pickled model: torch.load(weights_only=True) writes a page about it
+        torch.save(build_model(get_profile("smoke", image_size=32, width=4)), path)
+    else:  # a bcdet best.pt whose weights belong to another width
+        ck = torch.load(tiny_checkpoint, weights_only=True)
+        ck["meta"]["width"] = 8
+        torch.save(ck, path)
+    img = tmp_path / "img.png"
+    _png(img)
+    assert main(["predict", str(img), "--checkpoint", str(path), "--device", "cpu"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    if content == "other width":
+        assert f"{path} was written by another version of bcdet or for another model (its weights do not fit " \
+               "the model its meta describes)" in line
+    else:
+        kind = "an empty file" if content == "empty" else f"a file of {path.stat().st_size:,} bytes that torch.load"
+        assert line.startswith(f"bcdet: error: {path} is not a bcdet checkpoint: it is {kind}")
+    assert line.endswith("Pass the best.pt of a finished run, e.g. runs/laptop/switching-grouped-fold0-seed0/best.pt.")
+
+
+def test_a_runs_folder_that_cannot_be_written_names_bcdet_runs(tiny_checkpoint, odd_folder, tmp_path, monkeypatch,
+                                                                capsys):
+    """Issue #27 case 8: "Check the path you gave" when the path came from BCDET_RUNS, not the command line."""
+    from bcdet_helpers.cli import main
+
+    runs = tmp_path / "runs-is-a-file"
+    runs.write_text("")
+    monkeypatch.setenv("BCDET_RUNS", str(runs))  # evaluate's default --out is $BCDET_RUNS/evaluate/<folder>
+    code = main(["evaluate", str(odd_folder), "--checkpoint", str(tiny_checkpoint), "--map", "malign=malignant",
+                 "--device", "cpu"])
+    [line] = capsys.readouterr().err.splitlines()
+    assert code == 2 and line.startswith(f"bcdet: error: {runs}")
+    assert line.endswith(f"It lies under BCDET_RUNS={runs}: check that folder, or point BCDET_RUNS at another.")
+
+
+@pytest.mark.parametrize("when", ["scoring", "writing"])
+def test_ctrl_c_during_evaluate_is_one_line_and_leaves_no_out_folder(when, tiny_checkpoint, odd_folder, tmp_path,
+                                                                     monkeypatch, capsys):
+    """Issue #27: Ctrl-C while ``bcdet evaluate`` writes left an --out folder with a figure and no metrics.json."""
+    from bcdet_helpers import runinfo, uncertainty
+    from bcdet_helpers.cli import main
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(*((uncertainty, "bootstrap_ci") if when == "scoring" else (runinfo, "write_json")), ctrl_c)
+    out = tmp_path / "eval-out"
+    code = main(["evaluate", str(odd_folder), "--checkpoint", str(tiny_checkpoint), "--map", "malign=malignant",
+                 "--out", str(out), "--device", "cpu"])
+    assert code == 130 and capsys.readouterr().err.splitlines() == ["bcdet: interrupted"]
+    assert not out.exists()

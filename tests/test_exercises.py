@@ -1,17 +1,19 @@
 """Every exercise of every chapter: its solution passes its check, the notebook's starter does not.
 
 The starter code is read from the notebook cells tagged ``exercise-<id>`` (what students see); the
-solutions from the teacher's copy ``notebooks/solutions/chNN.py``. A check compares predictions with
-what a run measured: the ``MEASURED`` contexts below are the `laptop` run on BUSI, read from the
-recorded ``results/teaching/03_residual_lesson.json`` where that run wrote them down.
+solutions from the teacher's copy ``notebooks/solutions/chNN.py``. A check compares predictions (and
+readings of a table) with what a run measured, so every solution is checked against the **recorded**
+``class`` and ``laptop`` results (:mod:`bcdet_helpers.exercises.recorded` reads ``results/class/``,
+``results/laptop/``, ``results/laptop-cv/``, ``results/*-ladder/`` and ``results/teaching/``): a
+solution that holds for one run only, or a number typed in here, cannot pass. Code exercises, whose
+answer does not depend on a run, are also given small made-up inputs (``SYNTHETIC``) where they need some.
 
-A chapter is checked here once it has a solutions file; add its exercises' contexts to ``MEASURED``
-(and any names its cells need to ``_run_cell``). A chapter with exercises but no solutions yet is
-reported as skipped, by name.
+A chapter is checked here once it has a solutions file; a chapter with exercises but no solutions yet
+is reported as skipped, by name.
 """
 from __future__ import annotations
 
-import json
+import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,28 +26,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from bcdet_helpers import model as bm
-from bcdet_helpers.data.augment import AUGMENT
-from bcdet_helpers.data.duplicates import THRESHOLD
 from bcdet_helpers.data.splitdata import SplitData
-from bcdet_helpers.stats import Interval
-from bcdet_helpers.study import COMPARISONS
-from bcdet_helpers.train import phase_table
-from bcdet_helpers.exercises import CHAPTERS, EXERCISES, check, exercise_cells, load_solutions, with_solutions
+from bcdet_helpers.exercises import (CHAPTERS, EXERCISES, check, exercise_cells, load_solutions, open_question,
+                                     with_solutions)
+from bcdet_helpers.exercises import recorded
+from bcdet_helpers.exercises.core import MEASURED as LOG, jsonable, save_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLVED = tuple(ch for ch in CHAPTERS if (ROOT / "notebooks" / "solutions" / f"ch{ch}.py").exists())
 NOTEBOOKS = {ch: next((ROOT / "notebooks").glob(f"{ch}_*.ipynb")) for ch in SOLVED}
 SOLUTIONS = {ch: ROOT / "notebooks" / "solutions" / f"ch{ch}.py" for ch in SOLVED}
-LESSON = json.loads((ROOT / "results" / "teaching" / "03_residual_lesson.json").read_text())
+PROFILES = ("class", "laptop")  # the recorded runs every solution must pass on
 
 
 def _pairs() -> pd.DataFrame:
     return pd.DataFrame({
-        "file_a": ["benign/benign (433).png", "benign/benign (1).png", "normal/normal (2).png", "benign/benign (9).png"],
-        "class_a": ["benign", "benign", "normal", "benign"],
-        "file_b": ["malignant/malignant (145).png", "benign/benign (7).png", "normal/normal (5).png", "normal/normal (1).png"],
-        "class_b": ["malignant", "benign", "normal", "normal"],
-        "similarity": [1.0, 0.93, 0.81, 0.74]})
+        "file_a": ["benign/benign (433).png", "benign/benign (1).png", "normal/normal (2).png", "benign/benign (9).png",
+                   "benign/benign (7).png"],
+        "class_a": ["benign", "benign", "normal", "benign", "benign"],
+        "file_b": ["malignant/malignant (145).png", "benign/benign (7).png", "normal/normal (5).png",
+                   "normal/normal (1).png", "benign/benign (8).png"],
+        "class_b": ["malignant", "benign", "normal", "normal", "benign"],
+        "similarity": [1.0, 0.93, 0.81, 0.74, 0.9]})
+
+
+def _files_and_split(profile: str = "class"):
+    """Every image of a recorded profile and its part (its recorded grouped split), with made-up pairs
+    among them (pairs are not recorded)."""
+    csv = ROOT / "results" / profile / "splits" / "grouped-fold0-seed0.csv"
+    split = pd.read_csv(csv) if csv.exists() else pd.DataFrame({"file": _pairs()["file_a"], "split": "train"})
+    files = split["file"].tolist()
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(files), 60), rng.integers(0, len(files), 60)
+    pairs = pd.DataFrame({"file_a": [files[i] for i in a], "file_b": [files[j] for j in b],
+                          "class_a": "benign", "class_b": "benign", "similarity": 0.9})
+    return files, split["split"].to_numpy(), pairs[a != b]
 
 
 def _split_data() -> SplitData:
@@ -57,38 +72,42 @@ def _split_data() -> SplitData:
     return SimpleNamespace(images=images, split=split, mean=mean, std=std)
 
 
-def _plain(depth):
-    return LESSON["loss_end_mean"][f"plain {depth}"]
+def _validation(profile: str) -> dict:
+    """Chapter 04's switching run's validation images, as the recorded study predicted them (05.3)."""
+    val = recorded.fold_predictions(profile, part="val")
+    if val is None:
+        return {}
+    return {"p_malignant": val["p_malignant"].to_numpy(), "is_malignant": (val["label"] == "malignant").to_numpy()}
 
 
-MEASURED = {  # what the notebook passes to check(...), as the laptop run on BUSI measures it
-    "01.1": lambda: {"counts": pd.Series({"benign": 437, "malignant": 210, "normal": 133})},
-    "01.2": lambda: {"pairs": _pairs()},
-    "01.3": lambda: {"threshold": THRESHOLD},
-    "02.1": lambda: {"leaked": 62},  # notebook 02 on BUSI, laptop profile: random split, test fold 0, train-test
-    "02.2": lambda: {},
-    "02.3": lambda: {"data": _split_data()},
-    "02.4": lambda: {"augment": AUGMENT},
-    "03.1": lambda: {"minimum": LESSON["block_minimum"]},
-    "03.2": lambda: {},
-    "03.3": lambda: {},
-    "03.4": lambda: {},
-    "03.5": lambda: {"final_loss": {d: _plain(d) for d in (LESSON["twins"]["shallow"], LESSON["twins"]["deep"])}},
-    "03.6": lambda: {"ratio": LESSON["grad_first_last"]["plain"][0] / LESSON["grad_first_last"]["plain"][1]},
-    "03.7": lambda: {"measured": LESSON["first_batch_loss"]["width 16, zero (ours)"]},
-    "04.1": lambda: _chapter04_loop(),
-    "04.2": lambda: {"table": phase_table(("constant", "decay", "switching", "onecycle"), epochs=50)},
-    # largest peak/entry ratios: constant and decay from the first laptop tuning trials
-    # (results/history/tuning-laptop-unscaled-head/), switching from an untuned `class` run (SGD at 1e-2: 4.25 / 0.82),
-    # onecycle a placeholder below those -- the check compares the prediction with the arg-max
-    "04.3": lambda: {"ratios": {"constant": 0.94, "decay": 1.05, "switching": 5.16, "onecycle": 1.0}},
-    "05.1": lambda: {"n": 156},  # one laptop test fold (780 images / 5)
-    "05.2": lambda: {"clustered": Interval(0.78, 0.70, 0.85, 0.038), "image_level": Interval(0.78, 0.72, 0.84, 0.031)},
-    "05.3": lambda: {},
-    "05.4": lambda: {"comparisons": COMPARISONS},
-    # a ladder where choosing the epoch on test adds the most (what the solution predicts for laptop)
-    "05.5": lambda: {"table": pd.DataFrame({"rung": ["honest", "image_folds", "test_epoch", "best_seed", "lucky_fold"],
-                                            "gain": [float("nan"), 0.03, 0.05, 0.01, 0.02]})},
+def _members(profile: str) -> dict:
+    """This fold's arms as the members of an ensemble, from the recorded study (05.5)."""
+    tables = [recorded.fold_predictions(profile, arm) for arm in recorded.ARMS]
+    tables = [t for t in tables if t is not None]
+    if len(tables) < 2:
+        return {}
+    members = pd.concat(tables).rename(columns={"arm": "member"})
+    return {"table": members[["file", "y", "member", "p_benign", "p_malignant", "p_normal"]]}
+
+
+def _groups(profile: str) -> dict:
+    files, _, pairs = _files_and_split(profile)
+    return {"files": files, "pairs": pairs}
+
+
+def _leaks(profile: str) -> dict:
+    files, split, pairs = _files_and_split(profile)
+    return {"files": files, "split": split, "pairs": pairs}
+
+
+SYNTHETIC = {  # what the code exercises' checks are given: made-up or recorded inputs, no measurement to match
+    "01.3": lambda profile: {"pairs": _pairs()},
+    "01.4": _groups,
+    "02.2": _leaks,
+    "02.4": lambda profile: {"data": _split_data()},
+    "04.2": lambda profile: _chapter04_loop(),
+    "05.3": _validation,
+    "05.5": _members,
 }
 
 
@@ -119,22 +138,47 @@ def _chapter04_loop() -> dict:
     return {"loop": namespace["train_by_hand"], "data": data, "profile": prof}
 
 
-def _run_cell(source: str, answer_name: str):
-    """Execute one exercise cell as the notebook would (its imports in scope); return what it defines."""
-    namespace = {"torch": torch, "nn": nn, "F": F, "np": np, "pd": pd,
-                 "ConvBlock": bm.ConvBlock, "ResidualBlock": bm.ResidualBlock}
+def _run_cell(source: str, answer_name: str, context: dict | None = None):
+    """Execute one exercise cell as the notebook would (its imports and what the notebook measured in
+    scope: a reading exercise reads the notebook's table); return what it defines."""
+    namespace = {"torch": torch, "nn": nn, "F": F, "np": np, "pd": pd, "math": math,
+                 "ConvBlock": bm.ConvBlock, "ResidualBlock": bm.ResidualBlock, **(context or {})}
     exec(compile(source, f"<exercise {answer_name}>", "exec"), namespace)
     return namespace[answer_name]
 
 
 IDS = sorted(i for i in EXERCISES if EXERCISES[i].chapter in SOLVED)
+MEASURING = [i for i in IDS if EXERCISES[i].kind in ("predict", "read")]
 
 
-def test_every_chapter_has_three_or_more_exercises():
-    assert {"01", "02", "03"} <= set(SOLVED), "chapters 01-03 must have solutions (notebooks/solutions/)"
+def _context(ex_id: str, profile: str) -> dict:
+    """What the notebook under ``profile`` gives the check of ``ex_id``, from the recorded results."""
+    found = recorded.contexts(profile)
+    if ex_id in SYNTHETIC:
+        return SYNTHETIC[ex_id](profile)
+    if ex_id in found:
+        return found[ex_id]
+    return {}
+
+
+def _code_lines(source: str) -> int:
+    return sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def test_every_chapter_climbs_to_real_code_and_an_open_question():
+    """Each chapter: three or more exercises, at least one code exercise whose solution is five lines or
+    more, and one open question with a model answer in the teacher's copy."""
+    assert {"01", "02", "03", "04", "05"} <= set(SOLVED), "every chapter needs notebooks/solutions/chNN.py"
     for ch in SOLVED:
-        assert sum(i.startswith(ch + ".") for i in IDS) >= 3, ch
-    assert set(MEASURED) == set(IDS), "add the new exercise's measured context here"
+        mine = [i for i in IDS if i.startswith(ch + ".")]
+        assert len(mine) >= 3, ch
+        solutions = load_solutions(SOLUTIONS[ch])
+        code = [i for i in mine if EXERCISES[i].kind == "code"]
+        assert any(_code_lines(solutions[i]) >= 5 for i in code), f"chapter {ch}: no code exercise of 5+ lines"
+        opens = [i for i in mine if EXERCISES[i].kind == "open"]
+        assert opens, f"chapter {ch} has no open question"
+        for i in opens:
+            assert check(i, _run_cell(solutions[i], EXERCISES[i].answer)).status == "written down"
 
 
 def test_chapters_without_solutions_are_named():
@@ -144,13 +188,41 @@ def test_chapters_without_solutions_are_named():
                     "their checks are not tested yet")
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_recorded_results_hold_every_measured_context(profile):
+    """Every prediction or reading exercise that compares with a measurement finds it in the recorded
+    results of ``profile`` -- a re-recorded run that loses one fails here, by name."""
+    import inspect
+
+    found = recorded.contexts(profile)
+    needs = [i for i in MEASURING if any(p.kind == p.KEYWORD_ONLY and p.default is p.empty
+                                         for p in inspect.signature(EXERCISES[i].function).parameters.values())]
+    missing = [i for i in needs if i not in found]
+    assert not missing, (f"results/ records no measurement for exercise(s) {missing} under {profile}: re-record "
+                         f"with `bcdet reproduce --profile {profile}` and `bcdet publish` (or see "
+                         "results/teaching/README.md)")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("ex_id", IDS)
-def test_solution_passes(ex_id):
+def test_solution_passes_on_recorded_run(ex_id, profile):
     ex = EXERCISES[ex_id]
     solution = load_solutions(SOLUTIONS[ex.chapter])
     assert ex_id in solution, f"{SOLUTIONS[ex.chapter].name} has no '# %% {ex_id}' section"
-    feedback = check(ex_id, _run_cell(solution[ex_id], ex.answer), **MEASURED[ex_id]())
-    assert feedback.passed, feedback
+    context = _context(ex_id, profile)
+    feedback = check(ex_id, _run_cell(solution[ex_id], ex.answer, context), **context)
+    assert feedback.passed, f"{profile} ({recorded.sources(profile).get(ex_id, 'no record')}): {feedback}"
+
+
+@pytest.mark.parametrize("ladder", sorted(p.parent.name for p in (ROOT / "results").glob("*-ladder/ladder.csv")))
+def test_ladder_solution_holds_on_every_recorded_ladder(ladder):
+    """05.6's solution against each recorded ladder (results/class-ladder, laptop-ladder, paper-ladder): the
+    prediction is one a student can reason out, not the biggest rung of one run."""
+    assert {"class-ladder", "laptop-ladder"} <= set(p.parent.name for p in (ROOT / "results").glob("*-ladder/ladder.csv"))
+    table = pd.read_csv(ROOT / "results" / ladder / "ladder.csv")
+    solution = load_solutions(SOLUTIONS["05"])["05.6"]
+    feedback = check("05.6", _run_cell(solution, "predicted_bigger"), table=table)
+    assert feedback.passed, f"{ladder}: {feedback}"
 
 
 @pytest.mark.parametrize("ex_id", IDS)
@@ -158,7 +230,8 @@ def test_starter_cell_fails(ex_id):
     ex = EXERCISES[ex_id]
     starters = exercise_cells(NOTEBOOKS[ex.chapter])
     assert ex_id in starters, f"{NOTEBOOKS[ex.chapter].name} has no cell tagged exercise-{ex_id}"
-    feedback = check(ex_id, _run_cell(starters[ex_id], ex.answer), **MEASURED[ex_id]())
+    context = _context(ex_id, "class")
+    feedback = check(ex_id, _run_cell(starters[ex_id], ex.answer, context), **context)
     assert feedback.status == "not answered yet", feedback
 
 
@@ -170,6 +243,8 @@ def test_notebook_checks_each_exercise_after_its_cell_and_hides_solutions(ch):
     sources = [c.source for c in nb.cells]
     starters = exercise_cells(nb)
     assert set(starters) == {i for i in IDS if i.startswith(ch + ".")}, "tagged cells and registry disagree"
+    assert list(starters) == sorted(starters, key=lambda i: int(i.split(".")[1])), \
+        f"exercises of notebook {ch} are not numbered in reading order: {list(starters)}"
     for ex_id, starter in starters.items():
         at = sources.index(starter)
         assert any(f'check("{ex_id}"' in s for s in sources[at + 1:]), f"no check(\"{ex_id}\", ...) after its cell"
@@ -184,17 +259,66 @@ def test_notebook_checks_each_exercise_after_its_cell_and_hides_solutions(ch):
     assert exercise_cells(teacher) != starters  # the teacher's copy really differs
 
 
+@pytest.mark.parametrize("ch", SOLVED)
+def test_predictions_come_before_their_measurement(ch):
+    """A prediction's starter cell comes before the cell that computes what its check compares with, and the
+    markdown above it does not give the answer away (the spoilers of issue #29)."""
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS[ch], as_version=4)
+    sources = [c.source for c in nb.cells]
+    for ex_id, starter in exercise_cells(nb).items():
+        if EXERCISES[ex_id].kind != "predict":
+            continue
+        at = sources.index(starter)
+        above = "\n".join(s for c, s in zip(nb.cells[:at], sources[:at]) if c.cell_type == "markdown")
+        assert "near-tie" not in above[-1500:], f"{ex_id}: the text above the prediction announces the result"
+        if ex_id == "03.5":
+            assert "ln 3" not in above[-2500:] and "1.10" not in above[-2500:], "03.5's answer stands above it"
+
+
 def test_wrong_answers_get_hints_not_errors():
     wrong = check("03.3", (8, 256, 48, 48))
     assert wrong.status == "not quite" and "pool" in wrong.message
     assert check("03.4", 2 * 3 * 3 * 256 * 256).status == "not quite"
-    assert "255" in check("02.2", lambda x, m, s: (x.float() - m) / s).message
-    crash = check("01.2", lambda pairs: pairs["no such column"], pairs=_pairs())
+    assert "255" in check("02.3", lambda x, m, s: (x.float() - m) / s).message
+    crash = check("01.3", lambda pairs: pairs["no such column"], pairs=_pairs())
     assert crash.status == "not quite" and "KeyError" in crash.message
     assert check("01.1", 56, counts={"a": 437, "b": 210, "c": 133}).status == "not quite"  # a percentage
     assert "not answered" in str(check("03.1", None, minimum={"ours": -1.0, "he": 0.0}))
+    pairs_only = lambda files, pairs: list(range(len(files)))  # noqa: E731 -- every file its own group
+    assert check("01.4", pairs_only).status == "not quite"
+    assert check("05.3", lambda p, m, s: float(np.sort(p[m])[::-1][1])).status == "not quite"
+    assert check("01.5", "too short").status == "not quite"
     with pytest.raises(ValueError, match="no exercise"):
         check("99.9", 1)
+
+
+def test_hints_point_rather_than_tell():
+    """No hint spells out the call or formula a code exercise asks for (issue #29: 04.1 used to)."""
+    import inspect
+
+    from bcdet_helpers.exercises import ch02, ch04
+
+    for module in (ch02, ch04):
+        text = inspect.getsource(module)
+        hints = " ".join(re.findall(r'hint\((f?"[^)]*)', text, flags=re.S))
+        assert "torch.optim.SGD(" not in hints and "torch.optim.Adam(model" not in hints
+        assert "(x / 255 - mean) / std" not in hints
+
+
+def test_checks_record_what_they_were_given(tmp_path):
+    """A notebook's checks write down what they compared with; save_measured merges it into metrics.json."""
+    LOG.clear()
+    check("05.1", None, n=156)
+    check("04.3", "switching", ratios={"switching": 1.1, "decay": 1.0})
+    path = tmp_path / "metrics.json"
+    path.write_text('{"profile": "class", "exercises": {"01.1": {"counts": {"benign": 1}}}}')
+    saved = save_measured(path)
+    assert saved["05.1"] == {"n": 156} and saved["01.1"] == {"counts": {"benign": 1}}
+    assert jsonable({"x": np.float32(0.5), "t": pd.DataFrame({"a": [1]})}) == {"x": 0.5, "t": {"rows": [{"a": 1}]}}
+    assert open_question(" ".join(["word"] * 12)).startswith("written down")
+    LOG.clear()
 
 
 def test_solutions_file_format(tmp_path):

@@ -130,8 +130,8 @@ def test_write_ladder_writes_table_json_and_waterfall(folder, tmp_path):
     import json
 
     table = sd.write_ladder(folder, tmp_path / "ladder", ARM, command="bcdet ladder --study X", n_boot=100)
-    assert sorted(p.name for p in (tmp_path / "ladder").iterdir()) == ["README.md", "ladder.csv", "ladder.json",
-                                                                      "waterfall.png"]
+    assert sorted(p.name for p in (tmp_path / "ladder").iterdir()) == [".bcdet-output", "README.md", "ladder.csv",
+                                                                      "ladder.json", "waterfall.png"]
     meta = json.loads((tmp_path / "ladder" / "ladder.json").read_text())
     assert meta["command"] == "bcdet ladder --study X" and meta["arm"] == ARM and meta["paper_accuracy"] > 0.8
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ladder" / "ladder.csv"), table, check_dtype=False)
@@ -152,10 +152,72 @@ def test_the_ladder_arm_gets_every_seed_on_the_random_split():
     assert seeds_of == {"grouped": [0, 1, 2], "random": [0]}
     assert sd.ladder_extra_runs(laptop, seeds_of) == {sd.LADDER_ARM: {"random": [1, 2], sd.AUGMENTED: [0, 1, 2]}}
     runs = study_runs(laptop)
-    assert len(runs) == 4 * 5 * 4 + 5 * 2 + 5 * 3 and len(set(runs)) == len(runs)
+    assert len(runs) == 5 * 5 * 4 + 5 * 2 + 5 * 3 and len(set(runs)) == len(runs)  # 5 arms: matched too
     assert {(s, k, seed) for s, k, seed, _ in runs if k == "random" and seed > 0} == {("switching", "random", 1),
                                                                                     ("switching", "random", 2)}
     assert {(s, seed) for s, k, seed, _ in runs if k == sd.AUGMENTED} == {("switching", 0), ("switching", 1), ("switching", 2)}
     assert sd.ladder_extra_runs(laptop, study_seeds(laptop, [0, 1, 2])) == {sd.LADDER_ARM: {sd.AUGMENTED: [0, 1, 2]}}
     assert sd.ladder_extra_runs(get_profile("smoke"), study_seeds(get_profile("smoke"))) == {sd.LADDER_ARM: {sd.AUGMENTED: [0]}}
     assert sd.ladder_extra_runs(get_profile("class"), study_seeds(get_profile("class"))) == {}  # no random split
+
+
+# ------------------------------------------------- the ladder writes only where asked, from its own profile (#27)
+def test_the_ladder_refuses_a_study_of_another_profile(folder, tmp_path, capsys):
+    """Issue #27 case 2: `bcdet ladder --profile paper --study runs/smoke/cv` overwrote the paper's
+    recorded ladder with smoke numbers. A study whose design.json names another profile is refused in one
+    line that names both, and nothing is written."""
+    from bcdet_helpers.cli import main
+
+    out = tmp_path / "out"
+    assert main(["ladder", "--profile", "paper", "--study", str(folder), "--arm", ARM, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bcdet: error: {folder} is a study of the 'handmade' profile, not 'paper': pass "
+                          "--profile handmade") and len(err.strip().splitlines()) == 1  # no traceback
+    assert not out.exists()
+
+
+def test_the_ladder_writes_to_runs_and_records_only_when_asked(folder, tmp_path, monkeypatch, capsys):
+    """Issue #27 case 2: even the README's own `bcdet ladder --profile laptop` rewrote the committed
+    results/<profile>-ladder/. It now writes runs/<profile>/ladder/; `--record` writes results/, and a
+    folder it did not write, or committed records, only with --force."""
+    import shutil
+    import subprocess
+
+    from bcdet_helpers import paths
+    from bcdet_helpers.cli import main
+
+    import dataclasses
+
+    monkeypatch.setattr(sd.ladder, "DEFAULTS", dataclasses.replace(sd.ladder.DEFAULTS, bootstrap=100))  # quick
+    project = tmp_path / "project"
+    monkeypatch.setattr(paths, "project_root", lambda: project)
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    base = ["ladder", "--profile", "handmade", "--arm", ARM, "--study", str(folder)]
+    assert main(base) == 0
+    assert (tmp_path / "runs" / "handmade" / "ladder" / "ladder.csv").exists() and not project.exists()
+    record = project / "results" / "handmade-ladder"
+    assert main([*base, "--record"]) == 0 and (record / "ladder.csv").exists()
+    assert "--record" in (record / "README.md").read_text()
+    assert main([*base, "--record"]) == 0  # its own record, not committed: written again
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    capsys.readouterr()
+    assert main([*base, "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bcdet: error: Refusing to replace {mine}: bcdet did not write it") and "--force" in err
+    assert (mine / "README.md").read_text() == "my notes"
+    assert main([*base, "--out", str(mine), "--force"]) == 0  # asked for: its files written, the rest kept
+    assert "--force: replacing 1 file(s)" in capsys.readouterr().out
+    (mine / "notes.txt").write_text("kept")
+    assert main([*base, "--out", str(mine)]) == 2  # still not its folder: a forced write does not claim it
+    capsys.readouterr()
+
+    if shutil.which("git"):
+        subprocess.run(["git", "init", "-q", str(project)], check=True)
+        subprocess.run(["git", "add", "results"], cwd=project, check=True)
+        assert main([*base, "--record"]) == 2
+        assert "5 of its files are committed to git" in capsys.readouterr().err  # the 4 and the marker
+        assert main([*base, "--record", "--force"]) == 0
+        assert f"--force: replacing 4 file(s) in {record} (5 of its files" in capsys.readouterr().out

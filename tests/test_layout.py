@@ -203,3 +203,58 @@ def test_parts_and_kinds_have_one_name_each():
     data = SplitData(images=torch.zeros(3, 1, 4, 4, dtype=torch.uint8), labels=torch.zeros(3, dtype=torch.long),
                      files=["a", "b", "c"], split=np.array(["train", "val", "test"]))
     assert data.parts is data.split
+
+
+# ------------------------------------------------------------------- the README (issue #27, case 9)
+ROOT = PACKAGE.parent
+README = ROOT / "README.md"
+TOP_LEVEL = {"notebooks", "bcdet_helpers", "environment.yml", "tests", "Makefile", "README.md", "pyproject.toml",
+             "benchmarks", "results", "docs", ".ci", ".gitignore"}
+
+
+def test_the_top_level_holds_only_what_the_layout_names():
+    """DESIGN.md's layout, plus ``docs/`` (the README's long pages, issue #27); ignored paths (``.venv``,
+    ``runs``, ``data``...) do not count."""
+    import shutil
+    import subprocess
+
+    names = sorted(p.name for p in ROOT.iterdir() if p.name != ".git")
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: cannot tell ignored paths from the layout")
+    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", *names], capture_output=True, text=True).stdout
+    extra = set(names) - set(ignored.split()) - TOP_LEVEL
+    assert not extra, f"top-level entries the layout does not name: {sorted(extra)}"
+    assert (ROOT / "docs" / "results.md").is_file()
+
+
+def test_the_readme_opens_with_what_it_is_the_two_commands_and_the_findings():
+    lines = README.read_text().splitlines()
+    head = "\n".join(lines[:30])
+    for command in ("make reproduce", "make test", "make reproduce PROFILE=class"):
+        assert any(ln.startswith(command + " ") for ln in lines[:30]), f"{command!r} is not in the README's first 30 lines"
+    assert "## The two commands" in head and "## What we found" in head  # the findings right after them
+    at = lines.index("## What we found")
+    assert "docs/results.md" in "\n".join(lines[at:at + 20])  # in a few lines, the long form one click away
+    assert len(lines) < 400, f"the README is {len(lines)} lines: long tables belong in docs/"
+
+
+def test_the_long_results_and_timings_live_one_click_away():
+    readme, results = README.read_text(), (ROOT / "docs" / "results.md").read_text()
+    for heading in ("## What we found", "## Time", "## Speed", "## Results",
+                    "### `paper` profile: the verdict at the paper's width, on an NVIDIA H100",
+                    "### How far do common habits inflate a BUSI number?"):
+        assert heading in results, heading
+    assert "](docs/results.md" in readme
+    # the tables are there, not here: the per-arm verdict rows, the ladder's rungs, the speed table
+    for row in ("| `switching` − `decay` |", "| + one lucky fold of five reported", "| floor: fwd + bwd + step"):
+        assert row in results and row not in readme, row
+    # the README's Time paragraph is prose a newcomer reads: no commit hashes, no test counts
+    section = readme.split("## First time", 1)[1].split("\n## ", 1)[0]
+    time_par = section[section.index("- **Time.**"):].split("\n- **", 1)[0]
+    import re
+
+    assert not re.search(r"\b[0-9a-f]{7}\b", time_par), time_par
+    assert "docs/results.md#time" in time_par
+    # every relative link of the moved page still points at something
+    for target in re.findall(r"\]\((\.\./[^)#]+)", results):
+        assert (ROOT / "docs" / target).resolve().exists(), target

@@ -42,7 +42,7 @@ def test_reproduce_refuses_a_notebook_that_does_not_declare_profile(tmp_path):
 def test_reproduce_refuses_a_smaller_study_no_notebook_declares(tmp_path):
     nb = write_nb(tmp_path / "05_no_study.ipynb", "print('ran')")
     with pytest.raises(BcdetError, match="No notebook declares the parameter 'seeds'"):
-        rp.reproduce("smoke", out=tmp_path / "runs", notebooks=[nb], echo=False, seeds=[0])
+        rp.reproduce("smoke", out=tmp_path / "runs", notebooks=[nb], echo=False, seeds=[0], study=True)
     assert not (tmp_path / "runs").exists()
 
 
@@ -83,3 +83,56 @@ def test_notebook_01_stops_at_a_misspelt_profile(tmp_path, monkeypatch):
     with pytest.raises(PapermillExecutionError) as err:
         _run(NOTEBOOKS[0], tmp_path / "01.ipynb", profil="smoke")
     assert "'profil' (did you mean 'profile'?)" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# issue #27 case 6: papermill -p guesses types from the text (-p seeds 5 is an int, -p study true a string)
+# --------------------------------------------------------------------------------------------
+def test_every_course_notebook_parameter_has_a_type():
+    from bcdet_helpers.params import PARAMETER_TYPES, declared_parameters
+
+    for nb in NOTEBOOKS:
+        assert set(declared_parameters(nb)) <= set(PARAMETER_TYPES), nb.name
+
+
+def _injected(**given) -> dict:
+    """A notebook's globals() after papermill injected ``given`` below chapter 05's parameters cell."""
+    cell = "".join(f"{k} = {v!r}\n" for k, v in given.items())
+    declared = 'profile = "class"\nstudy = False\nseeds = None\nsplits = None\nrandom_seeds = None\nladder = True\n'
+    return {"In": ["", declared, "# Parameters\n" + cell], "profile": "class", "study": False, "seeds": None,
+            "splits": None, "random_seeds": None, "ladder": True, **given}
+
+
+def test_a_single_seed_or_split_becomes_a_list_of_one():
+    from bcdet_helpers.params import check_parameters
+
+    ns = _injected(profile="smoke", seeds=5, splits="grouped", random_seeds=(1, 2), study=True)
+    check_parameters(ns)
+    assert (ns["seeds"], ns["splits"], ns["random_seeds"], ns["study"]) == ([5], ["grouped"], [1, 2], True)
+    ns = _injected(seeds=None)
+    check_parameters(ns)
+    assert ns["seeds"] is None  # the profile's own seeds
+
+
+@pytest.mark.parametrize("given, named", [
+    ({"seeds": -1}, "-p seeds -1: a seed is a whole number"),
+    ({"seeds": "0 1"}, "papermill -y \"seeds: [0, 1]\""),
+    ({"random_seeds": [0, 1.5]}, "-p random_seeds 1.5"),
+    ({"splits": "grouped,random"}, "-p splits 'grouped,random': a split kind is one of grouped, random"),
+    ({"study": "true"}, "-p study 'true': must be True or False"),
+    ({"ladder": 0}, "-p ladder 0: must be True or False"),
+    ({"profile": 5}, "-p profile 5: a profile is a name"),
+])
+def test_a_parameter_of_the_wrong_type_is_named(given, named):
+    from bcdet_helpers.params import check_parameters
+
+    with pytest.raises(BcdetError) as err:
+        check_parameters(_injected(**given))
+    assert named in str(err.value)
+
+
+def test_papermill_p_seeds_5_reaches_the_notebook_as_a_list(tmp_path):
+    nb = write_nb(tmp_path / "nb.ipynb", CHECK + "\nprint('seeds', [s + 1 for s in seeds])",
+                  params='profile = "laptop"\nseeds = None')
+    _run(nb, tmp_path / "ran.ipynb", profile="smoke", seeds=5)  # what `papermill -p seeds 5` injects
+    assert "seeds [6]" in (tmp_path / "ran.ipynb").read_text()

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from bcdet_helpers.errors import BcdetError
+from bcdet_helpers.outputs import MARKER
 from bcdet_helpers.publish import publish
 from bcdet_helpers.runinfo import write_json
 from bcdet_helpers.train import run_dir_for
@@ -42,11 +43,12 @@ def test_publish_copies_the_small_outputs_only(tmp_path, monkeypatch):
     dest = tmp_path / "results" / "smoke"
     dest.mkdir(parents=True)
     (dest / "stale.txt").write_text("from an older study")
+    (dest / MARKER).write_text("an older publish")  # which wrote this folder: it may replace it
 
     assert publish("smoke", dest=dest) == dest
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == [
-        "figures/05_confusion_matrices.png", "metrics.json", "report.md",
+        MARKER, "figures/05_confusion_matrices.png", "metrics.json", "report.md",
         "runs/constant-grouped-fold0-seed0/config.json", "runs/constant-grouped-fold0-seed0/history.csv",
         "runs/constant-grouped-fold0-seed0/result.json",
         "runs/switching-grouped-fold0-seed0/config.json", "runs/switching-grouped-fold0-seed0/history.csv",
@@ -124,9 +126,10 @@ def test_publish_copies_the_study_folder_and_reports_from_it(tmp_path, monkeypat
     cv = tmp_path / "results" / "smoke-cv"
     files = sorted(str(p.relative_to(cv)) for p in cv.rglob("*") if p.is_file())
     n_runs = len(list((folder / "cv" / "oof").glob("*.csv")))
-    assert [f for f in files if "/" not in f] == ["README.md", "design.json", "folds.csv", "runs.csv", "study.json"]
+    assert [f for f in files if "/" not in f] == [MARKER, "README.md", "design.json", "folds.csv", "runs.csv",
+                                                  "study.json"]
     assert sum(f.startswith("oof/") for f in files) == n_runs == sum(f.startswith("val/") for f in files)
-    assert all(f.endswith((".csv", ".json", ".md")) for f in files)  # no weights
+    assert all(f.endswith((".csv", ".json", ".md")) for f in files if f != MARKER)  # no weights
     # the study's finished runs (here the two with a result.json) travel with it: commit, versions, wall time
     assert sorted({f.split("/")[1] for f in files if f.startswith("runs/")}) == \
         ["constant-grouped-fold0-seed0", "switching-grouped-fold0-seed0"]
@@ -163,3 +166,70 @@ def test_publish_refuses_a_missing_incomplete_or_newer_study(tmp_path, monkeypat
     with pytest.raises(BcdetError, match="stale: cv/study.json"):
         publish("smoke", dest=tmp_path / "results" / "smoke")
     assert not (tmp_path / "results").exists()
+
+
+# ------------------------------------------------------------- never delete what publish did not write (#27)
+def test_publish_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypatch, capsys):
+    """Issue #27 case 1: `bcdet publish --dest` on a user's folder deleted their files without a word.
+    Now it refuses in one line, naming the folder and --force; so do the `-cv` and `-cv-partial`
+    folders beside it, and nothing is written. What publish wrote itself it replaces."""
+    from bcdet_helpers.cli import main
+
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    fake_study_reproduction()
+    mywork = tmp_path / "mywork"
+    (mywork / "thesis").mkdir(parents=True)
+    (mywork / "notes.txt").write_text("mine")
+    (mywork / "thesis" / "chapter1.tex").write_text("mine too")
+    assert main(["publish", "--profile", "smoke", "--dest", str(mywork)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bcdet: error: Refusing to replace {mywork}: bcdet did not write it") and "--force" in err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert (mywork / "notes.txt").read_text() == "mine" and (mywork / "thesis" / "chapter1.tex").read_text() == "mine too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mywork", "runs"]  # nothing staged, no -cv written
+
+    new = tmp_path / "new"
+    for side in ("new-cv", "new-cv-partial"):  # the study's folders beside the destination
+        theirs = tmp_path / side
+        theirs.mkdir()
+        (theirs / "notes.txt").write_text("mine")
+        with pytest.raises(BcdetError, match=f"Refusing to replace {theirs}.*--force"):
+            publish("smoke", dest=new)
+        assert (theirs / "notes.txt").read_text() == "mine" and not new.exists()
+        (theirs / "notes.txt").rename(tmp_path / f"{side}.txt")
+        theirs.rmdir()  # empty: publish may use it
+
+    assert publish("smoke", dest=new) == new
+    assert publish("smoke", dest=new) == new  # its own folders (the marker) it replaces without --force
+    assert (new / MARKER).exists() and (tmp_path / "new-cv" / MARKER).exists()
+
+    assert main(["publish", "--profile", "smoke", "--dest", str(mywork), "--force"]) == 0  # asked for: replaced
+    out = capsys.readouterr().out
+    assert f"--force: replacing 2 file(s) in {mywork} (bcdet did not write it" in out
+    assert not (mywork / "notes.txt").exists() and (mywork / MARKER).exists()
+
+
+def test_publish_replaces_committed_results_only_with_force(tmp_path, monkeypatch, capsys):
+    """Issue #27 case 1: `--dest results` wiped the 1,487 committed result files. Files git tracks are
+    records: even in a folder publish wrote, replacing them needs --force, which says how many."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    fake_reproduction()
+    repo = tmp_path / "repo"
+    dest = publish("smoke", dest=repo / "results" / "smoke")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "add", "results"], cwd=repo, check=True)
+    n = len(subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True).stdout.splitlines())
+    with pytest.raises(BcdetError, match=rf"Refusing to replace {dest}: {n} of its files are committed to git.*--force"):
+        publish("smoke", dest=dest)
+    (dest / "metrics.json").write_text("{}")  # so that a replacement shows
+    with pytest.raises(BcdetError, match="Refusing"):
+        publish("smoke", dest=repo / "results")  # the whole results/ folder: not publish's, and committed
+    assert (dest / "metrics.json").read_text() == "{}"
+    assert publish("smoke", dest=dest, force=True) == dest
+    assert f"--force: replacing {n} file(s) in {dest} ({n} of its files are committed to git" in capsys.readouterr().out
+    assert json.loads((dest / "metrics.json").read_text())["profile"] == "smoke"

@@ -2,8 +2,8 @@
 
 ``results/<profile>/runs/<run>/`` keeps the config and per-epoch history of every recorded run. This
 test re-trains the first epochs of one of them -- same profile, schedule, split and seed, on the
-CPU -- and compares the history with the recorded one, so the numbers in the README cannot
-silently drift away from the code that claims them. It needs the real BUSI copy.
+CPU -- and compares the history with the recorded one, so the numbers in the README and its results
+page (``docs/results.md``) cannot silently drift away from the code that claims them. It needs the real BUSI copy.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_every_recorded_run_matches_todays_profile_and_schedule(history):
     history is complete."""
     from dataclasses import asdict
 
-    from bcdet_helpers.profiles import RUN_FIELDS, get_profile, recorded_run_fields, schedule
+    from bcdet_helpers.profiles import RUN_FIELDS, get_profile, recorded_phases, recorded_run_fields, schedule
 
     run = history.parent
     cfg = json.loads((run / "config.json").read_text())
@@ -72,7 +72,8 @@ def test_every_recorded_run_matches_todays_profile_and_schedule(history):
     for f in RUN_FIELDS:
         assert json.loads(json.dumps(getattr(prof, f))) == recorded_run_fields(cfg["profile"])[f], \
             f"{run}: profile field {f} changed"
-    assert cfg["phases"] == [asdict(p) for p in schedule(cfg["schedule"], prof.epochs, prof)], f"{run}: schedule changed"
+    assert recorded_phases(cfg["phases"]) == [asdict(p) for p in schedule(cfg["schedule"], prof.epochs, prof)], \
+        f"{run}: schedule changed"
     suffix = f"-testcopies{cfg['test_copies']}" if cfg.get("test_copies") else ""  # the leakage ladder's runs
     assert run.name == f"{cfg['schedule']}-{cfg['split']}-fold{cfg['fold']}-seed{cfg['seed']}{suffix}"
     hist = pd.read_csv(history)
@@ -83,15 +84,18 @@ def test_every_recorded_run_matches_todays_profile_and_schedule(history):
 
 @pytest.mark.parametrize("profile", ["laptop", "paper"])
 def test_the_readme_quotes_the_recorded_study(profile):
-    """The README's table of each cross-validated study is the one its committed study.json gives:
-    re-evaluating or re-publishing a study without updating the README fails here."""
+    """The README's results page's (``docs/results.md``, one click from the README) table of each
+    cross-validated study is the one its committed study.json gives: re-evaluating or re-publishing a
+    study without updating that page fails here. The README's own summary quotes the same difference."""
     from bcdet_helpers.study import load_study
 
     folder = RESULTS / f"{profile}-cv"
     if not (folder / "study.json").exists():
         pytest.skip(f"no recorded {profile} study")
     s = load_study(folder)
-    readme = (RESULTS.parent / "README.md").read_text()
+    readme = (RESULTS.parent / "docs" / "results.md").read_text()
+    summary = (RESULTS.parent / "README.md").read_text()
+    assert "docs/results.md" in summary
     for arm in s.arms:
         p = s.score(arm, "grouped")
         acc, f1 = p.accuracy, p.macro_f1
@@ -100,3 +104,5 @@ def test_the_readme_quotes_the_recorded_study(profile):
         assert row in readme, f"README lacks the {profile} study's row for {arm}: {row}"
     d = s.difference("switching", "constant")
     assert f"{100 * d.pooled.value:+.1f} [{100 * d.pooled.low:+.1f}, {100 * d.pooled.high:+.1f}]" in readme
+    as_prose = f"{100 * d.pooled.value:+.1f} points [{100 * d.pooled.low:+.1f}, {100 * d.pooled.high:+.1f}]"
+    assert as_prose.replace("-", "\u2212") in summary, f"the README's summary lacks {as_prose}"  # typeset minus

@@ -186,7 +186,7 @@ def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):
     assert est["runs"] == n_runs and est["runs_done"] == 1 and not est["study"]  # the finished run is reused
     assert est["training_seconds"] == pytest.approx((n_runs - est["runs_done"]) * p.epochs * 2.5)
     est = rp.estimate("smoke", "cpu", study=True)  # 5 folds x arms x (grouped seeds + the random split's first)
-    n_runs = p.folds * len(p.schedules) * (len(p.seeds) + 1)  # + the ladder's 5 runs with test copies (heavier)
+    n_runs = p.folds * len(p.study_arms) * (len(p.seeds) + 1)  # + the ladder's 5 runs with test copies (heavier)
     assert est["runs"] == est["runs_study"] == n_runs + p.folds and est["runs_done"] == 1
     heavier = 1 + p.ladder_test_copies / ((p.folds - 1) * (1 - p.val_fraction))
     assert est["training_seconds"] == pytest.approx(round((n_runs - 1 + p.folds * heavier) * p.epochs) * 2.5)
@@ -210,20 +210,36 @@ def test_unknown_profile_is_a_user_error():
         rp.cli_reproduce(argparse.Namespace(profile="gpu-cluster", out=None))
 
 
-def test_a_smaller_study_reaches_only_the_notebooks_that_declare_it(tmp_path):
+def test_a_smaller_study_reaches_only_the_notebooks_that_declare_it(tmp_path, monkeypatch):
     plain = write_nb(tmp_path / "04_plain.ipynb", "print('plain', profile, 'seeds' in dir())")
     study = write_nb(tmp_path / "05_study.ipynb", "print('study', profile, seeds, splits)",
-                     params='profile = "laptop"\nseeds = None\nsplits = None')
+                     params='profile = "laptop"\nstudy = False\nseeds = None\nsplits = None')
+    monkeypatch.setattr(rp, "load_reproduced_study", lambda *a: None)  # this notebook 05 trains no study
     metrics = rp.reproduce("smoke", out=tmp_path / "runs", notebooks=[plain, study], echo=False,
-                           seeds=[0], splits=["grouped"])
+                           seeds=[0], splits=["grouped"], study=True)
     folder = tmp_path / "runs" / "smoke"
     assert "plain smoke False" in (folder / "notebooks" / "04_plain.ipynb").read_text()
     assert "study smoke [0] ['grouped']" in (folder / "notebooks" / "05_study.ipynb").read_text()
     rep = metrics["reproduce"]
-    assert rep["command"] == "bcdet reproduce --profile smoke --seeds 0 --splits grouped"
+    assert rep["command"] == "bcdet reproduce --profile smoke --study --seeds 0 --splits grouped"
     assert rep["study"]["seeds"] == [0] and rep["study"]["splits"] == ["grouped"]
-    assert rep["estimate"]["runs"] == len(rep["study"]["schedules"])  # one seed, one split
+    assert rep["estimate"]["runs"] == rep["study"]["runs"]  # the smaller study (one seed, one split) and no more
     assert "smaller than the profile's own study" in (folder / "report.md").read_text()
+
+
+@pytest.mark.parametrize("study, given, why", [
+    (None, {"seeds": [1]}, "--seeds only shapes the cross-validated study of notebook 05, which profile 'smoke' "
+                           "does not run by default: add --study to run it, or leave it out. Nothing was run."),
+    (False, {"splits": ["grouped"], "ladder": False}, "--splits and --no-ladder only shape the cross-validated "
+                                                      "study of notebook 05, which --no-study turns off"),
+])
+def test_study_options_without_the_study_are_refused(tmp_path, capsys, study, given, why):
+    """Issue #27 case 8: ``bcdet reproduce --profile smoke --seeds 1`` ignored --seeds without a word."""
+    nb = write_nb(tmp_path / "05_study.ipynb", "print('ran')", params='profile = "laptop"\nseeds = None')
+    with pytest.raises(BcdetError) as err:
+        rp.reproduce("smoke", out=tmp_path / "runs", notebooks=[nb], echo=False, study=study, **given)
+    assert why in str(err.value)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_study_asked_for_but_not_written_fails_without_a_report(tmp_path):
@@ -298,24 +314,25 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     from bcdet_helpers.profiles import get_profile
 
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
-    monkeypatch.setattr(plan, "_recorded_seconds_per_epoch", lambda *a: 1.0)
+    monkeypatch.setattr(plan, "_recorded_seconds_per_epoch", lambda *a: (1.0, "1 run (a stand-in)"))
     small = get_profile("laptop", seeds=[1], splits=["random"])
     est = rp.estimate(small, "cpu")
-    arms, folds = len(small.schedules), small.folds
-    # chapter 05: arms x 5 folds x seed 1 x random, + the ladder's 5 runs with test copies trained on
+    arms, study_arms, folds = len(small.schedules), len(small.study_arms), small.folds
+    # chapter 05: the study's arms (matched too) x 5 folds x seed 1 x random, + the ladder's 5 runs with test copies
     # (1 + 2 / (4 x 0.85) = 1.59 times the work: a fold's worth of copies x 2 on top of ~3.4 folds);
     # chapter 04: arms x seed 0 x grouped x fold 0, always
-    assert est["runs"] == arms * folds + arms + folds and est["runs_chapter04_only"] == arms
+    assert est["runs"] == study_arms * folds + arms + folds and est["runs_chapter04_only"] == arms
     heavier = 1 + small.ladder_test_copies / ((folds - 1) * (1 - small.val_fraction))
-    assert est["training_seconds"] == pytest.approx(round((arms * folds + arms + folds * heavier) * small.epochs) / est["jobs"])
+    assert est["training_seconds"] == pytest.approx(round((study_arms * folds + arms + folds * heavier) * small.epochs)
+                                                    / est["jobs"])
     # the full study already holds chapter 04's runs: grouped 3 seeds, random its first seed only, plus
     # the leakage ladder's arm on the random split's other 2 seeds and its 3 seeds with test copies
     full = rp.estimate(get_profile("laptop"), "cpu")
-    assert full["runs"] == arms * folds * (3 + 1) + folds * (2 + 3) and full["runs_ladder"] == folds * 5
-    assert rp.estimate(get_profile("laptop"), "cpu", random_seeds=[0, 1, 2])["runs"] == arms * folds * 6 + folds * 3
+    assert full["runs"] == study_arms * folds * (3 + 1) + folds * (2 + 3) and full["runs_ladder"] == folds * 5
+    assert rp.estimate(get_profile("laptop"), "cpu", random_seeds=[0, 1, 2])["runs"] == study_arms * folds * 6 + folds * 3
     assert rp.estimate(get_profile("laptop"), "cpu", study=False)["runs"] == arms  # --no-study
     lean = rp.estimate(get_profile("laptop"), "cpu", ladder=False)  # --no-ladder: the verdict's runs only
-    assert lean["runs"] == arms * folds * (3 + 1) and lean["runs_ladder"] == 0
+    assert lean["runs"] == study_arms * folds * (3 + 1) and lean["runs_ladder"] == 0
     assert "--no-ladder" in plan.faster_choices("laptop")
 
 
@@ -340,6 +357,8 @@ def long_job(monkeypatch):
            "epochs_per_run": 50, "epochs_to_train": 600, "n_train_images": 557, "seconds_per_epoch": 83.0,
            "seconds_per_epoch_source": "measured now", "training_seconds": 600 * 83.0}
     monkeypatch.setattr(rp, "estimate", lambda *a, **k: dict(est))
+    # the cheaper choices' own estimates: recorded runs where this machine has some, else no timing here
+    monkeypatch.setattr(plan, "_measure_seconds_per_epoch", lambda prof, dev, n: 1.0)
     return est
 
 
@@ -397,3 +416,174 @@ def test_a_smoke_report_says_its_numbers_mean_nothing(tmp_path):
     assert "checks that the code runs" in table.split("| ours")[0]  # said before the first number
     metrics["profile"] = "laptop"
     assert "mean nothing" not in rp.write_report(metrics, tmp_path).read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# issue #27 case 6: Ctrl-C while a notebook runs
+# --------------------------------------------------------------------------------------------
+CTRL_C_DRIVER = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a test runner may ignore SIGINT)
+from pathlib import Path
+from bcdet_helpers import reproduce as rp
+from bcdet_helpers.cli import main
+rp.course_notebooks = lambda folder=None: [Path(sys.argv[1])]
+rp.estimate = lambda *a, **k: {"training_seconds": 0.0}  # no timing run
+rp.print_estimate = lambda est: None
+sys.exit(main(["reproduce", "--profile", "smoke", "--out", sys.argv[2]]))
+"""
+
+
+def test_ctrl_c_during_a_notebook_prints_one_line_and_leaves_no_kernel(tmp_path, busi_dir):
+    """Ctrl-C used to print ``bcdet: interrupted`` and then the kernel's ZMQ traceback or asyncio's
+    ``DeadKernelError`` ones (nbclient shut the busy kernel down gracefully)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nb = write_nb(tmp_path / "01_busy.ipynb", "import os, time\nprint('kernel', os.getpid(), flush=True)\ntime.sleep(120)")
+    out = tmp_path / "runs"
+    env = {**os.environ, "BCDET_DATA": str(busi_dir)}
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, str(nb), str(out)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    kernel = None
+    for line in proc.stdout:  # the notebook's own output, echoed while its cell runs
+        if line.startswith("kernel "):
+            kernel = int(line.split()[1])
+            break
+    assert kernel, proc.communicate(timeout=60)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    _, err = proc.communicate(timeout=60)
+    kernel_log = "[IPKernelApp] WARNING | Kernel is running over TCP"  # the kernel's startup note, in every run
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(kernel_log)]
+    assert proc.returncode == 130 and lines == ["bcdet: interrupted"], err
+    assert not (out / "smoke" / "report.md").exists()
+    for _ in range(50):  # the kernel was killed, not left running
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the kernel {kernel} still runs")
+
+
+# --------------------------------------------------------------------------------------------
+# issue #27, case 7: the cheap path first -- `class` everywhere, honest choices printed once, a stable estimate
+# --------------------------------------------------------------------------------------------
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name, sub
+                yield from _subparsers(sub)
+
+
+def test_class_is_listed_wherever_profiles_are_listed():
+    """Every ``--profile`` help, ``make help`` and the README's two commands name every profile,
+    ``class`` (the minutes-long path) included; the CLI takes the names from ``profiles.PROFILES``."""
+    import subprocess
+    from pathlib import Path
+
+    from bcdet_helpers.cli import build_parser
+    from bcdet_helpers.profiles import PROFILES
+
+    helps = {name: a.help for name, sub in _subparsers(build_parser()) for a in sub._actions
+             if "--profile" in a.option_strings}
+    assert {"train", "tune", "reproduce", "publish", "ladder"} <= set(helps)
+    for name, text in helps.items():
+        assert all(p in text for p in PROFILES), f"bcdet {name} --profile: {text}"
+    root = Path(__file__).resolve().parents[1]
+    shown = subprocess.run(["make", "-s", "-C", str(root), "help"], capture_output=True, text=True, check=True).stdout
+    assert "PROFILE=" + "|".join(PROFILES) in shown
+    head = "\n".join((root / "README.md").read_text().splitlines()[:30])
+    assert "PROFILE=class" in head and "make reproduce" in head
+
+
+def _fake_pace(monkeypatch, tmp_path, cores=2):
+    """No finished runs, no committed ones, and a fixed pace per profile instead of timing steps."""
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(plan, "reference_run_folders", lambda profile: [], raising=False)  # (older code: none)
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    pace = {"paper": 40.0, "laptop": 8.0, "class": 1.5, "smoke": 0.1}
+    monkeypatch.setattr(plan, "_measure_seconds_per_epoch", lambda prof, dev, n: pace[prof.name])
+
+
+def test_a_refusal_on_a_cpu_names_class_and_laptop_once_with_their_estimates(tmp_path, monkeypatch, capsys):
+    from bcdet_helpers.report import fmt_duration
+
+    _fake_pace(monkeypatch, tmp_path)
+    nb = write_nb(tmp_path / "01_ok.ipynb", "print('ran')", params='profile = "laptop"\nstudy = False\nladder = True')
+    with pytest.raises(BcdetError) as err:
+        rp.reproduce("paper", out=tmp_path / "out", notebooks=[nb], echo=False, device="cpu")
+    said = capsys.readouterr().out + "\n" + str(err.value)
+    assert "Not started" in str(err.value)
+    for profile in ("class", "laptop"):
+        assert said.count(f"--profile {profile} ") + said.count(f"--profile {profile}\n") == 1, said  # printed once
+        assert said.count(f"PROFILE={profile})") == 1, said
+        took = fmt_duration(plan.estimate(profile, "cpu")["training_seconds"])
+        line = next(ln for ln in said.splitlines() if f"--profile {profile} " in ln or ln.endswith(f"--profile {profile}"))
+        assert f"~{took} " in line, line  # each with its own estimate
+    assert said.index("--profile class") < said.index("--profile laptop")  # the cheapest first
+    assert "--profile paper --no-ladder" in said  # and the smaller studies of the profile asked for
+
+
+def test_a_job_that_starts_anyway_names_the_choices_once_and_a_long_one_only_in_the_refusal(tmp_path, monkeypatch,
+                                                                                             capsys):
+    _fake_pace(monkeypatch, tmp_path)
+    est = plan.estimate("paper", "cpu")
+    plan.print_estimate(est)
+    assert "--profile class" not in capsys.readouterr().out  # the refusal names them (above)
+    est = dict(est, training_seconds=2400.0)  # 40 min: starts without asking, the choices said once here
+    plan.print_estimate(est)
+    plan.confirm_long_job(est)
+    out = capsys.readouterr().out
+    assert out.count("--profile class") == 1 and "No GPU found" in out
+
+
+def test_the_estimate_comes_from_the_recorded_runs_of_the_same_kind_of_machine(tmp_path, monkeypatch):
+    """The class estimate said ~31 min once and 83 s on a retry: steps timed on a busy CPU. Whole runs
+    recorded on the same kind of machine give the same number every time, and say so."""
+    import statistics
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    recorded = [json.loads(p.read_text()) for p in (results / "class" / "runs").glob("*/result.json")]
+    if not recorded:
+        pytest.skip("no recorded class runs under results/")
+    cores = recorded[0]["environment"]["cpu_count"]
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+
+    def no_timing(*a):
+        raise AssertionError("timed steps although runs were recorded on this kind of machine")
+
+    monkeypatch.setattr(plan, "_measure_seconds_per_epoch", no_timing)
+    first, again = plan.estimate("class", "cpu"), plan.estimate("class", "cpu")
+    assert first == again
+    assert first["seconds_per_epoch"] == statistics.median(r["seconds_per_epoch"] for r in recorded)
+    assert f"{len(recorded)} runs on a {cores}-core CPU in results/class/" in first["seconds_per_epoch_source"]
+    assert first["seconds_per_epoch_source"].startswith("recorded")
+    # another kind of machine does not borrow them: it times warmed steps now, and says so
+    monkeypatch.setattr("os.cpu_count", lambda: cores + 6)
+    monkeypatch.setattr(plan, "_measure_seconds_per_epoch", lambda prof, dev, n: 3.0)
+    other = plan.estimate("class", "cpu")
+    assert other["seconds_per_epoch"] == 3.0 and other["seconds_per_epoch_source"].startswith("measured now")
+
+
+def test_a_measured_estimate_is_the_median_of_warmed_steps():
+    """A cold first step (allocation, kernel choice) or one slowed by another job does not move it."""
+    steps = iter([30.0, 10.0, 1.0, 1.1, 9.0, 0.9, 1.0])  # seconds each call takes
+    now = [0.0]
+
+    def step():
+        now[0] += next(steps)
+
+    assert plan._steady_seconds(step, warmup=2, repeats=5, budget_s=100, clock=lambda: now[0]) == pytest.approx(1.0)
+    steps = iter([30.0, 10.0, 1.0, 1.1, 9.0, 0.9, 1.0])  # past the time budget: three timed steps, no more
+    assert plan._steady_seconds(step, warmup=2, repeats=5, budget_s=5, clock=lambda: now[0]) == pytest.approx(1.1)

@@ -1,4 +1,7 @@
-"""``make slides``: reveal.js decks from executed notebooks (bcdet_helpers.slides)."""
+"""``make slides``: offline reveal.js decks, one per chapter, from curated notebooks (bcdet_helpers.slides).
+
+The build fails on a remote URL: every deck built here is also scanned for anything it would load from
+another host (reveal.js, MathJax, fonts, scripts), so a deck that needs internet access fails the tests."""
 from __future__ import annotations
 
 import re
@@ -9,6 +12,7 @@ import nbformat
 import pytest
 
 from bcdet_helpers import slides
+from bcdet_helpers.errors import BcdetError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +56,8 @@ def test_build_decks_renders_executed_notebook_and_falls_back(isolated_runs):
     assert [d.name for d in decks] == ["03_tiny.slides.html"]
     assert decks[0].parent == isolated_runs / "smoke" / "slides"
     html = decks[0].read_text()
-    assert "reveal" in html.lower()
+    assert "reveal" in html.lower() and slides.remote_loads(html) == []
+    assert (decks[0].parent / "_static" / "reveal.js" / "dist" / "reveal.js").exists()
     assert _sections(html) >= 4  # title, two slides, one sub-slide
     assert "First point" in html and 'profile = "smoke"' not in html  # the parameters cell is skipped
     with pytest.raises(FileNotFoundError, match="no executed notebook 05"):
@@ -60,12 +65,58 @@ def test_build_decks_renders_executed_notebook_and_falls_back(isolated_runs):
     shutil.rmtree(isolated_runs / "smoke" / "slides")
 
 
-@pytest.mark.parametrize("chapter", ["01", "02", "03"])
-def test_course_notebooks_carry_slide_metadata(chapter):
+CHAPTERS = ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_course_notebooks_carry_curated_slide_metadata(chapter):
+    """Every cell says how it shows; the decks are curated -- most code is skipped, the figures stay."""
     nb = nbformat.read(next((ROOT / "notebooks").glob(f"{chapter}_*.ipynb")), as_version=4)
     types = [c.metadata.get("slideshow", {}).get("slide_type") for c in nb.cells]
-    assert None not in types, "every cell of notebooks 01-03 says how it shows on a slide"
+    assert None not in types, f"every cell of notebook {chapter} says how it shows on a slide"
     assert types.count("slide") >= 5
+    code = [t for c, t in zip(nb.cells, types) if c.cell_type == "code"]
+    assert code.count("skip") >= len(code) / 3, "a deck is not the whole notebook: skip the plumbing"
+    assert 3 <= len(code) - code.count("skip"), "the figures that carry the lesson belong on the slides"
+    for cell, kind in zip(nb.cells, types):
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith(("**Your turn", "**Open question")):
+            assert kind == "subslide", cell.source[:60]
+        if any(t.startswith("exercise-") or t == "parameters" for t in cell.metadata.get("tags", [])):
+            assert kind == "skip", "starter and parameters cells stay off the slides"
+
+
+def test_remote_loads_finds_what_a_page_would_fetch():
+    page = """<script src="https://cdn.example.org/x.js"></script><link rel="stylesheet" href="//fonts.example/c.css">
+    <style>@import url(https://fonts.googleapis.com/css?family=Lato); b { background: url('http://x/y.png') }</style>
+    <script type="module">import m from 'https://cdn.example/m.mjs';</script>
+    <script>require(["https://unpkg.com/reveal.js@4.0.2/dist/reveal.js"], function () {});</script>
+    <a href="https://doi.org/10.1016/j.dib.2019.104863">a citation is a link, not a load</a>
+    <script src="_static/reveal.js/dist/reveal.js"></script>"""
+    found = slides.remote_loads(page)
+    assert len(found) == 6 and not any("doi.org" in f or "_static" in f for f in found)
+
+
+def test_every_chapter_builds_an_offline_deck(tmp_path):
+    """`make slides`: one deck per chapter, reveal.js and MathJax served from the install -- no CDN."""
+    decks = slides.build_decks(None, unexecuted=True, out=tmp_path)
+    assert [d.name[:2] for d in decks] == CHAPTERS
+    static = tmp_path / slides.STATIC
+    assert (static / "reveal.js" / "dist" / "reveal.js").exists() and (static / "mathjax" / "MathJax.js").exists()
+    for deck in decks:
+        html = deck.read_text()
+        assert slides.remote_loads(html) == [], deck.name
+        assert not any(cdn in html for cdn in ("unpkg.com", "cdnjs.cloudflare.com", "cdn.jsdelivr.net")), deck.name
+        assert '<script src="_static/reveal.js/dist/reveal.js">' in html and "_static/mathjax/MathJax.js" in html
+        assert _sections(html) >= 8, deck.name
+        assert 'profile = "class"' not in html  # the parameters cell is skipped
+
+
+def test_a_deck_that_needs_the_internet_fails_the_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(slides, "TEMPLATE", slides.TEMPLATE.replace(
+        "{%- block footer_js -%}", '{%- block footer_js -%}\n<script src="https://unpkg.com/reveal.js@4.0.2/dist/reveal.js"></script>'))
+    with pytest.raises(BcdetError, match="would load from the internet"):
+        slides.render_deck(next((ROOT / "notebooks").glob("01_*.ipynb")), tmp_path / "01.slides.html")
+    assert not (tmp_path / "01.slides.html").exists()
 
 
 def test_deck_of_notebook_03_from_its_smoke_run(isolated_runs):
@@ -76,3 +127,4 @@ def test_deck_of_notebook_03_from_its_smoke_run(isolated_runs):
     deck = slides.render_deck(executed, isolated_runs / "slides" / "03.slides.html")
     html = deck.read_text()
     assert _sections(html) >= 10 and "data:image/png;base64" in html
+    assert slides.remote_loads(html) == []

@@ -339,6 +339,36 @@ def test_unfinished_run_needs_resume(runs):
     assert json.loads((d / "config.json").read_text())["started"] == started  # the first start is kept
 
 
+_LOCK_HOLDER = """
+import sys, time
+from bcdet_helpers.runs import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_run_folder_is_locked_while_a_process_trains_in_it(runs):
+    """Issue #27 case 3: two processes training in one run folder overwrote each other's checkpoints (one
+    crashed on the other's checkpoint.pt.tmp). The second is refused with the holder's PID before it
+    touches the folder, and a holder that dies (here: killed) releases it."""
+    d = train.run_dir_for("smoke", "switching", "grouped", 0)
+    holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(d)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).parents[1])
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BcdetError, match=rf"{d.name} is in use: another process \(PID {holder.pid} on "):
+            train.train_run(runs, "switching", seed=0, device="cpu", progress=False)
+        assert sorted(p.name for p in d.iterdir()) == [".lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    res = train.train_run(runs, "switching", seed=0, device="cpu", progress=False)
+    assert (d / "result.json").exists()
+    with runs_module.run_lock(d):  # a finished run is only read: loading it needs no lock
+        assert train.train_run(runs, "switching", seed=0, device="cpu", progress=False).best_epoch == res.best_epoch
+
+
 def test_cli_train_prints_where_results_went(runs, capsys, monkeypatch):
     monkeypatch.setattr(runs_module, "get_profile", lambda name, **kw: runs.__class__(**{**runs.to_dict(), **kw}))
     args = argparse.Namespace(profile="smoke", schedule="onecycle", seed=2, split="grouped", epochs=2,
@@ -373,3 +403,23 @@ def test_one_macro_f1_for_training_and_evaluation_absent_class_pinned():
     assert macro_f1_from_confusion(confusion(y_true, y_pred, 3)) == pytest.approx(0.8333, abs=1e-4)
     assert evaluate.macro_f1(y_true, proba) == pytest.approx(0.8333, abs=1e-4)
     assert evaluate.metrics(y_true, proba)["macro_f1"] == pytest.approx(0.8333, abs=1e-4)
+
+
+def test_cli_train_says_ctrl_c_once_with_how_to_go_on(runs, capsys, monkeypatch):
+    """Issue #27: Ctrl-C printed two lines that disagreed (``pass resume=True`` and ``--resume``)."""
+    monkeypatch.setattr(runs_module, "get_profile", lambda name, **kw: runs.__class__(**{**runs.to_dict(), **kw}))
+    real, calls = train.validate, []
+
+    def ctrl_c_in_epoch_2(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train, "validate", ctrl_c_in_epoch_2)
+    args = argparse.Namespace(profile="smoke", schedule="onecycle", seed=3, split="grouped", epochs=3,
+                              device="cpu", resume=False, fold=0)
+    assert train.cli_train(args) == 130
+    said = [ln for ln in capsys.readouterr().out.splitlines() if "nterrupt" in ln]
+    assert said == ["Interrupted (Ctrl-C) after epoch 1, which is checkpointed. To go on: resume=True "
+                    "(bcdet train: the same command plus --resume)."]

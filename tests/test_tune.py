@@ -29,7 +29,8 @@ def _complete(url, name):
 
 
 def test_every_arm_has_a_search_space_and_its_defaults_build():
-    assert set(profiles.SEARCH_SPACES) == set(profiles.ARMS) == {"constant", "decay", "switching", "onecycle"}
+    assert set(profiles.SEARCH_SPACES) == set(profiles.TUNED_ARMS) == {"constant", "decay", "switching", "onecycle"}
+    assert set(profiles.ARMS) == set(profiles.PHASES_OF) == set(profiles.TUNED_ARMS) | set(profiles.BORROWS)
     for arm in profiles.ARMS:
         phases = profiles.schedule(arm, 50)
         assert sum(p.epochs for p in phases) == 50
@@ -237,3 +238,43 @@ def test_unknown_profile_and_ctrl_c_are_one_line(small, tmp_path, capsys, monkey
     assert code == 130 and err.strip() == "bcdet: interrupted" and "Traceback" not in out + err
     study = optuna.load_study(study_name="smoke-constant-grouped", storage=url)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]  # not counted, not running
+
+
+def test_the_matched_arm_is_switching_with_adam_throughout(small, tmp_path, monkeypatch):
+    """#28: switching - matched changes the optimizer and nothing else: the same boundaries, rates,
+    warm-ups, weight decay and fresh starts; matched is never tuned, it borrows switching's values."""
+    from bcdet_helpers import train
+    from bcdet_helpers.runs import train_run
+
+    assert "matched" not in profiles.SEARCH_SPACES and profiles.BORROWS == {"matched": "switching"}
+    assert "matched" in profiles.get_profile("laptop").study_arms
+    assert "matched" not in profiles.get_profile("class").schedules  # the course keeps its four arms
+    for prof in ("laptop", "smoke", None):
+        sw, ma = profiles.schedule("switching", 50, prof), profiles.schedule("matched", 50, prof)
+        assert [p.optimizer for p in ma] == ["adam"] * 4
+        strip = lambda p: (p.lr, p.epochs, p.warmup, p.weight_decay)  # noqa: E731
+        assert [strip(p) for p in ma] == [strip(p) for p in sw]
+        assert [p.restart for p in ma] == [False, True, True, True]  # a new Adam where switching starts anew
+    # enter_phase starts a new optimizer on restart, keeps it otherwise
+    import torch
+
+    model = torch.nn.Linear(2, 2)
+    first = train.make_optimizer(ma[0], model)
+    assert train.enter_phase(ma[1], ma[0], first, model) is not first
+    kept = profiles.Phase("adam", 1e-4, 3)
+    assert train.enter_phase(kept, ma[0], first, model) is first
+    # it trains, and runs recorded before the phase field existed still match their config
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
+    res = train_run(small, "matched", seed=0, progress=False)
+    assert set(res.history["optimizer"]) == {"adam"}
+    import json
+
+    cfg = json.loads((res.run_dir / "config.json").read_text())
+    for phase in cfg["phases"]:
+        phase.pop("restart")
+    (res.run_dir / "config.json").write_text(json.dumps(cfg))
+    sw_run = train_run(small, "switching", seed=0, progress=False)
+    cfg = json.loads((sw_run.run_dir / "config.json").read_text())
+    [p.pop("restart") for p in cfg["phases"]]
+    (sw_run.run_dir / "config.json").write_text(json.dumps(cfg))
+    assert train_run(small, "switching", seed=0, progress=False).run_dir == sw_run.run_dir  # loaded, not refused

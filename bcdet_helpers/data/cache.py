@@ -18,7 +18,6 @@ notebook 05's masks) through the same :func:`resize_image`, so they see what tra
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from PIL import Image
 
 from ..paths import runs_dir
 from ..profiles import DEFAULTS
+from ..runinfo import write_atomic
 from .images import read_image
 from .index import fingerprint, load_index, masks_of
 from .locate import locate_busi
@@ -42,7 +42,11 @@ def cache_path(image_size: int, channels: int) -> Path:
 
 def resize_image(path, image_size: int, channels: int = DEFAULTS.channels) -> np.ndarray:
     """One image file -> uint8 array (C, S, S): decoded, converted, squashed to S x S."""
-    img = read_image(path, "L" if channels == 1 else "RGB")
+    return squash(read_image(path, "L" if channels == 1 else "RGB"), image_size)
+
+
+def squash(img: Image.Image, image_size: int) -> np.ndarray:
+    """A decoded image -> uint8 array (C, S, S), squashed to S x S (:data:`RESIZE`)."""
     img = img.resize((image_size, image_size), Image.Resampling.BICUBIC, reducing_gap=3.0)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
@@ -71,11 +75,7 @@ def build_cache(root=None, image_size: int = DEFAULTS.image_size, channels: int 
             "build_seconds": round(time.perf_counter() - t0, 3),
         },
     }
-    path = cache_path(image_size, channels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # unique: two processes may build at once
-    torch.save(data, tmp)
-    tmp.replace(path)
+    write_atomic(cache_path(image_size, channels), lambda tmp: torch.save(data, tmp))  # two processes may build at once
     return data
 
 
@@ -118,6 +118,27 @@ def load_images(paths, image_size: int, channels: int = DEFAULTS.channels):
     if not len(paths):
         return torch.zeros((0, channels, image_size, image_size), dtype=torch.uint8)
     return torch.from_numpy(np.stack([resize_image(p, image_size, channels) for p in paths]))
+
+
+def load_scan_areas(paths, image_size: int, channels: int = DEFAULTS.channels):
+    """``(images, infos)``: like :func:`load_images`, but each image first cut to its scan area
+    (:func:`~bcdet_helpers.data.scanarea.crop_scan_area`; ``infos`` its :class:`CropInfo` per file).
+
+    The crop is found on the RGB image (colour marks the overlays it must not take for tissue), then
+    the crop is converted as :func:`resize_image` converts a whole file -- an image with no frame
+    comes out bit-identical to :func:`load_images`' (``tests/test_external.py``). ``bcdet evaluate
+    --crop auto`` reads folders this way; training reads BUSI whole (its images are scan areas).
+    """
+    from .scanarea import crop_scan_area
+
+    images, infos = [], []
+    for p in paths:
+        cropped, _, info = crop_scan_area(read_image(p, "RGB"))
+        images.append(squash(cropped.convert("L" if channels == 1 else "RGB"), image_size))
+        infos.append(info)
+    if not images:
+        return torch.zeros((0, channels, image_size, image_size), dtype=torch.uint8), infos
+    return torch.from_numpy(np.stack(images)), infos
 
 
 def lesion_mask(image_path, image_size: int) -> np.ndarray:

@@ -20,11 +20,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from ..busi import BUSI, CLASSES
 from ..errors import BcdetError
-from .images import MIN_SIDE, read_image
+from .images import MIN_SIDE, open_image, read_image
 from .locate import locate_busi
 
 # Counts in the published dataset (the BUSI record). A subset is allowed, so a different count is a
@@ -142,7 +140,7 @@ def _inspect_png(path: Path) -> tuple[tuple[int, int] | None, str | None, str | 
     On failure the error text is read_image's own, so check and training say the same thing.
     """
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             size, mode = img.size, img.mode
             img.verify()
         return size, mode, None

@@ -7,6 +7,8 @@ the file.
 """
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,30 @@ def to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
+def open_image(path: str | Path) -> Image.Image:
+    """``Image.open(path)``, refused with a :class:`BcdetError` naming the file when it has more pixels
+    than Pillow's decompression-bomb limit, ``Image.MAX_IMAGE_PIXELS`` (~89 megapixels; an ultrasound
+    scan has about one).
+
+    Pillow reads only the header here and checks the size itself, but lets an image of 1-2 times its
+    limit through with a bare "decompression bomb DOS attack" warning and stops a larger one with a
+    ``DecompressionBombError`` traceback. Both become one message, before any pixel is decoded.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        found = re.search(r"(\d+) pixels", str(exc))  # "Image size (225000000 pixels) exceeds limit ..."
+        size = f"{int(found[1]) / 1e6:.0f} megapixels" if found else "too many pixels"
+        raise BcdetError(
+            f"{path}: image has {size}, over the limit of {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (Pillow's guard "
+            "against decompression bombs); an ultrasound image has about one. Downscale it to a few thousand "
+            "pixels a side (any image editor, or ImageMagick: magick BIG.png -resize 2000x2000 SMALL.png) "
+            "and pass the copy (in a dataset folder: replace the file with it, or remove it)."
+        ) from None
+
+
 def read_image(path: str | Path, mode: str = "L", min_side: int = MIN_SIDE) -> Image.Image:
     """Decode ``path`` fully and return it as an 8-bit image in ``mode`` ("L" or "RGB").
 
@@ -46,7 +72,7 @@ def read_image(path: str | Path, mode: str = "L", min_side: int = MIN_SIDE) -> I
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.load()
             img = to_8bit(img).convert(mode)
     except FileNotFoundError:

@@ -26,7 +26,6 @@ Annotation detectors (simple on purpose, so a student can check them)
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
 import time
@@ -39,9 +38,10 @@ from PIL import Image
 from ..busi import BUSI_FOLDER, CLASSES
 from ..errors import BcdetError
 from ..paths import runs_dir
+from ..runinfo import write_atomic
 from . import similarity
 from .check import parse_name, require_usable
-from .images import read_image, read_mask, to_8bit
+from .images import open_image, read_image, read_mask, to_8bit
 from .progress import announce
 
 INDEX_VERSION = 2  # bump when the columns or detectors change, to invalidate old caches
@@ -119,7 +119,7 @@ def mark_pixels(gray: np.ndarray) -> int:
 def _describe(path: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     """One image -> (row fields, thumbnail, 256-bin intensity histogram)."""
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.load()
             mode, (w, h) = img.mode, img.size
             colour = colour_fraction(img)
@@ -210,11 +210,7 @@ def load_index(root: str | Path | None = None, full: bool = False, rebuild: bool
             bundle = None  # a broken cache is rebuilt, never trusted
     if bundle is None:
         bundle = _build(root)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # unique: two processes may build at once
-        with open(tmp, "wb") as fh:
-            pickle.dump(bundle, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(cache)
+        write_atomic(cache, lambda tmp: tmp.write_bytes(pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)))
     bundle["cache_file"] = str(cache)
     return bundle if full else bundle["index"].copy()
 

@@ -5,11 +5,12 @@ Both the ``Dataset_BUSI_with_GT`` folder itself and any folder that contains it 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..busi import BUSI, BUSI_FOLDER, CLASSES
 from ..errors import BcdetError
-from ..paths import default_data_dir
+from ..paths import default_data_dir, project_root
 
 BY_HAND = (
     f"Download {BUSI_FOLDER}.zip by "
@@ -43,12 +44,29 @@ def find_busi(path: str | Path | None = None) -> Path | None:
 
 
 def locate_busi(path: str | Path | None = None) -> Path:
-    """Like :func:`find_busi` but raises :class:`BcdetError` with what to do when nothing is found."""
+    """Like :func:`find_busi` but raises :class:`BcdetError` with what to do when nothing is found --
+    for a file (often the downloaded zip itself), what to do with it."""
     found = find_busi(path)
     if found is None:
         where = Path(path).expanduser() if path is not None else default_data_dir()
+        if where.is_file():
+            from_env = path is None and os.environ.get("BCDET_DATA")
+            raise BcdetError(_not_a_folder(where, " (BCDET_DATA)" if from_env else ""))
         raise BcdetError(
             f"No BUSI dataset found at {where} (looked for benign/, malignant/, normal/ folders "
             f"there and in {where / BUSI_FOLDER}). {HOW_TO_GET}"
         )
     return found
+
+
+def _not_a_folder(where: Path, source: str) -> str:
+    """The message for a dataset path that is a file: for a zip, how to unpack and check it."""
+    import zipfile
+
+    if zipfile.is_zipfile(where):
+        data = project_root() / "data"  # where bcdet looks when BCDET_DATA is not set
+        return (f"{where}{source} is a zip file, not a folder. Unpack and check it in one step with "
+                f"`bcdet data download --url {where.resolve().as_uri()} --dest {data}`: it puts BUSI in "
+                f"{data / BUSI_FOLDER}, where bcdet finds it (with BCDET_DATA unset or pointing there).")
+    return (f"{where}{source} is a file, not a folder: give the BUSI folder, the one holding benign/, "
+            "malignant/ and normal/. " + HOW_TO_GET)

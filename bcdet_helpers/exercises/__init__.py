@@ -25,12 +25,13 @@ import importlib
 import pkgutil
 import re
 
-from .core import EXERCISES, Exercise, Feedback, NotAnswered, check, exercise, exercise_cells, load_solutions, with_solutions
+from .core import (EXERCISES, KINDS, MEASURED, Exercise, Feedback, NotAnswered, check, exercise, exercise_cells,
+                   load_solutions, open_question, save_measured, with_solutions)
 
 #: the chapters with exercises: every ``chNN`` module here, imported (which registers its checks)
 CHAPTERS = tuple(sorted(m.name[2:] for m in pkgutil.iter_modules(__path__) if re.fullmatch(r"ch\d\d", m.name)))
 for _chapter in CHAPTERS:
     importlib.import_module(f".ch{_chapter}", __name__)
 
-__all__ = ["EXERCISES", "Exercise", "Feedback", "NotAnswered", "check", "exercise", "exercise_cells",
-           "load_solutions", "with_solutions", "CHAPTERS"]
+__all__ = ["EXERCISES", "KINDS", "MEASURED", "Exercise", "Feedback", "NotAnswered", "check", "exercise",
+           "exercise_cells", "load_solutions", "open_question", "save_measured", "with_solutions", "CHAPTERS"]

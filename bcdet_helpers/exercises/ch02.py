@@ -1,7 +1,8 @@
-"""Chapter 02 (from PNG to tensors): a prediction, two functions to complete and a figure to read."""
+"""Chapter 02 (from PNG to tensors): a prediction, the leak counter behind it (the chapter's real coding
+task), two short functions, a figure to read and an open question."""
 from __future__ import annotations
 
-from .core import call, choice, exercise, hint
+from .core import call, choice, exercise, hint, open_question
 
 
 def _bucket(n: int) -> str:
@@ -14,13 +15,57 @@ def random_split_leaks(answer, *, leaked):
     guess = choice(answer, ("none", "a few", "many"))
     truth = _bucket(int(leaked))
     if guess != truth:
-        hint(f"this run measured {int(leaked)} train-test pairs for the random split. A random split ignores "
-             "groups, so each pair's two images land in train and test independently -- how often does that "
-             "happen with 70 % train and 15 % test?")
+        hint(f"this run measured {int(leaked)} train-test pairs for the random split. A random split places the "
+             "two images of a pair independently: with the part sizes printed above, how likely is a pair to "
+             "straddle train and test -- and how many pairs are there?")
     return f"{int(leaked)} leaked train-test pairs ('{truth}'); the grouped split leaks none by construction"
 
 
-@exercise("02.2", answer="normalize", title="Write normalize(x, mean, std)")
+def _toy_split():
+    import pandas as pd
+
+    files = ["a", "b", "c", "d", "e", "f", "g"]
+    split = ["train", "test", "train", "val", "test", "train", "test"]
+    pairs = pd.DataFrame({"file_a": ["a", "c", "b", "d", "e", "a"], "file_b": ["b", "f", "e", "a", "c", "zz"],
+                          "class_a": ["benign"] * 6, "class_b": ["benign"] * 6, "similarity": [0.9] * 6})
+    return files, split, pairs  # a-b, e-c: train-test (both orders); c-f train-train; b-e test-test; d-a val-train
+
+
+@exercise("02.2", answer="count_leaks", title="Write count_leaks(pairs, files, split)", kind="code")
+def count_leaks(function, *, pairs=None, files=None, split=None):
+    """``pairs``: near-duplicate pairs; ``files``/``split``: every image of the profile and its part
+    (the random split of the notebook). The student's function returns how many pairs have one image in
+    train and the other in test -- what ``split.leaked_pairs`` counts."""
+    import numpy as np
+    import pandas as pd
+
+    from ..data.split import leaked_pairs
+
+    cases = [(*_toy_split(), "a seven-file example")]
+    if pairs is not None and files is not None and split is not None:
+        cases.append((list(files), list(np.asarray(split)), pairs, "this notebook's random split"))
+    for fs, sp, ps, name in cases:
+        want = leaked_pairs(ps, pd.DataFrame({"file": fs}), np.asarray(sp), ("train", "test"))
+        got = call(function, ps.copy(), list(fs), np.asarray(sp))
+        try:
+            got = int(got)
+        except (TypeError, ValueError):
+            hint(f"return a number of pairs, not a {type(got).__name__}")
+        if got == want:
+            continue
+        where = dict(zip(fs, sp))
+        a, b = ps["file_a"].map(where), ps["file_b"].map(where)
+        if got in (int(((a == "train") & (b == "test")).sum()), int(((a == "test") & (b == "train")).sum())):
+            hint(f"on {name} you counted {got}, expected {want}: does it matter which image of a pair was "
+                 "written down first?")
+        if got == int((a.notna() & b.notna() & (a != b)).sum()):
+            hint(f"on {name} you counted every pair that straddles two parts ({got}); which two parts does the "
+                 "question ask about?")
+        hint(f"on {name} you counted {got}, expected {want}: you need the part of *both* images of each pair")
+    return f"{want} pair(s) with one image in train and the other in test on {name}: the same as split.leaked_pairs"
+
+
+@exercise("02.3", answer="normalize", title="Write normalize(x, mean, std)", kind="code")
 def normalize(function):
     import torch
 
@@ -43,10 +88,11 @@ def normalize(function):
         hint("you subtracted the mean; now divide by the std")
     if torch.allclose(got, x.float() / 255 / std - mean, atol=1e-4):
         hint("subtract the mean first, then divide by the std (brackets)")
-    hint("compute (x / 255 - mean) / std on a float copy of x")
+    hint("the network's input has mean 0 and std 1 on the training pixels: which two operations, in which "
+         "order, on which scale?")
 
 
-@exercise("02.3", answer="training_stats", title="Write training_stats(images, split)")
+@exercise("02.4", answer="training_stats", title="Write training_stats(images, split)", kind="code")
 def training_stats(function, *, data):
     """``data``: the SplitData of the notebook (images, split, and the statistics it computed)."""
     got = call(function, data.images, data.split)
@@ -60,14 +106,15 @@ def training_stats(function, *, data):
     if abs(mean - data.mean) > 1e-4:
         if abs(mean - float(all_pixels.mean())) < 1e-5:
             hint("that is the mean of *all* images, test images included; keep the rows where split == 'train'")
-        hint("keep the images whose split is 'train', convert them to float on the 0..1 scale, then take "
-             ".mean() over every pixel")
+        hint("your mean is neither the training images' nor all images': which rows of `images` are the "
+             "training part, and on which scale do the statistics live?")
     if abs(std - data.std) > 1e-3:
         hint("the mean is right; the std is not -- take .std() over the same training pixels")
     return f"mean {mean:.4f}, std {std:.4f}: exactly what load_split_data stored, with no test pixel involved"
 
 
-@exercise("02.4", answer="never_happens", title="Read the augmentation grid: which change never happens?")
+@exercise("02.5", answer="never_happens", title="Read the augmentation grid: which change never happens?",
+          kind="read")
 def augmentation_grid(answer, *, augment):
     """``augment``: the augmentation settings (``bcdet_helpers.data.augment.AUGMENT``)."""
     options = ("horizontal flip", "vertical flip", "rotation", "zoom")
@@ -78,3 +125,8 @@ def augmentation_grid(answer, *, augment):
         hint(f"look at the twelve pictures again: some of them do show a {guess}. Where is the skin, "
              "and where is the acoustic shadow, in every one of them?")
     return "never upside down: depth is the vertical axis, and shadows fall below a lesion"
+
+
+@exercise("02.6", answer="resize_argument", title="Open question: squash, pad or crop to a square?", kind="open")
+def resize_argument(answer):
+    return open_question(answer)

@@ -1,9 +1,10 @@
-"""Chapter 03 (ResNet9 and residual blocks): build a block, count, and predict before measuring."""
+"""Chapter 03 (ResNet9 and residual blocks): predict, build a block (the chapter's real coding task),
+count, predict before measuring, and an open question."""
 from __future__ import annotations
 
 import math
 
-from .core import NotAnswered, call, choice, exercise, hint, number
+from .core import NotAnswered, call, choice, exercise, hint, number, open_question
 
 
 @exercise("03.1", answer="predicted_negative", title="Predict: which block can output a negative number?")
@@ -15,11 +16,13 @@ def which_block_goes_negative(answer, *, minimum):
     if guess != truth:
         hint("follow the last operation of each block: He et al. apply ReLU *after* the addition, ours adds x "
              "*after* the branch's ReLU. Which one can x, which may be negative, pass through untouched?")
-    return (f"measured minimum: ours {minimum['ours']:.2f}, He et al. {minimum['he']:.2f}. Ours keeps the skip "
-            "path clean, but its branch F(x) >= 0 can only push features up")
+    return (f"measured minimum: ours {minimum['ours']:.2f}, He et al. {minimum['he']:.2f}. Nothing follows our "
+            "addition, so x passes through; but our branch ends in a ReLU, F(x) >= 0, so a block can only push "
+            "features up")
 
 
-@exercise("03.2", answer="ProjectionBlock", title="Write a residual block that changes the number of channels")
+@exercise("03.2", answer="ProjectionBlock", title="Write a residual block that changes the number of channels",
+          kind="code")
 def projection_block(cls):
     import torch
 
@@ -35,19 +38,20 @@ def projection_block(cls):
     with torch.no_grad():
         out = call(block, x)
         if tuple(out.shape) != (2, 32, 8, 8):
-            hint(f"output shape {tuple(out.shape)}, expected (2, 32, 8, 8): both paths must end with out_ch "
-                 "channels and keep height and width")
+            hint(f"output shape {tuple(out.shape)}, expected (2, 32, 8, 8): how many channels does each of the "
+                 "two paths end with, and does either change height or width?")
         expected = (3 * 3 * 16 * 32 + 2 * 32) + (3 * 3 * 32 * 32 + 2 * 32) + 16 * 32  # branch + 1x1 skip
         if count_parameters(block) != expected:
-            hint(f"{count_parameters(block)} parameters, expected {expected}: branch = ConvBlock(in_ch, out_ch), "
-                 "ConvBlock(out_ch, out_ch); skip = a 1x1 conv without bias")
+            hint(f"{count_parameters(block)} parameters, expected {expected}: count each path's weights. Does "
+                 "your skip have a bias, or a kernel larger than it needs to be?")
         block.branch[-1][1].weight.zero_()  # a zero branch: the output must be the skip alone
         if not torch.allclose(block(x), block.skip(x), atol=1e-6):
-            hint("with a zero branch the output should be skip(x): is forward returning branch(x) + skip(x)?")
+            hint("with a zero branch the output should be what the skip path alone gives: what does your "
+                 "forward return?")
     return "a 1x1 convolution is the cheapest way to make x addable; ResNet9 avoids it by widening in plain ConvBlocks"
 
 
-@exercise("03.3", answer="conv3_shape", title="Compute conv3's output shape for 96 x 96 inputs")
+@exercise("03.3", answer="conv3_shape", title="Compute conv3's output shape for 96 x 96 inputs", kind="read")
 def conv3_shape(answer):
     import torch
     from torch import nn
@@ -72,7 +76,7 @@ def conv3_shape(answer):
     return f"{truth}: two pools (96 -> 48 -> 24), 4 x 64 channels"
 
 
-@exercise("03.4", answer="residual_params", title="Count the parameters of ResidualBlock(256)")
+@exercise("03.4", answer="residual_params", title="Count the parameters of ResidualBlock(256)", kind="read")
 def residual_params(answer):
     from ..model import ResidualBlock, count_parameters
 
@@ -85,11 +89,11 @@ def residual_params(answer):
     if value == 2 * (3 * 3 * 256 * 256 + 256):
         hint("the convs have no bias (BatchNorm follows), but BatchNorm has two parameters per channel")
     side = "larger" if value < truth else "smaller"
-    hint(f"the real count is {side}; one ConvBlock(256, 256) = 3 x 3 x 256 x 256 conv weights + 2 x 256 "
-         "BatchNorm parameters, and the skip has none")
+    hint(f"the real count is {side}. List the layers with weights in the block (section 1 counted one "
+         "ConvBlock's), and ask which of them has a bias")
 
 
-@exercise("03.5", answer="predicted_lower_loss", title="Predict: does the 20- or the 56-layer plain net train better?")
+@exercise("03.7", answer="predicted_lower_loss", title="Predict: does the 20- or the 56-layer plain net train better?")
 def degradation(answer, *, final_loss):
     """``final_loss``: ``{depth: training loss at the end}`` of the plain nets (mean over seeds)."""
     depths = sorted(int(d) for d in final_loss)
@@ -99,8 +103,8 @@ def degradation(answer, *, final_loss):
     best = min(final_loss, key=final_loss.get)
     if value != int(best):
         hint("this run measured " + ", ".join(f"{d} layers: {final_loss[d]:.3f}" for d in final_loss)
-             + ". He et al. called the surprise 'degradation': the extra layers could learn the identity, "
-               "yet the optimiser does not find that solution")
+             + ". The deeper net could copy the shallower one and make its extra layers the identity: does the "
+               "optimiser find that solution?")
     return ("measured end-of-training loss: " + ", ".join(f"{d} layers {final_loss[d]:.3f}" for d in final_loss)
             + " -- on the *training* images, so it is not overfitting")
 
@@ -116,7 +120,7 @@ def gradient_ratio(answer, *, ratio):
     return f"measured first/last = {ratio:.3g}"
 
 
-@exercise("03.7", answer="predicted_first_loss", title="Predict the first training loss of a fresh ResNet9")
+@exercise("03.5", answer="predicted_first_loss", title="Predict the first training loss of a fresh ResNet9")
 def first_loss(answer, *, measured):
     """``measured``: the first-batch loss of a fresh, default (zero-head) ResNet9 in this run."""
     value = number(answer)
@@ -127,6 +131,12 @@ def first_loss(answer, *, measured):
         hint("a loss near 0 means a confident, right prediction; what does a model whose logits are all "
              "zero predict?")
     if abs(value - measured) > 0.05:
-        hint(f"this run measured {measured:.3f}. All logits equal -> softmax gives each class the same "
-             "probability -> loss = -ln(that probability)")
+        hint(f"this run measured {measured:.3f}. What probability does softmax give each class when all "
+             "logits are equal, and what does cross-entropy make of that probability?")
     return f"ln 3 = {math.log(3):.4f}; measured {measured:.4f}"
+
+
+@exercise("03.8", answer="why_not_overfitting", title="Open question: why is degradation not overfitting?",
+          kind="open")
+def why_not_overfitting(answer):
+    return open_question(answer)

@@ -1,8 +1,9 @@
-"""Chapter 05 (evaluation and the study): a band to predict, an interval to predict, an ensemble to
-write, the forest plot's rows to read, and the leakage ladder's biggest step to predict."""
+"""Chapter 05 (evaluation and the study): a band and an interval to predict, a validation-chosen
+threshold to write (the chapter's real coding task), the forest plot's rows to read, an ensemble to
+write, the leakage ladder to predict, and an open question."""
 from __future__ import annotations
 
-from .core import call, choice, exercise, hint, number
+from .core import call, choice, exercise, hint, number, open_question
 
 
 def _width(interval) -> float:
@@ -34,9 +35,8 @@ def binomial_band(answer, *, n, accuracy=0.90):
         hint("a half-width is positive: how far from 90 % can an honest 90 % model land?")
     if abs(guess - truth) > max(0.015, 0.3 * truth):
         side = "wider" if guess < truth else "narrower"
-        hint(f"the band is {side}. The number of right answers on {n} images is binomial: its standard deviation "
-             f"is sqrt(n p (1 - p)) images, so the accuracy's is sqrt(p (1 - p) / n); 95 % is about two of those "
-             "either side")
+        hint(f"the band is {side}. The number of right answers on {n} images is binomial: what is its standard "
+             "deviation, and how many standard deviations either side hold 95 %?")
     return (f"on {n} images a true {accuracy:.0%} shows between {low / n:.1%} and {high / n:.1%} "
             f"(+-{truth:.1%}): one run's accuracy is a band, not a point")
 
@@ -86,7 +86,8 @@ def _reference(table) -> float:
     return float(np.mean(mean[cols].to_numpy().argmax(1) == mean["y"].to_numpy()))
 
 
-@exercise("05.3", answer="ensemble_accuracy", title="Write ensemble_accuracy(table): average the members' probabilities")
+@exercise("05.5", answer="ensemble_accuracy", title="Write ensemble_accuracy(table): average the members' probabilities",
+          kind="code")
 def ensemble_accuracy(function, *, table=None):
     """``table``: one row per (image, member) with ``file``, ``y``, ``member`` and ``p_benign``,
     ``p_malignant``, ``p_normal`` -- the notebook passes its own (members = the arms, or the seeds
@@ -111,8 +112,8 @@ def ensemble_accuracy(function, *, table=None):
                  "a confident member then outweighs two undecided ones")
         if got > 1:
             hint("give the accuracy as a fraction between 0 and 1")
-        hint(f"on {name} you got {got:.3f}, expected {want:.3f}: mean of p_benign, p_malignant, p_normal per "
-             "file, arg-max over those three columns (in that order), compare with y")
+        hint(f"on {name} you got {got:.3f}, expected {want:.3f}: one prediction per image, made from the members' "
+             "averaged probabilities -- which column identifies an image, and which three hold the probabilities?")
     if table is not None and isinstance(table, pd.DataFrame):
         return f"{_reference(table):.3f} on this notebook's table (the toy example: {_reference(toy):.2f})"
     return f"{_reference(toy):.2f} on the example: the confident member outweighs two undecided ones"
@@ -122,48 +123,106 @@ def _comparison(text: str) -> str:
     return " - ".join(part.strip() for part in str(text).replace("−", "-").replace("–", "-").lower().split("-"))
 
 
-@exercise("05.4", answer="switch_effect", title="Read the forest plot: which row isolates the optimizer switch?")
+@exercise("05.4", answer="switch_effect", title="Read the forest plot: which row isolates the optimizer switch?",
+          kind="read")
 def which_row(answer, *, comparisons):
     """``comparisons``: :data:`bcdet_helpers.study.COMPARISONS` -- ``(a, b, question)`` per row of the plot."""
     rows = {f"{a} - {b}": question for a, b, question in comparisons}
     guess = _comparison(answer)
     if guess not in rows:
         hint(f"answer with one row of the forest plot: {', '.join(repr(r) for r in rows)}")
-    truth = next(r for r, q in rows.items() if "switch" in q)
+    truth = next(r for r, q in rows.items() if "switch" in q)  # the first row about the switch: the cleanest
     if guess != truth:
         if guess.startswith("switching") and guess.endswith("constant"):
             hint("that is the paper's comparison, but switching also lowers the rate: it changes two things at "
-                 "once. Which arm lowers the rate in the same steps *without* changing the optimizer?")
-        hint("find the two arms that differ *only* in whether the optimizer changes (chapter 04's 2 x 2 table)")
-    return (f"{truth}: the same rate steps, with and without the switch. The paper's switching - constant mixes "
-            "that with the effect of annealing the rate (decay - constant)")
+                 "once. Which arm keeps the rate steps *without* changing the optimizer?")
+        if guess == "switching - decay" and truth != guess:
+            hint("close: decay keeps one optimizer, but each arm was tuned on its own, so their rates differ too. "
+                 "Which row changes the optimizer and nothing else?")
+        hint("find the two arms that differ in one thing only, and that thing is whether the optimizer changes "
+             "(chapter 04's table of arms)")
+    other = rows.get("switching - decay")
+    return (f"{truth}: {rows[truth]}. The paper's switching - constant mixes the switch with annealing the rate "
+            "(decay - constant)" + ("" if truth == "switching - decay" or other is None else
+                                     "; switching - decay compares two tuned arms, whose rates differ as well"))
 
 
-LADDER_STEPS = ("image_folds", "test_epoch", "best_seed", "lucky_fold", "augment_before_split")
+SELECTION = ("test_epoch", "best_seed", "lucky_fold")  # the choices made on test images
+SAME = 0.01  # within one point: "about the same"
 
 
-@exercise("05.5", answer="predicted_rung", title="Predict: which step of the leakage ladder adds the most?")
-def biggest_rung(answer, *, table):
-    """``table``: :func:`bcdet_helpers.study.leakage_ladder` (columns ``rung``, ``gain``, ``label``).
-    The student predicts, before the cell that shows the ladder, which of the four steps above the
-    honest number adds the most accuracy (five where the study has the ``augment_before_split`` runs)."""
+@exercise("05.6", answer="predicted_bigger", title="Predict: does the leak or the choices made on test add more?")
+def leak_or_choices(answer, *, table):
+    """``table``: :func:`bcdet_helpers.study.leakage_ladder` (columns ``rung``, ``gain``). The student
+    predicts, before the cell that shows the ladder, whether the leak of image-level folds
+    (``image_folds``) or the three choices made on test images together (``test_epoch`` + ``best_seed``
+    + ``lucky_fold``) add more accuracy to the honest number."""
     import pandas as pd
 
-    guess = choice(answer, LADDER_STEPS)
-    t = pd.DataFrame(table).set_index("rung")
-    steps = t.loc[[r for r in LADDER_STEPS if r in t.index], "gain"]
-    truth = str(steps.idxmax())
+    guess = choice(answer, ("leak", "choices", "about the same"))
+    gain = pd.DataFrame(table).set_index("rung")["gain"]
+    leak = float(gain.get("image_folds", float("nan")))
+    chosen = float(sum(gain.get(r, 0.0) for r in SELECTION if r in gain.index and gain[r] == gain[r]))
+    truth = "about the same" if abs(leak - chosen) <= SAME else "leak" if leak > chosen else "choices"
+    measured = f"the leak added {100 * leak:+.1f} points, the three choices together {100 * chosen:+.1f}"
     if guess != truth:
-        measured = ", ".join(f"{r} {100 * g:+.1f}" for r, g in steps.items())
-        hint(f"here the steps measured {measured} points. Each inflation step takes the *maximum* of several "
-             "noisy test scores (epochs, seeds, folds): the more choices and the noisier each one, the higher the "
-             "maximum climbs above the honest mean. Leakage instead lets the model recognise near-copies of test "
-             "images it trained on: how many BUSI images have such copies?")
-    return (f"{truth} adds the most here ({100 * steps[truth]:+.1f} points): "
-            + ("choosing one of ~50 epochs on the test images fits the noise of ~150 test images per fold"
-               if truth == "test_epoch" else
-               "near-duplicates in the training folds let the model recall test images rather than recognise lesions"
-               if truth == "image_folds" else
-               "a flipped or rotated copy of a test image is still that image: the model learned its answer"
-               if truth == "augment_before_split" else
-               "a maximum over noisy scores climbs with the number of choices"))
+        hint(f"here {measured}. Each choice reports the *maximum* of several noisy test scores (epochs, seeds, "
+             "folds): how far above the mean does a maximum of noisy numbers climb? And how many test images "
+             "have a near-copy in the training folds?")
+    return (f"{measured}: " + ("picking the best of many noisy test scores inflates more than BUSI's "
+                               "near-duplicates leak" if truth == "choices" else
+                               "here the near-duplicates leak more than the choices inflate" if truth == "leak" else
+                               "here the two are within a point of each other"))
+
+
+def _toy_threshold():
+    import numpy as np
+
+    p = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05])
+    malignant = np.array([1, 1, 0, 1, 1, 0, 1, 0, 0, 0], bool)  # 5 malignant; 90 % of 5 -> 5 must be found
+    return p, malignant
+
+
+def reference_threshold(p_malignant, is_malignant, sensitivity: float = 0.9) -> float:
+    """The largest threshold that still finds ``sensitivity`` of the malignant images (those with
+    ``p_malignant >= threshold``) -- :func:`bcdet_helpers.metrics.threshold_for_sensitivity`."""
+    from ..metrics import threshold_for_sensitivity
+
+    return threshold_for_sensitivity(p_malignant, is_malignant, sensitivity)
+
+
+@exercise("05.3", answer="choose_threshold", title="Write choose_threshold(p, is_malignant, sensitivity)",
+          kind="code")
+def choose_threshold(function, *, p_malignant=None, is_malignant=None, sensitivity=0.9):
+    """``p_malignant`` / ``is_malignant``: the validation images' predicted probability of malignancy and
+    their truth (the notebook passes chapter 04's run's validation images). The student returns the largest
+    threshold ``t`` such that calling "malignant" whenever ``p >= t`` finds at least ``sensitivity`` of the
+    malignant images."""
+    import numpy as np
+
+    cases = [(*_toy_threshold(), 0.9, "a ten-image example"), (*_toy_threshold(), 0.6, "the same example at 60 %")]
+    if p_malignant is not None and is_malignant is not None:
+        cases.append((np.asarray(p_malignant, float), np.asarray(is_malignant, bool), sensitivity,
+                      "this notebook's validation images"))
+    for p, m, target, name in cases:
+        want = reference_threshold(p, m, target)
+        got = number(call(function, p.copy(), m.copy(), target))
+        if abs(got - want) < 1e-9:
+            continue
+        found = float((p[m] >= got).mean()) if m.any() else float("nan")
+        if found < target:
+            hint(f"on {name} your threshold {got:.3g} finds {found:.0%} of the malignant images, fewer than "
+                 f"{target:.0%}: is an image *at* the threshold called malignant (>=), and do you count among the "
+                 "malignant images only?")
+        if got < want:
+            hint(f"on {name} your threshold {got:.3g} finds enough malignant images, but a higher one would too "
+                 f"(and call fewer benign and normal images malignant): the question asks for the largest")
+        hint(f"on {name} you returned {got:.3g}, expected {want:.3g}: return the threshold itself, a probability")
+    return (f"{want:.3f} on {name}: chosen on validation images, it is then used unchanged on the test images -- "
+            "never tuned on them")
+
+
+@exercise("05.7", answer="no_effect_reply", title="Open question: the CI includes zero -- so switching does nothing?",
+          kind="open")
+def no_effect_reply(answer):
+    return open_question(answer)

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-CORRECT, NOT_QUITE, NOT_ANSWERED = "correct", "not quite", "not answered yet"
+CORRECT, NOT_QUITE, NOT_ANSWERED, WRITTEN = "correct", "not quite", "not answered yet", "written down"
+#: what an exercise asks for: a prediction made before the cell that measures it, a figure or table to read,
+#: code to write, or an open question (no automatic check: the teacher's copy holds a model answer)
+KINDS = ("predict", "read", "code", "open")
 
 
 class NotAnswered(Exception):
@@ -62,22 +65,22 @@ class Feedback:
     """What :func:`check` answers. Jupyter shows it as one coloured line; ``passed`` is for tests."""
 
     exercise: str
-    status: str  # "correct" | "not quite" | "not answered yet"
+    status: str  # "correct" | "not quite" | "not answered yet" | "written down" (an open question)
     message: str = ""
 
     @property
     def passed(self) -> bool:
-        return self.status == CORRECT
+        return self.status in (CORRECT, WRITTEN)
 
     def __str__(self) -> str:
-        mark = {CORRECT: "✔", NOT_QUITE: "✘", NOT_ANSWERED: "…"}[self.status]
+        mark = {CORRECT: "✔", NOT_QUITE: "✘", NOT_ANSWERED: "…", WRITTEN: "✎"}[self.status]
         return f"{mark} Exercise {self.exercise}: {self.status}" + (f" -- {self.message}" if self.message else "")
 
     __repr__ = __str__
 
     def _repr_markdown_(self) -> str:
-        colour = {CORRECT: "green", NOT_QUITE: "#b35900", NOT_ANSWERED: "grey"}[self.status]
-        mark = {CORRECT: "✔", NOT_QUITE: "✘", NOT_ANSWERED: "…"}[self.status]
+        colour = {CORRECT: "green", NOT_QUITE: "#b35900", NOT_ANSWERED: "grey", WRITTEN: "#1f5f9f"}[self.status]
+        mark = {CORRECT: "✔", NOT_QUITE: "✘", NOT_ANSWERED: "…", WRITTEN: "✎"}[self.status]
         text = f" — {self.message}" if self.message else ""
         return f'<span style="color:{colour}">{mark} <b>Exercise {self.exercise}: {self.status}</b>{text}</span>'
 
@@ -88,6 +91,7 @@ class Exercise:
     answer: str  # the name the student's cell defines (what the notebook passes to check)
     function: Callable
     title: str = ""
+    kind: str = "predict"  # one of KINDS
 
     @property
     def chapter(self) -> str:
@@ -97,16 +101,19 @@ class Exercise:
 EXERCISES: dict[str, Exercise] = {}
 
 
-def exercise(exercise_id: str, answer: str, title: str = ""):
+def exercise(exercise_id: str, answer: str, title: str = "", kind: str = "predict"):
     """Register the decorated function as the check of ``exercise_id``; ``answer`` names what the
-    student's cell defines (a variable or a function)."""
+    student's cell defines (a variable or a function); ``kind`` is one of :data:`KINDS`."""
     if not re.fullmatch(r"\d\d\.\d+", exercise_id):
         raise ValueError(f"exercise ids look like '03.2', got {exercise_id!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
     def register(function):
         if exercise_id in EXERCISES:
             raise ValueError(f"exercise {exercise_id} is registered twice")
-        EXERCISES[exercise_id] = Exercise(exercise_id, answer, function, title or (function.__doc__ or "").split("\n")[0])
+        EXERCISES[exercise_id] = Exercise(exercise_id, answer, function, title or (function.__doc__ or "").split("\n")[0],
+                                          kind)
         return function
 
     return register
@@ -122,6 +129,8 @@ def check(exercise_id: str, answer, **measured) -> Feedback:
         ex = EXERCISES[exercise_id]
     except KeyError:
         raise ValueError(f"no exercise {exercise_id!r}; known: {', '.join(sorted(EXERCISES))}") from None
+    if ex.kind in ("predict", "read") and measured:
+        MEASURED[exercise_id] = jsonable(measured)  # what this run measured: save_measured writes it down
     if answer is None or answer is Ellipsis:
         return Feedback(exercise_id, NOT_ANSWERED, "replace the None in the cell above, run it, then run this cell")
     try:
@@ -132,7 +141,67 @@ def check(exercise_id: str, answer, **measured) -> Feedback:
         return Feedback(exercise_id, NOT_QUITE, str(h))
     except Exception as err:  # a half-written function must not stop the notebook
         return Feedback(exercise_id, NOT_QUITE, f"your code raised {type(err).__name__}: {err}")
-    return Feedback(exercise_id, CORRECT, message or "")
+    return Feedback(exercise_id, WRITTEN if ex.kind == "open" else CORRECT, message or "")
+
+
+def open_question(answer, *, words: int = 12) -> str:
+    """The check of an open question: there is no right string, only a written one. ``answer`` must
+    be text of at least ``words`` words; the model answer is in the teacher's copy."""
+    if not isinstance(answer, str):
+        hint("write your answer as text, between the triple quotes")
+    if len(answer.split()) < words:
+        hint(f"{len(answer.split())} words: write two or three full sentences (at least {words} words), "
+             "with a reason for each claim")
+    return ("written down. An open question has no automatic check: compare your answer with your "
+            "neighbour's, then with the class discussion")
+
+
+# --- what a run measured: the recorded contexts of the checks -------------------------------------
+
+#: ``{id: measured}`` of every prediction or reading check called in this Python session (the notebook's
+#: kernel), in JSON form; :func:`save_measured` merges it into ``runs/<profile>/metrics.json``, so a
+#: published reproduction (``results/<profile>/metrics.json``, key ``exercises``) records what each
+#: check compared the students' answers with -- and ``tests/test_exercises.py`` checks the teacher's
+#: solutions against it.
+MEASURED: dict[str, dict] = {}
+
+
+def jsonable(value):
+    """``value`` as JSON-shaped data: intervals as ``{value, low, high}``, tables as lists of rows,
+    NumPy and pandas scalars as numbers."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return {"rows": jsonable(value.to_dict(orient="records"))}
+    if isinstance(value, pd.Series):
+        return jsonable(value.to_dict())
+    if hasattr(value, "low") and hasattr(value, "high") and hasattr(value, "value"):
+        return {"value": float(value.value), "low": float(value.low), "high": float(value.high)}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def save_measured(path) -> dict:
+    """Merge :data:`MEASURED` into the JSON file ``path`` (``runs/<profile>/metrics.json``) under the key
+    ``exercises``; returns what the file now records there."""
+    import json
+
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data["exercises"] = {**data.get("exercises", {}), **MEASURED}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
+    tmp.replace(path)
+    return data["exercises"]
 
 
 # --- the teacher's side: starter cells in the notebooks, solutions in notebooks/solutions/ --------

@@ -8,6 +8,7 @@ import numpy as np
 
 __all__: list[str] = [
     "confusion_matrices",
+    "forest_pair",
     "forest_plot",
     "gradcam_panel",
     "image_grid",
@@ -150,9 +151,32 @@ def forest_plot(table, claim: float | None = None, title: str = "", claim_label:
     import pandas as pd
 
     table = pd.DataFrame(table).reset_index(drop=True)
-    n = max(1, len(table))
-    fig, axes = _figure(1, 1, (7.5, 0.7 * n + 1.6))
-    ax = axes[0, 0]
+    fig, axes = _figure(1, 1, (7.5, 0.7 * max(1, len(table)) + 1.6))
+    _forest(axes[0, 0], table, claim, title, claim_label, metric)
+    fig.tight_layout()
+    return fig
+
+
+def forest_pair(left, right, claim: float | None = None, titles=("", ""), claim_label: str = "the paper's claim",
+                metric: str = "accuracy"):
+    """Two forest plots side by side on one x-axis scale -- e.g. one fold of this notebook's runs beside
+    the recorded cross-validated verdict (notebook 05): ``left`` and ``right`` are tables as
+    :func:`forest_plot` takes them."""
+    import pandas as pd
+
+    tables = [pd.DataFrame(t).reset_index(drop=True) for t in (left, right)]
+    n = max(1, *(len(t) for t in tables))
+    fig, axes = _figure(1, 2, (15, 0.7 * n + 1.8))
+    spans = [_forest(ax, t, claim, title, claim_label, metric) for ax, t, title in zip(axes[0], tables, titles)]
+    lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+    for ax in axes[0]:
+        ax.set_xlim(lo, hi)
+    fig.tight_layout()
+    return fig
+
+
+def _forest(ax, table, claim, title, claim_label, metric) -> tuple[float, float]:
+    """Draw one forest plot on ``ax``; returns its x-limits."""
     ys = np.arange(len(table))[::-1]
     labels = []
     for y, row in zip(ys, table.itertuples(index=False)):
@@ -173,7 +197,7 @@ def forest_plot(table, claim: float | None = None, title: str = "", claim_label:
         ax.axvline(100 * claim, color="firebrick", ls="--", lw=1.2, label=f"{claim_label}: {100 * claim:+.0f} points")
     ax.set_yticks(ys)
     ax.set_yticklabels(labels, fontsize=9)
-    ax.set_ylim(-0.7, len(table) - 0.3)
+    ax.set_ylim(-0.7, max(1, len(table)) - 0.3)
     ax.set_xlabel(f"difference in {metric} (percentage points)")
     ends = [0.0] + ([100 * claim] if claim is not None else [])
     ends += [100 * v for c in ("low", "high", "difference") if c in table for v in table[c] if np.isfinite(v)]
@@ -182,9 +206,8 @@ def forest_plot(table, claim: float | None = None, title: str = "", claim_label:
     ax.set_xlim(lo - pad, hi + 1.6 * pad)
     ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
     if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+        ax.set_title(title, fontsize=10)
+    return lo - pad, hi + 1.6 * pad
 
 
 def gradcam_panel(images, cams, masks, titles, per_row: int = 2, alpha: float = 0.4):

@@ -71,24 +71,42 @@ def _history_of(run):
 
 
 def _phase_spans(history):
-    """(first epoch, last epoch, optimizer, lr at phase start) of each phase in a history table."""
+    """(first epoch, last epoch, optimizer, the phase's rate) of each phase in a history table.
+
+    The rate is the largest the phase reached: a history records each epoch's rate at its end, and a
+    phase's first epoch ends inside its warm-up (below the phase's rate); a one-cycle phase's largest
+    is its peak."""
     spans = []
     for _, g in history.groupby("phase", sort=True):
         spans.append((int(g["epoch"].min()), int(g["epoch"].max()), str(g["optimizer"].iloc[0]),
-                      float(g["lr"].iloc[0])))
+                      float(g["lr"].max())))
     return spans
+
+
+def _phase_arm(histories: dict) -> str:
+    """The run whose phases a figure shades: ``switching`` when it is there (the paper's method), else the run
+    with the most optimizer changes, then the most phases (ties: the first)."""
+    if "switching" in histories:
+        return "switching"
+
+    def changes(h):
+        opts = [str(o) for o in h.groupby("phase", sort=True)["optimizer"].first()]
+        return sum(a != b for a, b in zip(opts, opts[1:])), len(opts)
+
+    return max(histories, key=lambda n: changes(histories[n]))
 
 
 def training_history(runs: dict, shade: str | None = None, title: str | None = None):
     """Loss, validation accuracy and validation macro-F1 per epoch for several runs on one figure.
 
     ``runs`` maps a label to a history table or a ``FitResult``. The phases of one run (``shade``;
-    default the run with the most phases -- the switching one) are shaded, Adam blue and SGD orange,
-    and labelled with the optimizer and its learning rate at the start of the phase.
+    default ``switching``, else the run with the most optimizer changes -- :func:`_phase_arm`) are
+    shaded, Adam blue and SGD orange, and labelled with the optimizer and the phase's learning rate
+    (after its warm-up). The legend names the shaded run.
     """
     histories = {name: _history_of(r) for name, r in runs.items()}
     if shade is None:
-        shade = max(histories, key=lambda n: histories[n]["phase"].nunique())
+        shade = _phase_arm(histories)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharex=True)
     spans = _phase_spans(histories[shade]) if shade in histories else []
     for ax in axes:

@@ -42,6 +42,7 @@ even there" is a strong argument for the rule.
 from __future__ import annotations
 
 from .cv import predict_run, run_study, study_dir, study_index, write_folds
+from .design import StudyDesign, default_seeds, study_design
 from .evaluation import compare_weights, evaluate_study
 from .ladder import AUGMENTED, LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, not_measured, write_ladder
 from .result import (COMPARISONS, METRICS, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
@@ -50,6 +51,9 @@ from .result import (COMPARISONS, METRICS, PAPER_CLAIM, PREDICTION_COLUMNS, PROB
                      to_json)
 
 __all__ = [
+    "StudyDesign",
+    "default_seeds",
+    "study_design",
     "AUGMENTED",
     "COMPARISONS",
     "LADDER_ARM",

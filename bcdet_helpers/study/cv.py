@@ -13,8 +13,10 @@ import pandas as pd
 from ..errors import BcdetError
 from ..paths import CLASSES, runs_dir
 from ..profiles import KINDS, Profile, get_profile
+from .design import StudyDesign, study_design
 from .evaluation import evaluate_study
-from .result import (AUGMENTED, label_conflicts, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, Study, WEIGHTS, WEIGHTS_RULE, _run_name, read_folds)
+from ..runkey import AUGMENTED, RunKey, split_of
+from .result import (label_conflicts, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, Study, WEIGHTS, WEIGHTS_RULE, read_folds)
 
 
 # ------------------------------------------------------------------------------ folds + conflicts
@@ -46,7 +48,10 @@ def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = Non
     from ..data.split import assign_folds
 
     prof = get_profile(profile)
-    kinds = _kinds(kinds, prof)
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or prof.splits)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise BcdetError(f"Unknown split kind(s) {bad}. Choose from {', '.join(KINDS)}.")
     index = study_index(prof, root)
     frames = []
     for kind in kinds:
@@ -63,14 +68,6 @@ def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = Non
         table = pd.concat([old[~old["kind"].isin(kinds)], table], ignore_index=True)
     table.to_csv(path, index=False)
     return path
-
-
-def _kinds(kinds, prof: Profile) -> list[str]:
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds or prof.splits)
-    bad = [k for k in kinds if k not in KINDS]
-    if bad:
-        raise BcdetError(f"Unknown split kind(s) {bad}. Choose from {', '.join(KINDS)}.")
-    return kinds
 
 
 # ------------------------------------------------------------------------------------ predictions
@@ -115,32 +112,26 @@ def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = N
     return {part: pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS] for part, frames in out.items()}
 
 
-def _seeds_by_kind(seeds, kinds, prof: Profile) -> dict[str, list[int]]:
-    if seeds is None:
-        return {k: list(prof.seeds) for k in kinds}
-    if isinstance(seeds, dict):
-        return {k: list(seeds.get(k, prof.seeds)) for k in kinds}
-    if isinstance(seeds, int):
-        seeds = [seeds]
-    return {k: list(seeds) for k in kinds}
-
-
-def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=None, *, device="auto",
+def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds=None, folds=None, *, device="auto",
               resume: bool = True, include_conflicts: bool = False, out: str | Path | None = None,
               progress: bool = True, n_boot: int | None = None, jobs: int | None = None,
-              extra: dict | None = None) -> Study:
-    """Train (or load) every (arm, kind, fold, seed), write its predictions, and evaluate.
+              extra: dict | None = None, only=None) -> Study | None:
+    """Train (or load) every run of a study design, write its predictions, and evaluate.
 
-    ``arms`` / ``kinds`` default to the profile's ``schedules`` / ``splits``; ``seeds`` to its
-    ``seeds`` -- a list for every kind, or ``{"grouped": [0, 1, 2], "random": [0]}`` (the random
-    split only measures the leakage gap and may use fewer); ``folds`` to all of them (a subset
-    gives a partial study: :attr:`Study.complete` is then False). Runs live in their usual
-    folders (:func:`train.run_dir_for`), so finished runs are loaded, not retrained, and
-    ``resume=True`` continues an interrupted one. Order: kind, seed, fold, arm.
-    ``extra`` adds runs of single arms, ``{arm: {kind: [seeds]}}`` -- the leakage ladder's extra
-    random-split seeds of its arm (:func:`~bcdet_helpers.study.ladder.ladder_extra_runs`), and its
-    runs of the ladder-only kind ``"augmented"`` (the random folds, with augmented copies of the test
-    images trained on): those leave only their test record in ``inflation/``, no predictions.
+    ``profile``: a :class:`~bcdet_helpers.study.design.StudyDesign`, or a profile whose design
+    :func:`~bcdet_helpers.study.design.study_design` builds -- ``run_study(profile)`` alone is the very
+    study ``bcdet reproduce`` estimates (the ladder's runs included); ``arms``, ``kinds``, ``seeds``
+    (a list for every kind, or ``{"grouped": [0, 1, 2], "random": [0]}``), ``folds`` (a subset gives a
+    partial study: :attr:`Study.complete` is then False) and ``extra`` (runs of single arms,
+    ``{arm: {kind: [seeds]}}``, e.g. the ladder's: the ladder-only kind ``"augmented"`` leaves only its
+    test record in ``inflation/``) ask for a smaller or another one. Runs live in their usual folders
+    (:meth:`RunKey.run_dir`), so finished runs are loaded, not retrained, and ``resume=True`` continues
+    an interrupted one. Order: :meth:`StudyDesign.runs`.
+
+    ``only``: indices into :meth:`StudyDesign.runs` (``bcdet study --run K``): train just those runs and
+    write their predictions, nothing shared -- several processes or machines (a job array) can run
+    different indices at once; a later call without ``only`` collects them, writes ``runs.csv`` and
+    evaluates. Returns ``None`` then.
 
     ``jobs`` runs at once (default :func:`~bcdet_helpers.device.auto_jobs`: one single-thread
     worker per CPU core, up to 4 workers on a big CUDA GPU). Each run stays its own -- its seed fixes its
@@ -156,44 +147,48 @@ def run_study(profile: str | Profile, arms=None, kinds=None, seeds=None, folds=N
     from ..runinfo import git_commit, write_json
     from ..train import choose_device
 
-    try:
-        prof = get_profile(profile)
-    except ValueError as exc:
-        raise BcdetError(str(exc)) from None
-    arms = [arms] if isinstance(arms, str) else list(arms or prof.schedules)
-    kinds = _kinds(kinds, prof)
-    seeds_of = _seeds_by_kind(seeds, kinds, prof)
+    if isinstance(profile, StudyDesign):
+        design = profile
+    else:
+        bare = all(x is None for x in (arms, kinds, seeds, folds, extra))
+        design = study_design(profile, arms=arms, kinds=kinds, seeds=seeds, folds=folds, extra=extra, ladder=bare)
+    prof = design.profile
     out = Path(out) if out is not None else study_dir(prof)
-    write_folds(prof, kinds, out)
+    keys = design.runs()
+    if only is not None:
+        bad = [k for k in only if not 0 <= k < len(keys)]
+        if bad:
+            raise BcdetError(f"Run index {bad[0]} is not in this study: it has {len(keys)} runs, 0..{len(keys) - 1} "
+                             f"(bcdet study --profile {prof.name} --list).")
+        keys = [keys[k] for k in only]
+    if only is None or not (out / "folds.csv").exists():
+        write_folds(prof, design.kinds, out)
     table = read_folds(out)
     groups = dict(zip(table["file"], table["group"].astype(int)))
     dev = choose_device(device)
-    # design.json: the profile, and every call that added runs to this folder (a study may be run in
-    # pieces, e.g. the random split with fewer seeds); "arms" orders the arms of the result
-    design_path = out / "design.json"
-    calls = json.loads(design_path.read_text()).get("calls", []) if design_path.exists() else []
-    calls.append({"arms": arms, "kinds": kinds, "seeds": seeds_of, "extra": extra or {},
-                  "folds": None if folds is None else list(folds),
-                  "include_conflicts": include_conflicts, "device": str(dev), "commit": git_commit(),
-                  "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    write_json(design_path, {"profile": prof.to_dict(), "weights_rule": WEIGHTS_RULE,
-                             "arms": list(dict.fromkeys(a for c in calls for a in c["arms"])), "calls": calls})
     for part in ("oof", "val", "inflation"):
-        (out / part).mkdir(exist_ok=True)
-    arms_of = {(kind, seed): list(arms) for kind in kinds for seed in seeds_of[kind]}  # the design, then extras
-    for arm, by_kind in (extra or {}).items():
-        for kind, seeds in by_kind.items():
-            for seed in (seeds if _split_of(kind) in kinds else []):
-                arms_of.setdefault((kind, seed), [])
-                if arm not in arms_of[(kind, seed)]:
-                    arms_of[(kind, seed)].append(arm)
+        (out / part).mkdir(parents=True, exist_ok=True)
+    if only is None:
+        # design.json: the profile, and every call that added runs to this folder (a study may be run in
+        # pieces, e.g. the random split with fewer seeds); "arms" orders the arms of the result
+        design_path = out / "design.json"
+        calls = json.loads(design_path.read_text()).get("calls", []) if design_path.exists() else []
+        calls.append({**design.to_dict(), "include_conflicts": include_conflicts, "device": str(dev),
+                      "commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json(design_path, {"profile": prof.to_dict(), "weights_rule": WEIGHTS_RULE,
+                                 "arms": list(dict.fromkeys(a for c in calls for a in c["arms"])), "calls": calls})
+    fold_of = {k: table[table["kind"] == k].set_index("file")["fold"] for k in design.kinds}
     tasks = []
-    for (kind, seed), run_arms in arms_of.items():
-        fold_of = table[table["kind"] == _split_of(kind)].set_index("file")["fold"]
-        n_folds = int(fold_of.max()) + 1
-        for fold in (range(n_folds) if folds is None else [f for f in folds if f < n_folds]):
-            test = sorted(fold_of.index[fold_of.to_numpy() == fold])
-            tasks += [(prof, arm, kind, fold, seed, dev, resume, out, groups, test) for arm in run_arms]
+    for key in keys:
+        folds_here = fold_of[key.split]
+        if key.fold > int(folds_here.max()):  # a tiny subset has fewer folds than the profile asks
+            continue
+        test = sorted(folds_here.index[folds_here.to_numpy() == key.fold])
+        tasks.append((prof, key.arm, key.kind, key.fold, key.seed, dev, resume, out, groups, test))
+    if only is not None:
+        for task in tasks:
+            _study_run(*task, progress=progress)
+        return None
     if jobs is not None and jobs < 1:
         raise BcdetError(f"jobs must be at least 1, got {jobs}.")
     # finished runs: their recorded predictions, or loaded and predicted here (seconds), not in a worker
@@ -265,13 +260,14 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
     from ..data import load_split_data
     from ..train import train_run
 
-    name = _run_name(arm, kind, fold, seed)
-    res = train_run(prof, arm, seed=seed, split=_split_of(kind), fold=fold, device=dev, resume=resume,
-                    progress=progress, record_test=True, test_copies=test_copies_of(prof, kind))
+    key = RunKey(arm, kind, fold, seed)
+    name = key.name
+    res = train_run(prof, arm, seed=seed, split=key.split, fold=fold, device=dev, resume=resume,
+                    progress=progress, record_test=True, test_copies=key.test_copies(prof.ladder_test_copies))
     if res.interrupted:
         raise BcdetError(f"The study stopped during {name} (interrupted). Run the same call again to resume: "
                          "finished runs are loaded, not retrained.")
-    data = load_split_data(prof, split=_split_of(kind), seed=seed, fold=fold)
+    data = load_split_data(prof, split=key.split, seed=seed, fold=fold)
     test_files = set(data.files_of("test"))
     if test_files != set(test):
         raise BcdetError(f"{name}: the run's test images are not fold {fold} of folds.csv "
@@ -312,14 +308,14 @@ def _recorded_row(prof: Profile, arm: str, kind: str, fold: int, seed: int, out:
     the run these settings would train."""
     from ..runs import config_differences
 
-    run_dir = study_run_dir(prof, arm, kind, fold, seed)
-    name = _run_name(arm, kind, fold, seed)
+    key = RunKey(arm, kind, fold, seed)
+    run_dir, name = key.run_dir(prof.name, prof.ladder_test_copies), key.name
     record = out / "inflation" / f"{name}.csv"
     made = [record] if kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")]  # by the study
     need = list(dict.fromkeys([record, *made]))
-    key = (recorded["arm"] == arm) & (recorded["kind"] == kind) & (recorded["fold"] == fold) & (recorded["seed"] == seed)
-    missing = [str(p.relative_to(out)) for p in need if not p.exists()] + ([] if kind == AUGMENTED or key.any() else ["runs.csv row"])
-    differs = config_differences(run_dir, prof, arm, seed, _split_of(kind), fold, test_copies_of(prof, kind))
+    row = (recorded["arm"] == arm) & (recorded["kind"] == kind) & (recorded["fold"] == fold) & (recorded["seed"] == seed)
+    missing = [str(p.relative_to(out)) for p in need if not p.exists()] + ([] if kind == AUGMENTED or row.any() else ["runs.csv row"])
+    differs = config_differences(run_dir, prof, arm, seed, key.split, fold, key.test_copies(prof.ladder_test_copies))
     if (run_dir / "last.pt").exists():
         trained = (run_dir / "result.json").stat().st_mtime
         if missing or differs or any(p.stat().st_mtime < trained for p in made):
@@ -331,48 +327,26 @@ def _recorded_row(prof: Profile, arm: str, kind: str, fold: int, seed: int, out:
     if kind == AUGMENTED:
         info = json.loads((run_dir / "result.json").read_text())
         return {"arm": arm, "kind": kind, "fold": fold, "seed": seed, "wall_time_s": info["wall_time_s"], "run": run_dir.name}
-    return recorded[key].iloc[0].to_dict()
-
-
-def _split_of(kind: str) -> str:
-    """The split kind whose folds a study kind uses: ``"augmented"`` (the ladder's) uses the random one."""
-    return "random" if kind == AUGMENTED else kind
-
-
-def test_copies_of(prof: Profile, kind: str) -> int:
-    """Augmented copies of each test image a run of this study kind trains on: the ladder's only."""
-    return prof.ladder_test_copies if kind == AUGMENTED else 0
+    return recorded[row].iloc[0].to_dict()
 
 
 def study_run_dir(prof: Profile, arm: str, kind: str, fold: int, seed: int) -> Path:
-    """The run folder of one (arm, kind, fold, seed) of a study (:func:`train.run_dir_for`; the ladder's
+    """The run folder of one (arm, kind, fold, seed) of a study (:meth:`RunKey.run_dir`; the ladder's
     ``"augmented"`` runs are the random split's, with ``-testcopies<k>``)."""
-    return _run_dir(prof.name, prof.ladder_test_copies, arm, kind, fold, seed)
+    return RunKey(arm, kind, fold, seed).run_dir(prof.name, prof.ladder_test_copies)
 
 
 def recorded_run_dirs(profile_name: str, study: Path) -> dict[str, Path]:
     """Every run a study folder records -- in ``runs.csv``, or with a test record in ``inflation/``
     (written when a run finishes, the leakage ladder's runs that ``runs.csv`` leaves out included) --
     mapped to its run folder, with the test copies its ``design.json`` recorded."""
-    import re
-
     names = {p.stem for p in (study / "inflation").glob("*.csv")}
     if (study / "runs.csv").exists():
         names |= set(pd.read_csv(study / "runs.csv").get("run", pd.Series(dtype=str)).dropna())
     design = json.loads((study / "design.json").read_text()) if (study / "design.json").exists() else {}
     copies = int((design.get("profile") or {}).get("ladder_test_copies") or 0)
-    out = {}
-    for name in sorted(names):
-        key = re.fullmatch(r"(.+)-([a-z]+)-fold(\d+)-seed(\d+)", name)  # the inverse of result._run_name
-        if key is not None:
-            out[name] = _run_dir(profile_name, copies, key[1], key[2], int(key[3]), int(key[4]))
-    return out
-
-
-def _run_dir(profile_name: str, ladder_copies: int, arm: str, kind: str, fold: int, seed: int) -> Path:
-    from ..train import run_dir_for
-
-    return run_dir_for(profile_name, arm, _split_of(kind), seed, fold, ladder_copies if kind == AUGMENTED else 0)
+    keys = {name: RunKey.find(name) for name in sorted(names)}
+    return {name: key.run_dir(profile_name, copies) for name, key in keys.items() if key is not None}
 
 
 def _write_runs(out: Path, rows: list[dict]) -> None:

@@ -18,7 +18,7 @@ from ..paths import CLASSES
 from ..profiles import DEFAULTS, KINDS, get_profile
 from .result import (ArmScore, COMPARISONS, Conflict, Coverage, Difference, LeakageGap, METRICS, PAPER_CLAIM, RUN_COLUMNS,
                      RunScore, SCHEMA, SCHEMA_VERSION, Study, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, WeightsCheck,
-                     _run_name, label_conflicts, load_predictions, read_folds)
+                     RunKey, label_conflicts, load_predictions, read_folds)
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -155,7 +155,7 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
         vacc, vf1 = _run_metrics(v)
         key = (arm, kind, int(fold), int(s))
         if key not in n_train_of:
-            raise BcdetError(f"{folder}/runs.csv has no row for {_run_name(*key)}: re-run run_study to record it.")
+            raise BcdetError(f"{folder}/runs.csv has no row for {RunKey(*key).name}: re-run run_study to record it.")
         runs.append(RunScore(arm=arm, kind=kind, fold=int(fold), seed=int(s), weights=w,
                              epoch=int(g["epoch"].iloc[0]), n_train=n_train_of[key], n_test=len(g),
                              accuracy=acc, macro_f1=f1, val_accuracy=vacc, val_macro_f1=vf1))

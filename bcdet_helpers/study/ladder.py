@@ -44,10 +44,11 @@ import pandas as pd
 from .. import stats
 from ..errors import BcdetError
 from ..profiles import DEFAULTS
-from .result import AUGMENTED, _run_name, load_study, read_folds
+from ..runkey import AUGMENTED, RunKey
+from .result import load_study, read_folds
 
-__all__ = ["AUGMENTED", "COLUMNS", "LADDER_ARM", "RUNGS", "Rung", "ladder_extra_runs", "leakage_ladder",
-           "not_measured", "reaches", "write_ladder"]
+__all__ = ["AUGMENTED", "COLUMNS", "LADDER_ARM", "LADDER_FILES", "RUNGS", "Rung", "ladder_extra_runs", "leakage_ladder",
+           "not_measured", "reaches", "study_profile", "write_ladder"]
 
 LADDER_ARM = "switching"  # the paper's method: the number the ladder explains
 
@@ -70,6 +71,7 @@ RUNGS = (
 )
 COLUMNS = ["rung", "adds", "label", "accuracy", "low", "high", "gain", "spread_low", "spread_high",
            "n_images", "n_runs", "note"]
+LADDER_FILES = ("ladder.csv", "ladder.json", "waterfall.png", "README.md")  # what write_ladder writes
 
 
 def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflicts: bool = False,
@@ -130,7 +132,7 @@ def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflic
     out.append(rung(4, pooled(lucky_rows), lucky_rows["file"].nunique(), runs_best["accuracy"],
                     f"fold {lucky} of {len(runs_best)} (seed {best})"))
 
-    if any((folder / "inflation" / f"{_run_name(arm, AUGMENTED, f, s)}.csv").exists() for f, s in random_runs):
+    if any((folder / "inflation" / f"{RunKey(arm, AUGMENTED, f, s).name}.csv").exists() for f, s in random_runs):
         leaky = _test_epochs(folder, arm, random_runs, scored, kind=AUGMENTED)
         best_l, lucky_l, runs_best_l = _best_seed_lucky_fold(leaky, _per_run(leaky))
         rows = leaky[(leaky["seed"] == best_l) & (leaky["fold"] == lucky_l)]
@@ -184,7 +186,7 @@ def _test_epochs(folder: Path, arm: str, runs: list[tuple[int, int]], scored: se
     (the earliest of ties), from ``inflation/<run>.csv``."""
     frames, missing = [], []
     for fold, seed in runs:
-        path = folder / "inflation" / f"{_run_name(arm, kind, int(fold), int(seed))}.csv"
+        path = folder / "inflation" / f"{RunKey(arm, kind, fold, seed).name}.csv"
         if not path.exists():
             missing.append(path.name)
             continue
@@ -204,24 +206,46 @@ def _test_epochs(folder: Path, arm: str, runs: list[tuple[int, int]], scored: se
     return pd.concat(frames, ignore_index=True)
 
 
+def study_profile(folder: str | Path) -> str | None:
+    """The name of the profile a study folder ran under (its ``design.json``), or ``None`` when it does not say."""
+    try:
+        return (json.loads((Path(folder) / "design.json").read_text()).get("profile") or {}).get("name")
+    except (OSError, ValueError):
+        return None
+
+
 def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, command: str = "",
-                 paper: float | None = None, **kw) -> pd.DataFrame:
+                 paper: float | None = None, profile: str | None = None, force: bool = False, **kw) -> pd.DataFrame:
     """:func:`leakage_ladder` of ``folder`` written to ``out``: ``ladder.csv``, ``ladder.json`` (what,
     from which study, the command, commit and date), ``waterfall.png`` and a ``README.md`` that shows
-    them (its table written from ``ladder.csv``, never by hand)."""
+    them (its table written from ``ladder.csv``, never by hand).
+
+    Refused, before any work, when ``profile`` is given and the study ran under another one (a smoke
+    study must not become the paper's ladder), and when ``out`` is a folder the ladder did not write or
+    holds committed records, unless ``force`` (:func:`outputs.claim`)."""
     from .. import plots
+    from ..outputs import claim, mark
     from ..published import PUBLISHED
     from ..runinfo import git_commit, write_json
 
     t0 = time.perf_counter()
+    ran = study_profile(folder)
+    if profile is not None and ran != profile:
+        fix = f"--study with a {profile!r} study (e.g. results/{profile}-cv)"
+        raise BcdetError(f"{folder} is a study of the {ran!r} profile, not {profile!r}: pass --profile {ran} to climb "
+                         f"its ladder, or {fix}." if ran else
+                         f"{Path(folder) / 'design.json'} names no profile, so the study cannot be checked against "
+                         f"--profile {profile}: pass {fix}.")
+    out = Path(out)
+    ours = claim(out, force=force, names=LADDER_FILES)
     table = leakage_ladder(folder, arm, **kw)
     paper = PUBLISHED["paper_switching"]["accuracy"] if paper is None else paper
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if ours:  # a folder forced open keeps what else it holds, so it stays unmarked
+        mark(out, command or "bcdet_helpers.study.write_ladder")
     table.to_csv(out / "ladder.csv", index=False)
-    design = json.loads((Path(folder) / "design.json").read_text()) if (Path(folder) / "design.json").exists() else {}
     meta = {  # what and from where; the numbers are ladder.csv
-        "arm": arm, "study": _shown(folder), "profile": (design.get("profile") or {}).get("name"),
+        "arm": arm, "study": _shown(folder), "profile": ran,
         "rungs": [asdict(r) for r in RUNGS], "not_measured": not_measured(table), "paper_accuracy": paper,
         "command": command, "commit": git_commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - t0,

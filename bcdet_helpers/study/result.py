@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..errors import BcdetError
 from ..paths import CLASSES
+from ..runkey import AUGMENTED, RunKey  # noqa: F401  (AUGMENTED re-exported for the study's readers)
 from ..stats import CorrectedTTest, Interval
 
 
@@ -32,7 +33,8 @@ WEIGHTS = ("last", "best")  # last.pt: final weights (the rule); best.pt: best-b
 WEIGHTS_RULE = "last"
 # (a, b, the question a - b answers): the 2 x 2 of the arms, and the paper's claim
 COMPARISONS = (
-    ("switching", "decay", "the optimizer switch"),
+    ("switching", "matched", "the switch alone (same phases, Adam throughout)"),
+    ("switching", "decay", "switching vs decay, each tuned"),
     ("decay", "constant", "annealing the rate"),
     ("switching", "constant", "the paper's claim"),
     ("onecycle", "constant", "a modern schedule"),
@@ -424,15 +426,6 @@ def read_folds(folder: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise BcdetError(f"{path} is missing: run write_folds / run_study for this study first.")
     return pd.read_csv(path)
-
-
-# The leakage ladder's own kind of run in a study folder: the random split's folds, with augmented
-# copies of each test image trained on (augmenting before splitting). Only its test record is kept.
-AUGMENTED = "augmented"
-
-
-def _run_name(arm: str, kind: str, fold: int, seed: int) -> str:
-    return f"{arm}-{kind}-fold{fold}-seed{seed}"
 
 
 def load_predictions(folder: str | Path, part: str = "test") -> pd.DataFrame:

@@ -24,15 +24,24 @@ conv3_shape = (8, 256, 24, 24)
 residual_params = 2 * (3 * 3 * 256 * 256 + 2 * 256)  # 1,180,672
 
 # %% 03.5
-# the degradation problem: under laptop the 56-layer plain net ends near the "predict the class
-# frequencies" loss, the 20-layer one well below it
-predicted_lower_loss = 20
+# all logits 0 -> softmax gives 1/3 to every class -> loss = -ln(1/3) = ln 3
+predicted_first_loss = 1.0986
 
 # %% 03.6
-# laptop (56 layers): with BatchNorm after every conv the plain stack *amplifies* the gradient on its
-# way back (Yang et al. 2019), by orders of magnitude. Under smoke (8 layers) the answer is "a".
+# with BatchNorm after every conv the 56-layer plain stack *amplifies* the gradient on its way back
+# (Yang et al. 2019), by orders of magnitude (class and laptop: x2,700 or more). Under smoke (8 layers): "a".
 predicted_gradient = "b"
 
 # %% 03.7
-# all logits 0 -> softmax gives 1/3 to every class -> loss = -ln(1/3) = ln 3
-predicted_first_loss = 1.0986
+# the degradation problem: the 20-layer plain net fits the training images better than the 56-layer one
+# (under class and laptop the 56-layer net does not get below "predict the class frequencies" at all)
+predicted_lower_loss = 20
+
+# %% 03.8
+why_not_overfitting = """
+Overfitting would show as a low training loss and a high validation loss; here the deep net's *training*
+loss is the higher one, so it fits the very images it trains on worse. It is not a lack of capacity
+either: the 56-layer net could copy the 20-layer one and make its 36 extra layers the identity. Plain
+layers find the identity hard to learn and gradient descent does not reach that solution; a residual block
+only has to drive its branch to zero, and the skip gives every layer a direct path for the gradient.
+"""

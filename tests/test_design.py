@@ -1,0 +1,100 @@
+"""StudyDesign: the one list of a study's runs, read by the planner, run_study and `bcdet study`."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bcdet_helpers import plan
+from bcdet_helpers.errors import BcdetError
+from bcdet_helpers import study as sd
+from bcdet_helpers.profiles import KINDS, PROFILES, get_profile
+from bcdet_helpers.runkey import AUGMENTED, RunKey
+from bcdet_helpers.study import cv
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_plan_and_run_study_produce_the_same_run_list(name, tmp_path, monkeypatch):
+    """#32: `run_study(profile)` trains exactly the runs `bcdet reproduce` estimates (it used to give the
+    random split every seed where the planner gave it the first only)."""
+    prof = get_profile(name)
+    folds = pd.DataFrame([{"kind": k, "fold": f, "file": f"{k}{f}.png", "group": f, "label": "benign", "y": 0,
+                           "conflict": False} for k in KINDS for f in range(prof.folds)])
+    trained = []
+    monkeypatch.setattr(cv, "write_folds", lambda *a, **k: None)
+    monkeypatch.setattr(cv, "read_folds", lambda out: folds)
+    monkeypatch.setattr(cv, "_write_runs", lambda *a, **k: None)
+    monkeypatch.setattr(cv, "evaluate_study", lambda *a, **k: type("S", (), {"save": lambda self, p: None})())
+    monkeypatch.setattr(cv, "_study_run", lambda prof, arm, kind, fold, seed, *a, **k: trained.append(
+        (arm, kind, seed, fold)) or {})
+    sd.run_study(prof, out=tmp_path, jobs=1, progress=False)
+    assert trained == plan.study_runs(prof) == [(k.arm, k.kind, k.seed, k.fold) for k in sd.study_design(prof).runs()]
+    if name in ("laptop", "paper"):  # five arms (matched included), both kinds, the ladder's extra runs
+        arms = {a for a, *_ in trained}
+        assert arms == set(prof.study_arms) and "matched" in arms
+        assert {s for a, k, s, f in trained if k == "random" and a != "switching"} == {prof.seeds[0]}
+        assert {(a, s) for a, k, s, f in trained if k == AUGMENTED} == {("switching", s) for s in prof.seeds}
+
+
+def test_a_smaller_design_and_its_refusals():
+    d = sd.study_design("laptop", arms=["constant"], kinds=["grouped"], seeds=[0], folds=[0, 1])
+    assert d.runs() == [RunKey("constant", "grouped", 0, 0), RunKey("constant", "grouped", 1, 0)]
+    assert d.to_dict()["folds"] == [0, 1] and d.extra == {}
+    assert sd.study_design("laptop", ladder=False).extra == {}
+    with pytest.raises(BcdetError, match="Unknown split kind"):
+        sd.study_design("laptop", kinds=["shuffled"])
+
+
+def _bcdet(*args, env):
+    return subprocess.run([sys.executable, "-m", "bcdet_helpers.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_two_processes_run_two_runs_of_one_study_then_one_collects(busi_dir, tmp_path):
+    """#32: a study that outgrows one machine: `bcdet study --list` numbers the runs, `--run K` trains run K
+    alone (two processes at once stand in for two machines of a job array), writing only its own files."""
+    env = {**os.environ, "BCDET_DATA": str(busi_dir), "BCDET_RUNS": str(tmp_path / "runs")}
+    listed = _bcdet("study", "--profile", "smoke", "--list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split("\t")[1] for line in listed.stdout.splitlines()]
+    assert names == [k.name for k in sd.study_design("smoke").runs()]
+    procs = [subprocess.Popen([sys.executable, "-m", "bcdet_helpers.cli", "study", "--profile", "smoke", "--run", str(k)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    study = tmp_path / "runs" / "smoke" / "cv"
+    for k in (0, 1):
+        key = RunKey.parse(names[k])
+        assert (tmp_path / "runs" / "smoke" / key.folder() / "result.json").exists()
+        assert (study / "oof" / f"{key.name}.csv").exists() and (study / "val" / f"{key.name}.csv").exists()
+    assert not (study / "runs.csv").exists() and not (study / "design.json").exists()  # nothing shared written
+    bad = _bcdet("study", "--profile", "smoke", "--run", str(len(names)), env=env)
+    assert bad.returncode == 2 and "is not in this study" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_fifth_arm_is_a_table_entry_and_a_phase_function(busi_dir, tmp_path, monkeypatch):
+    """#32: adding an arm touches the profile table only (README, "Adding an arm"): its numbers in ARMS, its
+    phases in PHASES_OF, and -- to be tuned -- SEARCH_SPACES. Here a dummy arm, SGD throughout, joins a copy
+    of the smoke profile and the study trains, predicts and scores it beside `constant`."""
+    import dataclasses
+
+    from bcdet_helpers import profiles
+    from bcdet_helpers.runs import train_run
+
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setitem(profiles.ARMS, "sgdonly", {"lr": 0.01, "weight_decay": 1e-4})
+    monkeypatch.setitem(profiles.PHASES_OF, "sgdonly", lambda a, epochs: [
+        profiles.Phase("sgd", a["lr"], epochs, weight_decay=a["weight_decay"], warmup=1.0)])
+    prof = dataclasses.replace(get_profile("smoke"), schedules=("constant", "sgdonly"),
+                               study_arms=("constant", "sgdonly"))
+    run = train_run(prof, "sgdonly", progress=False)
+    assert set(run.history["optimizer"]) == {"sgd"} and (run.run_dir / "result.json").exists()
+    study = sd.run_study(prof, kinds=["grouped"], seeds=[0], folds=[0], out=tmp_path / "cv", jobs=1, progress=False,
+                         n_boot=20)
+    assert set(study.arms) == {"constant", "sgdonly"}
+    assert study.score("sgdonly", "grouped").n_predictions > 0
