@@ -57,7 +57,7 @@ def _machine(device) -> dict:
 
 def _describe_machine(machine: dict) -> str:
     if machine.get("gpu"):
-        return f"an {machine['gpu']}" if machine["gpu"][:1].upper() in "AEIOU" else f"a {machine['gpu']}"
+        return f"the GPU {machine['gpu']}"
     if machine.get("cpu_count"):
         return f"a {machine['cpu_count']}-core CPU"
     return machine["device"]
@@ -82,7 +82,8 @@ def _recorded_values(folders, profile: str, machine: dict, threads: int | None =
             env = info.get("environment", {})
             if info.get("profile", profile) != profile or str(env.get("device", "")).split(":")[0] != machine["device"]:
                 continue
-            if any(env.get(k) != v for k, v in machine.items() if k != "device") or threads not in (None, env.get("torch_threads")):
+            if (any(env.get(k) != v for k, v in machine.items() if k != "device")
+                    or threads not in (None, env.get("torch_threads"))):
                 continue
             spe = info.get("seconds_per_epoch")
             if spe and math.isfinite(spe):
@@ -361,7 +362,8 @@ def print_estimate(est: dict) -> None:
         "data preparation, notebook 03's experiment and evaluation come on top."
     )
     if est["device"].startswith("cpu") and 1800 < est["training_seconds"] <= LONG_JOB_SECONDS:
-        print(f"No GPU found: this will take a while on the CPU.\n{faster_choices(est['profile'], est.get('study'), est['device'], est)}")
+        choices = faster_choices(est["profile"], est.get("study"), est["device"], est)
+        print(f"No GPU found: this will take a while on the CPU.\n{choices}")
     sys.stdout.flush()
 
 
@@ -421,7 +423,8 @@ def cheaper_choices(profile: str, study: bool | None = None, device=None, est: d
         chapter04 = len(planned_runs(prof, False))
         if no_ladder < full:
             choices.append({"args": f"--profile {profile} --no-ladder", "make": _make_form(profile, "--no-ladder"),
-                            "what": f"the whole verdict without the leakage ladder's extra runs: {no_ladder} runs, not {full}",
+                            "what": f"the whole verdict without the leakage ladder's extra runs: {no_ladder} runs, "
+                                    f"not {full}",
                             "prof": prof, "study": True, "ladder": False})
         if n_small < full:
             args = f"--seeds {prof.seeds[0]} --splits grouped"

@@ -42,7 +42,8 @@ from .runkey import RunKey
 
 RUN_FILES = ("config.json", "history.csv", "result.json")
 CV_FILES = ("folds.csv", "design.json", "runs.csv", "study.json")  # plus the CSVs of CV_PARTS
-CV_PARTS = ("oof", "val", "inflation")  # inflation/: test-by-epoch records, for the leakage ladder only
+CV_PARTS = ("oof", "val", "inflation", "external")  # inflation/: test-by-epoch records, for the leakage ladder
+# only; external/: each run's BUS-BRA predictions (gzip CSVs, issue #30)
 
 
 def study_runs(metrics: dict) -> list[tuple[str, str, int, int]]:
@@ -323,7 +324,7 @@ their weights, so they are left out and retrained:
 
 ```bash
 mkdir -p runs/{profile}/cv
-cp -r results/{folder}/{{folds.csv,design.json,runs.csv,oof,val,inflation}} runs/{profile}/cv/
+cp -r results/{folder}/{{{",".join(["folds.csv", "design.json", "runs.csv", *(p for p in CV_PARTS if (stage / p).exists())])}}} runs/{profile}/cv/
 cp -r results/{folder}/runs/* runs/{profile}/
 rm -rf {" ".join(f"runs/{profile}/{r}" for r in first) or "(none)"}
 bcdet reproduce --profile {profile} --yes   # trains what is missing, then runs the notebooks
@@ -338,8 +339,10 @@ def _copy_study(src: Path, stage: Path, files) -> None:
         if (src / name).exists():
             shutil.copy2(src / name, stage / name)
     for part in CV_PARTS:
-        (stage / part).mkdir()
-        for csv in sorted((src / part).glob("*.csv")):
+        csvs = sorted([*(src / part).glob("*.csv"), *(src / part).glob("*.csv.gz")])
+        if csvs or part != "external":  # external/ only where BUS-BRA was scored
+            (stage / part).mkdir()
+        for csv in csvs:
             shutil.copy2(csv, stage / part / csv.name)
 
 

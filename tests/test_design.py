@@ -98,3 +98,29 @@ def test_a_fifth_arm_is_a_table_entry_and_a_phase_function(busi_dir, tmp_path, m
                          n_boot=20)
     assert set(study.arms) == {"constant", "sgdonly"}
     assert study.score("sgdonly", "grouped").n_predictions > 0
+
+
+def test_every_study_run_scores_the_external_set_after_its_test_fold(busi_dir, tmp_path, monkeypatch):
+    """#30: with BUS-BRA beside BUSI, each study run's final weights predict every external image right after
+    its test fold (external/<run>.csv.gz: one row per image, probabilities that sum to 1); a run recorded
+    before that gets them from its weights when the study is called again."""
+    from fakebusbra import make_busbra
+
+    from bcdet_helpers.study.external import external_csv
+
+    busbra = make_busbra(tmp_path / "data", n_patients=6)
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    monkeypatch.setenv("BCDET_BUSBRA", str(busbra))
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    n_images = len(pd.read_csv(busbra / "bus_data.csv"))
+    design = sd.study_design("smoke", arms=["constant"], kinds=["grouped"], seeds=[0], folds=[0, 1])
+    out = tmp_path / "cv"
+    sd.run_study(design, out=out, jobs=1, progress=False, n_boot=20)
+    for key in design.runs():
+        ext = pd.read_csv(external_csv(out, key))
+        assert len(ext) == n_images and set(ext["arm"]) == {"constant"} and set(ext["fold"]) == {key.fold}
+        assert ext[[f"p_{c}" for c in ("benign", "malignant", "normal")]].sum(axis=1).round(3).eq(1).all()
+    first = external_csv(out, design.runs()[0])
+    first.unlink()  # as if recorded before the external test existed
+    sd.run_study(design, out=out, jobs=1, progress=False, n_boot=20)
+    assert first.exists()

@@ -3,6 +3,7 @@
 The entry point for training and the notebooks is :func:`load_split_data`. The tensor-side names
 load lazily, so ``bcdet data check`` never pays for ``import torch``.
 """
+from .busbra import find_busbra, locate_busbra, read_busbra  # noqa: F401  (the external test set, issue #30)
 from .locate import find_busi, locate_busi  # noqa: F401
 
 _LAZY = {"SplitData": ".splitdata", "load_split_data": ".dataset"}

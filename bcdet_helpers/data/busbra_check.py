@@ -109,8 +109,9 @@ def check_busbra(path: str | Path | None = None) -> BusbraReport:
         return report
     twice = table["id"][table["id"].duplicated()].unique()
     if len(twice):
-        report.problems.append(Problem(table_name, f"{len(twice)} id(s) on more than one row: {_short_list(list(twice))}",
-                                       "keep one row per image (restore the file from the download)", fatal=True))
+        report.problems.append(Problem(
+            table_name, f"{len(twice)} id(s) on more than one row: {_short_list(list(twice))}",
+            "keep one row per image (restore the file from the download)", fatal=True))
     unreadable = _check_images(root, table, report)
     usable = table[table["exists"] & ~table["file"].isin(unreadable)]
     report.images = {cls: int((usable["label"] == cls).sum()) for cls in BUSBRA["classes"]}
@@ -128,7 +129,8 @@ def _check_images(root: Path, table, report: BusbraReport) -> set[str]:
     missing = list(table.loc[~table["exists"], "file"])
     if missing:
         report.problems.append(Problem(
-            f"{images_name}/", f"{len(missing)} image(s) listed in {BUSBRA['table']} are missing: {_short_list(missing)}",
+            f"{images_name}/",
+            f"{len(missing)} image(s) listed in {BUSBRA['table']} are missing: {_short_list(missing)}",
             "they are left out of every count and score; restore them from the download for the full set"))
     listed = set(table["file"])
     unlisted, junk = [], []
@@ -154,8 +156,9 @@ def _check_images(root: Path, table, report: BusbraReport) -> set[str]:
             unreadable.add(row["file"])
             continue
         if min(size) < MIN_SIDE:
-            report.problems.append(Problem(row["file"], f"image is only {size[0]}x{size[1]} px (need {MIN_SIDE}+ per side)",
-                                           "restore it from the download", fatal=True))
+            report.problems.append(Problem(
+                row["file"], f"image is only {size[0]}x{size[1]} px (need {MIN_SIDE}+ per side)",
+                "restore it from the download", fatal=True))
             unreadable.add(row["file"])
             continue
         sizes.append(size)

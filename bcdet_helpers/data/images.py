@@ -58,10 +58,10 @@ def open_image(path: str | Path) -> Image.Image:
         found = re.search(r"(\d+) pixels", str(exc))  # "Image size (225000000 pixels) exceeds limit ..."
         size = f"{int(found[1]) / 1e6:.0f} megapixels" if found else "too many pixels"
         raise BcdetError(
-            f"{path}: image has {size}, over the limit of {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (Pillow's guard "
-            "against decompression bombs); an ultrasound image has about one. Downscale it to a few thousand "
-            "pixels a side (any image editor, or ImageMagick: magick BIG.png -resize 2000x2000 SMALL.png) "
-            "and pass the copy (in a dataset folder: replace the file with it, or remove it)."
+            f"{path}: image has {size}, over the limit of {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels "
+            "(Pillow's guard against decompression bombs); an ultrasound image has about one. Downscale it to "
+            "a few thousand pixels a side (any image editor, or ImageMagick: magick BIG.png -resize 2000x2000 "
+            "SMALL.png) and pass the copy (in a dataset folder: replace the file with it, or remove it)."
         ) from None
 
 

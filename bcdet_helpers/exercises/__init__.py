@@ -8,8 +8,16 @@ read exactly what students see) and one that checks it::
     check("01.1", predicted_accuracy, counts=counts)
 
 :func:`check` answers with *correct*, *not quite* plus a hint, or *not answered yet* (the answer is
-still ``None``, or a function still returns ``None``). It never raises, so "Run all" always
-reaches the end of a notebook, and it never prints the solution.
+still ``None``, or a function still returns ``None``); an open question (``kind="open"``) answers
+*written down* once it holds a few sentences -- its model answer is in the teacher's copy. It never
+raises, so "Run all" always reaches the end of a notebook, and it never prints the solution. Each
+exercise has a ``kind`` (:data:`KINDS`: predict, read, code, open); every chapter climbs from a
+prediction to a real coding task and ends with an open question.
+
+What a prediction or a reading was checked against is written down: :func:`check` keeps it in
+:data:`MEASURED`, each notebook's last cell merges it into ``runs/<profile>/metrics.json`` with
+:func:`save_measured`, and :mod:`.recorded` reads it back from ``results/`` -- so the teacher's
+solutions are tested against the recorded runs.
 
 Solutions are not in this package: they live in the teacher's copy ``notebooks/solutions/chNN.py``,
 one ``# %% <id>`` section per exercise, which replaces the student's cell
@@ -19,7 +27,8 @@ code does not -- so no check can pass vacuously.
 
 A new chapter adds ``chNN.py`` with ``@exercise("NN.k", answer="name")`` functions; it is found and
 registered on import (:data:`CHAPTERS`), nothing else changes. Its solutions go to
-``notebooks/solutions/chNN.py`` and what its checks are given to ``MEASURED`` in the test.
+``notebooks/solutions/chNN.py``; a check that needs a measurement gets it from :mod:`.recorded` in the
+test, a code exercise's inputs from ``SYNTHETIC`` there.
 """
 import importlib
 import pkgutil

@@ -15,6 +15,7 @@ from ..paths import CLASSES, runs_dir
 from ..profiles import KINDS, Profile, get_profile
 from .design import StudyDesign, study_design
 from .evaluation import evaluate_study
+from .external import external_csv, record_external
 from ..runkey import AUGMENTED, RunKey, split_of
 from .result import (label_conflicts, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, Study, WEIGHTS, WEIGHTS_RULE, read_folds)
 
@@ -203,6 +204,9 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
         if row is not None:
             from_record += 1
             without_weights += not (study_run_dir(prof, *task[1:5]) / "last.pt").exists()
+            key = RunKey(*task[1:5])
+            if key.kind != AUGMENTED and not external_csv(out, key).exists():
+                record_external(prof, key, study_run_dir(prof, *task[1:5]), out, device=dev)  # recorded before #30
         run_rows.append(row if row is not None else _study_run(*task, progress=progress))
     _write_runs(out, run_rows)
     if progress and from_record:
@@ -280,6 +284,7 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
     pred = predict_run(res.run_dir, data, device=dev, groups=groups)
     pred["test"].to_csv(out / "oof" / f"{name}.csv", index=False)
     pred["val"].to_csv(out / "val" / f"{name}.csv", index=False)
+    record_external(prof, key, Path(res.run_dir), out, device=dev)  # BUS-BRA, when it is here (#30)
     if record.exists():  # a run trained before the record existed has none (the ladder says so)
         shutil.copy(record, out / "inflation" / f"{name}.csv")
     info = res.info or {}
