@@ -7,8 +7,9 @@ domain modules print nothing of the command line's and know nothing of ``argpars
 stay quick. A handler returns the exit status; :class:`~bcdet_helpers.errors.BcdetError` is
 printed by :func:`.cli.main` as ``bcdet: error: ...`` (exit 2).
 
-Old names keep working: ``train.cli_train``, ``reproduce.cli_reproduce``,
-``data.duplicates.cli_duplicates`` and ``evaluate.cli_predict`` / ``cli_evaluate`` lead here.
+The dependencies point one way: :mod:`.cli` -> this module -> the domain modules. No module below
+imports this one or :mod:`.cli`, not even inside a function (``tests/test_layout.py`` checks), and
+the handlers have no second home: ``cli_train`` and the others are imported from here only.
 """
 from __future__ import annotations
 

@@ -146,7 +146,7 @@ def evaluate_run(run, data, n_boot: int | None = None, seed: int = 0, device="cp
     if not str(run_dir) or not (run_dir / "best.pt").exists():
         raise BcdetError(
             f"{run_dir / 'best.pt'}: no best-by-validation checkpoint. Train the run first "
-            f"(bcdet train ... or train.train_run), or pass the run folder that holds best.pt."
+            f"(bcdet train ... or runs.train_run), or pass the run folder that holds best.pt."
         )
     model, meta = load_checkpoint(run_dir / "best.pt", device=device)
     checks = (("split", data.kind), ("seed", data.seed), ("image_size", data.image_size),
@@ -185,11 +185,3 @@ def evaluate_run(run, data, n_boot: int | None = None, seed: int = 0, device="cp
         best_epoch=None if best_epoch is None else int(best_epoch),
         part=part,
     )
-
-
-def __getattr__(name):  # the CLI's names moved to bcdet_helpers.commands; the old names still work
-    if name in ("cli_predict", "cli_evaluate", "TEACHING_REMINDER"):
-        import importlib
-
-        return getattr(importlib.import_module("bcdet_helpers.commands"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,7 +43,8 @@ def confusion(y_true, y_pred, classes: int) -> np.ndarray:
 
 
 def scores_from_confusion(conf) -> dict:
-    """Accuracy, macro-F1 and per-class recall of one or many confusion matrices ``(..., K, K)``.
+    """Accuracy, macro-F1, per-class recall and balanced accuracy (the mean recall of the classes present)
+    of one or many confusion matrices ``(..., K, K)``.
 
     F1 per class is 2 TP / (2 TP + FP + FN) = 2 TP / (row + column); macro-F1 averages the classes
     present in the truth (a row with members, see the module doc); the recall of an absent class is
@@ -60,7 +61,8 @@ def scores_from_confusion(conf) -> dict:
         f1 = np.where(present, 2 * tp / np.where(present, rows + cols, 1), 0.0)
         n_present = present.sum(-1)
         macro_f1 = np.where(n_present > 0, (f1 * present).sum(-1) / np.maximum(n_present, 1), np.nan)
-    return {"accuracy": accuracy, "macro_f1": macro_f1, "recall": recall}
+        balanced = np.where(n_present > 0, np.where(present, recall, 0.0).sum(-1) / np.maximum(n_present, 1), np.nan)
+    return {"accuracy": accuracy, "macro_f1": macro_f1, "recall": recall, "balanced_accuracy": balanced}
 
 
 def macro_f1_from_confusion(conf) -> float:

@@ -297,10 +297,9 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     which). Notebook 03's small depth experiment, data preparation and evaluation come on top (minutes
     on a CPU).
     """
+    from .device import auto_jobs, choose_device
     from .profiles import get_profile
-    from .device import auto_jobs
     from .study.cv import study_run_dir
-    from .train import choose_device
 
     prof = get_profile(profile)
     dev = choose_device(device)

@@ -102,7 +102,7 @@ def publish(profile: str, dest: str | Path | None = None, force: bool = False) -
     """Copy the committed part of ``runs/<profile>/`` to ``dest`` (default ``results/<profile>/``);
     ``force`` lets it replace a folder it did not write, or committed results (:func:`outputs.claim`)."""
     from .report import write_report
-    from .train import run_dir_for
+    from .runs import run_dir_for
 
     src = runs_dir(profile)
     metrics_path = src / "metrics.json"

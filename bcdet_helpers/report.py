@@ -111,7 +111,7 @@ def verdict(d, claim: float) -> str:
 
 def _study_sections(study, add, profile_folder: str) -> None:
     """The cross-validated study's part of the report, from the :class:`~bcdet_helpers.study.Study`."""
-    from .evaluate import PUBLISHED
+    from .published import PUBLISHED
 
     kind = "grouped" if "grouped" in study.kinds else study.kinds[0]
     add("## Headline: pooled out-of-fold accuracy, ours vs the paper\n")
@@ -193,7 +193,7 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     are, for the text (default ``cv/``). ``executed_notebooks``: where the executed notebooks are when
     they are not beside the report (``bcdet publish`` writes the report into ``results/``, without
     them); default: linked from ``notebooks/`` next to it."""
-    from .evaluate import PUBLISHED
+    from .published import PUBLISHED
 
     folder = Path(folder)
     lines = []

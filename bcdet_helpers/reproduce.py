@@ -180,7 +180,7 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     with use_runs_dir(out):
         folder = runs_dir(prof.name)
         from .runinfo import device_info
-        from .train import choose_device
+        from .device import choose_device
 
         dev = choose_device(device)
         info = device_info(dev)
@@ -305,13 +305,3 @@ def reproduce_command(profile: str, seeds=None, splits=None, random_seeds=None, 
     if not ladder and runs_study(profile, study):
         cmd += " --no-ladder"
     return cmd
-
-
-
-
-def __getattr__(name):  # cli_reproduce moved to bcdet_helpers.commands; the old name still works
-    if name in ("cli_reproduce",):
-        import importlib
-
-        return getattr(importlib.import_module("bcdet_helpers.commands"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -209,14 +209,17 @@ def hierarchical_bootstrap(y, pred, groups, units, *, n_classes: int = 3, n_boot
     Owen 2007, *Ann. Appl. Stat.* 1:246; conservative, i.e. it errs wide) and scores the pooled
     confusion. With one replicate it equals :func:`cluster_bootstrap`'s resampling of groups.
 
-    Returns ``{"accuracy": Interval, "macro_f1": Interval, "n_groups": int, "n_units": int}``.
+    Returns ``{"accuracy", "macro_f1", "balanced_accuracy": Interval, "recall": [Interval per class],
+    "n_groups": int, "n_units": int}`` (with ``n_classes=2`` and truth/prediction "is it malignant?",
+    ``recall`` is ``[specificity, sensitivity]``).
     """
     (g_codes, g_labels), (u_codes, u_labels) = _codes(groups), _codes(units)
     m = _unit_confusions(y, pred, g_codes, u_codes, len(g_labels), len(u_labels), n_classes)
     shape = (-1, n_classes, n_classes)
     point = scores_from_confusion(m.sum((0, 1)).reshape(shape))
     reps = scores_from_confusion(_two_way_replicates(m, n_boot, seed).reshape(shape))
-    out = {k: _interval(float(point[k][0]), reps[k], alpha) for k in ("accuracy", "macro_f1")}
+    out = {k: _interval(float(point[k][0]), reps[k], alpha) for k in ("accuracy", "macro_f1", "balanced_accuracy")}
+    out["recall"] = [_interval(float(point["recall"][0][k]), reps["recall"][:, k], alpha) for k in range(n_classes)]
     return {**out, "n_groups": len(g_labels), "n_units": len(u_labels)}
 
 

@@ -22,9 +22,10 @@ the device, mixed precision, best weights, checkpoints, progress). Why it is fas
   history, number for number -- and ``resume=True`` after an interruption ends with exactly the
   weights of an uninterrupted run.
 
-Run folders (``train_run``, ``load_run``) live in :mod:`bcdet_helpers.runs`, checkpoints in
-:mod:`bcdet_helpers.checkpoints`, the device choice in :mod:`bcdet_helpers.device`; their names are
-re-exported here for notebooks and older code.
+Run folders (``run_dir_for``, ``train_run``, ``load_run``) live in :mod:`bcdet_helpers.runs`,
+checkpoints (``load_checkpoint``) in :mod:`bcdet_helpers.checkpoints`, the device choice
+(``choose_device``) in :mod:`bcdet_helpers.device` and ``bcdet train`` in :mod:`bcdet_helpers.commands`;
+import them from there -- this module does not re-export them.
 """
 from __future__ import annotations
 
@@ -46,20 +47,8 @@ from .profiles import schedule as schedule_phases
 
 __all__ = [
     "FitResult", "fit", "validate", "phase_table", "phase_stability", "phase_of_epochs", "make_optimizer",
-    "enter_phase", "make_scheduler", "choose_device",
+    "enter_phase", "make_scheduler",
 ]
-# also here, for notebooks and older code: run_dir_for, train_run, load_run (from .runs), cli_train (from
-# .commands) and load_checkpoint (from .checkpoints)
-_REEXPORTS = {"run_dir_for": "runs", "train_run": "runs", "load_run": "runs", "cli_train": "commands",
-              "load_checkpoint": "checkpoints"}
-
-
-def __getattr__(name):  # lazy, so that .runs can import this module
-    if name in _REEXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_REEXPORTS[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass

@@ -33,11 +33,12 @@ import torch.nn.functional as F
 from bcdet_helpers.data import load_split_data, locate_busi
 from bcdet_helpers.data.cache import load_cache
 from bcdet_helpers.data.images import is_mask
+from bcdet_helpers.device import choose_device
 from bcdet_helpers.model import build_model
 from bcdet_helpers.paths import use_runs_dir
 from bcdet_helpers.profiles import Phase, get_profile, schedule
 from bcdet_helpers.runinfo import environment_info, write_json
-from bcdet_helpers.train import choose_device, fit
+from bcdet_helpers.train import fit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -37,10 +37,11 @@ import torch.nn.functional as F
 from bcdet_helpers import callbacks
 from bcdet_helpers import device as bdevice
 from bcdet_helpers.data import load_split_data
+from bcdet_helpers.device import choose_device
 from bcdet_helpers.model import build_model
 from bcdet_helpers.profiles import get_profile, schedule
 from bcdet_helpers.runinfo import environment_info, write_json
-from bcdet_helpers.train import choose_device, fit
+from bcdet_helpers.train import fit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bcdet_helpers.data.duplicates import (
-    PAIR_COLUMNS, THRESHOLD, cli_duplicates, duplicate_groups, find_duplicates, similarity_matrix,
-    thumbnail,
-)
+from bcdet_helpers.commands import cli_duplicates
+from bcdet_helpers.data.duplicates import find_duplicates
 from bcdet_helpers.data.index import build_index
+from bcdet_helpers.data.similarity import PAIR_COLUMNS, THRESHOLD, duplicate_groups, similarity_matrix, thumbnail
 
 
 def _pair(pairs, a, b):

@@ -221,7 +221,7 @@ def test_parse_map_and_folder_dataset(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# a tiny checkpoint (the best.pt format documented by train.load_checkpoint) for the CLI tests
+# a tiny checkpoint (the best.pt format documented by checkpoints.load_checkpoint) for the CLI tests
 # --------------------------------------------------------------------------------------------
 @pytest.fixture
 def tiny_checkpoint(tmp_path):

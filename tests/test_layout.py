@@ -1,9 +1,13 @@
 """The shape of the package (issue #18): no import cycle, one BUSI record, one preprocessing step,
-every command handler beside the CLI, and the old import paths still working."""
+every command handler beside the CLI; and (issue #32) dependencies that point one way --
+cli -> commands -> the domain modules -- with no module-level ``__getattr__`` forwarding old names."""
 from __future__ import annotations
 
 import ast
 import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,27 +22,49 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _is_import_module(node) -> bool:
+    """``importlib.import_module(...)``, ``import_module(...)`` or ``__import__(...)``."""
+    func = getattr(node, "func", None)
+    return isinstance(node, ast.Call) and (getattr(func, "attr", None) or getattr(func, "id", None)) in (
+        "import_module", "__import__")
+
+
+def imported_modules(path: Path, paths) -> set[str]:
+    """The modules ``path`` imports, at module level *or inside a function*, plus the constant names
+    it hands to ``importlib.import_module`` (a string import is still an import: the forwarders of
+    issue #32 reached the CLI that way). ``from a import b`` names ``a.b`` when that is a module."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+    def absolute(level: int, module: str | None) -> str:
+        if not level:
+            return module or ""
+        base = package.split(".")[: len(package.split(".")) - (level - 1)]
+        return ".".join(base + ([module] if module else []))
+
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            mod = absolute(node.level, node.module)
+            for alias in node.names:
+                targets.add(f"{mod}.{alias.name}" if f"{mod}.{alias.name}" in paths else mod)
+        elif isinstance(node, ast.Import):
+            targets |= {a.name for a in node.names}
+        elif _is_import_module(node) and node.args and isinstance(node.args[0], ast.Constant):
+            text = str(node.args[0].value)
+            dots = len(text) - len(text.lstrip("."))
+            targets.add(absolute(dots, text[dots:] or None))
+    return targets
+
+
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the package modules it imports, at module level *or inside a function* (a lazy
-    import is still a dependency; the index <-> duplicates cycle of issue #18 was one). Importing
-    ``a.b.c`` also runs ``a.b``'s ``__init__``, so that is an edge too. ``importlib`` calls in a
-    module's ``__getattr__`` -- the aliases that keep an old name importable -- are not imports."""
+    """Module -> the package modules it imports (:func:`imported_modules`; a lazy import is still a
+    dependency: the index <-> duplicates cycle of issue #18 was one). Importing ``a.b.c`` also runs
+    ``a.b``'s ``__init__``, so that is an edge too."""
     paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in paths.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                    mod = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    mod = node.module or ""
-                for alias in node.names:
-                    targets.add(f"{mod}.{alias.name}" if f"{mod}.{alias.name}" in paths else mod)
-            elif isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names}
+        targets = imported_modules(path, paths)
         edges = set()
         for t in targets:
             while t:  # the module and every package above it
@@ -151,7 +177,109 @@ def test_one_preprocessing_step_bit_identical_to_the_recorded_formula():
     np.testing.assert_allclose(predict_proba(model, images, mean, std), expected, rtol=0, atol=1e-6)
 
 
-# ------------------------------------------------------------------------ commands and old names
+# ------------------------------------------------------------------ cli -> commands -> the domain
+UPPER = {"bcdet_helpers.cli": set(), "bcdet_helpers.commands": {"bcdet_helpers.cli"}}  # who may import it
+
+
+def test_no_module_below_the_cli_imports_it():
+    """Issue #32: the data and scoring modules reached up to ``commands`` (through the forwarders'
+    ``importlib`` calls) and ``commands`` back down: a circle of 14 modules at run time. Only
+    ``cli`` imports ``commands``, nobody imports ``cli`` -- not at module level, not inside a
+    function, not as a string handed to ``importlib``, not as a module name spelt out in full."""
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    found = []
+    for name, path in sorted(paths.items()):
+        targets = imported_modules(path, paths)
+        strings = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)}
+        for upper, allowed in UPPER.items():
+            if name != upper and name not in allowed and (upper in targets or upper in strings):
+                found.append(f"{path.relative_to(PACKAGE.parent)} -> {upper}")
+    assert not found, f"modules below the CLI that import it: {found}"
+
+
+def test_computed_imports_stay_inside_their_own_package():
+    """An ``import_module`` whose name is computed cannot be checked above: only the CLI's handler
+    table and a package ``__init__`` loading its own submodules (``import_module(x, __name__)``) may."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not _is_import_module(node) or (node.args and isinstance(node.args[0], ast.Constant)):
+                continue
+            own = (path.name == "__init__.py" and len(node.args) == 2
+                   and getattr(node.args[1], "id", None) in ("__name__", "__package__"))
+            if not (path.name == "cli.py" and path.parent == PACKAGE) and not own:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not found, f"computed imports: {found}"
+
+
+_IMPORT_ONE_BY_ONE = """
+import importlib, json, sys
+upper = ("bcdet_helpers.cli", "bcdet_helpers.commands")
+out = {"pulled_in": {}, "missing_dependency": {}}
+for name in json.loads(sys.argv[1]):
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:  # an optional third-party package, not ours
+        if (exc.name or "").startswith("bcdet_helpers"):
+            raise
+        out["missing_dependency"][name] = exc.name
+        continue
+    hit = [m for m in upper if m in sys.modules]
+    if hit:
+        out["pulled_in"][name] = hit
+        break
+print(json.dumps(out))
+"""
+
+
+def test_importing_any_module_below_the_cli_does_not_load_it():
+    """The run-time check of the static one above: every module of the package but ``cli`` and
+    ``commands``, imported one after another in a fresh interpreter, leaves both unloaded."""
+    names = sorted(_module_name(p) for p in PACKAGE.rglob("*.py"))
+    names = [n for n in names if n not in UPPER]
+    assert "bcdet_helpers.data.duplicates" in names and "bcdet_helpers.evaluate" in names
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_ONE_BY_ONE, json.dumps(names)], capture_output=True,
+                          text=True, cwd=PACKAGE.parent, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not out["pulled_in"], f"importing this loads the CLI: {out['pulled_in']}"
+
+
+# a package __init__ that loads its own tensor-side submodules on first use, so that
+# ``bcdet data check`` never pays for ``import torch`` -- the one module-level __getattr__ allowed
+LAZY_PACKAGES = {"bcdet_helpers/data/__init__.py"}
+
+
+def test_no_module_forwards_names_through_a_module_getattr():
+    """Issue #32: ``train``, ``evaluate``, ``reproduce`` and ``data.duplicates`` forwarded old names
+    (``train.train_run``, ``evaluate.cli_predict`` ...) through ``__getattr__``, which hid the real
+    map. Every name is imported from its home module now."""
+    found = [str(p.relative_to(PACKAGE.parent)) for p in sorted(PACKAGE.rglob("*.py"))
+             if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in ast.parse(p.read_text()).body)]
+    assert set(found) <= LAZY_PACKAGES, f"module-level __getattr__: {sorted(set(found) - LAZY_PACKAGES)}"
+    from bcdet_helpers import data
+
+    assert all(target.startswith(".") for target in data._LAZY.values())  # its own submodules only
+
+
+@pytest.mark.parametrize("module, name, home", [
+    ("bcdet_helpers.train", "run_dir_for", "bcdet_helpers.runs"),
+    ("bcdet_helpers.train", "train_run", "bcdet_helpers.runs"),
+    ("bcdet_helpers.train", "load_run", "bcdet_helpers.runs"),
+    ("bcdet_helpers.train", "load_checkpoint", "bcdet_helpers.checkpoints"),
+    ("bcdet_helpers.train", "cli_train", "bcdet_helpers.commands"),
+    ("bcdet_helpers.evaluate", "cli_predict", "bcdet_helpers.commands"),
+    ("bcdet_helpers.evaluate", "cli_evaluate", "bcdet_helpers.commands"),
+    ("bcdet_helpers.evaluate", "TEACHING_REMINDER", "bcdet_helpers.commands"),
+    ("bcdet_helpers.reproduce", "cli_reproduce", "bcdet_helpers.commands"),
+    ("bcdet_helpers.data.duplicates", "cli_duplicates", "bcdet_helpers.commands"),
+])
+def test_a_forwarded_name_lives_in_its_home_module_only(module, name, home):
+    assert not hasattr(importlib.import_module(module), name), f"{module}.{name}: import it from {home}"
+    assert getattr(importlib.import_module(home), name) is not None
+
+
+# ------------------------------------------------------------------ commands and re-exported names
 def test_every_command_handler_lives_beside_the_cli():
     from bcdet_helpers import cli, commands
 
@@ -165,8 +293,8 @@ def test_every_command_handler_lives_beside_the_cli():
 
 
 OLD_EVALUATE_NAMES = [
-    "BcdetError", "CLASSES", "Evaluation", "IMAGE_SUFFIXES", "PUBLISHED", "TEACHING_REMINDER", "accuracy",
-    "bootstrap_ci", "cam_mass_in_mask", "cli_evaluate", "cli_predict", "evaluate_run", "expected_calibration_error",
+    "BcdetError", "CLASSES", "Evaluation", "IMAGE_SUFFIXES", "PUBLISHED", "accuracy",
+    "bootstrap_ci", "cam_mass_in_mask", "evaluate_run", "expected_calibration_error",
     "folder_dataset", "grad_cam", "jsonable", "last_conv_block", "lesion_mask", "load_images", "macro_f1", "metrics",
     "paired_comparison", "parse_map", "predict_proba", "reliability", "roc_curves", "single_class_warning",
     "upsample_cam",
@@ -182,9 +310,7 @@ def test_every_old_name_of_evaluate_still_imports(name):
 
 
 @pytest.mark.parametrize("module, name", [
-    ("bcdet_helpers.train", "cli_train"), ("bcdet_helpers.train", "load_checkpoint"),
-    ("bcdet_helpers.train", "choose_device"), ("bcdet_helpers.reproduce", "cli_reproduce"),
-    ("bcdet_helpers.data.duplicates", "cli_duplicates"), ("bcdet_helpers.data.duplicates", "thumbnail"),
+    ("bcdet_helpers.data.duplicates", "thumbnail"),
     ("bcdet_helpers.data.duplicates", "THRESHOLD"), ("bcdet_helpers.paths", "CLASSES"),
     ("bcdet_helpers.profiles", "SPLITS"), ("bcdet_helpers.data.augment", "AUGMENT"),
 ])

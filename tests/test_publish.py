@@ -9,7 +9,7 @@ from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.outputs import MARKER
 from bcdet_helpers.publish import publish
 from bcdet_helpers.runinfo import write_json
-from bcdet_helpers.train import run_dir_for
+from bcdet_helpers.runs import run_dir_for
 
 
 def fake_reproduction(profile="smoke"):

@@ -12,6 +12,7 @@ import pytest
 
 from bcdet_helpers import plan
 from bcdet_helpers import reproduce as rp
+from bcdet_helpers.commands import cli_reproduce
 from bcdet_helpers.errors import BcdetError
 
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -172,7 +173,7 @@ def test_the_verdict_in_words_follows_the_interval():
 
 def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):
     from bcdet_helpers.runinfo import write_json
-    from bcdet_helpers.train import run_dir_for
+    from bcdet_helpers.runs import run_dir_for
 
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
     write_json(run_dir_for("smoke", "constant", "grouped", 0) / "result.json",
@@ -207,7 +208,7 @@ def test_unknown_profile_is_a_user_error():
     import argparse
 
     with pytest.raises(BcdetError, match="Unknown profile"):
-        rp.cli_reproduce(argparse.Namespace(profile="gpu-cluster", out=None))
+        cli_reproduce(argparse.Namespace(profile="gpu-cluster", out=None))
 
 
 def test_a_smaller_study_reaches_only_the_notebooks_that_declare_it(tmp_path, monkeypatch):
@@ -272,7 +273,7 @@ def test_bad_study_is_a_user_error():
     import argparse
 
     with pytest.raises(BcdetError, match="splits must be"):
-        rp.cli_reproduce(argparse.Namespace(profile="smoke", out=None, seeds=None, splits=["leaky"]))
+        cli_reproduce(argparse.Namespace(profile="smoke", out=None, seeds=None, splits=["leaky"]))
 
 
 def test_a_copied_checkout_names_its_commit_through_the_environment(monkeypatch):

@@ -572,6 +572,7 @@ def test_a_study_restored_without_weights_uses_its_record_and_refuses_a_stale_on
     named, with the fix, instead of being used."""
     from bcdet_helpers import train
     from bcdet_helpers.paths import runs_dir
+    from bcdet_helpers.runs import load_run
 
     monkeypatch.setenv("BCDET_DATA", str(make_busi(tmp_path_factory.mktemp("busi-restore"), 6)))
     prof = dataclasses.replace(get_profile("smoke", epochs=1), name="smoke-restore", folds=2)
@@ -591,7 +592,7 @@ def test_a_study_restored_without_weights_uses_its_record_and_refuses_a_stale_on
         pd.testing.assert_frame_equal(sd.load_predictions(out), oof_before)
         assert [x.accuracy for x in again.scores] == [x.accuracy for x in first.scores]
         with pytest.raises(BcdetError, match="not its weights"):
-            train.load_run(runs_dir(prof.name) / "constant-grouped-fold0-seed0")
+            load_run(runs_dir(prof.name) / "constant-grouped-fold0-seed0")
         config = runs_dir(prof.name) / "constant-random-fold1-seed0" / "config.json"
         config.write_text(config.read_text().replace('"seed": 0', '"seed": 5'))
         with pytest.raises(BcdetError, match="constant-random-fold1-seed0.*other settings.*Delete that run folder"):
@@ -631,3 +632,33 @@ def test_forest_plot_draws_every_difference_and_the_claim(study):
         assert f"{100 * row.difference:+.1f} [{100 * row.low:+.1f}, {100 * row.high:+.1f}]" in texts
     lo, hi = ax.get_xlim()
     assert lo < 100 * table["low"].min() and hi > 100 * max(table["high"].max(), study.claim)
+
+
+def test_clinical_numbers_use_a_threshold_chosen_on_validation_images(folder, study):
+    """#28: balanced accuracy, and malignant sensitivity/specificity at the threshold each run chose on its
+    validation images for 90 % sensitivity -- transported to its test fold, never read off it."""
+    from bcdet_helpers.external import choose_threshold
+    from bcdet_helpers.study.evaluation import _operating_point
+
+    rng = np.random.default_rng(1)
+    val = pd.DataFrame({"fold": np.repeat([0, 1], 50), "seed": 0, "y": rng.integers(0, 3, 100),
+                        "p_malignant": rng.random(100)})
+    test = pd.DataFrame({"fold": np.repeat([0, 1], 40), "seed": 0, "y": rng.integers(0, 3, 80),
+                         "p_malignant": rng.random(80)})
+    called = _operating_point(test, val)
+    for fold in (0, 1):
+        v = val[val["fold"] == fold]
+        t = choose_threshold(v["y"] == 1, v["p_malignant"], sd.OPERATING_SENSITIVITY)
+        assert (called[test["fold"] == fold] == (test.loc[test["fold"] == fold, "p_malignant"] >= t)).all()
+    poisoned = test.assign(y=(test["y"] + 1) % 3)  # the test labels play no part in the threshold
+    assert (_operating_point(poisoned, val) == called).all()
+    assert _operating_point(test, val.assign(y=0)) is None  # no malignant validation image: nothing to choose on
+    # the hand-written folder: its grouped folds follow the class, so a fold's validation part lacks malignant
+    # images -- no operating point, said as None rather than a number; balanced accuracy is there
+    s = study.score("switching", "grouped")
+    assert s.malignant_sensitivity is None and s.malignant_specificity is None
+    oof = _oof(folder)
+    test = oof[(oof["arm"] == "switching") & (oof["kind"] == "grouped") & (oof["weights"] == "last")]
+    pred = test[P_COLS].to_numpy().argmax(1)
+    by_hand = np.mean([(pred[test["y"] == k] == k).mean() for k in range(3)])
+    assert s.balanced_accuracy.value == pytest.approx(by_hand)

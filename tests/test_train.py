@@ -22,7 +22,10 @@ import torch
 import bcdet_helpers.data as bdata
 from bcdet_helpers import runs as runs_module
 from bcdet_helpers import train
+from bcdet_helpers.checkpoints import load_checkpoint
+from bcdet_helpers.commands import cli_train
 from bcdet_helpers.data import SplitData
+from bcdet_helpers.device import choose_device
 from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.metrics import macro_f1_from_confusion
 from bcdet_helpers.model import ResNet9
@@ -173,13 +176,13 @@ def test_macro_f1_matches_scikit_learn():
 
 
 def test_choose_device():
-    assert train.choose_device("cpu").type == "cpu"
-    assert train.choose_device("auto").type in ("cpu", "cuda", "mps")
+    assert choose_device("cpu").type == "cpu"
+    assert choose_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(BcdetError, match="Unknown device"):
-        train.choose_device("tpu")
+        choose_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(BcdetError, match="--device cpu"):
-            train.choose_device("cuda")
+            choose_device("cuda")
 
 
 _ALLOCATOR_PROBE = """
@@ -285,8 +288,8 @@ def runs(tmp_path, monkeypatch):
 
 
 def test_train_run_writes_its_folder_and_is_loaded_not_retrained(runs, monkeypatch, capsys):
-    res = train.train_run(runs, "switching", seed=0, device="cpu", progress=False)
-    d = train.run_dir_for("smoke", "switching", "grouped", 0)
+    res = runs_module.train_run(runs, "switching", seed=0, device="cpu", progress=False)
+    d = runs_module.run_dir_for("smoke", "switching", "grouped", 0)
     assert res.run_dir == d
     for f in ("config.json", "history.csv", "checkpoint.pt", "best.pt", "result.json"):
         assert (d / f).exists(), f
@@ -300,28 +303,28 @@ def test_train_run_writes_its_folder_and_is_loaded_not_retrained(runs, monkeypat
         raise AssertionError("a finished run must be loaded, not retrained")
 
     monkeypatch.setattr(train, "fit", no_training)
-    again = train.train_run(runs, "switching", seed=0, device="cpu", progress=False)
+    again = runs_module.train_run(runs, "switching", seed=0, device="cpu", progress=False)
     assert again.best_epoch == res.best_epoch
     assert_same_state(again.best_state, res.best_state)
     pd.testing.assert_frame_equal(without_seconds(again.history), without_seconds(res.history), check_dtype=False)
 
-    model, meta = train.load_checkpoint(d / "best.pt")
+    model, meta = load_checkpoint(d / "best.pt")
     assert meta["image_size"] == SIZE and meta["classes"] == ("benign", "malignant", "normal")
     assert_same_state(model.state_dict(), res.best_state)
 
     with pytest.raises(BcdetError, match="different settings"):  # same folder, other epochs
-        train.train_run(runs, "switching", seed=0, epochs=5, device="cpu", progress=False)
+        runs_module.train_run(runs, "switching", seed=0, epochs=5, device="cpu", progress=False)
 
     # a study-level field (bootstrap, teach_*, seeds) changing later does not orphan finished runs
     cfg = json.loads((d / "config.json").read_text())
     cfg["profile"]["bootstrap"] += 1
     cfg["profile"]["teach_steps"] += 1
     (d / "config.json").write_text(json.dumps(cfg))
-    assert train.train_run(runs, "switching", seed=0, device="cpu", progress=False).best_epoch == res.best_epoch
+    assert runs_module.train_run(runs, "switching", seed=0, device="cpu", progress=False).best_epoch == res.best_epoch
 
 
 def test_unfinished_run_needs_resume(runs):
-    d = train.run_dir_for("smoke", "constant", "grouped", 1)
+    d = runs_module.run_dir_for("smoke", "constant", "grouped", 1)
     stopped = train.fit  # interrupt train_run's fit after one epoch
 
     def stop_early(*a, **kw):
@@ -329,12 +332,12 @@ def test_unfinished_run_needs_resume(runs):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train, "fit", stop_early)
-        part = train.train_run(runs, "constant", seed=1, device="cpu", progress=False)
+        part = runs_module.train_run(runs, "constant", seed=1, device="cpu", progress=False)
     assert part.interrupted and not (d / "result.json").exists()
     started = json.loads((d / "config.json").read_text())["started"]
     with pytest.raises(BcdetError, match="resume"):
-        train.train_run(runs, "constant", seed=1, device="cpu", progress=False)
-    done = train.train_run(runs, "constant", seed=1, device="cpu", resume=True, progress=False)
+        runs_module.train_run(runs, "constant", seed=1, device="cpu", progress=False)
+    done = runs_module.train_run(runs, "constant", seed=1, device="cpu", resume=True, progress=False)
     assert not done.interrupted and len(done.history) == 3 and (d / "result.json").exists()
     assert json.loads((d / "config.json").read_text())["started"] == started  # the first start is kept
 
@@ -352,30 +355,30 @@ def test_a_run_folder_is_locked_while_a_process_trains_in_it(runs):
     """Issue #27 case 3: two processes training in one run folder overwrote each other's checkpoints (one
     crashed on the other's checkpoint.pt.tmp). The second is refused with the holder's PID before it
     touches the folder, and a holder that dies (here: killed) releases it."""
-    d = train.run_dir_for("smoke", "switching", "grouped", 0)
+    d = runs_module.run_dir_for("smoke", "switching", "grouped", 0)
     holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(d)], stdout=subprocess.PIPE, text=True,
                               cwd=Path(__file__).parents[1])
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(BcdetError, match=rf"{d.name} is in use: another process \(PID {holder.pid} on "):
-            train.train_run(runs, "switching", seed=0, device="cpu", progress=False)
+            runs_module.train_run(runs, "switching", seed=0, device="cpu", progress=False)
         assert sorted(p.name for p in d.iterdir()) == [".lock"]
     finally:
         holder.kill()
         holder.wait()
-    res = train.train_run(runs, "switching", seed=0, device="cpu", progress=False)
+    res = runs_module.train_run(runs, "switching", seed=0, device="cpu", progress=False)
     assert (d / "result.json").exists()
     with runs_module.run_lock(d):  # a finished run is only read: loading it needs no lock
-        assert train.train_run(runs, "switching", seed=0, device="cpu", progress=False).best_epoch == res.best_epoch
+        assert runs_module.train_run(runs, "switching", seed=0, device="cpu", progress=False).best_epoch == res.best_epoch
 
 
 def test_cli_train_prints_where_results_went(runs, capsys, monkeypatch):
     monkeypatch.setattr(runs_module, "get_profile", lambda name, **kw: runs.__class__(**{**runs.to_dict(), **kw}))
     args = argparse.Namespace(profile="smoke", schedule="onecycle", seed=2, split="grouped", epochs=2,
                               device="cpu", resume=False, fold=0)
-    assert train.cli_train(args) == 0
+    assert cli_train(args) == 0
     out = capsys.readouterr().out
-    assert str(train.run_dir_for("smoke", "onecycle", "grouped", 2)) in out
+    assert str(runs_module.run_dir_for("smoke", "onecycle", "grouped", 2)) in out
     assert "val macro-F1" in out and "Training on cpu" in out
 
 
@@ -419,7 +422,7 @@ def test_cli_train_says_ctrl_c_once_with_how_to_go_on(runs, capsys, monkeypatch)
     monkeypatch.setattr(train, "validate", ctrl_c_in_epoch_2)
     args = argparse.Namespace(profile="smoke", schedule="onecycle", seed=3, split="grouped", epochs=3,
                               device="cpu", resume=False, fold=0)
-    assert train.cli_train(args) == 130
+    assert cli_train(args) == 130
     said = [ln for ln in capsys.readouterr().out.splitlines() if "nterrupt" in ln]
     assert said == ["Interrupted (Ctrl-C) after epoch 1, which is checkpointed. To go on: resume=True "
                     "(bcdet train: the same command plus --resume)."]

@@ -73,11 +73,3 @@ def summarize(index: pd.DataFrame, pairs: pd.DataFrame) -> dict:
         "images_in_groups": int(len(in_groups)),
         "cross_class_groups": int((n_labels > 1).sum()),
     }
-
-
-def __getattr__(name):  # cli_duplicates moved to bcdet_helpers.commands; the old name still works
-    if name in ("cli_duplicates",):
-        import importlib
-
-        return getattr(importlib.import_module("bcdet_helpers.commands"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ default; ``results/<profile>-cv/`` when committed):
    papers do). Deterministic in the profile's ``fold_seed``; every image is a test image exactly
    once per seed.
 2. :func:`run_study` -- trains (or loads) every (arm, kind, fold, seed) with
-   :func:`~bcdet_helpers.train.train_run` and writes, per run, ``oof/<arm>-<kind>-fold<f>-seed<s>.csv``
+   :func:`~bcdet_helpers.runs.train_run` and writes, per run, ``oof/<arm>-<kind>-fold<f>-seed<s>.csv``
    (the run's test images) and ``val/<same>.csv`` (its validation images): one row per image and
    weights rule, columns :data:`PREDICTION_COLUMNS` -- class probabilities plain and with the
    image flipped left-right. ``runs.csv`` holds each run's sizes and times, ``design.json`` what
@@ -45,7 +45,7 @@ from .cv import predict_run, run_study, study_dir, study_index, write_folds
 from .design import StudyDesign, default_seeds, study_design
 from .evaluation import compare_weights, evaluate_study
 from .ladder import AUGMENTED, LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, not_measured, write_ladder
-from .result import (COMPARISONS, METRICS, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
+from .result import (COMPARISONS, METRICS, OPERATING_SENSITIVITY, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
                      SCHEMA_VERSION, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap,
                      RunScore, Study, WeightsCheck, from_json, label_conflicts, load_predictions, load_study, read_folds,
                      to_json)
@@ -62,6 +62,7 @@ __all__ = [
     "PROBA_DECIMALS",
     "RUN_COLUMNS",
     "PAPER_CLAIM",
+    "OPERATING_SENSITIVITY",
     "PREDICTION_COLUMNS",
     "SCHEMA",
     "SCHEMA_VERSION",

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..busi import CLASSES
 from ..errors import BcdetError
-from ..paths import CLASSES, runs_dir
+from ..paths import runs_dir
 from ..profiles import KINDS, Profile, get_profile
 from .design import StudyDesign, study_design
 from .evaluation import evaluate_study
@@ -78,8 +79,8 @@ def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = N
     :data:`PREDICTION_COLUMNS`. ``data`` is the run's :class:`SplitData`."""
     import torch
 
+    from ..checkpoints import load_checkpoint
     from ..evaluate import predict_proba
-    from ..train import load_checkpoint
 
     run_dir = Path(run_dir)
     parts = ("test", "val")
@@ -144,9 +145,8 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
     (notebooks and ``bcdet reproduce`` do not).
     Returns :func:`evaluate_study`'s result and saves it as ``study.json`` in ``out``.
     """
-    from ..device import auto_jobs, worker_threads
+    from ..device import auto_jobs, choose_device, worker_threads
     from ..runinfo import git_commit, write_json
-    from ..train import choose_device
 
     if isinstance(profile, StudyDesign):
         design = profile
@@ -262,7 +262,7 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
 
     from ..callbacks import TEST_RECORD
     from ..data import load_split_data
-    from ..train import train_run
+    from ..runs import train_run
 
     key = RunKey(arm, kind, fold, seed)
     name = key.name

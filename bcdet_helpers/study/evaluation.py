@@ -16,7 +16,7 @@ from ..errors import BcdetError
 from ..metrics import confusion, scores_from_confusion
 from ..paths import CLASSES
 from ..profiles import DEFAULTS, KINDS, get_profile
-from .result import (ArmScore, COMPARISONS, Conflict, Coverage, Difference, LeakageGap, METRICS, PAPER_CLAIM, RUN_COLUMNS,
+from .result import (OPERATING_SENSITIVITY, ArmScore, COMPARISONS, Conflict, Coverage, Difference, LeakageGap, METRICS, PAPER_CLAIM, RUN_COLUMNS,
                      RunScore, SCHEMA, SCHEMA_VERSION, Study, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, WeightsCheck,
                      RunKey, label_conflicts, load_predictions, read_folds)
 
@@ -43,18 +43,47 @@ def _units(df: pd.DataFrame) -> np.ndarray:
     return (part + "/" + df["seed"].astype(str)).to_numpy()
 
 
-def _score(df, arm, kind, weights, rows, n_seeds, n_boot, seed, alpha) -> ArmScore:
+MALIGNANT = CLASSES.index("malignant")
+
+
+def _operating_point(test: pd.DataFrame, val: pd.DataFrame) -> np.ndarray | None:
+    """Per test row: is it called malignant at the threshold its own run chose on its validation images
+    for :data:`OPERATING_SENSITIVITY` (:func:`~bcdet_helpers.external.choose_threshold`; never read off
+    the test fold)? ``None`` when a run's validation part holds no malignant image (tiny subsets)."""
+    from ..external import choose_threshold
+
+    called = pd.Series(False, index=test.index)
+    for (fold, s), rows in test.groupby(["fold", "seed"]):
+        v = val[(val["fold"] == fold) & (val["seed"] == s)]
+        try:
+            t = choose_threshold(v["y"] == MALIGNANT, v[f"p_{CLASSES[MALIGNANT]}"], OPERATING_SENSITIVITY)
+        except ValueError:
+            return None
+        called[rows.index] = rows[f"p_{CLASSES[MALIGNANT]}"] >= t
+    return called.to_numpy()
+
+
+def _score(df, arm, kind, weights, rows, n_seeds, n_boot, seed, alpha, val=None) -> ArmScore:
     y, proba, groups = df["y"].to_numpy(int), df["_proba"].tolist(), df["group"].to_numpy()
     proba = np.asarray(proba)
     clustered = stats.cluster_bootstrap(y, proba, groups, n_boot=n_boot, seed=seed, alpha=alpha)
     image = stats.cluster_bootstrap(y, proba, df["file"].to_numpy(), n_boot=n_boot, seed=seed, alpha=alpha)
-    training = stats.hierarchical_bootstrap(y, proba, groups, _units(df), n_boot=n_boot, seed=seed,
-                                            alpha=alpha)["accuracy"] if "seed" in df else None
+    training = clinical = None
+    if "seed" in df:  # pooled rows: every interval carries training variance too
+        units = _units(df)
+        training = stats.hierarchical_bootstrap(y, proba, groups, units, n_boot=n_boot, seed=seed, alpha=alpha)
+        called = _operating_point(df, val) if val is not None else None
+        if called is not None:
+            clinical = stats.hierarchical_bootstrap((y == MALIGNANT).astype(int), called.astype(int), groups, units,
+                                                    n_classes=2, n_boot=n_boot, seed=seed, alpha=alpha)["recall"]
     return ArmScore(arm=arm, kind=kind, weights=weights, rows=rows, n_images=int(df["file"].nunique()),
                     n_seeds=int(n_seeds), n_predictions=len(df),
                     n_groups=clustered["n_groups"], accuracy=clustered["accuracy"], macro_f1=clustered["macro_f1"],
                     recall=dict(zip(CLASSES, clustered["recall"])), accuracy_image_level=image["accuracy"],
-                    accuracy_training=training)
+                    accuracy_training=training["accuracy"] if training else None,
+                    balanced_accuracy=training["balanced_accuracy"] if training else None,
+                    malignant_sensitivity=clinical[1] if clinical else None,
+                    malignant_specificity=clinical[0] if clinical else None)
 
 
 def _ensemble(df: pd.DataFrame) -> pd.DataFrame:
@@ -140,7 +169,8 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
                 if not len(g):
                     continue
                 n_seeds = g["seed"].nunique()
-                scores.append(_score(g, arm, kind, w, "pooled", n_seeds, n_boot, seed, alpha))
+                v = scored_val[(scored_val["arm"] == arm) & (scored_val["kind"] == kind) & (scored_val["weights"] == w)]
+                scores.append(_score(g, arm, kind, w, "pooled", n_seeds, n_boot, seed, alpha, val=v))
                 raw = oof[(oof["arm"] == arm) & (oof["kind"] == kind) & (oof["weights"] == w)
                           & ~oof["file"].isin(excluded)]
                 scores.append(_score(_ensemble(raw), arm, kind, w, "ensemble_tta", n_seeds, n_boot, seed, alpha))

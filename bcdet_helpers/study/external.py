@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..paths import CLASSES, runs_dir
+from ..busi import CLASSES
+from ..paths import runs_dir
 from ..runinfo import write_atomic
 from .result import PROBA_DECIMALS
 

@@ -39,6 +39,7 @@ COMPARISONS = (
     ("switching", "constant", "the paper's claim"),
     ("onecycle", "constant", "a modern schedule"),
 )
+OPERATING_SENSITIVITY = 0.9  # the malignant sensitivity a run's threshold is chosen for, on its validation images
 PAPER_CLAIM = 0.09  # ~90 % vs ~81 %: the difference the paper reports, switching - constant
 METRICS = ("accuracy", "macro_f1")
 PROBA_DECIMALS = 5  # probabilities in the prediction CSVs (keeps results/<profile>-cv/ small)
@@ -99,6 +100,11 @@ class ArmScore:
     accuracy_image_level: Interval
     # pooled rows: the interval that also resamples the trained models (seeds x fold partitions)
     accuracy_training: Interval | None = None
+    # pooled rows, intervals with training variance: the mean recall of the three classes, and malignant vs
+    # the rest at the threshold each run chose on its *validation* images for OPERATING_SENSITIVITY (#28)
+    balanced_accuracy: Interval | None = None
+    malignant_sensitivity: Interval | None = None
+    malignant_specificity: Interval | None = None
 
 
 @dataclass
