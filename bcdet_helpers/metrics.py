@@ -21,8 +21,8 @@ On probability rows ``(N, K)`` (evaluation; the predicted class is the arg-max; 
   macro and weighted F1, one-vs-rest ROC AUC, confusion matrix -- from scikit-learn
 * :func:`accuracy`, :func:`macro_f1_of_proba` -- the ``metric_fn`` s a bootstrap resamples
 * :func:`roc_curves` -- one-vs-rest ROC curve per class
-* :func:`threshold_for_sensitivity`, :func:`sensitivity_specificity` -- a screening threshold chosen on
-  validation images and what it gives on others (notebook 05, exercise 05.3)
+* :func:`sensitivity_specificity` -- what a screening threshold (chosen on validation images by
+  :func:`bcdet_helpers.external.choose_threshold`; notebook 05's exercise 05.3) gives on other images
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import numpy as np
 from .busi import CLASSES
 
 __all__ = ["confusion", "scores_from_confusion", "macro_f1_from_confusion", "macro_f1", "classification_metrics", "check_predictions",
-           "accuracy", "macro_f1_of_proba", "roc_curves", "threshold_for_sensitivity", "sensitivity_specificity"]
+           "accuracy", "macro_f1_of_proba", "roc_curves", "sensitivity_specificity"]
 
 
 def confusion(y_true, y_pred, classes: int) -> np.ndarray:
@@ -176,18 +176,6 @@ def roc_curves(y_true, proba, classes=CLASSES) -> dict:
             fpr, tpr, _ = roc_curve(is_k, proba[:, k])
             out[name] = (fpr, tpr, float(auc(fpr, tpr)))
     return out
-
-
-def threshold_for_sensitivity(score, positive, sensitivity: float = 0.9) -> float:
-    """The largest threshold ``t`` such that calling an image positive when ``score >= t`` finds at least
-    ``sensitivity`` of the ``positive`` images -- a screening rule. Choose it on validation images and
-    apply it unchanged to test images (notebook 05, exercise 05.3, writes it by hand)."""
-    score, positive = np.asarray(score, float), np.asarray(positive, bool)
-    if not positive.any():
-        raise ValueError("no positive image to find")
-    found = np.sort(score[positive])[::-1]  # the positives, most confident first
-    k = max(1, math.ceil(sensitivity * len(found) - 1e-9))  # how many of them must be found
-    return float(found[k - 1])
 
 
 def sensitivity_specificity(score, positive, threshold: float) -> tuple[float, float]:

@@ -226,8 +226,8 @@ def study_seeds(prof, random_seeds=None) -> dict[str, list[int]]:
     return default_seeds(prof, random_seeds)
 
 
-def planned_runs(prof, study: bool = True, random_seeds=None, ladder: bool = True) -> list[tuple[str, str, int, int]]:
-    """``(schedule, split, seed, fold)`` of every training run a reproduction of ``prof`` starts.
+def planned_runs(prof, study: bool = True, random_seeds=None, ladder: bool = True) -> list[RunKey]:
+    """Every training run (a :class:`~bcdet_helpers.runkey.RunKey`) a reproduction of ``prof`` starts.
 
     Notebook 04's runs (the profile's *own* arms on its first split and seed, fold 0 -- notebook 04
     gets only ``profile``, so a smaller study such as ``--seeds 1 --splits random`` does not change
@@ -241,23 +241,23 @@ def planned_runs(prof, study: bool = True, random_seeds=None, ladder: bool = Tru
         own = get_profile(prof.name)
     except ValueError:  # a Profile built by hand, not one of PROFILES
         own = prof
-    chapter04 = [(s, own.splits[0], own.seeds[0], 0) for s in own.schedules]
+    chapter04 = [RunKey(s, own.splits[0], 0, own.seeds[0]) for s in own.schedules]
     return list(dict.fromkeys((study_runs(prof, random_seeds, ladder) if study else []) + chapter04))
 
 
-def study_runs(prof, random_seeds=None, ladder: bool = True) -> list[tuple[str, str, int, int]]:
-    """``(schedule, split, seed, fold)`` of the cross-validated study: :func:`study.study_design`'s runs --
-    5 folds x arms x seeds per kind, plus :func:`ladder_runs` (``ladder=False``, ``--no-ladder``: without
-    them -- the verdict needs none of them, and for ``laptop`` they are about 30 % of the training)."""
+def study_runs(prof, random_seeds=None, ladder: bool = True) -> list[RunKey]:
+    """The runs of the cross-validated study: :func:`study.study_design`'s -- 5 folds x arms x seeds per
+    kind (x fold partitions on the grouped split), plus :func:`ladder_runs` (``ladder=False``,
+    ``--no-ladder``: without them -- the verdict needs none of them)."""
     from .study.design import study_design
 
-    return [(k.arm, k.kind, k.seed, k.fold) for k in study_design(prof, random_seeds=random_seeds, ladder=ladder).runs()]
+    return study_design(prof, random_seeds=random_seeds, ladder=ladder).runs()
 
 
-def ladder_runs(prof, random_seeds=None) -> list[tuple[str, str, int, int]]:
+def ladder_runs(prof, random_seeds=None) -> list[RunKey]:
     """The leakage ladder's extra runs in the study (its arm on more random-split seeds, and on every
-    random-split seed again with copies of the test images trained on: kind ``"augmented"``), as
-    ``(schedule, split, seed, fold)``: the design's runs less those of the design without the ladder."""
+    random-split seed again with copies of the test images trained on: kind ``"augmented"``): the design's
+    runs less those of the design without the ladder."""
     without = set(study_runs(prof, random_seeds, ladder=False))
     return [r for r in study_runs(prof, random_seeds) if r not in without]
 
@@ -307,13 +307,12 @@ def estimate(profile="paper", device="auto", study: bool | None = None, random_s
     runs = planned_runs(prof, with_study, random_seeds, ladder)
     chapter04 = planned_runs(prof, False)
     cv = study_runs(prof, random_seeds, ladder) if with_study else []
-    todo = [sp for s, sp, seed, fold in runs if not (study_run_dir(prof, s, sp, fold, seed) / "result.json").exists()]
+    todo = [k for k in runs if not (study_run_dir(prof, k) / "result.json").exists()]
     done = len(runs) - len(todo)
     n_train = _n_train_images(prof)
     # a run that also trains on k copies of its test fold (the ladder's "augmented" runs) does
     # 1 + k / ((folds - 1) x (1 - val_fraction)) times the work: a test fold is that share of the training part
-    work = sum(1 + RunKey("run", sp).test_copies(prof.ladder_test_copies) / ((prof.folds - 1) * (1 - prof.val_fraction))
-               for sp in todo)
+    work = sum(1 + k.test_copies(prof.ladder_test_copies) / ((prof.folds - 1) * (1 - prof.val_fraction)) for k in todo)
     spe, jobs, source = _pace(prof, dev, n_train, auto_jobs(dev) if with_study else 1)
     epochs = round(work * prof.epochs)
     return {

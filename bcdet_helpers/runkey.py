@@ -11,7 +11,8 @@ images (augmenting before splitting, the leak). Two names follow from a key:
   ``runs/<profile>/`` (an augmented run is a random-split run with ``k`` test copies).
 
 :meth:`RunKey.parse` reads either back. Nothing else in the package builds or parses these names.
-Runs of the releases before cross-validation (``results/history/``) had one split and no fold:
+A run of another fold partition of the study (folds drawn with ``fold_seed + p``) ends in
+``-partition<p>``; partition 0, the profile's own folds, has no suffix. Runs of the releases before cross-validation (``results/history/``) had one split and no fold:
 ``<arm>-<split>-seed<s>``, a key with ``fold=None``.
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .profiles import KINDS
 
 AUGMENTED = "augmented"  # the leakage ladder's kind: the random split's folds + copies of the test images
 STUDY_KINDS = (*KINDS, AUGMENTED)
-_NAME = re.compile(r"(?P<arm>[a-z0-9_]+)-(?P<kind>[a-z]+)(?:-fold(?P<fold>\d+))?-seed(?P<seed>\d+)(?:-testcopies(?P<copies>\d+))?")
+_NAME = re.compile(r"(?P<arm>[a-z0-9_]+)-(?P<kind>[a-z]+)(?:-fold(?P<fold>\d+))?-seed(?P<seed>\d+)"
+                   r"(?:-testcopies(?P<copies>\d+))?(?:-partition(?P<partition>\d+))?")
 
 
 def split_of(kind: str) -> str:
@@ -40,6 +42,7 @@ class RunKey:
     kind: str = "grouped"
     fold: int | None = 0  # None: a run of a release before cross-validation (one split, results/history/)
     seed: int = 0
+    partition: int = 0  # the study's fold partition (profiles.partition_profile); 0: the profile's own folds
 
     def __post_init__(self):
         if self.kind not in STUDY_KINDS:
@@ -48,10 +51,15 @@ class RunKey:
             raise ValueError(f"fold and seed must be >= 0, got {self.fold} and {self.seed}")
         object.__setattr__(self, "fold", None if self.fold is None else int(self.fold))
         object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "partition", int(self.partition))
 
     @property
     def _fold(self) -> str:
         return "" if self.fold is None else f"-fold{self.fold}"
+
+    @property
+    def _partition(self) -> str:
+        return f"-partition{self.partition}" if self.partition else ""
 
     @property
     def split(self) -> str:
@@ -66,12 +74,13 @@ class RunKey:
     @property
     def name(self) -> str:
         """``<arm>-<kind>-fold<f>-seed<s>``: the run in a study folder."""
-        return f"{self.arm}-{self.kind}{self._fold}-seed{self.seed}"
+        return f"{self.arm}-{self.kind}{self._fold}-seed{self.seed}{self._partition}"
 
     def folder(self, ladder_test_copies: int = 0) -> str:
         """The run folder's name: ``<arm>-<split>-fold<f>-seed<s>``, ``-testcopies<k>`` for an augmented run."""
         k = self.test_copies(ladder_test_copies)
-        return f"{self.arm}-{self.split}{self._fold}-seed{self.seed}" + (f"-testcopies{k}" if k else "")
+        return (f"{self.arm}-{self.split}{self._fold}-seed{self.seed}" + (f"-testcopies{k}" if k else "")
+                + self._partition)
 
     def run_dir(self, profile_name: str, ladder_test_copies: int = 0) -> Path:
         """``runs/<profile>/<folder>``: where :func:`~bcdet_helpers.runs.train_run` keeps the run."""
@@ -80,9 +89,10 @@ class RunKey:
         return runs_dir(profile_name) / self.folder(ladder_test_copies)
 
     @classmethod
-    def of_run(cls, arm: str, split: str, fold: int = 0, seed: int = 0, test_copies: int = 0) -> RunKey:
+    def of_run(cls, arm: str, split: str, fold: int = 0, seed: int = 0, test_copies: int = 0,
+               partition: int = 0) -> RunKey:
         """The key of a run as :func:`~bcdet_helpers.runs.train_run` takes it (a split, test copies)."""
-        return cls(arm, AUGMENTED if test_copies else split, fold, seed)
+        return cls(arm, AUGMENTED if test_copies else split, fold, seed, partition)
 
     @classmethod
     def parse(cls, name: str) -> RunKey:
@@ -91,7 +101,8 @@ class RunKey:
         if m is None or m["kind"] not in STUDY_KINDS or (m["copies"] and m["kind"] != "random"):
             raise ValueError(f"{name!r} is not a run name (<arm>-<kind>-fold<N>-seed<N>[-testcopies<N>])")
         kind = AUGMENTED if m["copies"] and int(m["copies"]) else m["kind"]
-        return cls(m["arm"], kind, None if m["fold"] is None else int(m["fold"]), int(m["seed"]))
+        return cls(m["arm"], kind, None if m["fold"] is None else int(m["fold"]), int(m["seed"]),
+                   int(m["partition"] or 0))
 
     @classmethod
     def find(cls, name: str) -> RunKey | None:

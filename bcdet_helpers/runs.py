@@ -29,7 +29,8 @@ from .errors import BcdetError
 from .options import check_seed
 from .paths import runs_dir
 from .runkey import RunKey
-from .profiles import KINDS, RUN_FIELDS, Profile, get_profile, recorded_phases, recorded_run_fields
+from .profiles import (KINDS, RUN_FIELDS, Profile, get_profile, partition_profile, recorded_phases,
+                       recorded_run_fields)
 from .profiles import schedule as schedule_phases
 from .runinfo import environment_info, git_commit, write_json
 from .train import FitResult, phase_stability
@@ -39,14 +40,16 @@ __all__ = ["config_differences", "run_dir_for", "run_lock", "train_run", "load_r
 LOCK = ".lock"  # in a run folder while a process trains in it: the holder's PID and host
 
 
-def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0, test_copies: int = 0) -> Path:
+def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0, test_copies: int = 0,
+                partition: int = 0) -> Path:
     """``runs/<profile>/<schedule>-<split>-fold<fold>-seed<seed>``: where :func:`train_run` keeps one run
     (``...-testcopies<k>`` for the leakage ladder's runs that train on copies of their test images); the
     name is :class:`~bcdet_helpers.runkey.RunKey`'s."""
-    return RunKey.of_run(schedule, split, fold, seed, test_copies).run_dir(profile_name, test_copies)
+    return RunKey.of_run(schedule, split, fold, seed, test_copies, partition).run_dir(profile_name, test_copies)
 
 
-def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str, fold: int, test_copies: int = 0) -> dict:
+def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str, fold: int, test_copies: int = 0,
+                partition: int = 0) -> dict:
     config = {
         "profile": prof.to_dict(),
         "schedule": schedule_name,
@@ -55,7 +58,9 @@ def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str
         "split": split,
         "fold": fold,
     }
-    return {**config, "test_copies": test_copies} if test_copies else config  # older configs stay equal
+    # fields only a ladder or a second-partition run has: older configs stay equal
+    return {**config, **({"test_copies": test_copies} if test_copies else {}),
+            **({"partition": partition} if partition else {})}
 
 
 def _same_config(a: dict, b: dict) -> list[str]:
@@ -68,16 +73,17 @@ def _same_config(a: dict, b: dict) -> list[str]:
     differs = [f"profile.{f}" for f in RUN_FIELDS if pa[f] != pb[f]]
     a, b = ({**c, "phases": recorded_phases(c.get("phases"))} for c in (a, b))  # fields older phases predate
     return differs + [k for k in ("schedule", "phases", "seed", "split", "fold") if norm(a.get(k)) != norm(b.get(k))] \
-        + (["test_copies"] if a.get("test_copies", 0) != b.get("test_copies", 0) else [])
+        + [k for k in ("test_copies", "partition") if a.get(k, 0) != b.get(k, 0)]
 
 
 def config_differences(run_dir: str | Path, profile: str | Profile, schedule: str, seed: int, split: str, fold: int,
-                       test_copies: int = 0) -> list[str]:
+                       test_copies: int = 0, partition: int = 0) -> list[str]:
     """What differs (see :func:`_same_config`) between the run recorded in ``run_dir/config.json`` and
     the one these settings would train with the arm's default (or tuned) values: ``[]`` when it is
     that run."""
-    prof = get_profile(profile)
-    config = _run_config(prof, schedule, schedule_phases(schedule, prof.epochs, prof), seed, split, fold, test_copies)
+    prof = partition_profile(get_profile(profile), partition)
+    config = _run_config(prof, schedule, schedule_phases(schedule, prof.epochs, prof), seed, split, fold, test_copies,
+                         partition)
     return _same_config(json.loads((Path(run_dir) / "config.json").read_text()), config)
 
 
@@ -95,6 +101,7 @@ def train_run(
     run_dir: str | Path | None = None,
     record_test: bool = False,
     test_copies: int = 0,
+    partition: int = 0,
 ) -> FitResult:
     """One reproducible training run in its own folder (see :func:`run_dir_for`).
 
@@ -106,6 +113,8 @@ def train_run(
     ``test_copies`` (the leakage ladder only) adds that many augmented copies of every test image
     to the training part (:meth:`~bcdet_helpers.data.SplitData.with_test_copies`): the leak of
     augmenting before splitting. Such a run lives in its own folder and is never a study result.
+    ``partition`` (the study's second fold partition and on) draws the folds with ``fold_seed +
+    partition`` (:func:`~bcdet_helpers.profiles.partition_profile`), in a folder of its own.
 
     Writes ``config.json``, ``history.csv``, ``checkpoint.pt`` (every epoch), ``best.pt`` (the
     best-by-validation weights + what :func:`load_checkpoint` needs), ``last.pt`` (the final
@@ -120,7 +129,7 @@ def train_run(
         raise BcdetError(f"--epochs must be at least 1, got {epochs}.")
     check_seed(seed, "seed")
     try:
-        prof = get_profile(profile, epochs=epochs)
+        prof = partition_profile(get_profile(profile, epochs=epochs), partition)
         phases = schedule_phases(schedule_name, prof.epochs, prof, params)
     except ValueError as exc:  # unknown profile / schedule: the message lists the valid names
         raise BcdetError(str(exc)) from None
@@ -128,8 +137,11 @@ def train_run(
         raise BcdetError(f"--fold must be 0..{prof.folds - 1} (profile {prof.name!r} has {prof.folds} folds), got {fold!r}.")
     if not isinstance(test_copies, int) or test_copies < 0:
         raise BcdetError(f"test_copies must be a whole number >= 0, got {test_copies!r}.")
-    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(prof.name, schedule_name, split, seed, fold, test_copies)
-    config = _run_config(prof, schedule_name, phases, seed, split, fold, test_copies)
+    if not isinstance(partition, int) or partition < 0:
+        raise BcdetError(f"partition must be a whole number >= 0, got {partition!r}.")
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(prof.name, schedule_name, split, seed, fold,
+                                                                    test_copies, partition)
+    config = _run_config(prof, schedule_name, phases, seed, split, fold, test_copies, partition)
     go = partial(_train_or_load, prof, schedule_name, phases, config, run_dir, seed=seed, split=split, fold=fold,
                  test_copies=test_copies, device=device, resume=resume, progress=progress, record_test=record_test)
     if (run_dir / "result.json").exists() and (run_dir / "config.json").exists():

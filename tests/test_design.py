@@ -21,27 +21,33 @@ def test_plan_and_run_study_produce_the_same_run_list(name, tmp_path, monkeypatc
     """#32: `run_study(profile)` trains exactly the runs `bcdet reproduce` estimates (it used to give the
     random split every seed where the planner gave it the first only)."""
     prof = get_profile(name)
-    folds = pd.DataFrame([{"kind": k, "fold": f, "file": f"{k}{f}.png", "group": f, "label": "benign", "y": 0,
-                           "conflict": False} for k in KINDS for f in range(prof.folds)])
+    folds = pd.DataFrame([{"partition": p, "kind": k, "fold": f, "file": f"{k}{f}.png", "group": f,
+                           "label": "benign", "y": 0, "conflict": False}
+                          for p in range(prof.partitions) for k in KINDS for f in range(prof.folds)])
     trained = []
     monkeypatch.setattr(cv, "write_folds", lambda *a, **k: None)
     monkeypatch.setattr(cv, "read_folds", lambda out: folds)
     monkeypatch.setattr(cv, "_write_runs", lambda *a, **k: None)
     monkeypatch.setattr(cv, "evaluate_study", lambda *a, **k: type("S", (), {"save": lambda self, p: None})())
-    monkeypatch.setattr(cv, "_study_run", lambda prof, arm, kind, fold, seed, *a, **k: trained.append(
-        (arm, kind, seed, fold)) or {})
+    monkeypatch.setattr(cv, "_study_run", lambda prof, key, *a, **k: trained.append(key) or {})
     sd.run_study(prof, out=tmp_path, jobs=1, progress=False)
-    assert trained == plan.study_runs(prof) == [(k.arm, k.kind, k.seed, k.fold) for k in sd.study_design(prof).runs()]
+    assert trained == plan.study_runs(prof) == sd.study_design(prof).runs()
     if name in ("laptop", "paper"):  # five arms (matched included), both kinds, the ladder's extra runs
-        arms = {a for a, *_ in trained}
-        assert arms == set(prof.study_arms) and "matched" in arms
-        assert {s for a, k, s, f in trained if k == "random" and a != "switching"} == {prof.seeds[0]}
-        assert {(a, s) for a, k, s, f in trained if k == AUGMENTED} == {("switching", s) for s in prof.seeds}
+        assert {k.arm for k in trained} == set(prof.study_arms) and "matched" in prof.study_arms
+        assert {k.seed for k in trained if k.kind == "random" and k.arm != "switching"} == {prof.seeds[0]}
+        assert {(k.arm, k.seed) for k in trained if k.kind == AUGMENTED} == {("switching", s) for s in prof.seeds}
+        # a second fold partition repeats the grouped runs, only those (#28)
+        again = [k for k in trained if k.partition == 1]
+        assert len(again) == len(prof.study_arms) * prof.folds * len(prof.seeds) and {k.kind for k in again} == {"grouped"}
 
 
 def test_a_smaller_design_and_its_refusals():
-    d = sd.study_design("laptop", arms=["constant"], kinds=["grouped"], seeds=[0], folds=[0, 1])
+    d = sd.study_design("laptop", arms=["constant"], kinds=["grouped"], seeds=[0], folds=[0, 1], partitions=[0])
     assert d.runs() == [RunKey("constant", "grouped", 0, 0), RunKey("constant", "grouped", 1, 0)]
+    two = sd.study_design("laptop", arms=["constant"], kinds=["grouped"], seeds=[0], folds=[0])
+    assert two.runs() == [RunKey("constant", "grouped", 0, 0), RunKey("constant", "grouped", 0, 0, partition=1)]
+    with pytest.raises(BcdetError, match="partitions must include 0"):
+        sd.study_design("laptop", partitions=[1])
     assert d.to_dict()["folds"] == [0, 1] and d.extra == {}
     assert sd.study_design("laptop", ladder=False).extra == {}
     with pytest.raises(BcdetError, match="Unknown split kind"):
@@ -124,3 +130,23 @@ def test_every_study_run_scores_the_external_set_after_its_test_fold(busi_dir, t
     first.unlink()  # as if recorded before the external test existed
     sd.run_study(design, out=out, jobs=1, progress=False, n_boot=20)
     assert first.exists()
+
+
+def test_a_second_fold_partition_is_trained_scored_and_counted_by_the_fold_test(busi_dir, tmp_path, monkeypatch):
+    """#28: partition 1 draws its folds with fold_seed + 1 (other test folds, its own run folders), the study
+    scores both partitions, its training replicates are (partition, seed), and the corrected test counts
+    partitions x folds."""
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    design = sd.study_design("smoke", arms=["constant", "switching"], kinds=["grouped"], seeds=[0], partitions=[0, 1])
+    study = sd.run_study(design, out=tmp_path / "cv", jobs=1, progress=False, n_boot=30)
+    folds = sd.read_folds(tmp_path / "cv")
+    by_partition = {p: g.set_index("file")["fold"] for p, g in folds.groupby("partition")}
+    assert set(by_partition) == {0, 1} and not by_partition[0].equals(by_partition[1])  # another cut
+    assert (tmp_path / "runs" / "smoke" / "constant-grouped-fold0-seed0-partition1" / "result.json").exists()
+    assert study.complete and {c.partition for c in study.coverage} == {0, 1}
+    d = study.difference("switching", "constant", "grouped")
+    n_folds = study.folds["grouped"]
+    assert d.partitions is not None and sorted(set(d.partitions)) == [0, 1]
+    assert d.fold_test.n == 2 * n_folds == d.test.n  # one seed: partitions x folds runs, seeds averaged
+    assert study.score("constant", "grouped").n_predictions == 2 * study.score("constant", "grouped").n_images

@@ -185,10 +185,11 @@ def _toy_threshold():
 
 def reference_threshold(p_malignant, is_malignant, sensitivity: float = 0.9) -> float:
     """The largest threshold that still finds ``sensitivity`` of the malignant images (those with
-    ``p_malignant >= threshold``) -- :func:`bcdet_helpers.metrics.threshold_for_sensitivity`."""
-    from ..metrics import threshold_for_sensitivity
+    ``p_malignant >= threshold``): the package's :func:`bcdet_helpers.external.choose_threshold`, which the
+    study uses for its malignant operating point."""
+    from ..external import choose_threshold
 
-    return threshold_for_sensitivity(p_malignant, is_malignant, sensitivity)
+    return choose_threshold(is_malignant, p_malignant, sensitivity)
 
 
 @exercise("05.3", answer="choose_threshold", title="Write choose_threshold(p, is_malignant, sensitivity)",

@@ -13,7 +13,7 @@ import pandas as pd
 from ..busi import CLASSES
 from ..errors import BcdetError
 from ..paths import runs_dir
-from ..profiles import KINDS, Profile, get_profile
+from ..profiles import KINDS, Profile, get_profile, partition_profile
 from .design import StudyDesign, study_design
 from .evaluation import evaluate_study
 from .external import external_csv, record_external
@@ -42,11 +42,13 @@ def study_index(profile: str | Profile, root=None) -> pd.DataFrame:
     return out
 
 
-def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = None, root=None) -> Path:
-    """``folds.csv`` in ``out`` (default :func:`study_dir`): one row per (kind, image) with
-    ``kind, fold, file, label, y, group, conflict``. The folds are
-    :func:`data.split.assign_folds` with the profile's ``folds`` and ``fold_seed`` -- the very
-    assignment every run's test part comes from (checked when its predictions are written)."""
+def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = None, root=None,
+                partitions=(0,)) -> Path:
+    """``folds.csv`` in ``out`` (default :func:`study_dir`): one row per (partition, kind, image) with
+    ``partition, kind, fold, file, label, y, group, conflict``. The folds are
+    :func:`data.split.assign_folds` with the profile's ``folds`` and ``fold_seed`` (+ the partition; a
+    partition past the first has the grouped split only) -- the very assignment every run's test part
+    comes from (checked when its predictions are written)."""
     from ..data.split import assign_folds
 
     prof = get_profile(profile)
@@ -56,24 +58,29 @@ def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = Non
         raise BcdetError(f"Unknown split kind(s) {bad}. Choose from {', '.join(KINDS)}.")
     index = study_index(prof, root)
     frames = []
-    for kind in kinds:
-        f = index.copy()
-        f.insert(0, "fold", assign_folds(index, kind, prof.folds, prof.fold_seed))
-        f.insert(0, "kind", kind)
-        frames.append(f)
+    for p in partitions:
+        for kind in (kinds if p == 0 else [k for k in kinds if k == "grouped"]):
+            f = index.copy()
+            f.insert(0, "fold", assign_folds(index, kind, prof.folds, prof.fold_seed + p))
+            f.insert(0, "kind", kind)
+            f.insert(0, "partition", p)
+            frames.append(f)
     out = Path(out) if out is not None else study_dir(prof)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "folds.csv"
     table = pd.concat(frames, ignore_index=True)
-    if path.exists():  # keep the folds of kinds not asked for this time
-        old = pd.read_csv(path)
-        table = pd.concat([old[~old["kind"].isin(kinds)], table], ignore_index=True)
+    if path.exists():  # keep the folds of kinds and partitions not asked for this time
+        old = read_folds(out)
+        asked = set(zip(table["partition"], table["kind"]))
+        old = old[[pk not in asked for pk in zip(old["partition"], old["kind"])]]
+        table = pd.concat([old, table], ignore_index=True)
     table.to_csv(path, index=False)
     return path
 
 
 # ------------------------------------------------------------------------------------ predictions
-def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = None) -> dict[str, pd.DataFrame]:
+def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = None,
+                partition: int = 0) -> dict[str, pd.DataFrame]:
     """The predictions of one finished run on its test and validation images, for both weights
     (``last.pt``, ``best.pt``), plain and flipped left-right: ``{"test": df, "val": df}`` with
     :data:`PREDICTION_COLUMNS`. ``data`` is the run's :class:`SplitData`."""
@@ -104,6 +111,7 @@ def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = N
                 "file": files, "label": [CLASSES[int(k)] for k in y], "y": y.numpy().astype(int),
                 "group": [(groups or {}).get(f, -1) for f in files], "kind": data.kind, "fold": data.fold,
                 "seed": data.seed, "arm": meta["schedule"], "weights": weights, "epoch": epoch, "part": part,
+                "partition": partition,
             })
             for k, c in enumerate(CLASSES):
                 df[f"p_{c}"] = p[:, k]
@@ -163,7 +171,7 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
                              f"(bcdet study --profile {prof.name} --list).")
         keys = [keys[k] for k in only]
     if only is None or not (out / "folds.csv").exists():
-        write_folds(prof, design.kinds, out)
+        write_folds(prof, design.kinds, out, partitions=design.partitions)
     table = read_folds(out)
     groups = dict(zip(table["file"], table["group"].astype(int)))
     dev = choose_device(device)
@@ -178,14 +186,14 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
                       "commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         write_json(design_path, {"profile": prof.to_dict(), "weights_rule": WEIGHTS_RULE,
                                  "arms": list(dict.fromkeys(a for c in calls for a in c["arms"])), "calls": calls})
-    fold_of = {k: table[table["kind"] == k].set_index("file")["fold"] for k in design.kinds}
+    fold_of = {pk: g.set_index("file")["fold"] for pk, g in table.groupby(["partition", "kind"])}
     tasks = []
     for key in keys:
-        folds_here = fold_of[key.split]
+        folds_here = fold_of[(key.partition, key.split)]
         if key.fold > int(folds_here.max()):  # a tiny subset has fewer folds than the profile asks
             continue
         test = sorted(folds_here.index[folds_here.to_numpy() == key.fold])
-        tasks.append((prof, key.arm, key.kind, key.fold, key.seed, dev, resume, out, groups, test))
+        tasks.append((prof, key, dev, resume, out, groups, test))
     if only is not None:
         for task in tasks:
             _study_run(*task, progress=progress)
@@ -193,20 +201,20 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
     if jobs is not None and jobs < 1:
         raise BcdetError(f"jobs must be at least 1, got {jobs}.")
     # finished runs: their recorded predictions, or loaded and predicted here (seconds), not in a worker
-    finished = [t for t in tasks if (study_run_dir(prof, *t[1:5]) / "result.json").exists()]
+    finished = [t for t in tasks if (study_run_dir(prof, t[1]) / "result.json").exists()]
     tasks = [t for t in tasks if t not in finished]
     jobs = max(1, min(len(tasks), auto_jobs(dev) if jobs is None else jobs))
     run_rows = []
     recorded = pd.read_csv(out / "runs.csv") if (out / "runs.csv").exists() else pd.DataFrame(columns=RUN_COLUMNS)
     from_record = without_weights = 0
     for task in finished:
-        row = _recorded_row(prof, *task[1:5], out, recorded)
+        key = task[1]
+        row = _recorded_row(prof, key, out, recorded)
         if row is not None:
             from_record += 1
-            without_weights += not (study_run_dir(prof, *task[1:5]) / "last.pt").exists()
-            key = RunKey(*task[1:5])
+            without_weights += not (study_run_dir(prof, key) / "last.pt").exists()
             if key.kind != AUGMENTED and not external_csv(out, key).exists():
-                record_external(prof, key, study_run_dir(prof, *task[1:5]), out, device=dev)  # recorded before #30
+                record_external(prof, key, study_run_dir(prof, key), out, device=dev)  # recorded before #30
         run_rows.append(row if row is not None else _study_run(*task, progress=progress))
     _write_runs(out, run_rows)
     if progress and from_record:
@@ -253,35 +261,39 @@ def _study_task(task: tuple) -> dict:
     return _study_run(*task, progress=False)
 
 
-def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, resume: bool, out: Path,
-               groups: dict, test: list[str], progress: bool = True) -> dict:
+def _key_columns(key: RunKey) -> dict:
+    """A run's identity as the columns of ``runs.csv`` (``partition`` 0: the profile's own folds)."""
+    return {"arm": key.arm, "kind": key.kind, "fold": key.fold, "seed": key.seed, "partition": key.partition}
+
+
+def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups: dict, test: list[str],
+               progress: bool = True) -> dict:
     """One run of the study: train (or load) it, check its test images are its fold of
-    ``folds.csv``, write its predictions (``oof/``, ``val/``) and test record (``inflation/``);
-    returns its row of ``runs.csv``. Runs in the calling process or in a worker."""
+    ``folds.csv``, write its predictions (``oof/``, ``val/``, ``external/``) and test record
+    (``inflation/``); returns its row of ``runs.csv``. Runs in the calling process or in a worker."""
     import shutil
 
     from ..callbacks import TEST_RECORD
     from ..data import load_split_data
     from ..runs import train_run
 
-    key = RunKey(arm, kind, fold, seed)
     name = key.name
-    res = train_run(prof, arm, seed=seed, split=key.split, fold=fold, device=dev, resume=resume,
-                    progress=progress, record_test=True, test_copies=key.test_copies(prof.ladder_test_copies))
+    res = train_run(prof, key.arm, seed=key.seed, split=key.split, fold=key.fold, device=dev, resume=resume,
+                    progress=progress, record_test=True, test_copies=key.test_copies(prof.ladder_test_copies),
+                    partition=key.partition)
     if res.interrupted:
         raise BcdetError(f"The study stopped during {name} (interrupted). Run the same call again to resume: "
                          "finished runs are loaded, not retrained.")
-    data = load_split_data(prof, split=key.split, seed=seed, fold=fold)
+    data = load_split_data(partition_profile(prof, key.partition), split=key.split, seed=key.seed, fold=key.fold)
     test_files = set(data.files_of("test"))
     if test_files != set(test):
-        raise BcdetError(f"{name}: the run's test images are not fold {fold} of folds.csv "
+        raise BcdetError(f"{name}: the run's test images are not fold {key.fold} of folds.csv "
                          f"({len(test_files ^ set(test))} differ) -- the split code changed?")
     record = Path(res.run_dir) / TEST_RECORD
-    if kind == AUGMENTED:  # the ladder's leaky run: its test record only, never a prediction of the study
+    if key.kind == AUGMENTED:  # the ladder's leaky run: its test record only, never a prediction of the study
         shutil.copy(record, out / "inflation" / f"{name}.csv")
-        return {"arm": arm, "kind": kind, "fold": fold, "seed": seed, "wall_time_s": res.wall_time,
-                "run": Path(res.run_dir).name}
-    pred = predict_run(res.run_dir, data, device=dev, groups=groups)
+        return {**_key_columns(key), "wall_time_s": res.wall_time, "run": Path(res.run_dir).name}
+    pred = predict_run(res.run_dir, data, device=dev, groups=groups, partition=key.partition)
     pred["test"].to_csv(out / "oof" / f"{name}.csv", index=False)
     pred["val"].to_csv(out / "val" / f"{name}.csv", index=False)
     record_external(prof, key, Path(res.run_dir), out, device=dev)  # BUS-BRA, when it is here (#30)
@@ -290,7 +302,7 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
     info = res.info or {}
     ratios = [p.get("ratio", math.nan) for p in info.get("phase_stability", [])]
     return {
-        "arm": arm, "kind": kind, "fold": fold, "seed": seed,
+        **_key_columns(key),
         "n_train": int((data.split == "train").sum()), "n_val": int((data.split == "val").sum()),
         "n_test": int((data.split == "test").sum()), "epochs": len(res.history),
         "best_epoch": res.best_epoch, "max_phase_ratio": max(ratios) if ratios else math.nan,
@@ -299,8 +311,7 @@ def _study_run(prof: Profile, arm: str, kind: str, fold: int, seed: int, dev, re
     }
 
 
-def _recorded_row(prof: Profile, arm: str, kind: str, fold: int, seed: int, out: Path,
-                  recorded: pd.DataFrame) -> dict | None:
+def _recorded_row(prof: Profile, key: RunKey, out: Path, recorded: pd.DataFrame) -> dict | None:
     """The ``runs.csv`` row of a finished run whose predictions and test record this study folder
     already holds, so that it is not loaded and predicted again (a long study restarted, ``bcdet
     reproduce`` after it: seconds per run, minutes for a hundred). ``None``: predict it -- its
@@ -313,14 +324,17 @@ def _recorded_row(prof: Profile, arm: str, kind: str, fold: int, seed: int, out:
     the run these settings would train."""
     from ..runs import config_differences
 
-    key = RunKey(arm, kind, fold, seed)
-    run_dir, name = key.run_dir(prof.name, prof.ladder_test_copies), key.name
+    run_dir, name = study_run_dir(prof, key), key.name
     record = out / "inflation" / f"{name}.csv"
-    made = [record] if kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")]  # by the study
+    made = [record] if key.kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")]  # by the study
     need = list(dict.fromkeys([record, *made]))
-    row = (recorded["arm"] == arm) & (recorded["kind"] == kind) & (recorded["fold"] == fold) & (recorded["seed"] == seed)
-    missing = [str(p.relative_to(out)) for p in need if not p.exists()] + ([] if kind == AUGMENTED or row.any() else ["runs.csv row"])
-    differs = config_differences(run_dir, prof, arm, seed, key.split, fold, key.test_copies(prof.ladder_test_copies))
+    recorded = _with_partition(recorded)
+    row = np.logical_and.reduce([recorded[c] == v for c, v in _key_columns(key).items()]) if len(recorded) else \
+        np.zeros(0, bool)
+    missing = [str(p.relative_to(out)) for p in need if not p.exists()] \
+        + ([] if key.kind == AUGMENTED or row.any() else ["runs.csv row"])
+    differs = config_differences(run_dir, prof, key.arm, key.seed, key.split, key.fold,
+                                 key.test_copies(prof.ladder_test_copies), key.partition)
     if (run_dir / "last.pt").exists():
         trained = (run_dir / "result.json").stat().st_mtime
         if missing or differs or any(p.stat().st_mtime < trained for p in made):
@@ -329,16 +343,21 @@ def _recorded_row(prof: Profile, arm: str, kind: str, fold: int, seed: int, out:
         raise BcdetError(f"{run_dir} holds a finished run without its weights, and {out} "
                          + (f"lacks its {', '.join(missing)}" if missing else f"was made with other settings ({', '.join(differs)})")
                          + ": the study cannot use its record. Delete that run folder to train it again.")
-    if kind == AUGMENTED:
+    if key.kind == AUGMENTED:
         info = json.loads((run_dir / "result.json").read_text())
-        return {"arm": arm, "kind": kind, "fold": fold, "seed": seed, "wall_time_s": info["wall_time_s"], "run": run_dir.name}
+        return {**_key_columns(key), "wall_time_s": info["wall_time_s"], "run": run_dir.name}
     return recorded[row].iloc[0].to_dict()
 
 
-def study_run_dir(prof: Profile, arm: str, kind: str, fold: int, seed: int) -> Path:
-    """The run folder of one (arm, kind, fold, seed) of a study (:meth:`RunKey.run_dir`; the ladder's
-    ``"augmented"`` runs are the random split's, with ``-testcopies<k>``)."""
-    return RunKey(arm, kind, fold, seed).run_dir(prof.name, prof.ladder_test_copies)
+def _with_partition(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (``runs.csv``, predictions) with a ``partition`` column: 0 where a record predates partitions."""
+    return df if "partition" in df else df.assign(partition=0)
+
+
+def study_run_dir(prof: Profile, key: RunKey) -> Path:
+    """The run folder of one run of a study (:meth:`RunKey.run_dir`; the ladder's ``"augmented"`` runs
+    are the random split's, with ``-testcopies<k>``)."""
+    return key.run_dir(prof.name, prof.ladder_test_copies)
 
 
 def recorded_run_dirs(profile_name: str, study: Path) -> dict[str, Path]:
@@ -359,13 +378,11 @@ def _write_runs(out: Path, rows: list[dict]) -> None:
     ladder's ``augmented`` runs are not study runs and stay out of it."""
     path = out / "runs.csv"
     new = pd.DataFrame([r for r in rows if r["kind"] != AUGMENTED], columns=RUN_COLUMNS)
-    key = ["arm", "kind", "fold", "seed"]
+    key = ["arm", "kind", "fold", "seed", "partition"]
     if path.exists():
-        old = pd.read_csv(path)
+        old = _with_partition(pd.read_csv(path))
         if len(new):
             merged = old.merge(new[key], on=key, how="left", indicator=True)
             old = old[(merged["_merge"] == "left_only").to_numpy()]
         new = pd.concat([old, new], ignore_index=True) if len(new) else old
     new.sort_values(key).to_csv(path, index=False)
-
-

@@ -7,7 +7,9 @@ all come from :meth:`StudyDesign.runs`, so they cannot disagree.
 The default design of a profile: its ``study_arms`` x its ``folds`` x, per split kind, the seeds of
 :func:`default_seeds` -- every seed on the grouped split (the verdict), the first seed on the random
 split (it only measures the leakage gap) -- plus the leakage ladder's extra runs
-(:func:`~bcdet_helpers.study.ladder.ladder_extra_runs`) unless ``ladder=False``.
+(:func:`~bcdet_helpers.study.ladder.ladder_extra_runs`) unless ``ladder=False``; and the grouped runs
+again on each further fold partition of the profile (``partitions``: folds drawn with ``fold_seed + p``),
+so that the verdict's intervals carry the variation of the fold cut too (issue #28).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class StudyDesign:
     seeds: dict[str, tuple[int, ...]]
     extra: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
     folds: tuple[int, ...] | None = None
+    partitions: tuple[int, ...] = (0,)  # fold partitions; those past the first hold the grouped runs only
 
     @property
     def kinds(self) -> list[str]:
@@ -59,22 +62,26 @@ class StudyDesign:
         return out
 
     def runs(self, n_folds: int | None = None) -> list[RunKey]:
-        """Every run, in the order the study trains them: kind, seed, fold, arm."""
-        return [RunKey(arm, kind, fold, seed) for (kind, seed), arms in self.arms_by_kind_and_seed().items()
-                for fold in self.fold_range(n_folds) for arm in arms]
+        """Every run, in the order the study trains them: partition, kind, seed, fold, arm. A partition past
+        the first repeats the design's grouped runs (no random split, no ladder extras)."""
+        first = [RunKey(arm, kind, fold, seed) for (kind, seed), arms in self.arms_by_kind_and_seed().items()
+                 for fold in self.fold_range(n_folds) for arm in arms]
+        more = [RunKey(arm, "grouped", fold, seed, p) for p in self.partitions if p
+                for seed in self.seeds.get("grouped", ()) for fold in self.fold_range(n_folds) for arm in self.arms]
+        return first + more
 
     def to_dict(self) -> dict:
         """What ``design.json`` records of a call (JSON-shaped)."""
         return {"arms": list(self.arms), "kinds": self.kinds, "seeds": {k: list(v) for k, v in self.seeds.items()},
                 "extra": {a: {k: list(v) for k, v in by.items()} for a, by in self.extra.items()},
-                "folds": None if self.folds is None else list(self.folds)}
+                "folds": None if self.folds is None else list(self.folds), "partitions": list(self.partitions)}
 
 
 def study_design(profile: str | Profile, *, arms=None, kinds=None, seeds=None, random_seeds=None,
-                 ladder: bool = True, extra: dict | None = None, folds=None) -> StudyDesign:
+                 ladder: bool = True, extra: dict | None = None, folds=None, partitions=None) -> StudyDesign:
     """The design of ``profile``'s study (see the module doc), or a smaller one: ``arms``, ``kinds``,
     ``seeds`` (a list for every kind, or ``{kind: [seeds]}``), ``folds``. ``extra`` replaces the ladder's
-    extra runs (``ladder=False``: none)."""
+    extra runs (``ladder=False``: none); ``partitions`` the profile's fold partitions (``[0]``: one)."""
     from .ladder import ladder_extra_runs
 
     try:
@@ -98,6 +105,9 @@ def study_design(profile: str | Profile, *, arms=None, kinds=None, seeds=None, r
     unknown = [k for by in extra.values() for k in by if k not in STUDY_KINDS]
     if unknown:
         raise BcdetError(f"Unknown kind(s) {unknown} in extra runs. Choose from {', '.join(STUDY_KINDS)}.")
+    partitions = tuple(range(prof.partitions)) if partitions is None else tuple(int(p) for p in partitions)
+    if not partitions or min(partitions) < 0 or 0 not in partitions:
+        raise BcdetError(f"partitions must include 0 (the profile's own folds), got {list(partitions)}.")
     return StudyDesign(prof, arms, {k: tuple(v) for k, v in by_kind.items()},
                        {a: {k: tuple(v) for k, v in by.items()} for a, by in extra.items()},
-                       None if folds is None else tuple(folds))
+                       None if folds is None else tuple(folds), partitions)

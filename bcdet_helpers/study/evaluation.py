@@ -53,8 +53,9 @@ def _operating_point(test: pd.DataFrame, val: pd.DataFrame) -> np.ndarray | None
     from ..external import choose_threshold
 
     called = pd.Series(False, index=test.index)
-    for (fold, s), rows in test.groupby(["fold", "seed"]):
-        v = val[(val["fold"] == fold) & (val["seed"] == s)]
+    test, val = (df if "partition" in df else df.assign(partition=0) for df in (test, val))
+    for (p, fold, s), rows in test.groupby(["partition", "fold", "seed"]):
+        v = val[(val["partition"] == p) & (val["fold"] == fold) & (val["seed"] == s)]
         try:
             t = choose_threshold(v["y"] == MALIGNANT, v[f"p_{CLASSES[MALIGNANT]}"], OPERATING_SENSITIVITY)
         except ValueError:
@@ -127,6 +128,8 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
     if not len(oof):
         raise BcdetError(f"{folder}/oof holds no predictions: run run_study first.")
     runs_csv = pd.read_csv(folder / "runs.csv") if (folder / "runs.csv").exists() else pd.DataFrame(columns=RUN_COLUMNS)
+    runs_csv = runs_csv.assign(partition=runs_csv["partition"].fillna(0).astype(int)  # one partition before #28
+                               if "partition" in runs_csv else 0)
     group_of = folds.drop_duplicates("file").set_index("file")["group"]
     oof["group"] = oof["file"].map(group_of)
     val["group"] = val["file"].map(group_of)
@@ -150,15 +153,15 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
     seeds = {k: sorted(int(s) for s in oof.loc[oof["kind"] == k, "seed"].unique()) for k in kinds}
     n_folds = {k: int(folds.loc[folds["kind"] == k, "fold"].max()) + 1 for k in kinds if (folds["kind"] == k).any()}
 
-    # coverage: every image once per (arm, kind, weights, seed)
+    # coverage: every image once per (arm, kind, weights, partition, seed)
     coverage = []
-    for (arm, kind, w, s), g in oof.groupby(["arm", "kind", "weights", "seed"], sort=True):
-        n_img = int((folds["kind"] == kind).sum())
+    for (arm, kind, w, p, s), g in oof.groupby(["arm", "kind", "weights", "partition", "seed"], sort=True):
+        n_img = int(((folds["kind"] == kind) & (folds["partition"] == p)).sum())
         counts = g["file"].value_counts()
         coverage.append(Coverage(arm=arm, kind=kind, weights=w, seed=int(s),
                                  folds=sorted(int(f) for f in g["fold"].unique()), images=n_img,
                                  predicted=len(counts), duplicates=int((counts > 1).sum()),
-                                 complete=bool(len(counts) == n_img and (counts == 1).all())))
+                                 complete=bool(len(counts) == n_img and (counts == 1).all()), partition=int(p)))
 
     # per-arm pooled and ensemble scores
     scores = []
@@ -176,20 +179,22 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
                 scores.append(_score(_ensemble(raw), arm, kind, w, "ensemble_tta", n_seeds, n_boot, seed, alpha))
 
     # per-run scores
-    n_train_of = {(r.arm, r.kind, int(r.fold), int(r.seed)): int(r.n_train) for r in runs_csv.itertuples()}
+    n_train_of = {RunKey(r.arm, r.kind, int(r.fold), int(r.seed), int(r.partition)): int(r.n_train)
+                  for r in runs_csv.itertuples()}
     runs = []
-    for (arm, kind, fold, s, w), g in scored.groupby(["arm", "kind", "fold", "seed", "weights"], sort=True):
+    for (arm, kind, p, fold, s, w), g in scored.groupby(["arm", "kind", "partition", "fold", "seed", "weights"],
+                                                        sort=True):
         v = scored_val[(scored_val["arm"] == arm) & (scored_val["kind"] == kind) & (scored_val["fold"] == fold)
-                       & (scored_val["seed"] == s) & (scored_val["weights"] == w)]
+                       & (scored_val["seed"] == s) & (scored_val["weights"] == w) & (scored_val["partition"] == p)]
         acc, f1 = _run_metrics(g)
         vacc, vf1 = _run_metrics(v)
-        key = (arm, kind, int(fold), int(s))
+        key = RunKey(arm, kind, int(fold), int(s), int(p))
         if key not in n_train_of:
-            raise BcdetError(f"{folder}/runs.csv has no row for {RunKey(*key).name}: re-run run_study to record it.")
+            raise BcdetError(f"{folder}/runs.csv has no row for {key.name}: re-run run_study to record it.")
         runs.append(RunScore(arm=arm, kind=kind, fold=int(fold), seed=int(s), weights=w,
                              epoch=int(g["epoch"].iloc[0]), n_train=n_train_of[key], n_test=len(g),
-                             accuracy=acc, macro_f1=f1, val_accuracy=vacc, val_macro_f1=vf1))
-    run_of = {(r.arm, r.kind, r.fold, r.seed, r.weights): r for r in runs}
+                             accuracy=acc, macro_f1=f1, val_accuracy=vacc, val_macro_f1=vf1, partition=int(p)))
+    run_of = {(r.arm, r.kind, r.partition, r.fold, r.seed, r.weights): r for r in runs}
 
     # paired differences
     differences = []
@@ -198,8 +203,8 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
             for a, b, question in comparisons:
                 if a not in arms or b not in arms:
                     continue
-                pairs = sorted({(f, s) for (x, k, f, s, ww) in run_of if x == a and k == kind and ww == w}
-                               & {(f, s) for (x, k, f, s, ww) in run_of if x == b and k == kind and ww == w})
+                pairs = sorted({(p, f, s) for (x, k, p, f, s, ww) in run_of if x == a and k == kind and ww == w}
+                               & {(p, f, s) for (x, k, p, f, s, ww) in run_of if x == b and k == kind and ww == w})
                 if not pairs:
                     continue
                 differences += _differences(scored, run_of, a, b, question, kind, w, pairs, n_boot, seed, alpha, claim)
@@ -209,7 +214,8 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
     if {"grouped", "random"} <= set(kinds):
         for w in weights_present:
             for arm in arms:
-                ga = scored[(scored["arm"] == arm) & (scored["kind"] == "grouped") & (scored["weights"] == w)]
+                ga = scored[(scored["arm"] == arm) & (scored["kind"] == "grouped") & (scored["weights"] == w)
+                            & (scored["partition"] == 0)]  # the random split has the first partition only
                 ra = scored[(scored["arm"] == arm) & (scored["kind"] == "random") & (scored["weights"] == w)]
                 if not len(ga) or not len(ra):
                     continue
@@ -238,9 +244,10 @@ def evaluate_study(folder: str | Path, *, include_conflicts: bool = False, weigh
 
 
 def _differences(scored, run_of, a, b, question, kind, w, pairs, n_boot, seed, alpha, claim) -> list[Difference]:
-    """Both metrics' :class:`Difference` of ``a - b`` over the (fold, seed) ``pairs`` both arms ran."""
-    sel = lambda arm: scored[(scored["arm"] == arm) & (scored["kind"] == kind) & (scored["weights"] == w)
-                             & pd.Series(list(zip(scored["fold"], scored["seed"])), index=scored.index).isin(pairs)]
+    """Both metrics' :class:`Difference` of ``a - b`` over the (partition, fold, seed) ``pairs`` both arms ran."""
+    run_ids = pd.Series(list(zip(scored["partition"], scored["fold"], scored["seed"])), index=scored.index)
+    sel = lambda arm: scored[(scored["arm"] == arm) & (scored["kind"] == kind) & (scored["weights"] == w)  # noqa: E731
+                             & run_ids.isin(pairs)]
     da, db = sel(a), sel(b)
     pa, pb = np.stack(da["_proba"]), np.stack(db["_proba"])
     clustered = stats.paired_cluster_bootstrap(da["y"], pa, da["group"], db["y"], pb, db["group"],
@@ -249,24 +256,25 @@ def _differences(scored, run_of, a, b, question, kind, w, pairs, n_boot, seed, a
                                            n_boot=n_boot, seed=seed, alpha=alpha)
     training = stats.paired_hierarchical_bootstrap(da["y"], pa, da["group"], _units(da), db["y"], pb, db["group"],
                                                    _units(db), n_boot=n_boot, seed=seed, alpha=alpha)
-    ra = [run_of[(a, kind, f, s, w)] for f, s in pairs]
-    rb = [run_of[(b, kind, f, s, w)] for f, s in pairs]
+    ra = [run_of[(a, kind, p, f, s, w)] for p, f, s in pairs]
+    rb = [run_of[(b, kind, p, f, s, w)] for p, f, s in pairs]
     n_train = float(np.mean([r.n_train for r in ra + rb]))
     n_test = float(np.mean([r.n_test for r in ra + rb]))
     out = []
     for m in METRICS:
         per_run = [float(getattr(x, m) - getattr(y, m)) for x, y in zip(ra, rb)]
         test = stats.corrected_ttest(per_run, n_train, n_test, alpha)
-        fold_test = stats.repeated_cv_ttest(per_run, [f for f, _ in pairs], n_train=n_train, n_test=n_test,
-                                            alpha=alpha)
+        fold_test = stats.repeated_cv_ttest(per_run, [f for _, f, _ in pairs], [p for p, _, _ in pairs],
+                                            n_train=n_train, n_test=n_test, alpha=alpha)
         out.append(Difference(
             a=a, b=b, question=question, kind=kind, weights=w, metric=m, pooled=clustered[m],
-            image_level=image[m], per_run=per_run, runs=[[int(f), int(s)] for f, s in pairs], test=test,
+            image_level=image[m], per_run=per_run, runs=[[int(f), int(s)] for _, f, s in pairs], test=test,
             detectable=stats.detectable_difference(test.se, test.df if test.n > 1 else None, alpha)
             if test.n > 1 else math.nan,
             detectable_bootstrap=stats.bootstrap_detectable_difference(clustered[m], alpha),
             power_at_claim=stats.power_at(claim, test.se, test.df, alpha) if test.n > 1 else math.nan,
             training=training[m], fold_test=fold_test,
+            partitions=[int(p) for p, _, _ in pairs] if any(p for p, _, _ in pairs) else None,
         ))
     return out
 
@@ -276,12 +284,12 @@ def compare_weights(runs: list[RunScore]) -> list[WeightsCheck]:
     -- the numbers that decide the weights rule without looking at a test image. Runs that have
     only one of the two are skipped. (``best`` was picked on these images, so its side is
     optimistic; see the module doc.)"""
-    run_of = {(r.arm, r.kind, r.fold, r.seed, r.weights): r for r in runs}
+    run_of = {(r.arm, r.kind, (r.partition, r.fold, r.seed), r.weights): r for r in runs}
     checks = []
     for arm, kind in dict.fromkeys((r.arm, r.kind) for r in runs):
-        keys = sorted({(f, s) for (x, k, f, s, _w) in run_of if x == arm and k == kind})
-        pairs = [(run_of[(arm, kind, f, s, "last")], run_of[(arm, kind, f, s, "best")]) for f, s in keys
-                 if (arm, kind, f, s, "last") in run_of and (arm, kind, f, s, "best") in run_of]
+        keys = sorted({run for (x, k, run, _w) in run_of if x == arm and k == kind})
+        pairs = [(run_of[(arm, kind, r, "last")], run_of[(arm, kind, r, "best")]) for r in keys
+                 if (arm, kind, r, "last") in run_of and (arm, kind, r, "best") in run_of]
         if not pairs:
             continue
         d = np.array([b.val_accuracy - la.val_accuracy for la, b in pairs])

@@ -45,10 +45,10 @@ METRICS = ("accuracy", "macro_f1")
 PROBA_DECIMALS = 5  # probabilities in the prediction CSVs (keeps results/<profile>-cv/ small)
 PREDICTION_COLUMNS = (
     ["file", "label", "y", "group", "kind", "fold", "seed", "arm", "weights", "epoch", "part"]
-    + [f"p_{c}" for c in CLASSES] + [f"p_{c}_hflip" for c in CLASSES] + ["pred"]
+    + [f"p_{c}" for c in CLASSES] + [f"p_{c}_hflip" for c in CLASSES] + ["pred", "partition"]
 )
 RUN_COLUMNS = ["arm", "kind", "fold", "seed", "n_train", "n_val", "n_test", "epochs", "best_epoch",
-               "max_phase_ratio", "wall_time_s", "seconds_per_epoch", "run"]
+               "max_phase_ratio", "wall_time_s", "seconds_per_epoch", "run", "partition"]
 
 
 # ------------------------------------------------------------------------------------ result types
@@ -77,6 +77,7 @@ class Coverage:
     predicted: int  # distinct images with a prediction
     duplicates: int  # images predicted more than once (should be 0)
     complete: bool
+    partition: int = 0  # the fold partition (0: the profile's own folds)
 
 
 @dataclass
@@ -123,6 +124,7 @@ class RunScore:
     macro_f1: float
     val_accuracy: float
     val_macro_f1: float
+    partition: int = 0  # the fold partition (0: the profile's own folds)
 
 
 @dataclass
@@ -154,6 +156,7 @@ class Difference:
     training: Interval | None = None
     # the corrected repeated-CV t-test over (partition, fold) differences, seeds averaged within a fold
     fold_test: CorrectedTTest | None = None
+    partitions: list[int] | None = None  # the fold partition of each per_run value (None: all the first)
 
 
 @dataclass
@@ -431,7 +434,8 @@ def read_folds(folder: str | Path) -> pd.DataFrame:
     path = Path(folder) / "folds.csv"
     if not path.exists():
         raise BcdetError(f"{path} is missing: run write_folds / run_study for this study first.")
-    return pd.read_csv(path)
+    table = pd.read_csv(path)
+    return table if "partition" in table else table.assign(partition=0)  # one partition before #28
 
 
 def load_predictions(folder: str | Path, part: str = "test") -> pd.DataFrame:
@@ -441,6 +445,7 @@ def load_predictions(folder: str | Path, part: str = "test") -> pd.DataFrame:
     files = sorted((Path(folder) / sub).glob("*.csv"))
     if not files:
         return pd.DataFrame(columns=PREDICTION_COLUMNS)
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    return df if "partition" in df else df.assign(partition=0)  # recorded before fold partitions (#28)
 
 
