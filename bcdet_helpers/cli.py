@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     ld = sub.add_parser("ladder", help="the leakage ladder: how one arm's honest accuracy climbs to a paper-like one")
     ld.add_argument("--profile", default="laptop", help="whose study: " + PROFILE_HELP)
     ld.add_argument("--study", default=None, help="a study folder (default: results/<profile>-cv/, the published one)")
-    ld.add_argument("--arm", default=None, help="the arm to climb with (default: switching, the paper's method)")
+    ld.add_argument("--arm", default=None,
+                    help="the arm to climb with (default: switching, the paper's method); `all`: every arm of the "
+                         "study, each in its own folder, plus ladders.csv beside them")
     where = ld.add_mutually_exclusive_group()
     where.add_argument("--out", default=None, help="default: runs/<profile>/ladder/")
     where.add_argument("--record", action="store_true",

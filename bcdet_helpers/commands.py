@@ -324,9 +324,7 @@ def cli_ladder(args) -> int:
 
     from .errors import BcdetError
     from .paths import project_root, runs_dir
-    from .published import PUBLISHED
     from .study import LADDER_ARM, write_ladder
-    from .study.ladder import not_measured, reaches
 
     study = Path(args.study) if args.study else project_root() / "results" / f"{args.profile}-cv"
     if not (study / "folds.csv").exists():
@@ -337,13 +335,50 @@ def cli_ladder(args) -> int:
     if args.out:
         out = Path(args.out)
     else:
-        out = project_root() / "results" / f"{args.profile}-ladder" if record else runs_dir(args.profile) / "ladder"
+        name = "ladders" if args.arm == "all" else "ladder"  # every arm's beside the one committed ladder
+        out = project_root() / "results" / f"{args.profile}-{name}" if record else runs_dir(args.profile) / name
     given = {"--profile": args.profile, "--study": args.study, "--arm": args.arm, "--out": args.out}
     command = " ".join(["bcdet ladder", *(f"{k} {shlex.quote(str(v))}" for k, v in given.items() if v)]
                        + (["--record"] if record else [])  # not --force: it changes no number of the record
                        + (["--include-conflicts"] if args.include_conflicts else []))
+    if args.arm == "all":
+        return _ladders_of_every_arm(study, out, command, args)
     table = write_ladder(study, out, args.arm or LADDER_ARM, command=command, include_conflicts=args.include_conflicts,
                          profile=args.profile, force=getattr(args, "force", False))
+    _print_ladder(table, out)
+    return 0
+
+
+def _ladders_of_every_arm(study: Path, out: Path, command: str, args) -> int:
+    """``bcdet ladder --arm all``: one ladder per arm of the study that ran the random split (``out/<arm>/``)
+    and ``out/ladders.csv`` with every arm's rungs side by side, so a reader sees whether the headline
+    holds for all of them."""
+    import pandas as pd
+
+    from .outputs import claim, mark
+    from .study import load_study, write_ladder
+
+    ours = claim(out, force=getattr(args, "force", False), names=["ladders.csv"])
+    recorded = load_study(study)
+    arms = [a for a in recorded.arms if (a, "random") in {(r.arm, r.kind) for r in recorded.runs}]
+    tables = []
+    for arm in arms:
+        table = write_ladder(study, out / arm, arm, command=command, include_conflicts=args.include_conflicts,
+                             profile=args.profile, force=getattr(args, "force", False))
+        print(f"--- {arm}")
+        _print_ladder(table, out / arm)
+        tables.append(table.assign(arm=arm))
+    out.mkdir(parents=True, exist_ok=True)
+    pd.concat(tables, ignore_index=True).to_csv(out / "ladders.csv", index=False)
+    if ours:
+        mark(out, command)
+    return 0
+
+
+def _print_ladder(table, out: Path) -> None:
+    from .published import PUBLISHED
+    from .study.ladder import not_measured, reaches
+
     for r in table.itertuples():
         tag = " [INFLATION: chosen on test]" if r.label == "inflation" else " [leakage]" if r.label == "leakage" else ""
         gain = "" if r.Index == 0 else f" ({100 * r.gain:+.1f})"
@@ -351,4 +386,3 @@ def cli_ladder(args) -> int:
     for name in not_measured(table):
         print(f"{name:>20}: not measured (the study has no runs for it; running the study again trains them)")
     print(f"{reaches(table, PUBLISHED['paper_switching']['accuracy'])}. Written to {out}")
-    return 0

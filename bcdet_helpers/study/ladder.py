@@ -165,13 +165,14 @@ def ladder_extra_runs(prof, seeds_of: dict) -> dict:
     ``best_seed`` rung chooses among seeds of the random split, which the study runs with its first
     seed only (it measures just the leakage gap there) -- so the ladder arm gets every seed of the
     profile on the random split; and the ``augment_before_split`` rung needs the same runs again
-    with copies of their test images trained on (kind ``"augmented"``):
-    ``{LADDER_ARM: {"random": [the missing seeds], "augmented": [all of them]}}``, or ``{}``."""
+    with copies of their test images trained on (kind ``"augmented"``) -- for each of the profile's
+    ``ladder_arms``: ``{arm: {"random": [the missing seeds], "augmented": [all of them]}}``, or ``{}``."""
     have = seeds_of.get("random")
-    if have is None or LADDER_ARM not in prof.schedules:
+    if have is None:
         return {}
     missing = [s for s in prof.seeds if s not in have]
-    return {LADDER_ARM: {**({"random": missing} if missing else {}), AUGMENTED: [*have, *missing]}}
+    return {arm: {**({"random": missing} if missing else {}), AUGMENTED: [*have, *missing]}
+            for arm in prof.ladder_arms}
 
 
 def _per_run(rows: pd.DataFrame) -> pd.DataFrame:
