@@ -52,6 +52,8 @@ __all__ = [
     "power_at",
     "resample_counts",
     "scores_from_confusion",
+    "two_way_counts",
+    "two_way_sums",
 ]
 
 
@@ -187,14 +189,28 @@ def _unit_confusions(y, pred, g_codes, u_codes, n_groups: int, n_units: int, n_c
     return out
 
 
+def two_way_counts(n_units: int, n_groups: int, n_boot: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(w, c)``: the draws of the crossed two-way bootstrap -- ``w`` ``(n_boot, n_units)`` how often each
+    training replicate is drawn, ``c`` ``(n_boot, n_groups)`` how often each cluster is, independently and
+    with replacement (:func:`resample_counts`). A row seen by replicate ``u`` in cluster ``g`` counts
+    ``w[b, u] * c[b, g]`` times in resample ``b``. The same ``seed`` and sizes give the same draws, which is
+    what pairs two arms' resamples (:func:`paired_hierarchical_bootstrap`,
+    :mod:`bcdet_helpers.study.external_eval`)."""
+    rng = np.random.default_rng(seed)
+    return resample_counts(n_units, n_boot, rng), resample_counts(n_groups, n_boot, rng)
+
+
+def two_way_sums(m: np.ndarray, w: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``(n_boot, K)``: ``sum_u sum_g w[b, u] * c[b, g] * m[u, g, k]`` -- the resampled totals of any
+    additive per-(replicate, cluster) counts ``m`` ``(U, G, K)`` under the draws of :func:`two_way_counts`."""
+    return np.einsum("bg,bgk->bk", c, np.einsum("bu,ugk->bgk", w, m))
+
+
 def _two_way_replicates(m: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """``(n_boot, K*K)`` pooled confusions: each resample draws the training replicates and the groups
     independently, with replacement (Owen's pigeonhole bootstrap for a crossed design: every trained
     model predicted every image), and adds ``w_u * c_g * M[u, g]``."""
-    rng = np.random.default_rng(seed)
-    w = resample_counts(m.shape[0], n_boot, rng)
-    c = resample_counts(m.shape[1], n_boot, rng)
-    return np.einsum("bg,bgk->bk", c, np.einsum("bu,ugk->bgk", w, m))
+    return two_way_sums(m, *two_way_counts(m.shape[0], m.shape[1], n_boot, seed))
 
 
 def hierarchical_bootstrap(y, pred, groups, units, *, n_classes: int = 3, n_boot: int = DEFAULTS.bootstrap,

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..busbra import BUSBRA
 from ..errors import BcdetError
 from .busbra import locate_busbra, read_busbra
-from .check import Problem, _inspect_png, _short_list, is_junk
+from .check import Problem, Verdict, _inspect_png, _short_list, is_junk
 from .checksums import read_sums, verify_sums
 from .images import MIN_SIDE
 
@@ -34,7 +34,7 @@ __all__ = ["BusbraReport", "check_busbra"]
 
 
 @dataclass
-class BusbraReport:
+class BusbraReport(Verdict):
     """What :func:`check_busbra` found; ``ok`` means an evaluation can use this copy."""
 
     root: Path
@@ -46,18 +46,6 @@ class BusbraReport:
     checksums: str = "not verified"  # one line: how many files were verified, or why none
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.fatal]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if not p.fatal]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
     def format(self) -> str:
         """A plain-text report: counts against the published ones, sizes, checksums, problems, verdict."""
@@ -77,11 +65,7 @@ class BusbraReport:
             lines.append(f"image size: width {self.width[0]}-{self.width[1]} px, "
                          f"height {self.height[0]}-{self.height[1]} px")
         lines.append(f"checksums: {self.checksums}")
-        for title, items in (("Errors (must fix)", self.errors), ("Warnings", self.warnings)):
-            if items:
-                lines += ["", f"{title} ({len(items)}):"] + [f"  - {p}" for p in items]
-        if self.notes:
-            lines += ["", f"Notes ({len(self.notes)}):"] + [f"  - {n}" for n in self.notes]
+        lines += self.problem_lines()
         lines.append("")
         lines.append("Result: OK -- this copy is usable." if self.ok
                      else f"Result: NOT USABLE -- fix the {len(self.errors)} error(s) above.")

@@ -69,17 +69,11 @@ class Problem:
         return f"{self.file}: {self.what} -> {self.todo}"
 
 
-@dataclass
-class CheckReport:
-    """What :func:`check_dataset` found. ``ok`` means the package can work with this folder."""
+class Verdict:
+    """What every check report says the same way: its problems split into errors (fatal) and warnings,
+    and whether it passes (no error). Shared by BUSI's :class:`CheckReport` and BUS-BRA's report."""
 
-    root: Path
-    images: dict[str, int] = field(default_factory=dict)  # class -> number of images
-    masks: dict[str, int] = field(default_factory=dict)  # class -> number of masks
-    width: tuple[int, int] | None = None  # (min, max) over images
-    height: tuple[int, int] | None = None
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    problems: list[Problem]
 
     @property
     def errors(self) -> list[Problem]:
@@ -91,8 +85,30 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        """All class folders present, each with at least one image, and nothing unreadable."""
+        """Nothing fatal: for BUSI, all class folders present, each with an image, nothing unreadable."""
         return not self.errors
+
+    def problem_lines(self) -> list[str]:
+        """The report's errors, warnings and notes (``notes``, when the report has them), as indented lists."""
+        lines = []
+        for title, items in (("Errors (must fix)", self.errors), ("Warnings", self.warnings),
+                             ("Notes", getattr(self, "notes", []))):
+            if items:
+                lines += ["", f"{title} ({len(items)}):"] + [f"  - {p}" for p in items]
+        return lines
+
+
+@dataclass
+class CheckReport(Verdict):
+    """What :func:`check_dataset` found. ``ok`` means the package can work with this folder."""
+
+    root: Path
+    images: dict[str, int] = field(default_factory=dict)  # class -> number of images
+    masks: dict[str, int] = field(default_factory=dict)  # class -> number of masks
+    width: tuple[int, int] | None = None  # (min, max) over images
+    height: tuple[int, int] | None = None
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def format(self, verdict: str | None = None) -> str:
         """A plain-text report: counts table, size range, errors, warnings, notes, verdict.
@@ -119,11 +135,7 @@ class CheckReport:
             )
         else:
             lines.append("image size: no readable images")
-        for title, items in (("Errors (must fix)", self.errors), ("Warnings", self.warnings)):
-            if items:
-                lines += ["", f"{title} ({len(items)}):"] + [f"  - {p}" for p in items]
-        if self.notes:
-            lines += ["", f"Notes ({len(self.notes)}):"] + [f"  - {n}" for n in self.notes]
+        lines += self.problem_lines()
         lines.append("")
         if verdict is not None:
             lines.append(verdict)
