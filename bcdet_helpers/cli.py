@@ -29,6 +29,7 @@ HANDLERS = {
     "reproduce": ("bcdet_helpers.commands", "cli_reproduce"),
     "publish": ("bcdet_helpers.commands", "cli_publish"),
     "ladder": ("bcdet_helpers.commands", "cli_ladder"),
+    "external": ("bcdet_helpers.commands", "cli_external"),
     "study": ("bcdet_helpers.commands", "cli_study"),
 }
 
@@ -155,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--force", action="store_true",
                     help="write into a folder the ladder did not write, or over committed results")
     ld.add_argument("--include-conflicts", action="store_true", help="score the label conflicts too")
+
+    ex = sub.add_parser("external", help="every arm of a finished study on BUS-BRA (its runs' external predictions): "
+                                         "AUC, carried-over threshold, calibration, per scanner, beside BUSI out-of-fold")
+    ex.add_argument("--profile", default="laptop", help="whose study: " + PROFILE_HELP)
+    ex.add_argument("--study", default=None, help="a study folder (default: results/<profile>-cv/, the published one)")
+    where = ex.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, help="default: runs/<profile>/external/")
+    where.add_argument("--record", action="store_true",
+                       help="write the committed record, results/<profile>-external/ (replacing it needs --force)")
+    ex.add_argument("--force", action="store_true",
+                    help="write into a folder this did not write, or over committed results")
 
     st = sub.add_parser("study", help="the cross-validated study alone: list its runs, train some (one job of an "
                                       "array), or train what is missing and evaluate")

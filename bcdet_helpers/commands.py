@@ -349,6 +349,35 @@ def cli_ladder(args) -> int:
     return 0
 
 
+def cli_external(args) -> int:
+    """``bcdet external --profile P [--study DIR] [--out DIR | --record] [--force]``: every arm of a finished
+    study on BUS-BRA, from its files and BUS-BRA's table alone (no training), to ``runs/<profile>/external/``;
+    only ``--record`` writes the committed ``results/<profile>-external/`` (replacing it needs ``--force``)."""
+    import shlex
+
+    from .errors import BcdetError
+    from .paths import project_root, runs_dir
+    from .study.external_eval import write_external
+
+    study = Path(args.study) if args.study else project_root() / "results" / f"{args.profile}-cv"
+    if not (study / "oof").is_dir():
+        raise BcdetError(f"{study} holds no study (no oof/). Run it first (`bcdet study --profile {args.profile}` with "
+                         f"BCDET_BUSBRA set), or point --study at a study folder (e.g. runs/{args.profile}/cv).")
+    record = getattr(args, "record", False)
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = project_root() / "results" / f"{args.profile}-external" if record else runs_dir(args.profile) / "external"
+    given = {"--profile": args.profile, "--study": args.study, "--out": args.out}
+    command = " ".join(["bcdet external", *(f"{k} {shlex.quote(str(v))}" for k, v in given.items() if v)]
+                       + (["--record"] if record else []))  # not --force: it changes no number of the record
+    result = write_external(study, out, command=command, profile=args.profile, force=getattr(args, "force", False))
+    for line in result.format():
+        print(line)
+    print(f"Written to {out}")
+    return 0
+
+
 def _ladders_of_every_arm(study: Path, out: Path, command: str, args) -> int:
     """``bcdet ladder --arm all``: one ladder per arm of the study that ran the random split (``out/<arm>/``)
     and ``out/ladders.csv`` with every arm's rungs side by side, so a reader sees whether the headline

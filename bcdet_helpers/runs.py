@@ -146,8 +146,23 @@ def train_run(
                  test_copies=test_copies, device=device, resume=resume, progress=progress, record_test=record_test)
     if (run_dir / "result.json").exists() and (run_dir / "config.json").exists():
         return go()  # finished: only read (result.json is written last), so readers need no lock
-    with run_lock(run_dir):
-        return go()
+    fresh = not run_dir.exists()
+    try:
+        with run_lock(run_dir):
+            return go()
+    finally:
+        if fresh:
+            _drop_if_nothing_trained(run_dir)
+
+
+def _drop_if_nothing_trained(run_dir: Path) -> None:
+    """Remove a run folder this call created when it holds nothing worth resuming -- only its lock and
+    config (a start that failed, or a Ctrl-C before the first epoch ended) -- so no half-made run is left
+    behind to be refused as "unfinished" next time."""
+    import shutil
+
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK, "config.json"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @contextmanager

@@ -314,8 +314,11 @@ def _shifted_probas(parts, shifts, severities, seed) -> tuple[dict, np.ndarray, 
                 np.asarray(predict(apply_shift(images, shift, s, seed, shifts)), float)
                 for predict, images, _, _ in parts])
     y = np.concatenate([np.asarray(yi, int) for _, _, yi, _ in parts])
-    groups = np.concatenate([np.asarray(gi if gi is not None else [f"part{j}/{i}" for i in range(len(yi))], dtype=object)
-                             .astype(str) for j, (_, _, yi, gi) in enumerate(parts)])
+    if len(parts) == 1:  # the caller's own labels: the same resamples as cluster_bootstrap(y, pred, groups)
+        groups = parts[0][3]
+    else:  # group ids are global (the index's), so a group split over several parts stays one group
+        groups = np.concatenate([np.asarray(gi if gi is not None else [f"part{j}/{i}" for i in range(len(yi))],
+                                            dtype=object).astype(str) for j, (_, _, yi, gi) in enumerate(parts)])
     return probas, y, groups
 
 

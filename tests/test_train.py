@@ -426,3 +426,27 @@ def test_cli_train_says_ctrl_c_once_with_how_to_go_on(runs, capsys, monkeypatch)
     said = [ln for ln in capsys.readouterr().out.splitlines() if "nterrupt" in ln]
     assert said == ["Interrupted (Ctrl-C) after epoch 1, which is checkpointed. To go on: resume=True "
                     "(bcdet train: the same command plus --resume)."]
+
+
+def test_a_run_stopped_before_its_first_epoch_leaves_no_folder(busi_dir, tmp_path, monkeypatch):
+    """#27: Ctrl-C (or a failure) before the first epoch ends used to leave a folder with config.json and
+    .lock, refused as "an unfinished run" by the same command; a folder that existed before is kept."""
+    from bcdet_helpers import runs as runs_module
+    from bcdet_helpers import train as train_module
+
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "fit", stopped)
+    d = runs_module.run_dir_for("smoke", "constant", "grouped", 0)
+    with pytest.raises(KeyboardInterrupt):
+        runs_module.train_run("smoke", "constant", seed=0, device="cpu", progress=False)
+    assert not d.exists()
+    d.mkdir(parents=True)
+    (d / "notes.txt").write_text("mine")
+    with pytest.raises(KeyboardInterrupt):
+        runs_module.train_run("smoke", "constant", seed=0, device="cpu", progress=False)
+    assert (d / "notes.txt").read_text() == "mine"  # not created by this call: never removed
