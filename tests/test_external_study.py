@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
 from fakebusbra import make_busbra
-from test_study import write_folder
+from test_study import _files, write_folder
 
 from bcdet_helpers import stats
 from bcdet_helpers.busi import CLASSES
@@ -23,6 +24,7 @@ from bcdet_helpers.data.busbra import read_busbra
 from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.external import choose_threshold
 from bcdet_helpers.outputs import MARKER
+from bcdet_helpers.runkey import RunKey
 from bcdet_helpers.study import external_eval as ee
 from bcdet_helpers.study.external import EXTERNAL_COLUMNS
 
@@ -80,8 +82,33 @@ def write_external(root, table, seed_shift=None, same_seeds=False, flip_labels=F
     return root
 
 
+def write_val(root):
+    """Replace write_folder's validation CSVs (10 images, a third of the runs without a malignant one) by 40
+    images of each class, drawn per run, with a continuous p(malignant): what thresholds are chosen on."""
+    files, y, group = _files()
+    for path in sorted((root / "val").glob("*.csv")):
+        old = pd.read_csv(path)
+        key = RunKey.parse(path.stem)
+        rng = np.random.default_rng(zlib.crc32(path.stem.encode()))
+        idx = np.sort(rng.choice(len(files), 40, replace=False))  # (write_folder's grouped folds are its classes)
+        frames = []
+        for weights in ("last", "best"):
+            p_mal = np.clip(0.3 + 0.4 * (y[idx] == 1) + rng.normal(0, 0.15, len(idx)), 0.01, 0.97)
+            proba = np.c_[(1 - p_mal) * 0.6, p_mal, (1 - p_mal) * 0.4]
+            flip = np.c_[(1 - p_mal) * 0.55, p_mal, (1 - p_mal) * 0.45]
+            df = pd.DataFrame({"file": [files[i] for i in idx], "label": [CLASSES[k] for k in y[idx]], "y": y[idx],
+                               "group": group[idx], "kind": key.kind, "fold": key.fold, "seed": key.seed,
+                               "arm": key.arm, "weights": weights, "epoch": 50, "part": "val"})
+            df[[f"p_{c}" for c in CLASSES]] = proba.round(5)
+            df[[f"p_{c}_hflip" for c in CLASSES]] = (0.5 * (proba + flip) + rng.normal(0, 0.02, proba.shape)).round(5)
+            df["pred"] = [CLASSES[k] for k in proba.argmax(1)]
+            frames.append(df)
+        pd.concat(frames)[list(old.columns)].to_csv(path, index=False)
+
+
 def make_study(root, table, **kw):
     write_folder(root, arms=ARMS, kinds=("grouped",), seeds=SEEDS)
+    write_val(root)
     (root / "design.json").write_text(json.dumps({"profile": {"name": "smoke"}, "arms": list(ARMS)}))
     return write_external(root, table, **kw)
 
