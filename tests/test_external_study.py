@@ -49,10 +49,11 @@ def table(busbra):
     return t
 
 
-def write_external(root, table, seed_shift=None, same_seeds=False, flip_labels=False):
+def write_external(root, table, seed_shift=None, weak=(), same_seeds=False, flip_labels=False):
     """``root/external/<run>.csv.gz`` for every (arm, fold, seed) of write_folder's grouped runs: p(malignant)
     from the truth, a per-patient effect shared by all a patient's images and runs, and run noise;
-    ``seed_shift[(arm, seed)]`` moves one seed's logits (seeds that disagree); ``same_seeds``: every seed
+    ``seed_shift[(arm, seed)]`` moves one seed's logits and ``weak`` (arm, seed) pairs barely separate the
+    classes (seeds that disagree); ``same_seeds``: every seed
     predicts as seed 0; ``flip_labels``: the recorded truth inverted (poisoned labels)."""
     rng = np.random.default_rng(1)
     y = table["y"].to_numpy(int)
@@ -65,7 +66,8 @@ def write_external(root, table, seed_shift=None, same_seeds=False, flip_labels=F
             noise_of = {s: rng.normal(0, 0.5, len(y)) for s in SEEDS}
             for seed in SEEDS:
                 noise = noise_of[0 if same_seeds else seed]
-                logit = STRENGTH[arm] * (2 * is_mal - 1) + effect + noise + (seed_shift or {}).get((arm, seed), 0)
+                strength = STRENGTH[arm] * (0.1 if (arm, seed) in weak else 1)
+                logit = strength * (2 * is_mal - 1) + effect + noise + (seed_shift or {}).get((arm, seed), 0)
                 p_mal = 1 / (1 + np.exp(-logit))
                 p_norm = np.where(np.abs(noise) > 1.1, 0.6, 0.05) * (1 - p_mal)  # some lesions called normal
                 proba = np.c_[1 - p_mal - p_norm, p_mal, p_norm]
@@ -195,10 +197,30 @@ def test_patient_clusters_widen_the_interval_over_images(folder, table, result):
 
 def test_intervals_widen_when_seeds_disagree(table, tmp_path):
     agree = ee.evaluate_external(make_study(tmp_path / "agree", table, same_seeds=True), table, n_boot=N_BOOT)
-    shift = {("constant", 1): -2.5, ("switching", 1): -2.5}
-    disagree = ee.evaluate_external(make_study(tmp_path / "disagree", table, seed_shift=shift), table, n_boot=N_BOOT)
-    for metric in ("sensitivity", "specificity"):
-        assert _width(getattr(disagree.score("constant"), metric)) > 1.5 * _width(getattr(agree.score("constant"), metric))
+    shift, weak = {("constant", 1): -1.5}, {("constant", 1)}
+    disagree = ee.evaluate_external(make_study(tmp_path / "disagree", table, seed_shift=shift, weak=weak), table,
+                                    n_boot=N_BOOT)
+    wide, narrow = disagree.score("constant"), agree.score("constant")
+    for metric in ("auc", "sensitivity"):
+        assert _width(getattr(wide, metric)) > 1.5 * _width(getattr(narrow, metric))
+    ensemble = [r.score("constant", rows="ensemble_tta").auc for r in (disagree, agree)]
+    assert _width(ensemble[0]) > _width(ensemble[1])  # the ensemble of the drawn seeds moves too
+
+
+def test_resampled_aucs_match_sklearn_with_ties():
+    """Both AUC forms (fixed scores, many weightings; a score per resample) are roc_auc_score with weights."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.random(300) < 0.4
+    s = rng.integers(0, 12, (4, 300)) / 11  # many ties
+    w = rng.integers(0, 3, (4, 300))
+    got = ee._auc_rows(y, s, w)
+    assert got == pytest.approx([roc_auc_score(y, s[b], sample_weight=w[b]) for b in range(4)])
+    u, g = rng.integers(0, 3, 300), rng.integers(0, 50, 300)
+    wt, ct = rng.integers(0, 3, (3, 4)).astype(float), rng.integers(0, 3, (50, 4)).astype(float)
+    fixed = ee._PairedAUC(y, s[0], u, g)(wt, ct)
+    assert fixed == pytest.approx([roc_auc_score(y, s[0], sample_weight=wt[u, b] * ct[g, b]) for b in range(4)])
 
 
 # ------------------------------------------------------------------------------------ rows

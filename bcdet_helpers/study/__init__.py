@@ -44,6 +44,7 @@ from __future__ import annotations
 from .cv import predict_run, run_study, study_dir, study_index, write_folds
 from .design import StudyDesign, default_seeds, study_design
 from .evaluation import compare_weights, evaluate_study
+from .external_eval import ExternalStudy, evaluate_external, write_external
 from .ladder import AUGMENTED, LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, not_measured, write_ladder
 from .result import (COMPARISONS, METRICS, OPERATING_SENSITIVITY, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
                      SCHEMA_VERSION, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap,
@@ -79,6 +80,9 @@ __all__ = [
     "WeightsCheck",
     "compare_weights",
     "evaluate_study",
+    "evaluate_external",
+    "ExternalStudy",
+    "write_external",
     "from_json",
     "label_conflicts",
     "ladder_extra_runs",

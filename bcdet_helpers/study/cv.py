@@ -125,14 +125,15 @@ def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = N
 def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds=None, folds=None, *, device="auto",
               resume: bool = True, include_conflicts: bool = False, out: str | Path | None = None,
               progress: bool = True, n_boot: int | None = None, jobs: int | None = None,
-              extra: dict | None = None, only=None) -> Study | None:
+              extra: dict | None = None, only=None, partitions=None) -> Study | None:
     """Train (or load) every run of a study design, write its predictions, and evaluate.
 
     ``profile``: a :class:`~bcdet_helpers.study.design.StudyDesign`, or a profile whose design
     :func:`~bcdet_helpers.study.design.study_design` builds -- ``run_study(profile)`` alone is the very
     study ``bcdet reproduce`` estimates (the ladder's runs included); ``arms``, ``kinds``, ``seeds``
     (a list for every kind, or ``{"grouped": [0, 1, 2], "random": [0]}``), ``folds`` (a subset gives a
-    partial study: :attr:`Study.complete` is then False) and ``extra`` (runs of single arms,
+    partial study: :attr:`Study.complete` is then False), ``partitions`` (fold partitions; the profile's own
+    when nothing else is asked, else the first only) and ``extra`` (runs of single arms,
     ``{arm: {kind: [seeds]}}``, e.g. the ladder's: the ladder-only kind ``"augmented"`` leaves only its
     test record in ``inflation/``) ask for a smaller or another one. Runs live in their usual folders
     (:meth:`RunKey.run_dir`), so finished runs are loaded, not retrained, and ``resume=True`` continues
@@ -159,8 +160,9 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
     if isinstance(profile, StudyDesign):
         design = profile
     else:
-        bare = all(x is None for x in (arms, kinds, seeds, folds, extra))
-        design = study_design(profile, arms=arms, kinds=kinds, seeds=seeds, folds=folds, extra=extra, ladder=bare)
+        bare = all(x is None for x in (arms, kinds, seeds, folds, extra, partitions))
+        design = study_design(profile, arms=arms, kinds=kinds, seeds=seeds, folds=folds, extra=extra, ladder=bare,
+                              partitions=partitions if partitions is not None or bare else [0])
     prof = design.profile
     out = Path(out) if out is not None else study_dir(prof)
     keys = design.runs()

@@ -52,7 +52,7 @@ import pandas as pd
 from .. import stats
 from ..busi import CLASSES
 from ..errors import BcdetError
-from ..external import MIN_DEVICE_IMAGES, _auc_replicates, _ece_replicates, choose_threshold
+from ..external import MIN_DEVICE_IMAGES, choose_threshold
 from ..runkey import RunKey
 from ..stats import Interval
 from ..uncertainty import confidence_bins, expected_calibration_error, reliability
@@ -372,7 +372,12 @@ def _pooled_reps(y, p, normal, called, units, clusters, unit_labels, cluster_lab
     """``{metric: (point, replicates)}`` of rows that are (run, image) predictions, under the two-way draws of
     ``stats.two_way_counts(len(unit_labels), len(cluster_labels), n_boot, seed)`` -- the same labels and seed
     give the same draws, which pairs two arms. ``called``: each row at its own run's threshold (``None``: no
-    threshold, sensitivity and specificity undefined)."""
+    threshold, sensitivity and specificity undefined).
+
+    Everything but the AUC is a sum over rows of something times ``w[replicate] * c[patient]``, so it is
+    :func:`~bcdet_helpers.stats.two_way_sums` of per-(replicate, patient) totals: the confusion counts, and
+    for the ECE each reliability bin's ``correct - confidence``. The AUC pairs rows, so it is computed from
+    the rows' weights, the negatives sorted by score once (:class:`_PairedAUC`)."""
     from sklearn.metrics import roc_auc_score
 
     y = np.asarray(y, bool)
@@ -382,25 +387,56 @@ def _pooled_reps(y, p, normal, called, units, clusters, unit_labels, cluster_lab
     w, c = stats.two_way_counts(n_u, n_g, n_boot, seed)
     has_t = called is not None
     called = np.asarray(called, bool) if has_t else np.zeros(len(y), bool)
-    cols = np.c_[y & called, y & ~called, ~y & ~called, ~y & called, np.asarray(normal, bool),
-                 np.ones(len(y), bool)].astype(float)
+    binary, yi = np.c_[1 - p, p], y.astype(int)
+    conf = binary.max(1)
+    gap = (binary.argmax(1) == yi) - conf  # correct - confidence, summed per reliability bin
+    ece_cols = np.eye(n_bins)[confidence_bins(conf, n_bins)] * gap[:, None]
+    cols = np.c_[np.c_[y & called, y & ~called, ~y & ~called, ~y & called, np.asarray(normal, bool),
+                       np.ones(len(y), bool)].astype(float), ece_cols]
     m = np.zeros((n_u, n_g, cols.shape[1]))
     np.add.at(m, (u, g), cols)
-    binary, yi = np.c_[1 - p, p], y.astype(int)
-    totals, auc, ece = np.empty((n_boot, cols.shape[1])), np.empty(n_boot), np.empty(n_boot)
+    auc, paired_auc = np.empty(n_boot), _PairedAUC(y, p, u, g)
+    wt, ct = np.ascontiguousarray(w.T, float), np.ascontiguousarray(c.T, float)
+    totals = np.empty((n_boot, cols.shape[1]))
     for lo in range(0, n_boot, _CHUNK):
         sl = slice(lo, lo + _CHUNK)
         totals[sl] = stats.two_way_sums(m, w[sl], c[sl])
-        weights = w[sl][:, u] * c[sl][:, g]
-        auc[sl] = _auc_replicates(y, p, weights)
-        ece[sl] = _ece_replicates(yi, binary, weights, n_bins)
-    point, reps = _rates(m.sum((0, 1))), _rates(totals)
+        auc[sl] = paired_auc(wt[:, sl], ct[:, sl])
+    point, reps = _rates(m[..., :6].sum((0, 1))), _rates(totals[:, :6])
     out = {k: (float(point[k]), reps[k]) for k in point}
     if not has_t:
         out["sensitivity"] = out["specificity"] = (math.nan, np.full(n_boot, math.nan))
     out["auc"] = (float(roc_auc_score(yi, p)) if 0 < y.sum() < len(y) else math.nan, auc)
-    out["ece"] = (expected_calibration_error(yi, binary, n_bins), ece)
+    out["ece"] = (expected_calibration_error(yi, binary, n_bins), np.abs(totals[:, 6:]).sum(1) / totals[:, 5])
     return out
+
+
+class _PairedAUC:
+    """Weighted AUC of fixed scores under many weightings, for rows whose weight is ``w[unit] * c[cluster]``.
+
+    The Mann-Whitney form of :func:`bcdet_helpers.external._auc_replicates` (each positive's weight times
+    the negative weight below it, ties a half): with the negatives sorted by score once and their weights
+    cumulated (``C``, a zero row first), a positive at score ``s`` has ``C[left(s)]`` below it and
+    ``C[right(s)] - C[left(s)]`` tied, so its term is ``(C[left] + C[right]) / 2`` -- cumulative sums and
+    gathers only, in the ``(rows, resamples)`` layout where both run over contiguous memory."""
+
+    def __init__(self, y, p, u, g):
+        neg = np.flatnonzero(~y)
+        neg = neg[np.argsort(p[neg], kind="mergesort")]
+        pos = np.flatnonzero(y)
+        self.u_neg, self.g_neg, self.u_pos, self.g_pos = u[neg], g[neg], u[pos], g[pos]
+        self.left = np.searchsorted(p[neg], p[pos], side="left")
+        self.right = np.searchsorted(p[neg], p[pos], side="right")
+
+    def __call__(self, wt: np.ndarray, ct: np.ndarray) -> np.ndarray:
+        """AUC per column of the unit weights ``wt`` ``(U, B)`` and cluster weights ``ct`` ``(G, B)``."""
+        w_pos = wt[self.u_pos] * ct[self.g_pos]
+        cum = np.zeros((len(self.u_neg) + 1, wt.shape[1]))
+        np.cumsum(wt[self.u_neg] * ct[self.g_neg], axis=0, out=cum[1:])
+        num = (w_pos * (cum[self.left] + cum[self.right])).sum(0) / 2
+        den = w_pos.sum(0) * cum[-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / den, np.nan)
 
 
 def _auc_rows(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -534,13 +570,13 @@ def evaluate_external(study_folder: str | Path, busbra=None, *, n_boot: int | No
     patients_all = np.unique(images["patient"].to_numpy())
     patients_of = {d: np.unique(images.loc[images["device"] == d, "patient"].to_numpy()) for d in big}
 
-    scores, busi_scores = [], []
+    scores, busi_scores, whole = [], [], {}  # whole: (arm, kind, runs) -> the pooled replicates, for the differences
     for kind in kinds:
         for arm in arms:
             rows = ext[(ext["arm"] == arm) & (ext["kind"] == kind)]
             if not len(rows):
                 continue
-            scores += _arm_scores(rows, arm, kind, patients_all, patients_of, n_boot, seed, alpha)
+            scores += _arm_scores(rows, arm, kind, patients_all, patients_of, n_boot, seed, alpha, whole)
             busi = _busi_score(oof, rows, thresholds, arm, kind, n_boot, seed, alpha)
             if busi is not None:
                 busi_scores.append(busi)
@@ -550,7 +586,7 @@ def evaluate_external(study_folder: str | Path, busbra=None, *, n_boot: int | No
         for a, b, question in comparisons:
             if a not in arms or b not in arms:
                 continue
-            differences += _differences(ext, a, b, question, kind, patients_all, n_boot, seed, alpha)
+            differences += _differences(ext, a, b, question, kind, patients_all, n_boot, seed, alpha, whole)
 
     return ExternalStudy(
         schema=SCHEMA, version=SCHEMA_VERSION, profile=profile, study=_shown(folder), weights=WEIGHTS_EXTERNAL,
@@ -570,9 +606,14 @@ def _counts(rows: pd.DataFrame) -> dict:
             "n_benign": int((~img["is_mal"]).sum()), "n_malignant": int(img["is_mal"].sum())}
 
 
+def _run_ids(rows: pd.DataFrame) -> frozenset:
+    return frozenset(map(tuple, rows[["partition", "fold", "seed"]].drop_duplicates().to_numpy().tolist()))
+
+
 def _arm_scores(rows: pd.DataFrame, arm: str, kind: str, patients_all, patients_of: dict, n_boot: int, seed: int,
-                alpha: float) -> list[ExternalScore]:
-    """The pooled and the ensemble :class:`ExternalScore` of one arm: the whole set, then each big scanner."""
+                alpha: float, whole: dict) -> list[ExternalScore]:
+    """The pooled and the ensemble :class:`ExternalScore` of one arm: the whole set, then each big scanner
+    (the whole set's pooled replicates kept in ``whole`` for :func:`_differences`)."""
     unit_labels = np.unique(_units(rows))
     n_runs = len(rows[RUN].drop_duplicates())
     t = rows.drop_duplicates(RUN)
@@ -601,6 +642,8 @@ def _arm_scores(rows: pd.DataFrame, arm: str, kind: str, patients_all, patients_
         pooled = _pooled_reps(sel["is_mal"], p, sel[P_COLS].to_numpy(float).argmax(1) == NORMAL,
                               p >= sel["threshold"].to_numpy(float) if has_t else None, _units(sel),
                               sel["patient"].to_numpy(), unit_labels, cluster_labels, n_boot=n_boot, seed=seed)
+        if device == "all":
+            whole[(arm, kind, _run_ids(rows))] = pooled
         y = sel["is_mal"].to_numpy()
         base = dict(arm=arm, kind=kind, device=device, **_counts(sel), n_runs=n_runs, n_units=len(unit_labels))
         out.append(ExternalScore(rows="pooled", threshold=float(t["threshold"].mean()), **base,
@@ -635,20 +678,23 @@ def _busi_score(oof: pd.DataFrame, rows: pd.DataFrame, thresholds: pd.DataFrame,
 
 
 def _differences(ext: pd.DataFrame, a: str, b: str, question: str, kind: str, patients_all, n_boot: int, seed: int,
-                 alpha: float) -> list[ExternalDifference]:
-    """``a - b`` of :data:`DIFFERENCE_METRICS` on the runs both arms have (whole set), paired draws."""
+                 alpha: float, whole: dict) -> list[ExternalDifference]:
+    """``a - b`` of :data:`DIFFERENCE_METRICS` on the runs both arms have (whole set), paired draws: the same
+    replicate and patient labels and seed give both arms the same resamples (an arm whose runs are all
+    common reuses its own score's replicates from ``whole``)."""
     sel = {arm: ext[(ext["arm"] == arm) & (ext["kind"] == kind)] for arm in (a, b)}
-    key = lambda df: set(map(tuple, df[["partition", "fold", "seed"]].drop_duplicates().to_numpy()))  # noqa: E731
-    common = key(sel[a]) & key(sel[b])
+    common = _run_ids(sel[a]) & _run_ids(sel[b])
     if not common:
         return []
+    for arm, rows in sel.items():
+        sel[arm] = rows[pd.Series(list(map(tuple, rows[["partition", "fold", "seed"]].to_numpy().tolist())),
+                                  index=rows.index).isin(common)]
+    unit_labels = np.unique(_units(sel[a]))
     reps = {}
     for arm, rows in sel.items():
-        rows = rows[pd.Series(list(map(tuple, rows[["partition", "fold", "seed"]].to_numpy())),
-                              index=rows.index).isin(common)]
-        sel[arm] = rows
-    unit_labels = np.unique(_units(sel[a]))
-    for arm, rows in sel.items():
+        if (arm, kind, common) in whole:
+            reps[arm] = whole[(arm, kind, common)]
+            continue
         p = rows[P_COLS[MALIGNANT]].to_numpy(float)
         has_t = bool(np.isfinite(rows["threshold"]).all())
         reps[arm] = _pooled_reps(rows["is_mal"], p, rows[P_COLS].to_numpy(float).argmax(1) == NORMAL,
@@ -783,6 +829,7 @@ def external_readme(result: ExternalStudy) -> str:
              for d in result.differences if d.kind == kind]
     small = ", ".join(f"{k} ({v})" for k, v in result.devices_too_small.items())
     other = [k for k in result.kinds if k != kind]
+    also = f"\n`table.csv` and `external.json` also hold the runs of the {', '.join(other)} split.\n" if other else ""
     nl = "\n"
     return f"""# BUS-BRA: the `{result.profile}` study's arms on another hospital's images
 
@@ -830,8 +877,6 @@ The runs both arms have; every resample draws the same training replicates and p
 {nl.join(diffs) if diffs else '| (no comparison of the study has both arms) | | | | | |'}
 
 ![calibration](reliability.png)
-
-{f'`table.csv` and `external.json` also hold the {", ".join(other)} split' + chr(39) + 's runs.' if other else ''}
-
+{also}
 BUS-BRA: {result.citation}.
 """
