@@ -394,7 +394,7 @@ def plot_stress(curves: pd.DataFrame, metrics=None, title: str = ""):
 
     metrics = list(metrics or dict.fromkeys(curves["metric"]))
     arms = list(dict.fromkeys(curves["arm"])) if "arm" in curves else [None]
-    fig = Figure(figsize=(4.2 * len(metrics), 3.4 * len(arms) + 0.6), layout="constrained")
+    fig = Figure(figsize=(4.2 * len(metrics) + 1.4, 3.4 * len(arms) + 0.6), layout="constrained")
     axes = fig.subplots(len(arms), len(metrics), squeeze=False, sharex=True, sharey="col")
     shifts = list(dict.fromkeys(curves["shift"]))
     colors = {s: f"C{i % 10}" for i, s in enumerate(shifts)}
@@ -413,7 +413,8 @@ def plot_stress(curves: pd.DataFrame, metrics=None, title: str = ""):
             ax.grid(alpha=0.3)
             if r == len(arms) - 1:
                 ax.set_xlabel("severity (0 = unchanged)")
-    axes[0, -1].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="shift")  # beside, not over, the curves
     if title:
         fig.suptitle(title)
     return fig
@@ -491,7 +492,13 @@ def resemblance(busi_images: torch.Tensor, external_images: torch.Tensor, shifts
     statistic (so all six weigh alike); ``distance`` is their sum. One row per (shift, severity)
     plus ``("none", 0)`` for BUSI as it is, sorted by ``distance`` (the closest first), with the
     six ``d_<statistic>`` columns. Compare two sets at the same size (the model's: both through the
-    same cache resize), so pixel-scale statistics mean the same thing."""
+    same cache resize), so pixel-scale statistics mean the same thing.
+
+    How to read it: one shift at a time, so a set that differs in several ways at once is matched
+    only in part -- the ``d_`` columns of the top row say which statistics it leaves unexplained.
+    Blur and lower resolution are both low-pass filters and come out nearly tied (the tests accept
+    either); geometry (:func:`aspect`, :func:`zoom`) barely moves these statistics, which is why
+    :func:`compare_sizes` measures it from the files."""
     target = intensity_profile(external_images)
     base = intensity_profile(busi_images)
     scales = _scales(base)

@@ -34,8 +34,12 @@ def test_plan_and_run_study_produce_the_same_run_list(name, tmp_path, monkeypatc
     assert trained == plan.study_runs(prof) == sd.study_design(prof).runs()
     if name in ("laptop", "paper"):  # five arms (matched included), both kinds, the ladder's extra runs
         assert {k.arm for k in trained} == set(prof.study_arms) and "matched" in prof.study_arms
-        assert {k.seed for k in trained if k.kind == "random" and k.arm != "switching"} == {prof.seeds[0]}
-        assert {(k.arm, k.seed) for k in trained if k.kind == AUGMENTED} == {("switching", s) for s in prof.seeds}
+        # the ladder is climbed for every tuned arm (#28): they get every random-split seed and the runs with
+        # test copies; the matched arm only the random split's first seed
+        assert set(prof.ladder_arms) == set(prof.schedules)
+        assert {k.seed for k in trained if k.kind == "random" and k.arm not in prof.ladder_arms} == {prof.seeds[0]}
+        assert {(k.arm, k.seed) for k in trained if k.kind == AUGMENTED} == {(a, s) for a in prof.ladder_arms
+                                                                            for s in prof.seeds}
         # a second fold partition repeats the grouped runs, only those (#28)
         again = [k for k in trained if k.partition == 1]
         assert len(again) == len(prof.study_arms) * prof.folds * len(prof.seeds) and {k.kind for k in again} == {"grouped"}

@@ -143,22 +143,24 @@ def test_write_ladder_writes_table_json_and_waterfall(folder, tmp_path):
 
 
 def test_the_ladder_arm_gets_every_seed_on_the_random_split():
-    """The best_seed rung needs several random-split seeds of the ladder arm; the study design adds them."""
+    """The best_seed rung needs several random-split seeds of a ladder arm; the study design adds them, for
+    every tuned arm at laptop and paper width (#28: the ladder's headline must hold for all arms)."""
     from bcdet_helpers.plan import study_runs, study_seeds
     from bcdet_helpers.profiles import get_profile
 
     laptop = get_profile("laptop")
     seeds_of = study_seeds(laptop)
     assert seeds_of == {"grouped": [0, 1, 2], "random": [0]}
-    assert sd.ladder_extra_runs(laptop, seeds_of) == {sd.LADDER_ARM: {"random": [1, 2], sd.AUGMENTED: [0, 1, 2]}}
+    arms = laptop.ladder_arms
+    assert set(arms) == {"constant", "decay", "switching", "onecycle"}
+    assert sd.ladder_extra_runs(laptop, seeds_of) == {a: {"random": [1, 2], sd.AUGMENTED: [0, 1, 2]} for a in arms}
     runs = study_runs(laptop)
     first = [r for r in runs if r.partition == 0]  # a second partition repeats only the grouped runs
-    assert len(first) == 5 * 5 * 4 + 5 * 2 + 5 * 3 and len(set(runs)) == len(runs)  # 5 arms: matched too
-    assert {(r.arm, r.kind, r.seed) for r in runs if r.kind == "random" and r.seed > 0} == {("switching", "random", 1),
-                                                                                          ("switching", "random", 2)}
-    assert {(r.arm, r.seed) for r in runs if r.kind == sd.AUGMENTED} == {("switching", 0), ("switching", 1),
-                                                                        ("switching", 2)}
-    assert sd.ladder_extra_runs(laptop, study_seeds(laptop, [0, 1, 2])) == {sd.LADDER_ARM: {sd.AUGMENTED: [0, 1, 2]}}
+    # 5 arms (matched too) x 5 folds x (3 grouped + 1 random seed), + 4 ladder arms x 5 folds x (2 seeds + 3 copies)
+    assert len(first) == 5 * 5 * 4 + 4 * 5 * (2 + 3) and len(set(runs)) == len(runs)
+    assert {(r.arm, r.seed) for r in runs if r.kind == "random" and r.seed > 0} == {(a, s) for a in arms for s in (1, 2)}
+    assert {(r.arm, r.seed) for r in runs if r.kind == sd.AUGMENTED} == {(a, s) for a in arms for s in (0, 1, 2)}
+    assert sd.ladder_extra_runs(laptop, study_seeds(laptop, [0, 1, 2])) == {a: {sd.AUGMENTED: [0, 1, 2]} for a in arms}
     assert sd.ladder_extra_runs(get_profile("smoke"), study_seeds(get_profile("smoke"))) == {sd.LADDER_ARM: {sd.AUGMENTED: [0]}}
     assert sd.ladder_extra_runs(get_profile("class"), study_seeds(get_profile("class"))) == {}  # no random split
 

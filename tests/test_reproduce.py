@@ -319,21 +319,25 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     small = get_profile("laptop", seeds=[1], splits=["random"])
     est = rp.estimate(small, "cpu")
     arms, study_arms, folds = len(small.schedules), len(small.study_arms), small.folds
-    # chapter 05: the study's arms (matched too) x 5 folds x seed 1 x random, + the ladder's 5 runs with test copies
-    # (1 + 2 / (4 x 0.85) = 1.59 times the work: a fold's worth of copies x 2 on top of ~3.4 folds);
+    ladder_arms = len(small.ladder_arms)
+    # chapter 05: the study's arms (matched too) x 5 folds x seed 1 x random, + each ladder arm's 5 runs with test
+    # copies (1 + 2 / (4 x 0.85) = 1.59 times the work: a fold's worth of copies x 2 on top of ~3.4 folds);
     # chapter 04: arms x seed 0 x grouped x fold 0, always
-    assert est["runs"] == study_arms * folds + arms + folds and est["runs_chapter04_only"] == arms
+    assert est["runs"] == study_arms * folds + arms + ladder_arms * folds and est["runs_chapter04_only"] == arms
     heavier = 1 + small.ladder_test_copies / ((folds - 1) * (1 - small.val_fraction))
-    assert est["training_seconds"] == pytest.approx(round((study_arms * folds + arms + folds * heavier) * small.epochs)
-                                                    / est["jobs"])
-    # the full study already holds chapter 04's runs: grouped 3 seeds, random its first seed only, plus
-    # the leakage ladder's arm on the random split's other 2 seeds and its 3 seeds with test copies
+    assert est["training_seconds"] == pytest.approx(round((study_arms * folds + arms + ladder_arms * folds * heavier)
+                                                          * small.epochs) / est["jobs"])
+    # the full study already holds chapter 04's runs: grouped 3 seeds, random its first seed only, each ladder
+    # arm on the random split's other 2 seeds and its 3 seeds with test copies; and the grouped runs again on
+    # the second fold partition
     full = rp.estimate(get_profile("laptop"), "cpu")
-    assert full["runs"] == study_arms * folds * (3 + 1) + folds * (2 + 3) and full["runs_ladder"] == folds * 5
-    assert rp.estimate(get_profile("laptop"), "cpu", random_seeds=[0, 1, 2])["runs"] == study_arms * folds * 6 + folds * 3
+    assert full["runs"] == study_arms * folds * (3 + 1) + ladder_arms * folds * (2 + 3) + study_arms * folds * 3
+    assert full["runs_ladder"] == ladder_arms * folds * 5
+    assert rp.estimate(get_profile("laptop"), "cpu", random_seeds=[0, 1, 2])["runs"] == \
+        study_arms * folds * (6 + 3) + ladder_arms * folds * 3
     assert rp.estimate(get_profile("laptop"), "cpu", study=False)["runs"] == arms  # --no-study
     lean = rp.estimate(get_profile("laptop"), "cpu", ladder=False)  # --no-ladder: the verdict's runs only
-    assert lean["runs"] == study_arms * folds * (3 + 1) and lean["runs_ladder"] == 0
+    assert lean["runs"] == study_arms * folds * (3 + 1 + 3) and lean["runs_ladder"] == 0
     assert "--no-ladder" in plan.faster_choices("laptop")
 
 

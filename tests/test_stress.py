@@ -245,6 +245,18 @@ def test_size_table_reads_headers(tmp_path):
 
 
 # ============================================================================================ real data
+def _central_patches(paths, side: int = 96) -> torch.Tensor:
+    """The central ``side`` x ``side`` pixels of each file, as stored (grayscale, no resize): texture at
+    the scanner's own pixel size, apart from the whole picture's layout and the cache's resize."""
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            a = np.asarray(im.convert("L"))
+        top, left = (a.shape[0] - side) // 2, (a.shape[1] - side) // 2
+        out.append(a[top:top + side, left:left + side])
+    return torch.from_numpy(np.stack(out))[:, None]
+
+
 @pytest.mark.realdata
 def test_which_shift_busbra_resembles(real_busi, capsys):
     """BUSI's lesion images (benign + malignant: BUS-BRA has no normal images) against BUS-BRA, both
@@ -263,6 +275,8 @@ def test_which_shift_busbra_resembles(real_busi, capsys):
     profiles = compare_profiles(intensity_profile(busi), intensity_profile(busbra), names=("BUSI", "BUSBRA"))
     busi_files = [real_busi / f for f, keep in zip(cache["files"], lesion.numpy()) if keep]
     sizes = compare_sizes({"BUSI (lesions)": busi_files, "BUS-BRA": list(table["path"])})
+    native = compare_profiles(intensity_profile(_central_patches(busi_files)),
+                              intensity_profile(_central_patches(table["path"])), names=("BUSI", "BUSBRA"))
     with capsys.disabled(), pd.option_context("display.width", 200, "display.max_columns", 20,
                                                "display.float_format", "{:.3f}".format):
         print(f"\n{len(busi)} BUSI lesion images vs {len(busbra)} BUS-BRA images, 64 px, 1 channel")
@@ -270,4 +284,5 @@ def test_which_shift_busbra_resembles(real_busi, capsys):
         print("\nclosest single shifts of BUSI (distance = sum of Wasserstein distances in BUSI sd):\n"
               + result.head(12).to_string(index=False))
         print("\noriginal sizes (file headers):\n" + sizes.to_string(index=False))
+        print("\nthe central 96 x 96 px of each original, native pixels (no resize):\n" + native.to_string(index=False))
     assert result.iloc[0]["distance"] < result.set_index(["shift", "severity"]).loc[("none", 0), "distance"]

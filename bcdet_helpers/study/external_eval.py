@@ -295,12 +295,15 @@ class ExternalStudy:
 def load_external(folder: str | Path) -> pd.DataFrame:
     """Every ``external/<run>.csv.gz`` of a study folder, one frame with the run's ``partition`` (from its
     name) added. Raises :class:`BcdetError`, saying how to get them, when there are none."""
+    from .ladder import study_profile
+
     folder = Path(folder)
     files = sorted((folder / EXTERNAL).glob("*.csv.gz"))
     if not files:
         raise BcdetError(f"{folder / EXTERNAL} holds no BUS-BRA predictions (external/<run>.csv.gz): the study ran "
-                         "without BUS-BRA. Set BCDET_BUSBRA to a BUS-BRA copy and run `bcdet study --profile P` "
-                         "again: finished runs are loaded and predict BUS-BRA from their weights.")
+                         f"without BUS-BRA. Set BCDET_BUSBRA to a BUS-BRA copy and run `bcdet study --profile "
+                         f"{study_profile(folder) or 'P'}` again: finished runs are loaded and predict BUS-BRA from "
+                         "their weights.")
     frames = []
     for f in files:
         key = RunKey.parse(f.name[: -len(".csv.gz")])
