@@ -31,6 +31,7 @@ HANDLERS = {
     "ladder": ("bcdet_helpers.commands", "cli_ladder"),
     "external": ("bcdet_helpers.commands", "cli_external"),
     "study": ("bcdet_helpers.commands", "cli_study"),
+    "stress": ("bcdet_helpers.commands", "cli_stress"),
 }
 
 
@@ -168,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--force", action="store_true",
                     help="write into a folder this did not write, or over committed results")
 
+    sr = sub.add_parser("stress", help="acquisition-shift stress test: each arm's out-of-fold scores under graded "
+                                       "gain, contrast, speckle, blur, resolution, zoom, aspect and overlay shifts")
+    sr.add_argument("--profile", default="laptop", help="whose runs: " + PROFILE_HELP)
+    sr.add_argument("--arm", nargs="+", default=None, help="arms (default: every arm of the profile's study)")
+    sr.add_argument("--seed", type=seed_arg, default=0, help="the runs' seed (default: %(default)s)")
+    sr.add_argument("--busbra", action="store_true", help="also measure which shift BUS-BRA resembles")
+    sr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
+    sr.add_argument("--out", default=None, help="default: runs/<profile>/stress/")
+
     st = sub.add_parser("study", help="the cross-validated study alone: list its runs, train some (one job of an "
                                       "array), or train what is missing and evaluate")
     st.add_argument("--profile", default="laptop", help=PROFILE_HELP)
@@ -192,7 +202,7 @@ def preflight(key: str, args) -> None:
     """
     reads_only = key == "tune" and (getattr(args, "export", None) or getattr(args, "adopt", None))
     reads_only = reads_only or (key == "study" and getattr(args, "list", False))
-    if key in ("train", "tune", "study") and not reads_only:  # --export / --adopt / --list read no images
+    if key in ("train", "tune", "study", "stress") and not reads_only:  # --export / --adopt / --list read no images
         from .data.check import require_usable
 
         require_usable()

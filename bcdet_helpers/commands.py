@@ -126,6 +126,63 @@ def cli_tune(args) -> int:
     return 0
 
 
+def cli_stress(args) -> int:
+    """``bcdet stress --profile P [--arm A ...] [--busbra]``: every arm's finished grouped runs (all folds, one
+    seed), pooled out of fold, under every shift of :data:`stress.SHIFTS` -> ``curves.csv`` and ``stress.png``
+    (with ``--busbra`` also ``resemblance.csv``, ``profiles.csv``, ``sizes.csv``) in ``runs/<profile>/stress/``.
+    Trains nothing: runs missing their weights are named, with the command that trains them."""
+    import pandas as pd
+    import torch
+
+    from .busi import CLASSES
+    from .data import load_split_data
+    from .errors import BcdetError
+    from .paths import runs_dir
+    from .profiles import get_profile
+    from .runkey import RunKey
+    from .stress import compare_profiles, compare_sizes, intensity_profile, plot_stress, resemblance, stress_run
+    from .study.design import study_design
+
+    try:
+        prof = get_profile(args.profile)
+    except ValueError as exc:
+        raise BcdetError(str(exc)) from None
+    arms = args.arm or list(study_design(prof, ladder=False).arms)
+    keys = {arm: [RunKey(arm, "grouped", f, args.seed) for f in range(prof.folds)] for arm in arms}
+    missing = [k.run_dir(prof.name) for ks in keys.values() for k in ks if not (k.run_dir(prof.name) / "last.pt").exists()]
+    if missing:
+        raise BcdetError(f"{len(missing)} run(s) have no weights, e.g. {missing[0]}: train them first "
+                         f"(`bcdet study --profile {prof.name}`); the stress test trains nothing.")
+    out = Path(args.out) if args.out else runs_dir(prof.name) / "stress"
+    out.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for arm, ks in keys.items():
+        datas = [load_split_data(prof, "grouped", args.seed, fold=k.fold) for k in ks]
+        frames.append(stress_run([k.run_dir(prof.name) for k in ks], datas, device=args.device))
+    curves = pd.concat(frames, ignore_index=True)
+    curves.to_csv(out / "curves.csv", index=False)
+    plot_stress(curves).savefig(out / "stress.png", dpi=120)
+    if args.busbra:
+        from .data.cache import load_cache
+        from .study.external import external_images
+
+        got = external_images(prof.image_size, prof.channels)
+        if got is None:
+            raise BcdetError("--busbra: no BUS-BRA copy found. Set BCDET_BUSBRA to its folder (or put it in data/BUS-BRA).")
+        ext, table = got
+        cache = load_cache(None, prof.image_size, prof.channels)
+        lesion = (cache["labels"] != CLASSES.index("normal")).numpy()
+        busi = cache["images"][torch.from_numpy(lesion)]
+        resemblance(busi, ext).to_csv(out / "resemblance.csv", index=False)
+        compare_profiles(intensity_profile(busi), intensity_profile(ext), ("BUSI", "BUSBRA")).to_csv(
+            out / "profiles.csv", index=False)
+        root = Path(cache["meta"]["root"])
+        compare_sizes({"BUSI (lesions)": [root / f for f, k in zip(cache["files"], lesion) if k],
+                       "BUS-BRA": list(table["path"])}).to_csv(out / "sizes.csv", index=False)
+    print(f"Written to {out}")
+    return 0
+
+
 def cli_study(args) -> int:
     """``bcdet study``: the design's runs (``--list``), some of them (``--run K ...``: one job of an array),
     or every missing run and the evaluation (no flag) -- :func:`study.run_study` on

@@ -286,3 +286,21 @@ def test_which_shift_busbra_resembles(real_busi, capsys):
         print("\noriginal sizes (file headers):\n" + sizes.to_string(index=False))
         print("\nthe central 96 x 96 px of each original, native pixels (no resize):\n" + native.to_string(index=False))
     assert result.iloc[0]["distance"] < result.set_index(["shift", "severity"]).loc[("none", 0), "distance"]
+
+
+def test_the_stress_command_names_missing_runs_then_writes_its_curves(busi_dir, tmp_path, monkeypatch, capsys):
+    """`bcdet stress` trains nothing: without the runs' weights it says which and how to train them (one line);
+    with them it writes curves.csv and stress.png."""
+    from bcdet_helpers import cli
+    from bcdet_helpers.runs import train_run
+
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
+    assert cli.main(["stress", "--profile", "smoke", "--arm", "constant"]) == 2
+    err = capsys.readouterr().err
+    assert "have no weights" in err and "bcdet study --profile smoke" in err and len(err.strip().splitlines()) == 1
+    for fold in range(5):
+        train_run("smoke", "constant", seed=0, fold=fold, device="cpu", progress=False)
+    assert cli.main(["stress", "--profile", "smoke", "--arm", "constant", "--out", str(tmp_path / "s")]) == 0
+    curves = pd.read_csv(tmp_path / "s" / "curves.csv")
+    assert {"shift", "severity", "metric", "value"} <= set(curves.columns) and (tmp_path / "s" / "stress.png").exists()
