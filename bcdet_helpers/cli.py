@@ -17,22 +17,10 @@ from .profiles import KINDS, PROFILES
 
 PROFILE_HELP = " | ".join(PROFILES) + " (default: %(default)s)"  # every --profile lists every profile
 
-# sub-command -> (module, function): every handler lives in bcdet_helpers.commands
-HANDLERS = {
-    "data check": ("bcdet_helpers.commands", "cli_check"),
-    "data download": ("bcdet_helpers.commands", "cli_download"),
-    "duplicates": ("bcdet_helpers.commands", "cli_duplicates"),
-    "train": ("bcdet_helpers.commands", "cli_train"),
-    "tune": ("bcdet_helpers.commands", "cli_tune"),
-    "predict": ("bcdet_helpers.commands", "cli_predict"),
-    "evaluate": ("bcdet_helpers.commands", "cli_evaluate"),
-    "reproduce": ("bcdet_helpers.commands", "cli_reproduce"),
-    "publish": ("bcdet_helpers.commands", "cli_publish"),
-    "ladder": ("bcdet_helpers.commands", "cli_ladder"),
-    "external": ("bcdet_helpers.commands", "cli_external"),
-    "study": ("bcdet_helpers.commands", "cli_study"),
-    "stress": ("bcdet_helpers.commands", "cli_stress"),
-}
+# sub-command -> (module, function): every handler lives in bcdet_helpers.commands, named after its last word
+COMMANDS = ("data check", "data download", "duplicates", "train", "tune", "predict", "evaluate", "reproduce",
+            "publish", "ladder", "external", "study", "stress")
+HANDLERS = {key: ("bcdet_helpers.commands", f"cli_{key.split()[-1]}") for key in COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 one the chapter's real coding task: near-duplicate groups from pairs) and an open question."""
 from __future__ import annotations
 
-from .core import call, exercise, hint, number, open_question
+from .core import call, exercise, hint, number, open_exercise
 
 
 @exercise("01.1", answer="predicted_accuracy", title="Predict the accuracy of always guessing the largest class")
@@ -121,7 +121,4 @@ def group_ids(function, *, files=None, pairs=None):
             "a chain of pairs makes one group, which is what a grouped split keeps on one side")
 
 
-@exercise("01.5", answer="shortcut_test", title="Open question: how would you show a model uses the calipers?",
-          kind="open")
-def shortcut_test(answer):
-    return open_question(answer)
+open_exercise("01.5", "shortcut_test", "Open question: how would you show a model uses the calipers?")

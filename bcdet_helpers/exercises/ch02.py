@@ -2,7 +2,7 @@
 task), two short functions, a figure to read and an open question."""
 from __future__ import annotations
 
-from .core import call, choice, exercise, hint, open_question
+from .core import call, choice, exercise, hint, open_exercise
 
 
 def _bucket(n: int) -> str:
@@ -127,6 +127,4 @@ def augmentation_grid(answer, *, augment):
     return "never upside down: depth is the vertical axis, and shadows fall below a lesion"
 
 
-@exercise("02.6", answer="resize_argument", title="Open question: squash, pad or crop to a square?", kind="open")
-def resize_argument(answer):
-    return open_question(answer)
+open_exercise("02.6", "resize_argument", "Open question: squash, pad or crop to a square?")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .core import NotAnswered, call, choice, exercise, hint, number, open_question
+from .core import NotAnswered, call, choice, exercise, hint, number, open_exercise
 
 
 @exercise("03.1", answer="predicted_negative", title="Predict: which block can output a negative number?")
@@ -136,7 +136,4 @@ def first_loss(answer, *, measured):
     return f"ln 3 = {math.log(3):.4f}; measured {measured:.4f}"
 
 
-@exercise("03.8", answer="why_not_overfitting", title="Open question: why is degradation not overfitting?",
-          kind="open")
-def why_not_overfitting(answer):
-    return open_question(answer)
+open_exercise("03.8", "why_not_overfitting", "Open question: why is degradation not overfitting?")

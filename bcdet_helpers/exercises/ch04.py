@@ -2,7 +2,7 @@
 chapter's real coding task), predict which phase start hurts most, and an open question."""
 from __future__ import annotations
 
-from .core import NotAnswered, choice, exercise, hint, number, open_question
+from .core import NotAnswered, choice, exercise, hint, number, open_exercise
 
 
 @exercise("04.2", answer="next_optimizer", title="Complete the switch: the optimizer a new phase starts with",
@@ -92,7 +92,4 @@ def worst_phase_start(answer, *, ratios):
     return measured
 
 
-@exercise("04.4", answer="other_explanations", title="Open question: what else could produce the paper's gap?",
-          kind="open")
-def other_explanations(answer):
-    return open_question(answer)
+open_exercise("04.4", "other_explanations", "Open question: what else could produce the paper's gap?")

@@ -3,7 +3,7 @@ threshold to write (the chapter's real coding task), the forest plot's rows to r
 write, the leakage ladder to predict, and an open question."""
 from __future__ import annotations
 
-from .core import call, choice, exercise, hint, number, open_question
+from .core import call, choice, exercise, hint, number, open_exercise
 
 
 def _width(interval) -> float:
@@ -223,7 +223,4 @@ def choose_threshold(function, *, p_malignant=None, is_malignant=None, sensitivi
             "never tuned on them")
 
 
-@exercise("05.7", answer="no_effect_reply", title="Open question: the CI includes zero -- so switching does nothing?",
-          kind="open")
-def no_effect_reply(answer):
-    return open_question(answer)
+open_exercise("05.7", "no_effect_reply", "Open question: the CI includes zero -- so switching does nothing?")

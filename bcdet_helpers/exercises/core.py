@@ -144,6 +144,11 @@ def check(exercise_id: str, answer, **measured) -> Feedback:
     return Feedback(exercise_id, WRITTEN if ex.kind == "open" else CORRECT, message or "")
 
 
+def open_exercise(exercise_id: str, answer: str, title: str) -> None:
+    """Register an open question: its check is :func:`open_question` (the model answer is the teacher's)."""
+    exercise(exercise_id, answer=answer, title=title, kind="open")(lambda text: open_question(text))
+
+
 def open_question(answer, *, words: int = 12) -> str:
     """The check of an open question: there is no right string, only a written one. ``answer`` must
     be text of at least ``words`` words; the model answer is in the teacher's copy."""
