@@ -138,24 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--arm", default=None,
                     help="the arm to climb with (default: switching, the paper's method); `all`: every arm of the "
                          "study, each in its own folder, plus ladders.csv beside them")
-    where = ld.add_mutually_exclusive_group()
-    where.add_argument("--out", default=None, help="default: runs/<profile>/ladder/")
-    where.add_argument("--record", action="store_true",
-                       help="write the committed record, results/<profile>-ladder/ (replacing it needs --force)")
-    ld.add_argument("--force", action="store_true",
-                    help="write into a folder the ladder did not write, or over committed results")
+    _record_options(ld, "ladder")
     ld.add_argument("--include-conflicts", action="store_true", help="score the label conflicts too")
 
     ex = sub.add_parser("external", help="every arm of a finished study on BUS-BRA (its runs' external predictions): "
                                          "AUC, carried-over threshold, calibration, per scanner, beside BUSI out-of-fold")
     ex.add_argument("--profile", default="laptop", help="whose study: " + PROFILE_HELP)
     ex.add_argument("--study", default=None, help="a study folder (default: results/<profile>-cv/, the published one)")
-    where = ex.add_mutually_exclusive_group()
-    where.add_argument("--out", default=None, help="default: runs/<profile>/external/")
-    where.add_argument("--record", action="store_true",
-                       help="write the committed record, results/<profile>-external/ (replacing it needs --force)")
-    ex.add_argument("--force", action="store_true",
-                    help="write into a folder this did not write, or over committed results")
+    _record_options(ex, "external")
 
     sr = sub.add_parser("stress", help="acquisition-shift stress test: each arm's out-of-fold scores under graded "
                                        "gain, contrast, speckle, blur, resolution, zoom, aspect and overlay shifts")
@@ -179,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--jobs", type=int, default=None, help="runs at once on this machine (default: one per CPU core)")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
     return p
+
+
+def _record_options(parser, name: str) -> None:
+    """``--out`` | ``--record`` and ``--force`` of a command that writes a folder of results (ladder, external)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, help=f"default: runs/<profile>/{name}/")
+    where.add_argument("--record", action="store_true",
+                       help=f"write the committed record, results/<profile>-{name}/ (replacing it needs --force)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a folder the command did not write, or over committed results")
 
 
 def preflight(key: str, args) -> None:
