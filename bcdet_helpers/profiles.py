@@ -114,7 +114,7 @@ TUNED_ARMS = tuple(SEARCH_SPACES)  # the arms each tuned with the same budget
 # the best values, commit, device and wall time}. Filled from `bcdet tune` studies (see README).
 TUNED: dict[str, dict[str, dict]] = {
     # `bcdet tune --profile laptop --adopt results/tuning/laptop` (12 trials per arm, laptop profile, grouped
-    # fold 0's validation set, the CPU VM). The paper and class profiles borrow these until a GPU tunes them.
+    # fold 0's validation set, the CPU VM). The paper profile borrows these until a GPU tunes it.
     "laptop": {
         "constant": {
             "params": {
@@ -157,6 +157,51 @@ TUNED: dict[str, dict[str, dict]] = {
             },
             "source": "results/tuning/laptop/best-onecycle.json: trial 10 of 12, score 0.703, study laptop-onecycle-grouped, commit 811ce0f",
         },
+    },
+    # `bcdet tune --profile class --adopt results/tuning/class` (24 trials per arm, two validation sets per trial,
+    # class profile: 40 px, 18 epochs -- tuned for its own budget, issue #29; the CPU VM, 2026-12-02)
+    "class": {
+        "constant": {
+            "params": {
+                "lr": 0.0022518053547650146,
+                "weight_decay": 6.007868408882834e-06,
+                "warmup": 2.0
+            },
+            "source": "results/tuning/class/best-constant.json: trial 16 of 24, score 0.672, study class-constant-grouped, commit 457e640"
+        },
+        "decay": {
+            "params": {
+                "lr": 0.0047018354036375285,
+                "gamma": 0.08595864678804306,
+                "switch1": 0.33877373444207004,
+                "switch2": 0.5322168270938781,
+                "switch3": 0.7766660072703574,
+                "weight_decay": 3.09676175824348e-06,
+                "warmup": 1.0
+            },
+            "source": "results/tuning/class/best-decay.json: trial 12 of 24, score 0.669, study class-decay-grouped, commit 457e640"
+        },
+        "switching": {
+            "params": {
+                "lr": 0.0010223216113878556,
+                "sgd_lr": 0.0022049251069890695,
+                "gamma": 0.13620002078642496,
+                "switch1": 0.35472086764190613,
+                "switch2": 0.6759999797146853,
+                "switch3": 0.8529054390504384,
+                "weight_decay": 0.000325035442019346,
+                "warmup": 1.0
+            },
+            "source": "results/tuning/class/best-switching.json: trial 21 of 24, score 0.678, study class-switching-grouped, commit 457e640"
+        },
+        "onecycle": {
+            "params": {
+                "lr": 0.02095846101054314,
+                "weight_decay": 3.0331599954370147e-06,
+                "pct_start": 0.25727892180129475
+            },
+            "source": "results/tuning/class/best-onecycle.json: trial 12 of 24, score 0.704, study class-onecycle-grouped, commit 457e640"
+        }
     },
 }
 
@@ -270,7 +315,7 @@ PROFILES: dict[str, Profile] = {
         epochs=18,
         seeds=(0,),
         splits=("grouped",),
-        tuning="laptop",
+        tuning="class",  # its own tuning: the laptop's rates (50 epochs, 64 px) left constant learning nothing (#29)
         teach_steps=120,
     ),
     "smoke": Profile(
