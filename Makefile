@@ -48,7 +48,7 @@ data: setup  ## find BUSI (BCDET_DATA or data/) or download it, then validate it
 lab: setup  ## open JupyterLab on the course notebooks (HEADLESS=1: no browser, prints the URL)
 	$(BIN)/jupyter lab notebooks/ $(LAB_FLAGS) $(LAB_ARGS)
 
-reproduce: data  ## run notebooks 01-05 headless with papermill (PROFILE=paper by default; over 1 h: asks, or YES=1)
+reproduce: data  ## run notebooks 01-06 headless with papermill (PROFILE=paper by default; over 1 h: asks, or YES=1)
 	$(BIN)/bcdet reproduce --profile $(PROFILE) $(if $(filter 1 yes true,$(YES)),--yes) $(ARGS)
 
 test: setup  ## unit tests + every notebook under the smoke profile

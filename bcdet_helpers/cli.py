@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "many; images that are already a scan area stay as they are. off: use every image whole "
                          "(default: %(default)s)")
 
-    rp = sub.add_parser("reproduce", help="run notebooks 01-05 with papermill")
+    rp = sub.add_parser("reproduce", help="run notebooks 01-06 with papermill")
     rp.add_argument("--profile", default="paper",
                     help=PROFILE_HELP + "; class is the cheap path: every notebook in minutes on a CPU")
     rp.add_argument("--seeds", type=seeds_arg, nargs="+", default=None, metavar="N",

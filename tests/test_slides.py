@@ -65,7 +65,7 @@ def test_build_decks_renders_executed_notebook_and_falls_back(isolated_runs):
     shutil.rmtree(isolated_runs / "smoke" / "slides")
 
 
-CHAPTERS = ["01", "02", "03", "04", "05"]
+CHAPTERS = ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

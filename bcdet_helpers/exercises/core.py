@@ -184,7 +184,7 @@ def jsonable(value):
     if isinstance(value, pd.Series):
         return jsonable(value.to_dict())
     if hasattr(value, "low") and hasattr(value, "high") and hasattr(value, "value"):
-        return {"value": float(value.value), "low": float(value.low), "high": float(value.high)}
+        return {k: jsonable(float(getattr(value, k))) for k in ("value", "low", "high")}  # NaN -> None
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
