@@ -6,7 +6,8 @@ the part that is: what the README's results table and ``tests/test_recorded_resu
 
 What is copied (nothing else, so no weights and no patient images beyond the small figures):
 
-* ``metrics.json`` and a fresh ``report.md`` built from it (links point inside ``results/``)
+* ``metrics.json`` and a fresh ``report.md`` built from it (links point inside ``results/``); chapter 06's
+  ``external.json`` (its runs scored on BUS-BRA) when it ran
 * ``figures/*.png``                       -- chapters 04 and 05's figures
 * ``splits/<split>-seed<N>.csv``          -- which file went to train / val / test, per study split
 * ``runs/<run>/{config.json,history.csv,result.json}`` -- each run notebook 05 scored in detail
@@ -129,6 +130,8 @@ def publish(profile: str, dest: str | Path | None = None, force: bool = False) -
     stage = _fresh(dest.with_name(dest.name + ".publishing"), command)
     (stage / "figures").mkdir()
     shutil.copy2(metrics_path, stage / "metrics.json")
+    if (src / "external.json").exists():  # chapter 06: the runs on BUS-BRA (when a copy was there)
+        shutil.copy2(src / "external.json", stage / "external.json")
     for fig in sorted((src / "figures").glob("*.png")):
         shutil.copy2(fig, stage / "figures" / fig.name)
     for split, seed, fold in sorted({(split, seed, fold) for split, _, seed, fold in runs}):
