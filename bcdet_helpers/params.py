@@ -96,6 +96,16 @@ def _split_kind(value) -> str:
     return value
 
 
+def _arm(name: str):
+    def rule(value) -> str:
+        from .profiles import ARMS
+
+        if value not in ARMS:
+            raise BcdetError(f"-p {name} {value!r}: an arm is one of {', '.join(ARMS)}, e.g. -p {name} switching.")
+        return value
+    return rule
+
+
 def _flag(name: str):
     def rule(value) -> bool:
         if not isinstance(value, bool):  # papermill -p makes booleans of True / False only: "true" is a string
@@ -118,6 +128,8 @@ PARAMETER_TYPES = {
     "splits": _one_or_more("splits", _split_kind, "[grouped, random]"),
     "random_seeds": _one_or_more("random_seeds", _seed("random_seeds"), "[0, 1]"),
     "ladder": _flag("ladder"),
+    "arms": _one_or_more("arms", _arm("arms"), "[constant, switching]"),  # chapter 06
+    "stress_arms": _one_or_more("stress_arms", _arm("stress_arms"), "[switching]"),
 }
 
 
