@@ -30,6 +30,17 @@ def real_busi():
 
 
 @pytest.fixture(scope="session")
+def real_busbra():
+    """The real BUS-BRA folder, or skip (the generated copies of tests/fakebusbra.py cover the same paths)."""
+    from bcdet_helpers.data.busbra import find_busbra
+
+    found = find_busbra()
+    if found is None:
+        pytest.skip("real BUS-BRA not found (set BCDET_BUSBRA); the generated copies cover this path")
+    return found
+
+
+@pytest.fixture(scope="session")
 def busi_dir(tmp_path_factory):
     """Real BUSI if present, else a generated mini-BUSI (30/20/15 images with duplicates)."""
     found = find_busi()

@@ -38,14 +38,6 @@ def mini_busbra(tmp_path):
     return make_busbra(tmp_path, n_patients=12)
 
 
-@pytest.fixture(scope="module")
-def real_busbra():
-    found = find_busbra()
-    if found is None:
-        pytest.skip("real BUS-BRA not found (set BCDET_BUSBRA); the generated copies cover this path")
-    return found
-
-
 # =========================================================================================== data
 def test_the_busbra_record_adds_up():
     assert sum(BUSBRA["images"].values()) == sum(BUSBRA["devices"].values()) == 1875

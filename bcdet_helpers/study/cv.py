@@ -207,7 +207,8 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
     tasks = [t for t in tasks if t not in finished]
     jobs = max(1, min(len(tasks), auto_jobs(dev) if jobs is None else jobs))
     run_rows = []
-    recorded = pd.read_csv(out / "runs.csv") if (out / "runs.csv").exists() else pd.DataFrame(columns=RUN_COLUMNS)
+    recorded = _with_partition(pd.read_csv(out / "runs.csv")) if (out / "runs.csv").exists() \
+        else pd.DataFrame(columns=RUN_COLUMNS)
     from_record = without_weights = 0
     for task in finished:
         key = task[1]
@@ -330,7 +331,6 @@ def _recorded_row(prof: Profile, key: RunKey, out: Path, recorded: pd.DataFrame)
     record = out / "inflation" / f"{name}.csv"
     made = [record] if key.kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")]  # by the study
     need = list(dict.fromkeys([record, *made]))
-    recorded = _with_partition(recorded)
     row = np.logical_and.reduce([recorded[c] == v for c, v in _key_columns(key).items()]) if len(recorded) else \
         np.zeros(0, bool)
     missing = [str(p.relative_to(out)) for p in need if not p.exists()] \

@@ -37,10 +37,14 @@ def external_csv(out: Path, key) -> Path:
     return Path(out) / EXTERNAL / f"{key.name}.csv.gz"
 
 
+_HELD: dict = {}  # (copy, cache file) -> (images, table): read once per process, not once per study run
+
+
 def external_images(image_size: int, channels: int):
     """``(uint8 images (N, C, S, S), table)`` of BUS-BRA at this size, or ``None`` without a copy. Cropped
     and resized once, then cached beside BUSI's tensors (``runs/cache/busbra-<S>px-<C>ch.pt``); a cache
-    of another copy (other files) is rebuilt."""
+    of another copy (other files) is rebuilt. Held in memory after the first call of a process, so a study
+    reads the table and the cache once, not once per run."""
     import torch
 
     from ..data.busbra import find_busbra, read_busbra
@@ -49,16 +53,19 @@ def external_images(image_size: int, channels: int):
     root = find_busbra()
     if root is None:
         return None
+    cache = runs_dir() / "cache" / f"busbra-{image_size}px-{channels}ch.pt"
+    if (str(root), str(cache)) in _HELD:
+        return _HELD[(str(root), str(cache))]
     table = read_busbra(root)
     table = table[table["exists"]].reset_index(drop=True)
-    cache = runs_dir() / "cache" / f"busbra-{image_size}px-{channels}ch.pt"
     files = list(table["file"])
-    if cache.exists():
-        held = torch.load(cache, weights_only=True)
-        if held.get("files") == files:
-            return held["images"], table
-    images, _ = load_scan_areas(list(table["path"]), image_size, channels)
-    write_atomic(cache, lambda tmp: torch.save({"images": images, "files": files}, tmp))
+    held = torch.load(cache, weights_only=True) if cache.exists() else {}
+    if held.get("files") == files:
+        images = held["images"]
+    else:
+        images, _ = load_scan_areas(list(table["path"]), image_size, channels)
+        write_atomic(cache, lambda tmp: torch.save({"images": images, "files": files}, tmp))
+    _HELD[(str(root), str(cache))] = images, table
     return images, table
 
 
