@@ -20,13 +20,16 @@ def isolated_runs(tmp_path_factory):
         yield runs
 
 
+def _found_or_skip(found, what: str, variable: str):
+    if found is None:
+        pytest.skip(f"real {what} not found (set {variable}); the generated fixtures cover this path")
+    return found
+
+
 @pytest.fixture(scope="session")
 def real_busi():
     """The real BUSI folder, or skip (tests marked ``realdata``)."""
-    found = find_busi()
-    if found is None:
-        pytest.skip("real BUSI not found (set BCDET_DATA); the generated fixtures cover this path")
-    return found
+    return _found_or_skip(find_busi(), "BUSI", "BCDET_DATA")
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +37,7 @@ def real_busbra():
     """The real BUS-BRA folder, or skip (the generated copies of tests/fakebusbra.py cover the same paths)."""
     from bcdet_helpers.data.busbra import find_busbra
 
-    found = find_busbra()
-    if found is None:
-        pytest.skip("real BUS-BRA not found (set BCDET_BUSBRA); the generated copies cover this path")
-    return found
+    return _found_or_skip(find_busbra(), "BUS-BRA", "BCDET_BUSBRA")
 
 
 @pytest.fixture(scope="session")

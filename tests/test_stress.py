@@ -258,15 +258,13 @@ def _central_patches(paths, side: int = 96) -> torch.Tensor:
 
 
 @pytest.mark.realdata
-def test_which_shift_busbra_resembles(real_busi, capsys):
+def test_which_shift_busbra_resembles(real_busi, real_busbra, capsys):
     """BUSI's lesion images (benign + malignant: BUS-BRA has no normal images) against BUS-BRA, both
     at the model's 64 px through the study's own readers (BUS-BRA cut to its scan area)."""
-    from bcdet_helpers.data.busbra import find_busbra, read_busbra
+    from bcdet_helpers.data.busbra import read_busbra
     from bcdet_helpers.data.cache import load_cache
     from bcdet_helpers.study.external import external_images
 
-    if find_busbra() is None:
-        pytest.skip("real BUS-BRA not found (set BCDET_BUSBRA)")
     cache = load_cache(real_busi, SIZE, 1)
     lesion = cache["labels"] != CLASSES.index("normal")
     busi = cache["images"][lesion]
