@@ -56,6 +56,7 @@ from ..external import MIN_DEVICE_IMAGES, choose_threshold
 from ..runkey import RunKey
 from ..stats import Interval
 from ..uncertainty import confidence_bins, expected_calibration_error, reliability
+from .evaluation import _units  # each row's training replicate, "<partition>/<seed>"
 from .external import EXTERNAL, WEIGHTS_EXTERNAL
 from .result import COMPARISONS, OPERATING_SENSITIVITY, _build, label_conflicts, load_predictions
 
@@ -356,11 +357,6 @@ def _thresholds(val: pd.DataFrame, runs: pd.DataFrame, target: float, folder: Pa
 def _codes_in(values, labels: np.ndarray) -> np.ndarray:
     """Each value's index in the sorted ``labels`` (all values must be among them)."""
     return np.searchsorted(labels, np.asarray(values))
-
-
-def _units(df: pd.DataFrame) -> np.ndarray:
-    """Each row's training replicate: ``"<partition>/<seed>"``."""
-    return (df["partition"].astype(int).astype(str) + "/" + df["seed"].astype(int).astype(str)).to_numpy()
 
 
 def _rates(t: np.ndarray):
