@@ -258,6 +258,9 @@ def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_
         "best_epoch": res.best_epoch,
         "best_val": {k: float(best_row[k]) for k in ("val_loss", "val_acc", "val_f1")},
         "final_val": {k: float(res.history[k].iloc[-1]) for k in ("val_loss", "val_acc", "val_f1")},
+        # rows: true class, columns: predicted (``classes`` order), final weights: "does every class get
+        # predicted?" is a question about the model a chapter uses, not about one number (#29)
+        "final_val_confusion": _val_confusion(model, data, dev),
         "phase_stability": phase_stability(res.history, len(data.classes)),
         "wall_time_s": res.wall_time,
         "seconds_per_epoch": res.seconds_per_epoch,
@@ -267,6 +270,16 @@ def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_
     write_json(run_dir / "result.json", info)
     res.info = info
     return res
+
+
+def _val_confusion(model, data, device) -> list[list[int]]:
+    """The confusion matrix of ``model`` on ``data``'s validation images (rows true, columns predicted)."""
+    from .evaluate import predict_proba
+    from .metrics import confusion
+
+    val = data.mask("val")
+    proba = predict_proba(model, data.images[torch.as_tensor(val)], data.mean, data.std, device=device)
+    return confusion(data.labels[torch.as_tensor(val)].numpy(), proba.argmax(1), len(data.classes)).tolist()
 
 
 def load_run(run_dir: str | Path) -> FitResult:
