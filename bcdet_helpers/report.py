@@ -19,6 +19,8 @@ REPORT_FIGURES = (  # (file stem under figures/, caption) -- the ones report.md 
     ("05_gradcam", "Grad-CAM with the lesion mask outlined"),
     ("05_misclassified", "Misclassified test images"),
     ("04_histories", "Training curves (chapter 04)"),
+    ("06_internal_vs_external", "Another hospital: BUSI test fold vs BUS-BRA, lesion AUC (chapter 06)"),
+    ("06_stress_curves", "Acquisition-shift stress curves on BUSI test images (chapter 06)"),
 )
 
 
@@ -196,6 +198,55 @@ def _study_sections(study, add, profile_folder: str) -> None:
         + ".\n")
 
 
+def _external_section(path: Path, add) -> None:
+    """"Another hospital": chapter 06's ``external.json`` (beside the report) as a table a clinic reads --
+    lesion AUC, sensitivity and specificity at the threshold chosen on BUSI validation images and carried
+    over, the share called "normal", calibration -- each with its patient-clustered 95% interval, then per
+    device. Nothing when the chapter did not run or found no BUS-BRA."""
+    import json
+
+    if not path.exists():
+        return
+    ext = json.loads(path.read_text())
+    scores = ext.get("scores") or {}
+    if not ext.get("busbra") or not scores:
+        return
+    first = next(iter(scores.values()))
+    bra = first.get("BUS-BRA", {})
+    add(f"## Another hospital: BUS-BRA (chapter 06; {ext.get('split')} split, fold {ext.get('fold')}, "
+        f"seed {ext.get('seed')})\n")
+    add("A 3-class BUSI model asked the lesion question on 2-class BUS-BRA (Brazil, four scanners): AUC of "
+        "p(malignant) among benign + malignant images; sensitivity and specificity at the threshold chosen on "
+        f"BUSI validation images for {_pct(ext.get('target_sensitivity'))} sensitivity and carried over, never "
+        f"re-chosen on BUS-BRA. 95% intervals resample {bra.get('resampled', 'patients')}, not images. One fold "
+        "and one seed: the study's `results/<profile>-external/` carries the spread over folds and seeds.\n")
+    add("| arm | set | images (patients) | lesion AUC | sensitivity | specificity | called normal | ECE |")
+    add("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    def cell(d, key):  # "0.87 [0.80, 0.93]"; "–" where the set cannot support the number
+        e = d.get(key) or {}
+        if _missing(e.get("value")):
+            return "–"
+        iv = "" if _missing(e.get("low")) or _missing(e.get("high")) else f" [{e['low']:.2f}, {e['high']:.2f}]"
+        return f"{e['value']:.2f}{iv}"
+
+    for arm, by_set in scores.items():
+        for name, sc in by_set.items():
+            o = sc.get("overall", {})
+            add(f"| {arm} | {name} | {o.get('n_images')} ({o.get('n_patients')}) | {cell(o, 'auc')} | "
+                f"{cell(o, 'sensitivity')} | {cell(o, 'specificity')} | {cell(o, 'predicted_normal')} | {cell(o, 'ece')} |")
+    add("")
+    devices = [(arm, d) for arm, by_set in scores.items() for d in (by_set.get("BUS-BRA", {}).get("per_device") or [])]
+    if devices:
+        add(f"Per BUS-BRA device (devices with at least {bra.get('min_device_images')} images; fewer: "
+            + (", ".join(f"{k} {v}" for k, v in (bra.get("devices_too_small") or {}).items()) or "none") + "):\n")
+        add("| arm | device | images (patients) | lesion AUC | sensitivity | specificity |")
+        add("| --- | --- | --- | --- | --- | --- |")
+        for arm, d in devices:
+            add(f"| {arm} | {d.get('name')} | {d.get('n_images')} ({d.get('n_patients')}) | {cell(d, 'auc')} | "
+                f"{cell(d, 'sensitivity')} | {cell(d, 'specificity')} |")
+        add("")
+
+
 def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | None = None, study=None,
                  study_folder: str | None = None) -> Path:
     """``report.md``: one page a reviewer reads without Jupyter, built from ``metrics`` and ``study``.
@@ -292,6 +343,7 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
                 add(f"- {cls}: {_pct(v)} of the map inside the lesion (the lesion covers {_pct(area)} of the image; "
                     "a map spread evenly would score exactly that)")
         add("")
+    _external_section(folder / "external.json", add)
     nbs = metrics.get("notebooks", {})
     if nbs:
         add("## Notebooks (executed copies)\n")

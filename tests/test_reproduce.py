@@ -592,3 +592,27 @@ def test_a_measured_estimate_is_the_median_of_warmed_steps():
     assert plan._steady_seconds(step, warmup=2, repeats=5, budget_s=100, clock=lambda: now[0]) == pytest.approx(1.0)
     steps = iter([30.0, 10.0, 1.0, 1.1, 9.0, 0.9, 1.0])  # past the time budget: three timed steps, no more
     assert plan._steady_seconds(step, warmup=2, repeats=5, budget_s=5, clock=lambda: now[0]) == pytest.approx(1.1)
+
+
+def test_report_sets_busbra_beside_busi_from_chapter_06s_record(tmp_path):
+    """#30: the report's transfer section reads chapter 06's external.json: the carried-over threshold, patient
+    intervals, per device -- and a number the set cannot support is a dash, never a zero."""
+    est = lambda v, lo, hi: {"value": v, "low": lo, "high": hi}  # noqa: E731
+    overall = lambda n, auc: {"name": "all", "n_images": n, "n_patients": n // 2, "auc": est(auc, auc - 0.1, auc + 0.1),  # noqa: E731
+                              "sensitivity": est(0.9, 0.8, 1.0), "specificity": est(0.3, 0.2, 0.4),
+                              "predicted_normal": est(0.05, 0.0, 0.1), "ece": {"value": None}}
+    record = {"busbra": True, "split": "grouped", "fold": 0, "seed": 0, "target_sensitivity": 0.9, "scores": {
+        "switching": {
+            "BUSI test fold": {"overall": overall(120, 0.86), "per_device": [], "resampled": "patients"},
+            "BUS-BRA": {"overall": overall(1875, 0.64), "resampled": "patients", "min_device_images": 100,
+                        "devices_too_small": {"U-Systems": 25},
+                        "per_device": [{**overall(902, 0.71), "name": "GE Logiq 7"}]}}}}
+    (tmp_path / "external.json").write_text(json.dumps(record))
+    text = rp.write_report(_fold0_metrics(), tmp_path).read_text()
+    assert "## Another hospital: BUS-BRA" in text and "carried over, never re-chosen" in text
+    assert "| switching | BUS-BRA | 1875 (937) | 0.64 [0.54, 0.74] | 0.90 [0.80, 1.00] | 0.30 [0.20, 0.40] |" in text
+    assert "| switching | BUSI test fold | 120 (60) | 0.86 [0.76, 0.96]" in text
+    assert "| switching | GE Logiq 7 | 902 (451) | 0.71 [0.61, 0.81]" in text and "U-Systems 25" in text
+    assert "0.05 [0.00, 0.10] | – |" in text  # ECE missing: a dash
+    (tmp_path / "external.json").write_text(json.dumps({**record, "busbra": False}))
+    assert "Another hospital" not in rp.write_report(_fold0_metrics(), tmp_path).read_text()
