@@ -9,6 +9,7 @@ called at the same few points -- the callback pattern of fastai, kept to what we
 * :class:`BestWeights`  the best-by-validation weights (macro-F1, then lower loss)
 * :class:`Checkpointer` a complete checkpoint + history.csv after every epoch; resume from it
 * :class:`Progress`     one bar (Jupyter/terminal) or one line per epoch (logs)
+* :class:`WeightAverage` the mean of the last epochs' weights (SWA; ``Profile.swa_epochs``, issue #31)
 * :class:`TestRecord`   the study only: the test fold's predictions after every epoch, a record of
                         what a tutorial would pick its epoch from (the leakage ladder, issue #19)
 """
@@ -125,6 +126,46 @@ class BestWeights:
             self.f1, self.loss = row["val_f1"], row["val_loss"]
 
 
+class WeightAverage:
+    """Stochastic weight averaging (Izmailov et al., *Averaging weights leads to wider optima and better
+    generalization*, UAI 2018) over the last ``epochs`` epochs of a run: after each of them the weights join a
+    running mean (``torch.optim.swa_utils.AveragedModel``); at the end :meth:`apply` puts the mean into the
+    model and recomputes its batch-norm statistics on the training images (``update_bn``: the mean of weights
+    has no running statistics of its own). Averaging happens under the arm's own learning-rate schedule -- no
+    separate SWA rate -- so the arm is still the arm; the weights of the last epochs wander around a minimum,
+    and their mean tends to sit nearer its flat centre, which is what generalises. The mean is part of every
+    checkpoint, so a resumed run averages exactly what an uninterrupted one does."""
+
+    def __init__(self, model: torch.nn.Module, epochs: int, total_epochs: int):
+        from torch.optim.swa_utils import AveragedModel
+
+        self.first = max(0, total_epochs - int(epochs))  # 0-based: the first epoch whose end weights join
+        self.average = AveragedModel(model)
+
+    def update(self, epoch: int, model: torch.nn.Module) -> None:
+        """After epoch ``epoch`` (0-based) has trained: add its weights when it is one of the last epochs."""
+        if epoch >= self.first:
+            self.average.update_parameters(model)
+
+    def state_dict(self) -> dict:
+        return to_cpu(self.average.state_dict())
+
+    def load_state_dict(self, state: dict) -> None:
+        self.average.load_state_dict(state)
+
+    @torch.no_grad()
+    def apply(self, model: torch.nn.Module, batches: "Batches") -> None:
+        """Put the mean weights into ``model`` and recompute its batch-norm statistics on every training image
+        (plain, not augmented: the images the model is then validated and tested like)."""
+        from torch.optim.swa_utils import update_bn
+
+        for mean, param in zip(self.average.module.parameters(), model.parameters()):
+            param.copy_(mean)
+        chunks = [batches.prepare(batches.x[s:s + batches.batch_size])
+                  for s in range(0, len(batches.x), batches.batch_size)]
+        update_bn(chunks, model, device=batches.device)
+
+
 @dataclass
 class TrainState:
     """Everything a checkpoint holds besides the model: where the run is and what it has seen."""
@@ -137,6 +178,8 @@ class TrainState:
     wall_before: float = 0.0  # seconds of training in earlier (resumed) calls
     opt_state: dict | None = None  # loaded optimizer / scheduler state, consumed when building them
     sched_state: dict | None = None
+    average: WeightAverage | None = None  # weight averaging (SWA), when the run uses it
+    average_state: dict | None = None  # its loaded state, consumed when building it
 
 
 class Checkpointer:
@@ -165,7 +208,8 @@ class Checkpointer:
             precision.scaler.load_state_dict(ck["scaler"])
         self.saved_epoch = ck["epoch"]
         return TrainState(history=ck["history"], best=BestWeights(**ck["best"]), epoch=ck["epoch"],
-                          wall_before=ck["wall_time"], opt_state=ck["optimizer"], sched_state=ck["scheduler"])
+                          wall_before=ck["wall_time"], opt_state=ck["optimizer"], sched_state=ck["scheduler"],
+                          average_state=ck.get("average"))  # a checkpoint from before weight averaging has none
 
     def save(self, st: TrainState, model, gen, precision, wall: float, wait: bool = False) -> None:
         """Checkpoint the finished epochs (in the background; ``wait=True``: now, and wait for it)."""
@@ -185,6 +229,7 @@ class Checkpointer:
             "history": [dict(r) for r in st.history],
             "best": asdict(st.best),
             "wall_time": wall,
+            **({"average": st.average.state_dict()} if st.average is not None else {}),
         }
         atomic_csv(pd.DataFrame(st.history, columns=HISTORY_COLUMNS), self.run_dir / "history.csv")
         if wait:

@@ -19,7 +19,7 @@ PROFILE_HELP = " | ".join(PROFILES) + " (default: %(default)s)"  # every --profi
 
 # sub-command -> (module, function): every handler lives in bcdet_helpers.commands, named after its last word
 COMMANDS = ("data check", "data download", "duplicates", "train", "tune", "predict", "evaluate", "reproduce",
-            "publish", "ladder", "external", "study", "stress")
+            "publish", "ladder", "external", "study", "stress", "improve")
 HANDLERS = {key: ("bcdet_helpers.commands", f"cli_{key.split()[-1]}") for key in COMMANDS}
 
 
@@ -168,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leave out the leakage ladder's extra runs (the verdict needs none of them)")
     st.add_argument("--jobs", type=int, default=None, help="runs at once on this machine (default: one per CPU core)")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
+
+    im = sub.add_parser("improve", help="the improvement ladder: what honestly helps, rung by rung, on the verdict's "
+                                        "folds and seeds, chosen on validation only (BUSI out-of-fold and BUS-BRA)")
+    im.add_argument("--profile", default="laptop", help=PROFILE_HELP)
+    im.add_argument("--rungs", nargs="+", default=None, metavar="RUNG",
+                    help="the rungs to climb, in order (default: baseline imbalance resolution augment longer "
+                         "ensemble); baseline is always the first, ensemble must be the last")
+    im.add_argument("--arm", default=None,
+                    help="the arm to climb with (default: the verdict's tuned arm with the best validation score)")
+    im.add_argument("--list", action="store_true",
+                    help="print the ladder's runs as far as finished runs decide it, one per line; train nothing")
+    im.add_argument("--jobs", type=int, default=None, help="runs at once on this machine (default: one per CPU core)")
+    im.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
+    _record_options(im, "improve")
     return p
 
 
@@ -189,8 +203,8 @@ def preflight(key: str, args) -> None:
     through :func:`~bcdet_helpers.data.index.load_index`), so all of them say the same thing.
     """
     reads_only = key == "tune" and (getattr(args, "export", None) or getattr(args, "adopt", None))
-    reads_only = reads_only or (key == "study" and getattr(args, "list", False))
-    if key in ("train", "tune", "study", "stress") and not reads_only:  # --export / --adopt / --list read no images
+    reads_only = reads_only or (key in ("study", "improve") and getattr(args, "list", False))
+    if key in ("train", "tune", "study", "stress", "improve") and not reads_only:  # --export / --adopt / --list read no images
         from .data.check import require_usable
 
         require_usable()

@@ -128,7 +128,7 @@ def cli_tune(args) -> int:
 
 def cli_stress(args) -> int:
     """``bcdet stress --profile P [--arm A ...] [--busbra]``: every arm's finished grouped runs (all folds, one
-    seed), pooled out of fold, under every shift of :data:`stress.SHIFTS` -> ``curves.csv`` and ``stress.png``
+    seed), pooled out of fold, under every shift of :data:`shifts.SHIFTS` -> ``curves.csv`` and ``stress.png``
     (with ``--busbra`` also ``resemblance.csv``, ``profiles.csv``, ``sizes.csv``) in ``runs/<profile>/stress/``.
     Trains nothing: runs missing their weights are named, with the command that trains them."""
     import pandas as pd
@@ -140,7 +140,8 @@ def cli_stress(args) -> int:
     from .paths import runs_dir
     from .profiles import get_profile
     from .runkey import RunKey
-    from .stress import compare_profiles, compare_sizes, intensity_profile, plot_stress, resemblance, stress_run
+    from .resemblance import compare_profiles, compare_sizes, intensity_profile, resemblance
+    from .stress import plot_stress, stress_run
     from .study.design import study_design
 
     try:
@@ -414,7 +415,7 @@ def cli_external(args) -> int:
 
     from .errors import BcdetError
     from .paths import project_root, runs_dir
-    from .study.external_eval import write_external
+    from .study.external_report import write_external
 
     study = Path(args.study) if args.study else project_root() / "results" / f"{args.profile}-cv"
     if not (study / "oof").is_dir():
@@ -472,3 +473,61 @@ def _print_ladder(table, out: Path) -> None:
     for name in not_measured(table):
         print(f"{name:>20}: not measured (the study has no runs for it; running the study again trains them)")
     print(f"{reaches(table, PUBLISHED['paper_switching']['accuracy'])}. Written to {out}")
+
+
+def cli_improve(args) -> int:
+    """``bcdet improve --profile P [--rungs R ...] [--arm A] [--jobs N] [--list] [--out DIR | --record] [--force]``:
+    the improvement ladder (:mod:`study.improve`): every rung's runs on the verdict's folds and seeds, chosen on
+    validation, scored on BUSI out-of-fold and BUS-BRA, to ``runs/<profile>/improve/``; only ``--record`` writes
+    the committed ``results/<profile>-improve/`` (replacing it needs ``--force``). Resumable: finished runs are
+    loaded. ``--list`` trains nothing and prints the runs as far as finished runs decide the ladder."""
+    import shlex
+
+    from .data.busbra import find_busbra
+    from .errors import BcdetError
+    from .paths import project_root
+    from .profiles import get_profile
+    from .study.improve import check_rungs, describe_estimate, estimate_improve, list_runs, plan_ladder
+    from .study.improve_report import write_improvement
+
+    try:
+        prof = get_profile(args.profile)
+    except ValueError as exc:
+        raise BcdetError(str(exc)) from None
+    rungs = check_rungs(args.rungs)
+    if args.jobs is not None and args.jobs < 1:
+        raise BcdetError(f"--jobs must be at least 1, got {args.jobs}.")
+    if args.arm is not None and args.arm not in prof.study_arms:
+        raise BcdetError(f"Unknown arm {args.arm!r}. Choose one of the study's arms: {', '.join(prof.study_arms)}.")
+    if args.list:
+        arm, how, choices = plan_ladder(prof, rungs, args.arm)
+        print(f"# arm {arm}: {how}")
+        print("\n".join(list_runs(choices)))
+        return 0
+    record = getattr(args, "record", False)
+    out = Path(args.out) if args.out else (project_root() / "results" / f"{prof.name}-improve" if record else None)
+    given = {"--profile": prof.name, "--rungs": " ".join(args.rungs) if args.rungs else None, "--arm": args.arm,
+             "--out": args.out}
+    command = " ".join(["bcdet improve", *(f"{k} {v if k == '--rungs' else shlex.quote(str(v))}"
+                                           for k, v in given.items() if v)]
+                       + (["--record"] if record else []))  # not --jobs, --device, --force: no number changes
+
+    def announce(arm: str, choices) -> None:  # after the destination is checked, before any training
+        print(f"The improvement ladder of {prof.name!r}, arm {arm}: "
+              + describe_estimate(estimate_improve(choices, prof, args.device, args.jobs)), flush=True)
+        if find_busbra() is None:
+            print("BUS-BRA not found (set BCDET_BUSBRA): the ladder's BUS-BRA columns stay empty; the runs predict it "
+                  "later, from their weights, when it is there and `bcdet improve` runs again.", flush=True)
+
+    table = write_improvement(prof, out, rungs=rungs, arm=args.arm, jobs=args.jobs, device=args.device,
+                              command=command, force=args.force, before=announce)
+    for r in table.to_dict("records"):
+        gain = "" if not r["below"] else f" ({100 * r['accuracy_gain']:+.1f} over {r['below']})"
+        kept = "" if not r["below"] else ("" if r["adopted"] else "  [not adopted by validation]")
+        print(f"{r['rung']:>11} {r['chosen'] or '':>12}: accuracy {100 * r['accuracy']:5.1f} % "
+              f"[{100 * r['accuracy_low']:.1f}, {100 * r['accuracy_high']:.1f}]{gain}, balanced "
+              f"{100 * r['balanced_accuracy']:.1f} %{kept}")
+    from .study.improve import improve_work
+
+    print(f"Written to {out or improve_work(prof)}")
+    return 0

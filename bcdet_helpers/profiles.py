@@ -220,6 +220,11 @@ class Profile:
     augment_degrees: float = 10.0  # rotation drawn uniformly in [-degrees, +degrees]
     augment_translate: float = 0.08  # shift drawn uniformly in [-translate, +translate] x side, per axis
     augment_scale: tuple[float, float] = (0.9, 1.1)  # zoom factor drawn uniformly in this range
+    # ours, the improvement ladder's ultrasound augmentation (issue #31; data/augment.py): 0 = off, what every run
+    # before them did. Each aims at a shift the acquisition stress test (shifts.py) found the model weak to.
+    augment_gain_jitter: float = 0.0  # overall gain: every pixel x a factor drawn log-uniformly in [1/(1+g), 1+g]
+    augment_contrast_jitter: float = 0.0  # dynamic range: the spread around the image's mean x a factor in [1/(1+c), 1+c]
+    augment_speckle_std: float = 0.0  # speckle: every pixel x log-normal noise of mean 1 and about this std
     folds: int = 5  # ours: test = one of 5 folds (StratifiedGroupKFold over near-duplicate groups)
     fold_seed: int = 0  # ours: fixes the fold assignment, the same for every arm and seed
     # ours: fold partitions of the study's grouped split -- partition p draws its folds with fold_seed + p, so
@@ -249,6 +254,14 @@ class Profile:
     # ours: the arms whose leakage ladder the study climbs (its extra runs: more random-split seeds and the
     # runs with test copies); "the ladder holds for every arm" needs all four tuned ones (#28)
     ladder_arms: tuple[str, ...] = ("switching",)
+    # ours, the improvement ladder's training options (issue #31); the defaults are what every earlier run did.
+    # "balanced": cross-entropy with class weights n / (K n_k) of the training part's counts; "logit_adjust":
+    # the training loss sees logits + logit_adjust_tau x log(class prior) (Menon et al., ICLR 2021) -- losses.py
+    loss_weighting: str = "none"  # "none" | "balanced" | "logit_adjust"
+    logit_adjust_tau: float = 1.0  # logit adjustment's tau: 1 is the balanced-error-optimal value (Menon et al.)
+    # weight averaging (SWA, Izmailov et al. 2018): last.pt is the mean of the weights at the end of the last
+    # swa_epochs epochs, batch-norm statistics recomputed on the training images; 0 = off
+    swa_epochs: int = 0
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
@@ -277,13 +290,15 @@ DEFAULTS = Profile("defaults")
 # match; the others (seeds, splits, bootstrap, teach_*) belong to the study or to other chapters --
 # ``bootstrap`` only changes the width of a reported interval, never a trained weight.
 RUN_FIELDS = ("image_size", "channels", "width", "batch_size", "epochs", "augment", *AUGMENT_FIELDS,
-              "folds", "fold_seed", "val_fraction", "max_per_class", "dropout", "logit_scale")
+              "folds", "fold_seed", "val_fraction", "max_per_class", "dropout", "logit_scale",
+              "loss_weighting", "logit_adjust_tau", "swa_epochs")
 
 # Run-shaping fields added after runs had been recorded, with the value every earlier run used (the
 # augmentation's numbers were hard-coded in data/augment.py until then and never changed; ResNet9
-# had no logit scale, i.e. 1): a config.json without the field is read as having that value, so
-# older runs stay reusable.
-RUN_FIELDS_BEFORE = {**{f: Profile.__dataclass_fields__[f].default for f in AUGMENT_FIELDS}, "logit_scale": 1.0}
+# had no logit scale, i.e. 1; the improvement ladder's options, issue #31, were off): a config.json without
+# the field is read as having that value, so older runs stay reusable.
+RUN_FIELDS_BEFORE = {**{f: Profile.__dataclass_fields__[f].default for f in AUGMENT_FIELDS}, "logit_scale": 1.0,
+                     "loss_weighting": "none", "logit_adjust_tau": 1.0, "swa_epochs": 0}
 
 
 # Phase fields added after runs had been recorded, with the value every earlier phase had.
@@ -335,6 +350,35 @@ PROFILES: dict[str, Profile] = {
         bootstrap=100,
     ),
 }
+
+
+# ours: the improvement ladder's numbers (issue #31; study/improve.py says why each rung). Per rung, the
+# candidates it trains, each a set of field overrides put on top of the rungs below it; the rung keeps the
+# candidate its *validation* images score best. Sizes and epochs scale with the profile below, so laptop
+# (64 px, 50 epochs) tries 96 and 128 px and 100 epochs, and smoke stays a smoke test.
+IMPROVE_AUGMENT = {"augment_gain_jitter": 0.3, "augment_contrast_jitter": 0.3,  # about the stress test's first
+                   "augment_speckle_std": 0.25, "augment_scale": (0.85, 1.15)}  # severities (shifts.py), and wider zoom
+IMPROVE_SIZES = (1.5, 2.0)  # input side x these: 64 -> 96, 128 px (a 128 px run costs about 4x a 64 px one)
+IMPROVE_SWA_SHARE = 0.2  # weight averaging over the last fifth of the epochs
+IMPROVE_LONGER = 2  # the longer candidate trains this many times the epochs
+
+
+def improve_candidates(rung: str, prof: Profile) -> dict[str, dict]:
+    """``{candidate: overrides}`` of an improvement-ladder rung on top of ``prof`` (the rungs below it): the
+    names are folder names (``96px``), the overrides :class:`Profile` fields. ``{}`` for a rung that trains
+    nothing (``baseline``: the verdict's own runs; ``ensemble``: the runs of the rung below, combined)."""
+    swa = lambda epochs: max(1, round(IMPROVE_SWA_SHARE * epochs))  # noqa: E731
+    table = {
+        "imbalance": {"balanced": {"loss_weighting": "balanced"},
+                      "logit_adjust": {"loss_weighting": "logit_adjust", "logit_adjust_tau": 1.0}},
+        "resolution": {f"{round(f * prof.image_size)}px": {"image_size": round(f * prof.image_size)}
+                       for f in IMPROVE_SIZES},
+        "augment": {"ultrasound": dict(IMPROVE_AUGMENT)},
+        "longer": {"swa": {"swa_epochs": swa(prof.epochs)},
+                   f"x{IMPROVE_LONGER}_swa": {"epochs": IMPROVE_LONGER * prof.epochs,
+                                              "swa_epochs": swa(IMPROVE_LONGER * prof.epochs)}},
+    }
+    return table.get(rung, {})
 
 
 def partition_profile(prof: Profile, partition: int) -> Profile:

@@ -28,8 +28,8 @@ from .errors import BcdetError
 from .paths import project_root, runs_dir, use_runs_dir
 from .report import REPORT_FIGURES, smoke_warning, verdict, write_report  # noqa: F401  (re-exported: publish, tests)
 from .report import fmt_duration as _fmt_duration
-from .plan import (LONG_JOB_SECONDS, STUDY_PROFILES, confirm_long_job, estimate, faster_choices,  # noqa: F401
-                   planned_runs, print_estimate, runs_study, study_runs, study_seeds)
+from .long_job import confirm_long_job, print_estimate
+from .plan import estimate, runs_study, study_runs, study_seeds
 
 # The kernel papermill runs and every notebook's metadata names: Jupyter's own "python3", which
 # inside .venv's Jupyter is .venv's Python. No user-wide kernel is registered (see the Makefile).

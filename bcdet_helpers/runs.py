@@ -236,7 +236,8 @@ def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_
 
     record = TestRecord(run_dir / TEST_RECORD, data, model, dev, resume) if record_test else None
     res = train.fit(model, data, phases, batch_size=prof.batch_size, seed=seed, device=dev, augment=prof.augmentation,
-              run_dir=run_dir, resume=resume, progress=progress, on_epoch_end=record.update if record else None)
+              run_dir=run_dir, resume=resume, progress=progress, on_epoch_end=record.update if record else None,
+              loss_weighting=prof.loss_weighting, logit_adjust_tau=prof.logit_adjust_tau, swa_epochs=prof.swa_epochs)
     if res.interrupted:
         return res
 
@@ -264,6 +265,8 @@ def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_
         "phase_stability": phase_stability(res.history, len(data.classes)),
         "wall_time_s": res.wall_time,
         "seconds_per_epoch": res.seconds_per_epoch,
+        # weight averaging: last.pt holds the averaged weights, and these are their validation numbers
+        **({"averaged_val": res.averaged} if res.averaged is not None else {}),
         "n_train": int((data.split == "train").sum()), "n_val": int((data.split == "val").sum()),
         "environment": environment_info(dev),
     }

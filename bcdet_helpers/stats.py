@@ -195,7 +195,7 @@ def two_way_counts(n_units: int, n_groups: int, n_boot: int, seed: int = 0) -> t
     with replacement (:func:`resample_counts`). A row seen by replicate ``u`` in cluster ``g`` counts
     ``w[b, u] * c[b, g]`` times in resample ``b``. The same ``seed`` and sizes give the same draws, which is
     what pairs two arms' resamples (:func:`paired_hierarchical_bootstrap`,
-    :mod:`bcdet_helpers.study.external_eval`)."""
+    :mod:`bcdet_helpers.study.external_bootstrap`)."""
     rng = np.random.default_rng(seed)
     return resample_counts(n_units, n_boot, rng), resample_counts(n_groups, n_boot, rng)
 
@@ -245,7 +245,8 @@ def paired_hierarchical_bootstrap(y_a, pred_a, groups_a, units_a, y_b, pred_b, g
     """``A - B`` of pooled accuracy and macro-F1 with training variance in the interval: the paired form
     of :func:`hierarchical_bootstrap`. A and B must share their training replicates (the same fold
     partitions and seeds -- a paired design); each resample draws the same replicates and groups for
-    both, so what they share cancels and what differs between seeds stays in the interval."""
+    both, so what they share cancels and what differs between seeds stays in the interval. Returns the
+    differences of ``accuracy``, ``macro_f1``, ``balanced_accuracy`` and each class's ``recall`` (a list)."""
     if set(np.unique(units_a)) != set(np.unique(units_b)):
         raise ValueError("paired_hierarchical_bootstrap needs the same training replicates for A and B, got "
                          f"{sorted(set(np.unique(units_a)))} and {sorted(set(np.unique(units_b)))}")
@@ -257,7 +258,10 @@ def paired_hierarchical_bootstrap(y_a, pred_a, groups_a, units_a, y_b, pred_b, g
     shape = (-1, n_classes, n_classes)
     pa, pb = (scores_from_confusion(m.sum((0, 1)).reshape(shape)) for m in ms)
     ra, rb = (scores_from_confusion(_two_way_replicates(m, n_boot, seed).reshape(shape)) for m in ms)  # same draws
-    out = {k: _interval(float(pa[k][0] - pb[k][0]), ra[k] - rb[k], alpha) for k in ("accuracy", "macro_f1")}
+    out = {k: _interval(float(pa[k][0] - pb[k][0]), ra[k] - rb[k], alpha) for k in ("accuracy", "macro_f1",
+                                                                                   "balanced_accuracy")}
+    out["recall"] = [_interval(float(pa["recall"][0][k] - pb["recall"][0][k]), ra["recall"][:, k] - rb["recall"][:, k],
+                               alpha) for k in range(n_classes)]  # with n_classes=2: [specificity, sensitivity]
     return {**out, "n_groups": len(g_labels), "n_units": len(u_labels)}
 
 

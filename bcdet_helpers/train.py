@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from . import callbacks
 from .callbacks import HISTORY_COLUMNS, Batches, Checkpointer, Precision, Progress, TrainState
 from .device import choose_device, describe_device, keep_freed_memory
+from .losses import class_counts, training_loss
 from .metrics import macro_f1_from_confusion
 from .profiles import DEFAULTS, Phase
 from .profiles import schedule as schedule_phases
@@ -63,6 +64,8 @@ class FitResult:
     interrupted: bool = False
     run_dir: Path | None = None
     info: dict = field(default_factory=dict)  # result.json of a finished run (train_run / load_run)
+    # weight averaging (swa_epochs > 0): validate()'s numbers for the averaged weights the model ends with
+    averaged: dict | None = None
 
     @property
     def best(self) -> dict:
@@ -168,10 +171,17 @@ def phase_stability(history: pd.DataFrame, classes: int = 3) -> list[dict]:
 # ------------------------------------------------------------------------------------------ fit
 def fit(model: torch.nn.Module, data, phases: list[Phase], *, batch_size: int, seed: int, device="auto",
         augment=True, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-        stop_after: int | None = None, on_epoch_end=None) -> FitResult:
+        stop_after: int | None = None, on_epoch_end=None, loss_weighting: str = DEFAULTS.loss_weighting,
+        logit_adjust_tau: float = DEFAULTS.logit_adjust_tau, swa_epochs: int = DEFAULTS.swa_epochs) -> FitResult:
     """Train ``model`` on ``data`` (:class:`~bcdet_helpers.data.SplitData`) through ``phases``,
     validating after every epoch; ``best_state`` holds the best-by-validation weights. ``augment``:
     True (the defaults), False, or a profile's ``augmentation`` (its numbers; ``train_run`` passes it).
+
+    ``loss_weighting`` / ``logit_adjust_tau``: the training loss (:func:`~bcdet_helpers.losses.training_loss`:
+    plain, class-weighted or logit-adjusted, from the training part's class counts); validation loss stays
+    plain cross-entropy. ``swa_epochs > 0``: the model ends with the mean of the weights of the last
+    ``swa_epochs`` epochs (:class:`~bcdet_helpers.callbacks.WeightAverage`), ``FitResult.averaged`` its
+    validation numbers (the history's rows are the epochs' own weights).
 
     With ``run_dir``, a checkpoint and ``history.csv`` are written every epoch and ``resume=True``
     continues from them. ``stop_after=k`` stops after ``k`` epochs of this call (as if interrupted);
@@ -185,6 +195,11 @@ def fit(model: torch.nn.Module, data, phases: list[Phase], *, batch_size: int, s
         keep_freed_memory()  # no page faults for the big activations (issue #17)
     ckpt = Checkpointer(run_dir, phases, seed, batch_size)
     st = _start(model, ckpt, batches, precision, phases, epoch_phase, seed, resume)
+    criterion = training_loss(loss_weighting, class_counts(batches.y, batches.classes), logit_adjust_tau)
+    if swa_epochs:
+        st.average = callbacks.WeightAverage(model, swa_epochs, len(epoch_phase))
+        if st.average_state is not None:
+            st.average.load_state_dict(st.average_state)
     start, t_call, interrupted, consistent = st.epoch, time.perf_counter(), False, True
     bar = Progress(len(epoch_phase), start, ckpt.run_dir.name if ckpt.run_dir else "fit", progress,
                    f"Training on {describe_device(device)}: {len(batches.y)} train / {len(batches.y_val)} val "
@@ -201,7 +216,7 @@ def fit(model: torch.nn.Module, data, phases: list[Phase], *, batch_size: int, s
             for xb, yb in batches.train():
                 with precision.autocast():
                     logits = model(xb)
-                    loss = F.cross_entropy(logits, yb)
+                    loss = criterion(logits, yb)
                 st.optimizer.zero_grad(set_to_none=True)
                 precision.backward_step(loss, st.optimizer)
                 lr_used = st.optimizer.param_groups[0]["lr"]  # the rate of this update
@@ -214,6 +229,8 @@ def fit(model: torch.nn.Module, data, phases: list[Phase], *, batch_size: int, s
                    **validate(model, batches, precision), "seconds": time.perf_counter() - t0}
             st.history.append(row)
             st.best.update(row, model)
+            if st.average is not None:
+                st.average.update(epoch, model)
             consistent = True
             ckpt.save(st, model, batches.gen, precision, st.wall_before + time.perf_counter() - t_call)
             bar.update(row)
@@ -224,9 +241,14 @@ def fit(model: torch.nn.Module, data, phases: list[Phase], *, batch_size: int, s
     finally:
         bar.close()
         ckpt.close(st, model, batches.gen, precision, st.wall_before + time.perf_counter() - t_call, consistent)
+    interrupted = interrupted or len(st.history) < len(epoch_phase)
+    averaged = None
+    if st.average is not None and not interrupted:  # after the checkpoint: it keeps the last epoch's own weights
+        st.average.apply(model, batches)
+        averaged = validate(model, batches, precision)
     return FitResult(history=pd.DataFrame(st.history, columns=HISTORY_COLUMNS), best_state=st.best.state,
                      best_epoch=st.best.epoch, device=str(device), wall_time=st.wall_before + time.perf_counter() - t_call,
-                     interrupted=interrupted or len(st.history) < len(epoch_phase), run_dir=ckpt.run_dir)
+                     interrupted=interrupted, run_dir=ckpt.run_dir, averaged=averaged)
 
 
 def _start(model, ckpt: Checkpointer, batches: Batches, precision: Precision, phases, epoch_phase, seed: int,
@@ -260,7 +282,9 @@ def _resume_optimizer(st: TrainState, phases, epoch_phase, model, steps: int) ->
 
 @torch.inference_mode()
 def validate(model, batches: Batches, precision: Precision) -> dict:
-    """Validation loss, accuracy and macro-F1 of ``model`` (one sync, at the end)."""
+    """Validation loss, accuracy and macro-F1 of ``model`` (one sync, at the end). The loss is plain
+    cross-entropy of the plain logits whatever the run trains with (:mod:`~bcdet_helpers.losses`), so
+    validation losses compare across runs."""
     model.eval()
     k = batches.classes
     loss = torch.zeros((), device=batches.device)

@@ -1,4 +1,5 @@
-"""Issue #30, the aggregation: every arm of a study on BUS-BRA (bcdet_helpers.study.external_eval).
+"""Issue #30, the aggregation: every arm of a study on BUS-BRA (bcdet_helpers.study.external_eval and the
+modules beside it: external_bootstrap, external_result, external_report).
 
 A study folder written by hand (tests/test_study.write_folder's BUSI side, BUS-BRA predictions drawn here
 for a BUS-BRA-shaped table from fakebusbra): thresholds come from validation only, intervals resample
@@ -25,7 +26,9 @@ from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.external import choose_threshold
 from bcdet_helpers.outputs import MARKER
 from bcdet_helpers.runkey import RunKey
+from bcdet_helpers.study import external_bootstrap, external_report
 from bcdet_helpers.study import external_eval as ee
+from bcdet_helpers.study.external_result import DIFFERENCE_METRICS, ExternalStudy
 from bcdet_helpers.study.external import EXTERNAL_COLUMNS
 
 ARMS = ("constant", "switching")
@@ -215,11 +218,11 @@ def test_resampled_aucs_match_sklearn_with_ties():
     y = rng.random(300) < 0.4
     s = rng.integers(0, 12, (4, 300)) / 11  # many ties
     w = rng.integers(0, 3, (4, 300))
-    got = ee._auc_rows(y, s, w)
+    got = external_bootstrap._auc_rows(y, s, w)
     assert got == pytest.approx([roc_auc_score(y, s[b], sample_weight=w[b]) for b in range(4)])
     u, g = rng.integers(0, 3, 300), rng.integers(0, 50, 300)
     wt, ct = rng.integers(0, 3, (3, 4)).astype(float), rng.integers(0, 3, (50, 4)).astype(float)
-    fixed = ee._PairedAUC(y, s[0], u, g)(wt, ct)
+    fixed = external_bootstrap._PairedAUC(y, s[0], u, g)(wt, ct)
     assert fixed == pytest.approx([roc_auc_score(y, s[0], sample_weight=wt[u, b] * ct[g, b]) for b in range(4)])
 
 
@@ -269,7 +272,7 @@ def test_busi_out_of_fold_numbers_of_the_same_runs(folder, result):
 # ------------------------------------------------------------------------------------ pairing
 def test_paired_differences_cancel_what_arms_share(folder, table, result):
     same = ee.evaluate_external(folder, table, n_boot=N_BOOT, comparisons=[("constant", "constant", "itself")])
-    for metric in ee.DIFFERENCE_METRICS:
+    for metric in DIFFERENCE_METRICS:
         d = same.difference("constant", "constant", metric=metric)
         assert (d.difference.value, d.difference.low, d.difference.high) == (0, 0, 0)
     d = result.difference("switching", "constant", metric="auc")
@@ -284,17 +287,17 @@ def test_paired_differences_cancel_what_arms_share(folder, table, result):
 def test_json_round_trip_is_strict_and_typed(result, tmp_path):
     text = result.to_json()
     json.loads(text)  # strict: NaN written as null
-    again = ee.ExternalStudy.from_dict(json.loads(text))
+    again = ExternalStudy.from_dict(json.loads(text))
     assert again.to_dict() == result.to_dict()
     assert isinstance(again.scores[0].auc, type(result.scores[0].auc))
     result.save(tmp_path / "external.json")
-    assert ee.ExternalStudy.load(tmp_path).to_dict() == result.to_dict()
+    assert ExternalStudy.load(tmp_path).to_dict() == result.to_dict()
     broken = json.loads(text)
     del broken["scores"][0]["auc"]
     with pytest.raises(BcdetError, match="external.json"):
-        ee.ExternalStudy.from_dict(broken)
+        ExternalStudy.from_dict(broken)
     with pytest.raises(BcdetError, match="Not a bcdet external result"):
-        ee.ExternalStudy.from_dict({"schema": "bcdet.study"})
+        ExternalStudy.from_dict({"schema": "bcdet.study"})
     table = result.table()
     assert len(table) == len(result.scores) and {"auc_low", "busi_auc", "ece_high"} <= set(table.columns)
 
@@ -306,12 +309,12 @@ def test_bcdet_external_writes_its_record(folder, busbra, tmp_path, monkeypatch,
     monkeypatch.setenv("BCDET_BUSBRA", str(busbra))
     out = tmp_path / "out"
     assert main(["external", "--profile", "smoke", "--study", str(folder), "--out", str(out)]) == 0
-    for name in ee.EXTERNAL_FILES:
+    for name in external_report.EXTERNAL_FILES:
         assert (out / name).stat().st_size > 0, name
     assert (out / MARKER).exists()
     readme = (out / "README.md").read_text()
     assert f"bcdet external --profile smoke --study {folder} --out {out}" in readme and "doi:10.1002/mp.16812" in readme
-    saved = ee.ExternalStudy.load(out)
+    saved = ExternalStudy.load(out)
     assert saved.command.startswith("bcdet external") and len(pd.read_csv(out / "table.csv")) == len(saved.scores)
     assert "BUS-BRA AUC" in capsys.readouterr().out
     assert main(["external", "--profile", "smoke", "--study", str(folder), "--out", str(out)]) == 0  # ours: rewritten
@@ -364,4 +367,4 @@ def test_a_smoke_study_scores_every_arm_on_busbra(busi_dir, tmp_path, monkeypatc
         assert res.score(arm, rows="ensemble_tta").n_images == n
         assert res.busi_score(arm).n_runs == 2
     assert res.difference("switching", "constant").n_runs == 2
-    assert ee.ExternalStudy.from_dict(json.loads(res.to_json())).to_dict() == res.to_dict()
+    assert ExternalStudy.from_dict(json.loads(res.to_json())).to_dict() == res.to_dict()

@@ -10,10 +10,11 @@ import json
 import nbformat
 import pytest
 
-from bcdet_helpers import plan
+from bcdet_helpers import pace, plan
 from bcdet_helpers import reproduce as rp
 from bcdet_helpers.commands import cli_reproduce
 from bcdet_helpers.errors import BcdetError
+from bcdet_helpers.long_job import confirm_long_job, faster_choices, print_estimate
 
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
@@ -315,7 +316,7 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     from bcdet_helpers.profiles import get_profile
 
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
-    monkeypatch.setattr(plan, "_recorded_seconds_per_epoch", lambda *a: (1.0, "1 run (a stand-in)"))
+    monkeypatch.setattr(pace, "_recorded_seconds_per_epoch", lambda *a: (1.0, "1 run (a stand-in)"))
     small = get_profile("laptop", seeds=[1], splits=["random"])
     est = rp.estimate(small, "cpu")
     arms, study_arms, folds = len(small.schedules), len(small.study_arms), small.folds
@@ -338,7 +339,7 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
     assert rp.estimate(get_profile("laptop"), "cpu", study=False)["runs"] == arms  # --no-study
     lean = rp.estimate(get_profile("laptop"), "cpu", ladder=False)  # --no-ladder: the verdict's runs only
     assert lean["runs"] == study_arms * folds * (3 + 1 + 3) and lean["runs_ladder"] == 0
-    assert "--no-ladder" in plan.faster_choices("laptop")
+    assert "--no-ladder" in faster_choices("laptop")
 
 
 def test_no_ladder_reaches_notebook_05_and_its_command(tmp_path):
@@ -363,7 +364,7 @@ def long_job(monkeypatch):
            "seconds_per_epoch_source": "measured now", "training_seconds": 275 * 50 * 83.0}
     monkeypatch.setattr(rp, "estimate", lambda *a, **k: dict(est))
     # the cheaper choices' own estimates: recorded runs where this machine has some, else no timing here
-    monkeypatch.setattr(plan, "_measure_seconds_per_epoch", lambda prof, dev, n: 1.0)
+    monkeypatch.setattr(pace, "_measure_seconds_per_epoch", lambda prof, dev, n: 1.0)
     return est
 
 
@@ -383,7 +384,7 @@ def test_a_long_job_without_a_terminal_needs_an_explicit_opt_in(tmp_path, long_j
 @pytest.mark.parametrize("answer, starts", [("", False), ("n", False), ("y", True), ("yes", True)])
 def test_on_a_terminal_a_long_job_asks_and_defaults_to_no(tmp_path, long_job, monkeypatch, capsys, answer, starts):
     asked = []
-    monkeypatch.setattr(plan, "_interactive", lambda: True)
+    monkeypatch.setattr("bcdet_helpers.long_job._interactive", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or answer)
     nb = write_nb(tmp_path / "01_ok.ipynb", "print('ran')")
     if starts:
@@ -513,10 +514,10 @@ def test_class_is_listed_wherever_profiles_are_listed():
 def _fake_pace(monkeypatch, tmp_path, cores=2):
     """No finished runs, no committed ones, and a fixed pace per profile instead of timing steps."""
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setattr(plan, "reference_run_folders", lambda profile: [], raising=False)  # (older code: none)
+    monkeypatch.setattr(pace, "reference_run_folders", lambda profile: [], raising=False)  # (older code: none)
     monkeypatch.setattr("os.cpu_count", lambda: cores)
-    pace = {"paper": 40.0, "laptop": 8.0, "class": 1.5, "smoke": 0.1}
-    monkeypatch.setattr(plan, "_measure_seconds_per_epoch", lambda prof, dev, n: pace[prof.name])
+    per_epoch = {"paper": 40.0, "laptop": 8.0, "class": 1.5, "smoke": 0.1}
+    monkeypatch.setattr(pace, "_measure_seconds_per_epoch", lambda prof, dev, n: per_epoch[prof.name])
 
 
 def test_a_refusal_on_a_cpu_names_class_and_laptop_once_with_their_estimates(tmp_path, monkeypatch, capsys):
@@ -542,11 +543,11 @@ def test_a_job_that_starts_anyway_names_the_choices_once_and_a_long_one_only_in_
                                                                                              capsys):
     _fake_pace(monkeypatch, tmp_path)
     est = plan.estimate("paper", "cpu")
-    plan.print_estimate(est)
+    print_estimate(est)
     assert "--profile class" not in capsys.readouterr().out  # the refusal names them (above)
     est = dict(est, training_seconds=2400.0)  # 40 min: starts without asking, the choices said once here
-    plan.print_estimate(est)
-    plan.confirm_long_job(est)
+    print_estimate(est)
+    confirm_long_job(est)
     out = capsys.readouterr().out
     assert out.count("--profile class") == 1 and "No GPU found" in out
 
@@ -568,7 +569,7 @@ def test_the_estimate_comes_from_the_recorded_runs_of_the_same_kind_of_machine(t
     def no_timing(*a):
         raise AssertionError("timed steps although runs were recorded on this kind of machine")
 
-    monkeypatch.setattr(plan, "_measure_seconds_per_epoch", no_timing)
+    monkeypatch.setattr(pace, "_measure_seconds_per_epoch", no_timing)
     first, again = plan.estimate("class", "cpu"), plan.estimate("class", "cpu")
     assert first == again
     assert first["seconds_per_epoch"] == statistics.median(r["seconds_per_epoch"] for r in recorded)
@@ -576,7 +577,7 @@ def test_the_estimate_comes_from_the_recorded_runs_of_the_same_kind_of_machine(t
     assert first["seconds_per_epoch_source"].startswith("recorded")
     # another kind of machine does not borrow them: it times warmed steps now, and says so
     monkeypatch.setattr("os.cpu_count", lambda: cores + 6)
-    monkeypatch.setattr(plan, "_measure_seconds_per_epoch", lambda prof, dev, n: 3.0)
+    monkeypatch.setattr(pace, "_measure_seconds_per_epoch", lambda prof, dev, n: 3.0)
     other = plan.estimate("class", "cpu")
     assert other["seconds_per_epoch"] == 3.0 and other["seconds_per_epoch_source"].startswith("measured now")
 
@@ -589,9 +590,9 @@ def test_a_measured_estimate_is_the_median_of_warmed_steps():
     def step():
         now[0] += next(steps)
 
-    assert plan._steady_seconds(step, warmup=2, repeats=5, budget_s=100, clock=lambda: now[0]) == pytest.approx(1.0)
+    assert pace._steady_seconds(step, warmup=2, repeats=5, budget_s=100, clock=lambda: now[0]) == pytest.approx(1.0)
     steps = iter([30.0, 10.0, 1.0, 1.1, 9.0, 0.9, 1.0])  # past the time budget: three timed steps, no more
-    assert plan._steady_seconds(step, warmup=2, repeats=5, budget_s=5, clock=lambda: now[0]) == pytest.approx(1.1)
+    assert pace._steady_seconds(step, warmup=2, repeats=5, budget_s=5, clock=lambda: now[0]) == pytest.approx(1.1)
 
 
 def test_report_sets_busbra_beside_busi_from_chapter_06s_record(tmp_path):

@@ -1,4 +1,5 @@
-"""Issue #30 item 5, acquisition-shift stress tests (:mod:`bcdet_helpers.stress`): every shift is the
+"""Issue #30 item 5, acquisition-shift stress tests (:mod:`bcdet_helpers.shifts`, :mod:`bcdet_helpers.stress`,
+:mod:`bcdet_helpers.resemblance`): every shift is the
 identity at severity 0, grows with severity, stays uint8 and reproducible; the stress curves show a
 known drop with known intervals; the resemblance finds a shift it was given; sizes come from headers.
 Generated BUSI-like images throughout; the real copies (BCDET_DATA, BCDET_BUSBRA) in one test that
@@ -13,10 +14,10 @@ from PIL import Image
 
 from bcdet_helpers.busi import CLASSES
 from bcdet_helpers.data.cache import load_images
-from bcdet_helpers.stress import (
-    SHIFTS, STATISTICS, apply_shift, compare_profiles, compare_sizes, intensity_profile, plot_stress, resemblance,
-    size_table, stress_curves, stress_run,
-)
+from bcdet_helpers.resemblance import (STATISTICS, compare_profiles, compare_sizes, intensity_profile, resemblance,
+                                       size_table)
+from bcdet_helpers.shifts import SHIFTS, apply_shift
+from bcdet_helpers.stress import plot_stress, stress_curves, stress_run
 from fakebusi import make_busi
 
 SIZE = 64

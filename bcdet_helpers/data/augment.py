@@ -11,7 +11,11 @@ numbers is never silently reused); ``AUGMENT`` here is the default profile's val
   the bottom, acoustic shadows and enhancement always fall *below* a lesion (posterior shadowing
   is a sign of malignancy). Upside-down scans do not exist and would teach the model nonsense;
 * rotation within +-10 degrees, translation within +-8 % of the side, scale 0.9-1.1 -- the
-  wobble of a hand-held probe, small enough to keep the lesion in view.
+  wobble of a hand-held probe, small enough to keep the lesion in view;
+* off by default, the improvement ladder's *ultrasound* augmentation (issue #31, :func:`intensity_jitter`):
+  the overall gain and the dynamic range (contrast) a sonographer or another scanner's preset sets, and
+  speckle -- the acquisition shifts the stress test (:mod:`bcdet_helpers.shifts`) finds the model weakest
+  to. At 0 they draw no random number, so a run without them is bit for bit the run before they existed.
 
 :func:`augment_batch` works on a whole float batch (N, C, H, W) at once with
 ``affine_grid``/``grid_sample`` -- no Python loop over images, so it runs on the GPU where the
@@ -77,8 +81,42 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None,
     theta = affine_matrices(*random_affine_params(len(x), generator, params)).to(x.device, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     fill = x.amin(dim=(1, 2, 3), keepdim=True)
-    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False) + fill
+    out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+    return intensity_jitter(out, generator, AUGMENT if params is None else params)
+
+
+def intensity_jitter(x: torch.Tensor, generator: torch.Generator | None = None,
+                     params: dict | None = None) -> torch.Tensor:
+    """The ultrasound augmentation of the float batch ``x`` (N, C, H, W) in [0, 1] (issue #31), each image its own
+    draw; ``params``' ``gain_jitter``, ``contrast_jitter`` and ``speckle_std`` (a profile's ``augment_*``), all 0:
+    ``x`` itself, no random number drawn.
+
+    * gain: every pixel x ``g``, ``log g`` uniform in ``+-log(1 + gain_jitter)`` -- the overall gain turned up or
+      down (a product, as in :func:`bcdet_helpers.shifts.gain_up`: black stays black);
+    * contrast: the spread around the image's own mean x ``a``, drawn the same way -- another dynamic range;
+    * speckle: every pixel x log-normal noise of mean 1 and standard deviation about ``speckle_std`` (the
+      stress test's speckle is gamma noise of mean 1; a log-normal one draws from a seeded generator on any
+      device and is close to it at these sizes);
+
+    then clipped to the display's range: [0, 1] (training's batches), or [0, 255] for a batch of raw pixel values
+    (:meth:`~bcdet_helpers.data.splitdata.SplitData.with_test_copies`), told apart without a host sync.
+    """
+    params = AUGMENT if params is None else params
+    gain, contrast = params.get("gain_jitter", 0.0), params.get("contrast_jitter", 0.0)
+    speckle = params.get("speckle_std", 0.0)
+    if not (gain or contrast or speckle):
+        return x
+    n = len(x)
+    white = torch.where(x.amax() > 1.5, 255.0, 1.0).to(x.dtype)  # the input's scale, read before any jitter
+    u = (2 * torch.rand(2, n, 1, 1, 1, generator=generator) - 1).to(x.device, x.dtype)
+    x = x * torch.exp(u[0] * math.log1p(gain))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = mean + (x - mean) * torch.exp(u[1] * math.log1p(contrast))
+    if speckle:
+        sigma = math.sqrt(math.log1p(speckle ** 2))  # a log-normal of mean 1 with standard deviation `speckle`
+        z = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+        x = x * torch.exp(sigma * z - sigma ** 2 / 2)
+    return torch.minimum(x.clamp(min=0.0), white)
 
 
 def v2_transform(params: dict | None = None):

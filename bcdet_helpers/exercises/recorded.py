@@ -114,7 +114,7 @@ def fold_predictions(profile: str, arm: str = "switching", part: str = "test"):
     notebook 05 scores in its first sections. ``None`` when no study of ``profile`` is recorded."""
     import pandas as pd
 
-    from ..study.result import label_conflicts
+    from ..study.files import label_conflicts
 
     folder = study_folder(profile)
     csv = None if folder is None else folder / {"test": "oof", "val": "val"}[part] / f"{arm}-grouped-fold0-seed0.csv"
@@ -156,7 +156,7 @@ def _lesson(profile: str) -> dict:
 def shown_study_profile(profile: str) -> str:
     """Whose recorded study notebook 05 shows under ``profile``: its own (``results/<profile>-cv``), else --
     for the course's small profiles, which have none -- the laptop one."""
-    from ..reproduce import STUDY_PROFILES
+    from ..plan import STUDY_PROFILES
 
     if (results_dir() / f"{profile}-cv" / "study.json").exists() or profile in STUDY_PROFILES:
         return profile

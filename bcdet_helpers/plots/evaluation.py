@@ -16,6 +16,7 @@ __all__: list[str] = [
     "roc_curves",
     "schedule_comparison",
     "waterfall",
+    "improvement_waterfall",
 ]
 
 
@@ -297,4 +298,65 @@ def waterfall(table, paper: float | None = None, title: str = ""):
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+IMPROVE_COLORS = {"helps": "tab:green", "hurts": "firebrick", "unclear": "0.6"}
+
+
+def improvement_waterfall(table, metrics=("accuracy", "balanced_accuracy", "busbra_auc"), title: str = "",
+                          labels: dict | None = None):
+    """The improvement ladder (:func:`bcdet_helpers.study.improve_report.write_improvement`) as waterfalls, one
+    panel per metric (in percent), drawn like the leakage ladder's (:func:`waterfall`).
+
+    The first bar is the baseline; each next bar floats from the rung it was built on (``below``) to its own
+    level, green where the paired 95 % interval of the gain lies above 0, red where below, grey where it holds
+    0; hatched when validation did not adopt the rung (the rungs above build without it). Black whiskers: each
+    rung's own 95 % interval (training replicates and groups / patients resampled). A metric the table has no
+    numbers for (BUS-BRA without a copy) gets no panel. ``labels``: metric -> its name on the axis."""
+    import pandas as pd
+    from matplotlib.patches import Patch
+
+    labels = labels or {}
+    table = pd.DataFrame(table).reset_index(drop=True)
+    metrics = [m for m in metrics if m in table and np.isfinite(table[m].to_numpy(float)).any()]
+    fig, axes = _figure(1, max(1, len(metrics)), (max(4.5, 0.8 * len(table) + 1.5) * max(1, len(metrics)), 4.6))
+    level = {r: i for i, r in enumerate(table["rung"])}
+    for ax, m in zip(axes[0], metrics):
+        v = 100 * table[m].to_numpy(float)
+        low, high = 100 * table[f"{m}_low"].to_numpy(float), 100 * table[f"{m}_high"].to_numpy(float)
+        finite = np.isfinite(np.r_[v, low])
+        floor = max(0.0, np.floor(np.nanmin(np.r_[v, low][finite]) / 5) * 5 - 5) if finite.any() else 0.0
+        for i, r in table.iterrows():
+            if not np.isfinite(v[i]):
+                continue
+            j = level.get(r["below"])
+            base = floor if j is None or not np.isfinite(v[j]) else v[j]
+            g_low, g_high = r.get(f"{m}_gain_low", np.nan), r.get(f"{m}_gain_high", np.nan)
+            kind = "unclear" if j is None or not (np.isfinite(g_low) and np.isfinite(g_high)) else \
+                "helps" if g_low > 0 else "hurts" if g_high < 0 else "unclear"
+            color = "tab:blue" if j is None else IMPROVE_COLORS[kind]
+            ax.bar(i, v[i] - base, 0.6, bottom=base, color=color, alpha=0.85, edgecolor="white",
+                   hatch=None if bool(r["adopted"]) or j is None else "//")
+            if np.isfinite(low[i]) and np.isfinite(high[i]):
+                ax.errorbar(i, v[i], yerr=[[v[i] - low[i]], [high[i] - v[i]]], color="black", capsize=4, lw=1.2)
+            text = f"{v[i]:.1f}" + ("" if j is None else f"\n({v[i] - base:+.1f})")
+            ax.annotate(text, (i, high[i] if np.isfinite(high[i]) else v[i]), xytext=(0, 4),
+                        textcoords="offset points", ha="center", fontsize=8)
+            if j is not None:
+                ax.plot([j + 0.3, i - 0.3], [base] * 2, color="0.4", lw=0.8)
+        ax.set_xticks(range(len(table)))
+        ax.set_xticklabels(list(table["rung"]), fontsize=9, rotation=20)
+        top = np.nanmax(np.r_[high, v]) if np.isfinite(np.r_[high, v]).any() else 100.0
+        ax.set_ylim(floor, min(100.0, top + 9))
+        ax.set_ylabel(f"{labels.get(m, m)} (%)")
+        ax.set_title(labels.get(m, m), fontsize=10)
+    handles = [Patch(color="tab:blue"), *[Patch(color=c) for c in IMPROVE_COLORS.values()],
+               Patch(facecolor="white", edgecolor="0.3", hatch="//")]
+    labels = ["baseline", "gain: 95 % CI above 0", "gain: 95 % CI below 0", "gain: CI holds 0",
+              "not adopted by validation"]
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # the legend below the panels, clear of every bar's label
     return fig

@@ -44,12 +44,14 @@ from __future__ import annotations
 from .cv import predict_run, run_study, study_dir, study_index, write_folds
 from .design import StudyDesign, default_seeds, study_design
 from .evaluation import compare_weights, evaluate_study
-from .external_eval import ExternalStudy, evaluate_external, write_external
+from .external_eval import evaluate_external
+from .external_report import write_external
+from .external_result import ExternalStudy
 from .ladder import AUGMENTED, LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, not_measured, write_ladder
-from .result import (COMPARISONS, METRICS, OPERATING_SENSITIVITY, PAPER_CLAIM, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, SCHEMA,
-                     SCHEMA_VERSION, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap,
-                     RunScore, Study, WeightsCheck, from_json, label_conflicts, load_predictions, load_study, read_folds,
-                     to_json)
+from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, label_conflicts, load_predictions, read_folds
+from .result import (COMPARISONS, METRICS, OPERATING_SENSITIVITY, PAPER_CLAIM, SCHEMA, SCHEMA_VERSION, VERDICT_ANALYSIS,
+                     WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap, RunScore, Study,
+                     WeightsCheck, from_json, load_study, to_json)
 
 __all__ = [
     "StudyDesign",

@@ -18,7 +18,8 @@ from .design import StudyDesign, study_design
 from .evaluation import evaluate_study
 from .external import external_csv, record_external
 from ..runkey import AUGMENTED, RunKey, split_of
-from .result import (label_conflicts, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, Study, WEIGHTS, WEIGHTS_RULE, read_folds)
+from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, label_conflicts, read_folds
+from .result import Study, WEIGHTS, WEIGHTS_RULE
 
 
 # ------------------------------------------------------------------------------ folds + conflicts

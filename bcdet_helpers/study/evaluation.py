@@ -16,9 +16,10 @@ from ..errors import BcdetError
 from ..metrics import confusion, scores_from_confusion
 from ..paths import CLASSES
 from ..profiles import DEFAULTS, KINDS, get_profile
-from .result import (OPERATING_SENSITIVITY, ArmScore, COMPARISONS, Conflict, Coverage, Difference, LeakageGap, METRICS, PAPER_CLAIM, RUN_COLUMNS,
-                     RunScore, SCHEMA, SCHEMA_VERSION, Study, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, WeightsCheck,
-                     RunKey, label_conflicts, load_predictions, read_folds)
+from ..runkey import RunKey
+from .files import RUN_COLUMNS, label_conflicts, load_predictions, read_folds
+from .result import (OPERATING_SENSITIVITY, ArmScore, COMPARISONS, Conflict, Coverage, Difference, LeakageGap, METRICS, PAPER_CLAIM,
+                     RunScore, SCHEMA, SCHEMA_VERSION, Study, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, WeightsCheck)
 
 
 # ------------------------------------------------------------------------------------- evaluation

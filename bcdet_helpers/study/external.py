@@ -24,7 +24,7 @@ import pandas as pd
 from ..busi import CLASSES
 from ..paths import runs_dir
 from ..runinfo import write_atomic
-from .result import PROBA_DECIMALS
+from .files import PROBA_DECIMALS
 
 EXTERNAL = "external"  # the study folder's part with each run's BUS-BRA predictions
 EXTERNAL_COLUMNS = (["file", "y", "kind", "fold", "seed", "arm", "epoch"]

@@ -45,7 +45,8 @@ from .. import stats
 from ..errors import BcdetError
 from ..profiles import DEFAULTS
 from ..runkey import AUGMENTED, RunKey
-from .result import load_study, read_folds
+from .files import read_folds
+from .result import load_study
 
 __all__ = ["AUGMENTED", "COLUMNS", "LADDER_ARM", "LADDER_FILES", "RUNGS", "Rung", "ladder_extra_runs", "leakage_ladder",
            "not_measured", "reaches", "study_profile", "write_ladder"]

@@ -1,21 +1,23 @@
-"""The study's result: its types, its one JSON form (:data:`SCHEMA`, :data:`SCHEMA_VERSION`), and
-the readers of a study folder (``folds.csv``, the prediction CSVs). See :mod:`bcdet_helpers.study`."""
+"""The study's result: its questions (:data:`COMPARISONS`, :data:`METRICS`, the weights rule), its types
+and its one JSON form (:data:`SCHEMA`, :data:`SCHEMA_VERSION`; decoded by
+:func:`~bcdet_helpers.study.decode._build`). The study folder's files and their readers are
+:mod:`bcdet_helpers.study.files`. See :mod:`bcdet_helpers.study`.
+
+Over ~350 lines on purpose: :class:`Study` is one record, and its look-ups and tables (``scores_table``,
+``summary`` ...) are its methods, read by notebook 05, the report and the ladder."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import BcdetError
-from ..paths import CLASSES
-from ..runkey import AUGMENTED, RunKey  # noqa: F401  (AUGMENTED re-exported for the study's readers)
 from ..stats import CorrectedTTest, Interval
+from .decode import _build
 
 
 SCHEMA = "bcdet.study"
@@ -42,13 +44,6 @@ COMPARISONS = (
 OPERATING_SENSITIVITY = 0.9  # the malignant sensitivity a run's threshold is chosen for, on its validation images
 PAPER_CLAIM = 0.09  # ~90 % vs ~81 %: the difference the paper reports, switching - constant
 METRICS = ("accuracy", "macro_f1")
-PROBA_DECIMALS = 5  # probabilities in the prediction CSVs (keeps results/<profile>-cv/ small)
-PREDICTION_COLUMNS = (
-    ["file", "label", "y", "group", "kind", "fold", "seed", "arm", "weights", "epoch", "part"]
-    + [f"p_{c}" for c in CLASSES] + [f"p_{c}_hflip" for c in CLASSES] + ["pred", "partition"]
-)
-RUN_COLUMNS = ["arm", "kind", "fold", "seed", "n_train", "n_val", "n_test", "epochs", "best_epoch",
-               "max_phase_ratio", "wall_time_s", "seconds_per_epoch", "run", "partition"]
 
 
 # ------------------------------------------------------------------------------------ result types
@@ -360,46 +355,6 @@ class Study:
         return out
 
 
-# ------------------------------------------------------------------- typed decoding (from_dict)
-def _build(tp, value, where: str):
-    """``value`` (plain JSON) as type ``tp``: dataclasses field by field, lists, dicts, optionals;
-    ``null`` for a float is NaN (written so by :func:`runinfo.jsonable`)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        inner = [t for t in options if t is not type(None)]
-        return _build(inner[0], value, where)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise BcdetError(f"study.json: {where} should be an object, got {type(value).__name__}")
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
-        required = {f.name for f in dataclasses.fields(tp)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-        unknown, missing = set(value) - names, required - set(value)
-        if unknown or missing:
-            raise BcdetError(f"study.json: {where} ({tp.__name__}) has unknown keys {sorted(unknown)} and lacks "
-                             f"{sorted(missing)} -- written by another version of bcdet?")
-        return tp(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in value.items()})
-    if origin is list:
-        (inner,) = typing.get_args(tp) or (typing.Any,)
-        return [_build(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _, inner = typing.get_args(tp) or (str, typing.Any)
-        return {str(k): _build(inner, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is float:
-        return math.nan if value is None else float(value)
-    if tp is int:
-        return int(value)
-    if tp is bool:
-        return bool(value)
-    if tp is str:
-        return str(value)
-    return value  # dict / Any
-
-
 def to_json(study: Study) -> str:
     """The study as strict JSON text (the one format; see :data:`SCHEMA_VERSION`)."""
     return json.dumps(study.to_dict(), indent=2, allow_nan=False) + "\n"
@@ -413,39 +368,3 @@ def from_json(text: str | bytes) -> Study:
 def load_study(path: str | Path) -> Study:
     """``study.json`` (or the folder holding it) as a :class:`Study`."""
     return Study.load(path)
-
-
-# ------------------------------------------------------------------------- reading a study folder
-def label_conflicts(index: pd.DataFrame) -> pd.DataFrame:
-    """Images whose near-duplicate group (``group``) holds another label: ``file``, ``label``,
-    ``group``, ``other_labels`` (a list). Every member of such a group is listed."""
-    labels = index.groupby("group")["label"].agg(lambda s: sorted(set(s)))
-    mixed = labels[labels.map(len) > 1]
-    rows = index[index["group"].isin(mixed.index)]
-    return pd.DataFrame({
-        "file": rows["file"].to_numpy(),
-        "label": rows["label"].to_numpy(),
-        "group": rows["group"].astype(int).to_numpy(),
-        "other_labels": [[x for x in mixed[g] if x != lab] for g, lab in zip(rows["group"], rows["label"])],
-    }, columns=["file", "label", "group", "other_labels"])
-
-
-def read_folds(folder: str | Path) -> pd.DataFrame:
-    path = Path(folder) / "folds.csv"
-    if not path.exists():
-        raise BcdetError(f"{path} is missing: run write_folds / run_study for this study first.")
-    table = pd.read_csv(path)
-    return table if "partition" in table else table.assign(partition=0)  # one partition before #28
-
-
-def load_predictions(folder: str | Path, part: str = "test") -> pd.DataFrame:
-    """All prediction CSVs of a study folder: ``part="test"`` the out-of-fold ones (``oof/``),
-    ``"val"`` the validation ones (``val/``)."""
-    sub = {"test": "oof", "val": "val"}[part]
-    files = sorted((Path(folder) / sub).glob("*.csv"))
-    if not files:
-        return pd.DataFrame(columns=PREDICTION_COLUMNS)
-    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    return df if "partition" in df else df.assign(partition=0)  # recorded before fold partitions (#28)
-
-
