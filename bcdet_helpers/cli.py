@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--seed", type=seed_arg, default=0, help="the runs' seed (default: %(default)s)")
     sr.add_argument("--busbra", action="store_true", help="also measure which shift BUS-BRA resembles")
     sr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
-    sr.add_argument("--out", default=None, help="default: runs/<profile>/stress/")
+    _record_options(sr, "stress")
 
     st = sub.add_parser("study", help="the cross-validated study alone: list its runs, train some (one job of an "
                                       "array), or train what is missing and evaluate")

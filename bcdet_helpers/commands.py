@@ -127,10 +127,14 @@ def cli_tune(args) -> int:
 
 
 def cli_stress(args) -> int:
-    """``bcdet stress --profile P [--arm A ...] [--busbra]``: every arm's finished grouped runs (all folds, one
-    seed), pooled out of fold, under every shift of :data:`shifts.SHIFTS` -> ``curves.csv`` and ``stress.png``
-    (with ``--busbra`` also ``resemblance.csv``, ``profiles.csv``, ``sizes.csv``) in ``runs/<profile>/stress/``.
-    Trains nothing: runs missing their weights are named, with the command that trains them."""
+    """``bcdet stress --profile P [--arm A ...] [--busbra] [--out DIR | --record] [--force]``: every arm's finished
+    grouped runs (all folds, one seed), pooled out of fold, under every shift of :data:`shifts.SHIFTS` ->
+    ``curves.csv`` and ``stress.png`` (with ``--busbra`` also ``resemblance.csv``, ``profiles.csv``,
+    ``sizes.csv``) in ``runs/<profile>/stress/``; only ``--record`` writes the committed
+    ``results/<profile>-stress/`` (replacing it needs ``--force``). Trains nothing: runs missing their weights
+    are named, with the command that trains them."""
+    import shlex
+
     import pandas as pd
     import torch
 
@@ -154,8 +158,22 @@ def cli_stress(args) -> int:
     if missing:
         raise BcdetError(f"{len(missing)} run(s) have no weights, e.g. {missing[0]}: train them first "
                          f"(`bcdet study --profile {prof.name}`); the stress test trains nothing.")
-    out = Path(args.out) if args.out else runs_dir(prof.name) / "stress"
+    from .outputs import claim, mark
+    from .paths import project_root
+
+    record = getattr(args, "record", False)
+    out = Path(args.out) if args.out else (project_root() / "results" / f"{prof.name}-stress" if record
+                                           else runs_dir(prof.name) / "stress")
+    claim(out, force=getattr(args, "force", False))  # before any work: never over a folder bcdet did not write
+    from .data.busbra import find_busbra
+
+    if args.busbra and find_busbra() is None:
+        raise BcdetError("--busbra: no BUS-BRA copy found. Set BCDET_BUSBRA to its folder (or put it in data/BUS-BRA).")
     out.mkdir(parents=True, exist_ok=True)
+    given = {"--profile": prof.name, "--arm": " ".join(args.arm) if args.arm else None, "--seed": args.seed or None,
+             "--out": args.out}
+    mark(out, " ".join(["bcdet stress", *(f"{k} {shlex.quote(str(v))}" for k, v in given.items() if v is not None)]
+                       + (["--busbra"] if args.busbra else []) + (["--record"] if record else [])))
     frames = []
     for arm, ks in keys.items():
         datas = [load_split_data(prof, "grouped", args.seed, fold=k.fold) for k in ks]

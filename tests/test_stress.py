@@ -303,3 +303,13 @@ def test_the_stress_command_names_missing_runs_then_writes_its_curves(busi_dir, 
     assert cli.main(["stress", "--profile", "smoke", "--arm", "constant", "--out", str(tmp_path / "s")]) == 0
     curves = pd.read_csv(tmp_path / "s" / "curves.csv")
     assert {"shift", "severity", "metric", "value"} <= set(curves.columns) and (tmp_path / "s" / "stress.png").exists()
+    # never over a folder bcdet did not write (#27's rule), checked before any work; its own folder it rewrites
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "curves.csv").write_text("my own numbers\n")
+    assert cli.main(["stress", "--profile", "smoke", "--arm", "constant", "--out", str(tmp_path / "mine")]) == 2
+    assert "Refusing to replace" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "curves.csv").read_text() == "my own numbers\n"
+    assert cli.main(["stress", "--profile", "smoke", "--arm", "constant", "--out", str(tmp_path / "s")]) == 0
+    assert "bcdet stress --profile smoke --arm constant" in (tmp_path / "s" / ".bcdet-output").read_text()
+    with pytest.raises(SystemExit):  # --out or --record, not both: argparse says so
+        cli.main(["stress", "--profile", "smoke", "--arm", "constant", "--record", "--out", "x"])
