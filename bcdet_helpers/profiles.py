@@ -158,49 +158,50 @@ TUNED: dict[str, dict[str, dict]] = {
             "source": "results/tuning/laptop/best-onecycle.json: trial 10 of 12, score 0.703, study laptop-onecycle-grouped, commit 811ce0f",
         },
     },
-    # `bcdet tune --profile class --adopt results/tuning/class` (24 trials per arm, two validation sets per trial,
-    # class profile: 40 px, 18 epochs -- tuned for its own budget, issue #29; the CPU VM, 2026-12-02)
+    # `bcdet tune --profile class --adopt results/tuning/class-b32` (24 trials per arm, two validation sets per
+    # trial, class profile: 40 px, batch 32, 24 epochs -- tuned for its own budget, issue #29; the CPU VM,
+    # 2026-12-02). The first class tuning (batch 128, 18 epochs) is kept in results/tuning/class/.
     "class": {
         "constant": {
             "params": {
-                "lr": 0.0022518053547650146,
-                "weight_decay": 6.007868408882834e-06,
-                "warmup": 2.0
+                "lr": 0.00010199492809220241,
+                "weight_decay": 0.0016455883746901861,
+                "warmup": 0.5
             },
-            "source": "results/tuning/class/best-constant.json: trial 16 of 24, score 0.672, study class-constant-grouped, commit 457e640"
+            "source": "results/tuning/class-b32/best-constant.json: trial 21 of 24, score 0.676, study class-constant-grouped, commit 4f2a098"
         },
         "decay": {
             "params": {
-                "lr": 0.0047018354036375285,
-                "gamma": 0.08595864678804306,
-                "switch1": 0.33877373444207004,
-                "switch2": 0.5322168270938781,
-                "switch3": 0.7766660072703574,
-                "weight_decay": 3.09676175824348e-06,
-                "warmup": 1.0
+                "lr": 0.00759250935460024,
+                "gamma": 0.10816043703762417,
+                "switch1": 0.2874482459666905,
+                "switch2": 0.6701759615820062,
+                "switch3": 0.7568613774202151,
+                "weight_decay": 4.0781387962091274e-05,
+                "warmup": 0.5
             },
-            "source": "results/tuning/class/best-decay.json: trial 12 of 24, score 0.669, study class-decay-grouped, commit 457e640"
+            "source": "results/tuning/class-b32/best-decay.json: trial 19 of 24, score 0.717, study class-decay-grouped, commit 4f2a098"
         },
         "switching": {
             "params": {
-                "lr": 0.0010223216113878556,
-                "sgd_lr": 0.0022049251069890695,
-                "gamma": 0.13620002078642496,
-                "switch1": 0.35472086764190613,
-                "switch2": 0.6759999797146853,
-                "switch3": 0.8529054390504384,
-                "weight_decay": 0.000325035442019346,
-                "warmup": 1.0
+                "lr": 0.001321626545993188,
+                "sgd_lr": 0.0003527116277838201,
+                "gamma": 0.05881759104774055,
+                "switch1": 0.24534585341558038,
+                "switch2": 0.6232794442256614,
+                "switch3": 0.7765123834978207,
+                "weight_decay": 1.7380885427756711e-06,
+                "warmup": 2.0
             },
-            "source": "results/tuning/class/best-switching.json: trial 21 of 24, score 0.678, study class-switching-grouped, commit 457e640"
+            "source": "results/tuning/class-b32/best-switching.json: trial 19 of 24, score 0.706, study class-switching-grouped, commit 4f2a098"
         },
         "onecycle": {
             "params": {
-                "lr": 0.02095846101054314,
-                "weight_decay": 3.0331599954370147e-06,
-                "pct_start": 0.25727892180129475
+                "lr": 0.000361859937844986,
+                "weight_decay": 3.8795186624253225e-05,
+                "pct_start": 0.193252878939352
             },
-            "source": "results/tuning/class/best-onecycle.json: trial 12 of 24, score 0.704, study class-onecycle-grouped, commit 457e640"
+            "source": "results/tuning/class-b32/best-onecycle.json: trial 5 of 24, score 0.707, study class-onecycle-grouped, commit 4f2a098"
         }
     },
 }

@@ -415,7 +415,9 @@ def tuned_entry(folder: str | Path, trials: int = TRIALS) -> dict:
         raise BcdetError(f"No stable trial for {', '.join(unstable)}: no tuned value to adopt for them.")
     return {arm: {"params": b["params"],
                   "source": f"{folder.as_posix()}/best-{arm}.json: trial {b['best_trial']} of {b['trials']}, "
-                            f"score {b['best_value']:.3f}, study {b['study']}, commit {b['git_commit']}"}
+                            f"score {b['best_value']:.3f}, study {b['study']}, commit "
+                            # the code the best trial ran, not the code that exported the record
+                            f"{(b.get('best_user_attrs') or {}).get('git_commit', b['git_commit'])}"}
             for arm, b in best.items()}
 
 
