@@ -26,7 +26,7 @@ help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=paper|laptop|class|smoke (reproduce; class: every notebook in minutes on a CPU),"
 	@echo "             BCDET_DATA=/path/to/Dataset_BUSI_with_GT,"
-	@echo "             ARGS=\"--seeds 0 --splits grouped\" (reproduce: a smaller study),"
+	@echo "             ARGS=\"--seeds 0 --kinds grouped\" (reproduce: a smaller study),"
 	@echo "             YES=1 (reproduce: start a job estimated at over an hour without asking),"
 	@echo "             HEADLESS=1 (lab: no browser; open the printed http://127.0.0.1:PORT/lab?token=... URL)"
 	@echo "             slides: PROFILE=class by default, NB=\"03\" picks notebooks, ARGS=--execute runs missing ones,"

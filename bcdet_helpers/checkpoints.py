@@ -101,7 +101,7 @@ def load_checkpoint(path: str | Path, device="cpu"):
     model is in eval mode.
 
     ``meta`` holds what prediction needs: image_size, channels, width, mean, std, classes, and where
-    the weights came from (profile, schedule, split, seed, best_epoch).
+    the weights came from (profile, schedule: the arm, split: the kind, seed, best_epoch).
     """
     from .device import choose_device
     from .model import build_model

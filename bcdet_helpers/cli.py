@@ -13,9 +13,17 @@ import sys
 
 from .errors import BcdetError
 from .options import epochs_arg, random_seeds_arg, seed_arg, seeds_arg
-from .profiles import KINDS, PROFILES
+from .profiles import ARMS, KINDS, PROFILES, TUNED_ARMS
 
 PROFILE_HELP = " | ".join(PROFILES) + " (default: %(default)s)"  # every --profile lists every profile
+# One rule for the default profile: a command that reproduces the paper defaults to `paper`; every other command
+# works at the CPU study's scale, `laptop`. (The notebooks, opened by hand, and `make slides` default to `class`.)
+PAPER_COMMANDS = ("reproduce", "publish")
+DEFAULT_PROFILE_RULE = ("--profile is one of " + ", ".join(PROFILES) + " (bcdet_helpers/profiles.py); it defaults to "
+                        f"paper for {' and '.join(PAPER_COMMANDS)}, which reproduce the paper, and to laptop, the CPU "
+                        "study, for every other command. class runs each notebook in minutes on a CPU; smoke is for "
+                        "tests.")
+KIND_HELP = "grouped (leak-free) | random (paper-like): how the folds are drawn (default: %(default)s)"
 
 # sub-command -> (module, function): every handler lives in bcdet_helpers.commands, named after its last word
 COMMANDS = ("data check", "data download", "duplicates", "train", "tune", "predict", "evaluate", "reproduce",
@@ -27,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bcdet",
         description="ResNet9 on breast ultrasound (BUSI): data, training, evaluation, reproduction.",
-        epilog="`bcdet COMMAND --help` shows each command's options and defaults.",
+        epilog="`bcdet COMMAND --help` shows each command's options and defaults. " + DEFAULT_PROFILE_RULE,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -50,27 +58,29 @@ def build_parser() -> argparse.ArgumentParser:
     dup.add_argument("--csv", default=None, help="write one row per pair to this CSV")
 
     tr = sub.add_parser("train", help="one headless training run")
-    tr.add_argument("--profile", default="laptop", help=PROFILE_HELP)
-    tr.add_argument("--schedule", default="switching",
-                    help="constant | decay | switching | onecycle (default: %(default)s)")
+    _profile_option(tr, "train")
+    tr.add_argument("--arm", default="switching", help=" | ".join(ARMS) + " (default: %(default)s)")
+    _renamed(tr, "--schedule", "--arm")
     tr.add_argument("--seed", type=seed_arg, default=0, help="fixes split, init, augmentation, batch order (default: %(default)s)")
-    tr.add_argument("--split", default="grouped", choices=KINDS,
-                    help="grouped (leak-free) | random (paper-like) (default: %(default)s)")
+    tr.add_argument("--kind", default="grouped", choices=KINDS, help=KIND_HELP)
+    _renamed(tr, "--split", "--kind", choices=KINDS)
     tr.add_argument("--fold", type=int, default=0, help="the test fold, 0..4 (default: %(default)s)")
     tr.add_argument("--epochs", type=epochs_arg, default=None, help="override the profile's epochs")
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
 
     tu = sub.add_parser("tune", help="tune an arm's rates and switch points on validation data (Optuna)")
-    tu.add_argument("--profile", default="laptop", help=PROFILE_HELP)
-    tu.add_argument("--schedule", default="all", help="constant | decay | switching | onecycle | all (default: %(default)s)")
+    _profile_option(tu, "tune")
+    tu.add_argument("--arm", default="all", help=" | ".join((*TUNED_ARMS, "all")) + " (default: %(default)s)")
+    _renamed(tu, "--schedule", "--arm")
     tu.add_argument("--trials", type=int, default=24,
                     help="trials per arm (finished or pruned after their first run), the same for every arm "
                          "(default: %(default)s)")
     tu.add_argument("--storage", default=None,
                     help="Optuna storage URL (default: sqlite file under runs/<profile>/tuning/; "
                          "a postgresql:// or mysql:// URL lets several machines share one study)")
-    tu.add_argument("--split", default="grouped", choices=KINDS, help="(default: %(default)s)")
+    tu.add_argument("--kind", default="grouped", choices=KINDS, help=KIND_HELP)
+    _renamed(tu, "--split", "--kind", choices=KINDS)
     tu.add_argument("--seed", type=seed_arg, default=0, help="the sampler's and the runs' seed (default: %(default)s)")
     tu.add_argument("--jobs", type=int, default=None,
                     help="parallel workers on this machine (default: one 1-thread worker per core on a CPU, 1 on a GPU)")
@@ -100,12 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: %(default)s)")
 
     rp = sub.add_parser("reproduce", help="run notebooks 01-06 with papermill")
-    rp.add_argument("--profile", default="paper",
-                    help=PROFILE_HELP + "; class is the cheap path: every notebook in minutes on a CPU")
+    _profile_option(rp, "reproduce", after="; class is the cheap path: every notebook in minutes on a CPU")
     rp.add_argument("--seeds", type=seeds_arg, nargs="+", default=None, metavar="N",
                     help="a smaller study: only these seeds (default: the profile's own)")
-    rp.add_argument("--splits", nargs="+", choices=KINDS, default=None,
-                    help="a smaller study: only these splits (default: both)")
+    rp.add_argument("--kinds", nargs="+", choices=KINDS, default=None,
+                    help="a smaller study: only these kinds of folds (default: both)")
+    _renamed(rp, "--splits", "--kinds", nargs="+", choices=KINDS)
     rp.add_argument("--random-seeds", type=random_seeds_arg, nargs="+", default=None, metavar="N",
                     help="seeds of the random split, which only measures the leakage gap (default: the first seed)")
     rp.add_argument("--study", action=argparse.BooleanOptionalAction, default=None,
@@ -119,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start even when the training is estimated at over an hour, without asking")
 
     pb = sub.add_parser("publish", help="copy a finished reproduction's small outputs to results/<profile>/")
-    pb.add_argument("--profile", default="paper", help=PROFILE_HELP)
+    _profile_option(pb, "publish")
     pb.add_argument("--dest", default=None, help="default: results/<profile>/ (with --partial: results/<profile>-cv-partial/, "
                                                    "with --study-only: results/<profile>-cv/)")
     only = pb.add_mutually_exclusive_group()  # argparse refuses both at once
@@ -133,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace a destination publish did not write, or committed results (it says what it replaces)")
 
     ld = sub.add_parser("ladder", help="the leakage ladder: how one arm's honest accuracy climbs to a paper-like one")
-    ld.add_argument("--profile", default="laptop", help="whose study: " + PROFILE_HELP)
+    _profile_option(ld, "ladder", before="whose study: ")
     ld.add_argument("--study", default=None, help="a study folder (default: results/<profile>-cv/, the published one)")
     ld.add_argument("--arm", default=None,
                     help="the arm to climb with (default: switching, the paper's method); `all`: every arm of the "
@@ -143,13 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("external", help="every arm of a finished study on BUS-BRA (its runs' external predictions): "
                                          "AUC, carried-over threshold, calibration, per scanner, beside BUSI out-of-fold")
-    ex.add_argument("--profile", default="laptop", help="whose study: " + PROFILE_HELP)
+    _profile_option(ex, "external", before="whose study: ")
     ex.add_argument("--study", default=None, help="a study folder (default: results/<profile>-cv/, the published one)")
     _record_options(ex, "external")
 
     sr = sub.add_parser("stress", help="acquisition-shift stress test: each arm's out-of-fold scores under graded "
                                        "gain, contrast, speckle, blur, resolution, zoom, aspect and overlay shifts")
-    sr.add_argument("--profile", default="laptop", help="whose runs: " + PROFILE_HELP)
+    _profile_option(sr, "stress", before="whose runs: ")
     sr.add_argument("--arm", nargs="+", default=None, help="arms (default: every arm of the profile's study)")
     sr.add_argument("--seed", type=seed_arg, default=0, help="the runs' seed (default: %(default)s)")
     sr.add_argument("--busbra", action="store_true", help="also measure which shift BUS-BRA resembles")
@@ -158,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("study", help="the cross-validated study alone: list its runs, train some (one job of an "
                                       "array), or train what is missing and evaluate")
-    st.add_argument("--profile", default="laptop", help=PROFILE_HELP)
+    _profile_option(st, "study")
     what = st.add_mutually_exclusive_group()
     what.add_argument("--list", action="store_true", help="print the study's runs, one per line: index and name")
     what.add_argument("--run", type=int, nargs="+", metavar="K",
@@ -171,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     im = sub.add_parser("improve", help="the improvement ladder: what honestly helps, rung by rung, on the verdict's "
                                         "folds and seeds, chosen on validation only (BUSI out-of-fold and BUS-BRA)")
-    im.add_argument("--profile", default="laptop", help=PROFILE_HELP)
+    _profile_option(im, "improve")
     im.add_argument("--rungs", nargs="+", default=None, metavar="RUNG",
                     help="the rungs to climb, in order (default: baseline imbalance resolution augment longer "
                          "ensemble); baseline is always the first, ensemble must be the last")
@@ -183,6 +193,31 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: %(default)s)")
     _record_options(im, "improve")
     return p
+
+
+def _profile_option(parser, command: str, before: str = "", after: str = "") -> None:
+    """``--profile``, with its default by the one rule (:data:`DEFAULT_PROFILE_RULE`)."""
+    default = "paper" if command in PAPER_COMMANDS else "laptop"
+    parser.add_argument("--profile", default=default, help=before + PROFILE_HELP + after)
+
+
+class _Renamed(argparse.Action):
+    """An option under its name before issue #32 (users' scripts use it): it sets the new option and says
+    the new name in one line. Hidden from ``--help``."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"bcdet: {option_string} is now {self.new} (the old name still works, for now)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _renamed(parser, old: str, new: str, **kwargs) -> None:
+    """Accept ``old`` as a hidden, deprecated spelling of the option ``new`` (same values)."""
+    parser.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_Renamed, new=new,
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
 
 def _record_options(parser, name: str) -> None:

@@ -86,8 +86,8 @@ def cli_train(args) -> int:
     """``bcdet train``: one headless run; prints where the results went and the best val metrics."""
     from . import runs
 
-    res = runs.train_run(args.profile, args.schedule, seed=args.seed, split=args.split, epochs=args.epochs,
-                         device=args.device, resume=args.resume, fold=args.fold)
+    res = runs.train_run(args.profile, args.arm, kind=args.kind, fold=args.fold, seed=args.seed, epochs=args.epochs,
+                         device=args.device, resume=args.resume)
     if res.interrupted:  # fit has said so, in one line, with how to go on
         return 130
     b = res.best
@@ -114,12 +114,12 @@ def cli_tune(args) -> int:
         return 0
     if getattr(args, "export", None):
         prof = get_profile(args.profile)
-        for s in tune.export(prof.name, args.storage or tune.storage_url(prof.name), args.export, args.split):
+        for s in tune.export(prof.name, args.storage or tune.storage_url(prof.name), args.export, args.kind):
             print(f"{s['arm']}: {s['trials']} trials ({s['stable_trials']} stable), best {s['best_value']:.3f}")
         return 0
-    arms = list(SEARCH_SPACES) if args.schedule == "all" else [args.schedule]
+    arms = list(SEARCH_SPACES) if args.arm == "all" else [args.arm]
     for arm in arms:
-        s = tune.tune(args.profile, arm, args.trials, storage=args.storage, split=args.split, seed=args.seed,
+        s = tune.tune(args.profile, arm, args.trials, storage=args.storage, kind=args.kind, seed=args.seed,
                       device=args.device, jobs=args.jobs, out=args.out)
         print(f"{arm}: best score {s['best_value']:.3f} after {s['trials']} trials (trial {s['best_trial']}): "
               f"{s['params']}")
@@ -338,13 +338,13 @@ def cli_evaluate(args) -> int:
 # ------------------------------------------------------------------------------- reproduction
 def cli_reproduce(args) -> int:
     """``bcdet reproduce --profile P [--study | --no-study] [--no-ladder] [--seeds N ...] [--random-seeds N ...]
-    [--splits S ...] [--out O] [--yes]``."""
+    [--kinds K ...] [--out O] [--yes]``."""
     from . import reproduce as rp
     from .errors import BcdetError
 
     try:
         rp.reproduce(args.profile, out=getattr(args, "out", None), seeds=getattr(args, "seeds", None),
-                     splits=getattr(args, "splits", None), yes=getattr(args, "yes", False),
+                     kinds=getattr(args, "kinds", None), yes=getattr(args, "yes", False),
                      study=getattr(args, "study", None), random_seeds=getattr(args, "random_seeds", None),
                      ladder=getattr(args, "ladder", True))
     except ValueError as exc:  # unknown profile

@@ -134,7 +134,7 @@ def evaluate_run(run, data, n_boot: int | None = None, seed: int = 0, device="cp
     """Score the best-by-validation checkpoint (``best.pt``) of ``run`` on ``data``'s test part.
 
     ``run``: a run folder or a :class:`train.FitResult` with a ``run_dir``. ``data``: the
-    :class:`SplitData` the run was trained on -- checked against the checkpoint (split kind, seed,
+    :class:`SplitData` the run was trained on -- checked against the checkpoint (kind, seed,
     image size) because scoring on a *different* split would put training images into the "test"
     set. Returns an :class:`Evaluation` with the :func:`metrics`, 95% bootstrap CIs of accuracy
     and macro-F1 (``n_boot`` resamples, default the profile's ``bootstrap``), ECE and the raw
@@ -149,14 +149,15 @@ def evaluate_run(run, data, n_boot: int | None = None, seed: int = 0, device="cp
             f"(bcdet train ... or runs.train_run), or pass the run folder that holds best.pt."
         )
     model, meta = load_checkpoint(run_dir / "best.pt", device=device)
-    checks = (("split", data.kind), ("seed", data.seed), ("image_size", data.image_size),
+    checks = (("split", data.kind), ("seed", data.seed),  # "split": the record's key for the kind ("image_size", data.image_size),
               ("channels", data.channels), ("profile", (data.meta or {}).get("profile")))
     for key, have in checks:
         want = meta.get(key)
         if want is not None and have is not None and str(want) != str(have):
+            said = "kind" if key == "split" else key
             raise BcdetError(
-                f"{run_dir}: the checkpoint was trained with {key}={want!r} but the data has {key}={have!r}. "
-                f"Load the data the run used: load_split_data({meta.get('profile')!r}, split={meta.get('split')!r}, "
+                f"{run_dir}: the checkpoint was trained with {said}={want!r} but the data has {said}={have!r}. "
+                f"Load the data the run used: load_split_data({meta.get('profile')!r}, kind={meta.get('split')!r}, "
                 f"seed={meta.get('seed')!r})."
             )
     x, y = data.part(part)

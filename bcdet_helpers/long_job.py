@@ -23,11 +23,11 @@ def print_estimate(est: dict) -> None:
     extra = est.get("runs_chapter04_only", 0)
     if est.get("study"):
         seeds = ", ".join(f"{k}: {len(v)} seed(s)" for k, v in est.get("study_seeds", {}).items())
-        what = (f"(notebook 05's cross-validated study: {est['folds']} folds x arms x seeds per split kind "
+        what = (f"(notebook 05's cross-validated study: {est['folds']} folds x arms x seeds per kind of folds "
                 f"[{seeds}]" + (f" + {est['runs_ladder']} runs of the leakage ladder's arm (more random-split seeds, "
                                   "and its runs with test copies trained on)"
                                 if est.get("runs_ladder") else "") + f" = {est['runs_study']} runs"
-                + (f", plus notebook 04's {extra} run(s) with the profile's own seed and split" if extra else "") + ") ")
+                + (f", plus notebook 04's {extra} run(s) with the profile's own seed and kind" if extra else "") + ") ")
     else:
         what = "(notebook 04's arms on one fold; notebook 05 scores them -- its cross-validated study is not run) "
     print(
@@ -96,7 +96,7 @@ def cheaper_choices(profile: str, study: bool | None = None, device=None, est: d
     if prof is not None and runs_study(profile, study):
         full = len(planned_runs(prof, True))
         no_ladder = len(planned_runs(prof, True, ladder=False))
-        small = get_profile(profile, seeds=prof.seeds[:1], splits=["grouped"])
+        small = get_profile(profile, seeds=prof.seeds[:1], kinds=["grouped"])
         n_small = len(planned_runs(small, True))
         chapter04 = len(planned_runs(prof, False))
         if no_ladder < full:
@@ -105,7 +105,7 @@ def cheaper_choices(profile: str, study: bool | None = None, device=None, est: d
                                     f"not {full}",
                             "prof": prof, "study": True, "ladder": False})
         if n_small < full:
-            args = f"--seeds {prof.seeds[0]} --splits grouped"
+            args = f"--seeds {prof.seeds[0]} --kinds grouped"
             choices.append({"args": f"--profile {profile} {args}", "make": _make_form(profile, args),
                             "what": f"a smaller study: {n_small} runs, not {full}", "prof": small, "study": True,
                             "ladder": True})

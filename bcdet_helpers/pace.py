@@ -142,7 +142,7 @@ def _measure_seconds_per_epoch(prof, device, n_train: int) -> float:
     import torch
     import torch.nn.functional as F
 
-    from .callbacks import MEMORY_FORMAT
+    from .batches import MEMORY_FORMAT
     from .device import keep_freed_memory
     from .model import build_model
 

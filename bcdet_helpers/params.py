@@ -88,11 +88,11 @@ def _seed(name: str):
     return lambda value: check_seed(value, f"-p {name}")
 
 
-def _split_kind(value) -> str:
+def _kind(value) -> str:
     from .profiles import KINDS
 
     if value not in KINDS:
-        raise BcdetError(f"-p splits {value!r}: a split kind is one of {', '.join(KINDS)}, e.g. -p splits grouped.")
+        raise BcdetError(f"-p kinds {value!r}: a kind of folds is one of {', '.join(KINDS)}, e.g. -p kinds grouped.")
     return value
 
 
@@ -125,7 +125,7 @@ PARAMETER_TYPES = {
     "profile": _profile,
     "study": _flag("study"),
     "seeds": _one_or_more("seeds", _seed("seeds"), "[0, 1]"),
-    "splits": _one_or_more("splits", _split_kind, "[grouped, random]"),
+    "kinds": _one_or_more("kinds", _kind, "[grouped, random]"),
     "random_seeds": _one_or_more("random_seeds", _seed("random_seeds"), "[0, 1]"),
     "ladder": _flag("ladder"),
     "arms": _one_or_more("arms", _arm("arms"), "[constant, switching]"),  # chapter 06
@@ -139,7 +139,7 @@ def normalise_parameters(namespace: dict) -> None:
 
     papermill's ``-p NAME VALUE`` guesses the type from the text: ``-p seeds 5`` injects ``seeds = 5``
     where chapter 05 wants a list (it failed later with ``TypeError: 'int' object is not iterable``),
-    so a single seed or split kind becomes a list of one; and ``-p study true`` injects the *string*
+    so a single seed or kind becomes a list of one; and ``-p study true`` injects the *string*
     "true", which a notebook would take as yes whatever it said, so the flags must be booleans.
     ``None`` keeps a parameter's default meaning and is left alone.
     """
@@ -157,7 +157,7 @@ def declared_parameters(notebook: str | Path) -> list[str]:
 
 def check_reproduce_parameters(notebooks, parameters: dict, optional=()) -> dict[Path, list[str]]:
     """Before anything runs: every notebook must declare each of ``parameters``, except the
-    ``optional`` ones (a smaller study's ``seeds`` / ``splits``, which only chapter 05 takes) --
+    ``optional`` ones (a smaller study's ``seeds`` / ``kinds``, which only chapter 05 takes) --
     and those must be declared by at least one notebook. Returns each notebook's declared names.
     """
     declared = {Path(nb): declared_parameters(nb) for nb in notebooks}

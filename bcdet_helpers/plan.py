@@ -41,7 +41,7 @@ def runs_study(profile: str, study: bool | None = None) -> bool:
 
 
 def study_seeds(prof, random_seeds=None) -> dict[str, list[int]]:
-    """Seeds per split kind of the study (:func:`study.design.default_seeds`)."""
+    """Seeds per kind of the study (:func:`study.design.default_seeds`)."""
     from .study.design import default_seeds
 
     return default_seeds(prof, random_seeds)
@@ -50,10 +50,10 @@ def study_seeds(prof, random_seeds=None) -> dict[str, list[int]]:
 def planned_runs(prof, study: bool = True, random_seeds=None, ladder: bool = True) -> list[RunKey]:
     """Every training run (a :class:`~bcdet_helpers.runkey.RunKey`) a reproduction of ``prof`` starts.
 
-    Notebook 04's runs (the profile's *own* arms on its first split and seed, fold 0 -- notebook 04
-    gets only ``profile``, so a smaller study such as ``--seeds 1 --splits random`` does not change
+    Notebook 04's runs (the profile's *own* arms on its first kind and seed, fold 0 -- notebook 04
+    gets only ``profile``, so a smaller study such as ``--seeds 1 --kinds random`` does not change
     them; notebook 05 scores these same runs) plus, when ``study``, notebook 05's cross-validated
-    study: arms x folds x the seeds of each split kind (:func:`study_seeds`), and the leakage ladder's
+    study: arms x folds x the seeds of each kind (:func:`study_seeds`), and the leakage ladder's
     extra runs unless ``ladder`` is False.
     """
     from .profiles import get_profile
@@ -62,7 +62,7 @@ def planned_runs(prof, study: bool = True, random_seeds=None, ladder: bool = Tru
         own = get_profile(prof.name)
     except ValueError:  # a Profile built by hand, not one of PROFILES
         own = prof
-    chapter04 = [RunKey(s, own.splits[0], 0, own.seeds[0]) for s in own.schedules]
+    chapter04 = [RunKey(arm, own.kinds[0], 0, own.seeds[0]) for arm in own.arms]
     return list(dict.fromkeys((study_runs(prof, random_seeds, ladder) if study else []) + chapter04))
 
 

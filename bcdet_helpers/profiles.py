@@ -13,8 +13,8 @@ Profiles
 ``class``   each notebook in minutes on a 2-core laptop, the phenomena still visible.  # ours
 ``smoke``   a tiny run that exercises every code path in seconds; what ``make test`` executes.
 
-Arms (schedules)
-----------------
+Arms (each trains with a schedule of phases)
+--------------------------------------------
 The paper's method -- "changing the optimizers between Adam and SGD simultaneously with the change
 in learning rates" -- confounds two things: switching the optimizer and lowering the rate. The four
 arms separate them:
@@ -44,10 +44,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .busi import CLASSES  # noqa: F401  (re-exported; defined once, in the BUSI record)
 
-# How the folds are drawn -- the split *kind*: grouped = near-duplicates kept together (leak-free,
-# ours); random = image-level, paper-like. The parts of one split are train / val / test.
+# How the folds are drawn -- the *kind*: grouped = near-duplicates kept together (leak-free, ours);
+# random = image-level, paper-like. The *parts* of one split are train / val / test.
 KINDS = ("grouped", "random")
-SPLITS = KINDS  # older name, kept for callers (the CLI's --split / --splits options and Profile.splits choose kinds)
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,6 @@ ARMS: dict[str, dict] = {
     "onecycle": {"lr": 3e-3, "weight_decay": 1e-4, "pct_start": 0.3},
 }
 ARMS["matched"] = dict(ARMS["switching"])  # the same numbers: it differs from switching by its optimizer only
-SCHEDULES = ARMS  # the arm names are the schedule names
 # An arm that is not tuned itself takes the tuned values of the arm it is matched to.
 BORROWS = {"matched": "switching"}
 
@@ -233,8 +231,8 @@ class Profile:
     partitions: int = 1
     val_fraction: float = 0.15  # ours: validation carved (by groups) out of the training folds
     seeds: tuple[int, ...] = (0, 1, 2)  # ours: seeds of the study (nb 05)
-    splits: tuple[str, ...] = KINDS  # the split kinds of the study (nb 05)
-    schedules: tuple[str, ...] = TUNED_ARMS  # the arms notebooks 04/05 compare
+    kinds: tuple[str, ...] = KINDS  # the kinds of folds the study draws (nb 05)
+    arms: tuple[str, ...] = TUNED_ARMS  # the arms notebooks 04/05 compare
     study_arms: tuple[str, ...] = (*TUNED_ARMS, *BORROWS)  # the cross-validated study's arms (nb 05)
     dropout: float = 0.2  # before ResNet9's last layer  # ours
     # ResNet9's logits x this. 1 = the tutorial's head. Myrtle.ai's 0.125 keeps an SGD phase after Adam
@@ -288,7 +286,7 @@ AUGMENT_FIELDS = tuple(f for f in Profile.__dataclass_fields__ if f.startswith("
 DEFAULTS = Profile("defaults")
 
 # The fields that change what one training run computes. A finished run is reused as long as these
-# match; the others (seeds, splits, bootstrap, teach_*) belong to the study or to other chapters --
+# match; the others (seeds, kinds, bootstrap, teach_*) belong to the study or to other chapters --
 # ``bootstrap`` only changes the width of a reported interval, never a trained weight.
 RUN_FIELDS = ("image_size", "channels", "width", "batch_size", "epochs", "augment", *AUGMENT_FIELDS,
               "folds", "fold_seed", "val_fraction", "max_per_class", "dropout", "logit_scale",
@@ -333,7 +331,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=32,
         epochs=24,
         seeds=(0,),
-        splits=("grouped",),
+        kinds=("grouped",),
         tuning="class",  # its own tuning: the laptop's rates (50 epochs, 64 px) left constant learning nothing (#29)
         teach_steps=120,
     ),
@@ -409,8 +407,8 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
     prof = replace(prof, **overrides)
     if not prof.seeds or not all(isinstance(s, int) for s in prof.seeds):
         raise ValueError(f"seeds must be one or more integers, got {prof.seeds!r}")
-    if not prof.splits or not set(prof.splits) <= set(KINDS):
-        raise ValueError(f"splits must be one or more of {', '.join(KINDS)}, got {prof.splits!r}")
+    if not prof.kinds or not set(prof.kinds) <= set(KINDS):
+        raise ValueError(f"kinds must be one or more of {', '.join(KINDS)}, got {prof.kinds!r}")
     return prof
 
 
@@ -438,7 +436,7 @@ def arm_params(name: str, profile: "Profile | str | None" = None, params: dict |
     """The numbers arm ``name`` runs with: our defaults, overridden by the tuned values the profile
     points at (``Profile.tuning``), overridden by ``params``."""
     if name not in ARMS:
-        raise ValueError(f"Unknown schedule {name!r}. Choose one of: {', '.join(ARMS)}.")
+        raise ValueError(f"Unknown arm {name!r}. Choose one of: {', '.join(ARMS)}.")
     out = dict(ARMS[name])
     tuned_as = BORROWS.get(name, name)
     if profile is not None:

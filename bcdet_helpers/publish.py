@@ -9,7 +9,7 @@ What is copied (nothing else, so no weights and no patient images beyond the sma
 * ``metrics.json`` and a fresh ``report.md`` built from it (links point inside ``results/``); chapter 06's
   ``external.json`` (its runs scored on BUS-BRA) when it ran
 * ``figures/*.png``                       -- chapters 04 and 05's figures
-* ``splits/<split>-seed<N>.csv``          -- which file went to train / val / test, per study split
+* ``splits/<kind>-fold<F>-seed<N>.csv``   -- which file went to train / val / test, per split of the runs
 * ``runs/<run>/{config.json,history.csv,result.json}`` -- each run notebook 05 scored in detail
   (chapter 04's arms on one fold): its exact configuration, per-epoch history and final numbers
   (device, versions, wall time included)
@@ -48,8 +48,9 @@ CV_PARTS = ("oof", "val", "inflation", "external")  # inflation/: test-by-epoch 
 
 
 def study_runs(metrics: dict) -> list[tuple[str, str, int, int]]:
-    """``(split, schedule, seed, fold)`` of every run in the study that ``metrics.json`` describes."""
-    return [(r["split"], r["schedule"], int(r["seed"]), int(r.get("fold", 0))) for r in metrics.get("runs", [])]
+    """``(arm, kind, fold, seed)`` of every run in the study that ``metrics.json`` describes (whose rows
+    name the arm ``schedule`` and the kind ``split``, the keys from before issue #32)."""
+    return [(r["schedule"], r["split"], int(r.get("fold", 0)), int(r["seed"])) for r in metrics.get("runs", [])]
 
 
 def require_finished(src: Path, metrics: dict, profile: str) -> None:
@@ -94,7 +95,7 @@ def _complete_study(folder: Path, again: str):
 
     study = load_study(folder)
     if not study.complete:
-        raise BcdetError(f"{folder / 'study.json'} is incomplete: some arm, split kind or seed lacks out-of-fold "
+        raise BcdetError(f"{folder / 'study.json'} is incomplete: some arm, kind or seed lacks out-of-fold "
                          f"predictions for every image. {again}")
     return study
 
@@ -117,7 +118,7 @@ def publish(profile: str, dest: str | Path | None = None, force: bool = False) -
     if not runs:
         raise BcdetError(f"{metrics_path} lists no training runs (notebook 05 did not finish?). "
                          f"Run `bcdet reproduce --profile {profile}` again; finished runs are reused.")
-    run_dirs = [run_dir_for(profile, sched, split, seed, fold) for split, sched, seed, fold in runs]
+    run_dirs = [run_dir_for(profile, arm, kind, fold=fold, seed=seed) for arm, kind, fold, seed in runs]
     missing = [run for run in run_dirs if not (run / "result.json").exists()]
     if missing:
         raise BcdetError(f"Runs listed in {metrics_path} are not finished: {', '.join(map(str, missing))}. "
@@ -134,8 +135,8 @@ def publish(profile: str, dest: str | Path | None = None, force: bool = False) -
         shutil.copy2(src / "external.json", stage / "external.json")
     for fig in sorted((src / "figures").glob("*.png")):
         shutil.copy2(fig, stage / "figures" / fig.name)
-    for split, seed, fold in sorted({(split, seed, fold) for split, _, seed, fold in runs}):
-        csv = src / "splits" / f"{split}-fold{fold}-seed{seed}.csv"
+    for kind, fold, seed in sorted({(kind, fold, seed) for _, kind, fold, seed in runs}):
+        csv = src / "splits" / f"{kind}-fold{fold}-seed{seed}.csv"
         if csv.exists():
             (stage / "splits").mkdir(exist_ok=True)
             shutil.copy2(csv, stage / "splits" / csv.name)

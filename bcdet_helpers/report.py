@@ -289,6 +289,7 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
             f"recorded {env.get('recorded_at')}")
     scope = rep.get("study")
     if scope:
+        # "splits" and "schedules": the record's keys (reproduce.py) for the kinds and the arms
         by_kind = scope.get("seeds_by_kind") or {k: scope["seeds"] for k in scope["splits"]}
         n = len(scope["schedules"]) * scope.get("folds", 5) * sum(len(v) for v in by_kind.values())
         design = (f"{n} training runs = arms {', '.join(scope['schedules'])} x {scope.get('folds', 5)} folds x seeds "

@@ -47,7 +47,7 @@ def run_notebook(notebook: Path, out: Path, profile: str, echo: bool = True, **s
     """Execute one notebook with papermill; returns its wall time. A failing cell raises
     :class:`BcdetError` naming the notebook, the cell and the error.
 
-    ``study`` (``study=True``, ``seeds=[0]``, ``splits=["grouped"]``, ``random_seeds=[0]``, ``ladder=False``) goes only
+    ``study`` (``study=True``, ``seeds=[0]``, ``kinds=["grouped"]``, ``random_seeds=[0]``, ``ladder=False``) goes only
     to notebooks whose parameters cell declares it (chapter 05); the others get just ``profile``."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -129,7 +129,7 @@ def _ctrl_c_kills_the_kernel():
 
 
 def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=None, echo: bool = True,
-              device: str = "auto", seeds=None, splits=None, yes: bool = False, study: bool | None = None,
+              device: str = "auto", seeds=None, kinds=None, yes: bool = False, study: bool | None = None,
               random_seeds=None, ladder: bool = True) -> dict:
     """Run the course headless with ``profile``; returns the merged metrics.json content.
 
@@ -137,8 +137,8 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
     ``None`` (the default) runs it for the paper and laptop profiles (:func:`runs_study`). Its result
     is ``runs/<profile>/cv/study.json``, which the report reads with :func:`study.load_study`; a study
     asked for but not written by this reproduction is an error, and no report is written.
-    ``seeds`` / ``splits`` / ``random_seeds`` shrink the study below the profile's (e.g. ``seeds=[0]``,
-    ``splits=["grouped"]``: 20 runs instead of 80 for laptop; ``random_seeds``: the random split's seeds,
+    ``seeds`` / ``kinds`` / ``random_seeds`` shrink the study below the profile's (e.g. ``seeds=[0]``,
+    ``kinds=["grouped"]``: 20 runs instead of 80 for laptop; ``random_seeds``: the random split's seeds,
     by default the first seed only) when the full study does not fit the time at hand -- the paper
     profile on a CPU. ``ladder=False`` (``--no-ladder``) leaves out the leakage ladder's extra runs
     (notebook 05's ``ladder`` parameter): the verdict is the same, the ladder then shows the rungs
@@ -155,10 +155,10 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
 
     seeds = [check_seed(s, "--seeds") for s in seeds] if seeds else None  # before notebook 01, not in 05
     random_seeds = [check_seed(s, "--random-seeds") for s in random_seeds] if random_seeds else None
-    splits = list(splits) if splits else None
-    prof = get_profile(profile, seeds=seeds, splits=splits)  # bad names -> ValueError before anything runs
+    kinds = list(kinds) if kinds else None
+    prof = get_profile(profile, seeds=seeds, kinds=kinds)  # bad names -> ValueError before anything runs
     with_study = runs_study(prof.name, study)
-    study_only(prof.name, with_study, study, {"--seeds": seeds, "--splits": splits, "--random-seeds": random_seeds,
+    study_only(prof.name, with_study, study, {"--seeds": seeds, "--kinds": kinds, "--random-seeds": random_seeds,
                                               "--no-ladder": not ladder})
     from .data.check import require_usable
 
@@ -170,10 +170,10 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
 
     # `study` is checked when it asks for the study (a notebook must declare it, or it would be ignored)
     no_ladder = False if with_study and not ladder else None  # passed only when it changes something
-    given = {"profile": prof.name, "seeds": seeds, "splits": splits, "random_seeds": random_seeds,
+    given = {"profile": prof.name, "seeds": seeds, "kinds": kinds, "random_seeds": random_seeds,
              "study": True if with_study else None, "ladder": no_ladder}
     check_reproduce_parameters(notebooks, {k: v for k, v in given.items() if v is not None},
-                               optional=("seeds", "splits", "random_seeds", "study", "ladder"))
+                               optional=("seeds", "kinds", "random_seeds", "study", "ladder"))
     if out is not None:
         out = Path(out).expanduser().resolve()
         out = out.parent if out.name == prof.name else out
@@ -200,7 +200,7 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
         for nb in notebooks:
             target = folder / "notebooks" / nb.name
             print(f"=== {nb.name} (profile {prof.name!r}) -> {target}", flush=True)
-            wall[nb.name] = round(run_notebook(nb, target, prof.name, echo=echo, seeds=seeds, splits=splits,
+            wall[nb.name] = round(run_notebook(nb, target, prof.name, echo=echo, seeds=seeds, kinds=kinds,
                                                random_seeds=random_seeds, study=True if with_study else None,
                                                ladder=no_ladder), 2)
             print(f"=== {nb.name} done in {_fmt_duration(wall[nb.name])}\n", flush=True)
@@ -219,12 +219,13 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
             "device": device_info(dev),
             "environment": environment_info(dev),
             "study": {"run": with_study, "folder": "cv" if with_study else None,
-                      "seeds": list(prof.seeds), "splits": list(prof.splits), "schedules": list(prof.schedules),
+                      # record keys from before issue #32: "splits" are the kinds, "schedules" the arms
+                      "seeds": list(prof.seeds), "splits": list(prof.kinds), "schedules": list(prof.arms),
                       "folds": prof.folds, "seeds_by_kind": study_seeds(prof, random_seeds),
                       "runs": len(study_runs(prof, random_seeds, ladder)) if with_study else 0,
                       "complete": None if cv is None else cv.complete,
-                      "smaller_than_profile": bool(seeds or splits or random_seeds)},
-            "command": reproduce_command(prof.name, seeds, splits, random_seeds, study, ladder),
+                      "smaller_than_profile": bool(seeds or kinds or random_seeds)},
+            "command": reproduce_command(prof.name, seeds, kinds, random_seeds, study, ladder),
         }
         metrics.setdefault("profile", prof.name)
         write_json(metrics_path, metrics)
@@ -290,7 +291,7 @@ def set_aside_previous(folder: Path) -> None:
               "new ones are written when all notebooks have run.\n", flush=True)
 
 
-def reproduce_command(profile: str, seeds=None, splits=None, random_seeds=None, study: bool | None = None,
+def reproduce_command(profile: str, seeds=None, kinds=None, random_seeds=None, study: bool | None = None,
                       ladder: bool = True) -> str:
     """The ``bcdet reproduce`` command line that gives this study (recorded in metrics.json)."""
     cmd = f"bcdet reproduce --profile {profile}"
@@ -300,8 +301,8 @@ def reproduce_command(profile: str, seeds=None, splits=None, random_seeds=None, 
         cmd += " --seeds " + " ".join(str(s) for s in seeds)
     if random_seeds:
         cmd += " --random-seeds " + " ".join(str(s) for s in random_seeds)
-    if splits:
-        cmd += " --splits " + " ".join(splits)
+    if kinds:
+        cmd += " --kinds " + " ".join(kinds)
     if not ladder and runs_study(profile, study):
         cmd += " --no-ladder"
     return cmd

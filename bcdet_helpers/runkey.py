@@ -1,19 +1,19 @@
 """A run's identity, spelled in one place: :class:`RunKey`.
 
-One training run is an arm (``constant``, ``switching``, ...) trained on one fold of one split kind
+One training run is an arm (``constant``, ``switching``, ...) trained on one fold of one kind of folds
 with one seed. The study has a third kind besides ``grouped`` and ``random``: the leakage ladder's
-``augmented`` runs, which use the random split's folds *and* train on augmented copies of their test
+``augmented`` runs, which use the random kind's folds *and* train on augmented copies of their test
 images (augmenting before splitting, the leak). Two names follow from a key:
 
 * :attr:`RunKey.name` -- ``<arm>-<kind>-fold<f>-seed<s>``: the run in a study folder (the stem of its
   ``oof/``, ``val/`` and ``inflation/`` CSVs);
-* :meth:`RunKey.folder` -- ``<arm>-<split>-fold<f>-seed<s>[-testcopies<k>]``: its run folder under
-  ``runs/<profile>/`` (an augmented run is a random-split run with ``k`` test copies).
+* :meth:`RunKey.folder` -- ``<arm>-<fold kind>-fold<f>-seed<s>[-testcopies<k>]``: its run folder under
+  ``runs/<profile>/`` (an augmented run is a random-kind run with ``k`` test copies).
 
 :meth:`RunKey.parse` reads either back. Nothing else in the package builds or parses these names.
 A run of another fold partition of the study (folds drawn with ``fold_seed + p``) ends in
 ``-partition<p>``; partition 0, the profile's own folds, has no suffix. Runs of the releases before cross-validation (``results/history/``) had one split and no fold:
-``<arm>-<split>-seed<s>``, a key with ``fold=None``.
+``<arm>-<kind>-seed<s>``, a key with ``fold=None``.
 """
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ from pathlib import Path
 
 from .profiles import KINDS
 
-AUGMENTED = "augmented"  # the leakage ladder's kind: the random split's folds + copies of the test images
+AUGMENTED = "augmented"  # the leakage ladder's kind: the random kind's folds + copies of the test images
 STUDY_KINDS = (*KINDS, AUGMENTED)
 _NAME = re.compile(r"(?P<arm>[a-z0-9_]+)-(?P<kind>[a-z]+)(?:-fold(?P<fold>\d+))?-seed(?P<seed>\d+)"
                    r"(?:-testcopies(?P<copies>\d+))?(?:-partition(?P<partition>\d+))?")
 
 
-def split_of(kind: str) -> str:
-    """The split kind whose folds a run of ``kind`` uses: an augmented run uses the random split's."""
+def fold_kind_of(kind: str) -> str:
+    """The kind whose folds a run of ``kind`` uses: an augmented run uses the random kind's."""
     return "random" if kind == AUGMENTED else kind
 
 
@@ -62,9 +62,9 @@ class RunKey:
         return f"-partition{self.partition}" if self.partition else ""
 
     @property
-    def split(self) -> str:
-        """The split kind whose folds the run uses (an augmented run uses the random split's)."""
-        return split_of(self.kind)
+    def fold_kind(self) -> str:
+        """The kind whose folds the run uses (an augmented run uses the random kind's)."""
+        return fold_kind_of(self.kind)
 
     def test_copies(self, ladder_test_copies: int) -> int:
         """Augmented copies of each test image the run trains on: the profile's ladder number for an
@@ -77,9 +77,9 @@ class RunKey:
         return f"{self.arm}-{self.kind}{self._fold}-seed{self.seed}{self._partition}"
 
     def folder(self, ladder_test_copies: int = 0) -> str:
-        """The run folder's name: ``<arm>-<split>-fold<f>-seed<s>``, ``-testcopies<k>`` for an augmented run."""
+        """The run folder's name: ``<arm>-<fold kind>-fold<f>-seed<s>``, ``-testcopies<k>`` for an augmented run."""
         k = self.test_copies(ladder_test_copies)
-        return (f"{self.arm}-{self.split}{self._fold}-seed{self.seed}" + (f"-testcopies{k}" if k else "")
+        return (f"{self.arm}-{self.fold_kind}{self._fold}-seed{self.seed}" + (f"-testcopies{k}" if k else "")
                 + self._partition)
 
     def run_dir(self, profile_name: str, ladder_test_copies: int = 0) -> Path:
@@ -89,10 +89,10 @@ class RunKey:
         return runs_dir(profile_name) / self.folder(ladder_test_copies)
 
     @classmethod
-    def of_run(cls, arm: str, split: str, fold: int = 0, seed: int = 0, test_copies: int = 0,
+    def of_run(cls, arm: str, kind: str, fold: int = 0, seed: int = 0, test_copies: int = 0,
                partition: int = 0) -> RunKey:
-        """The key of a run as :func:`~bcdet_helpers.runs.train_run` takes it (a split, test copies)."""
-        return cls(arm, AUGMENTED if test_copies else split, fold, seed, partition)
+        """The key of a run as :func:`~bcdet_helpers.runs.train_run` takes it (a kind of folds, test copies)."""
+        return cls(arm, AUGMENTED if test_copies else kind, fold, seed, partition)
 
     @classmethod
     def parse(cls, name: str) -> RunKey:

@@ -1,11 +1,11 @@
 """Run folders: one reproducible training run per folder, trained once and loaded after that.
 
-``runs/<profile>/<arm>-<split>-fold<fold>-seed<seed>/`` holds ``config.json`` (everything that
+``runs/<profile>/<arm>-<kind>-fold<fold>-seed<seed>/`` holds ``config.json`` (everything that
 shaped the run, and the commit it started from), ``history.csv``, ``checkpoint.pt`` (every epoch),
 ``best.pt`` / ``last.pt`` (best-by-validation and final weights, with what prediction needs) and
 ``result.json`` (summary, per-phase stability, environment). A finished folder is loaded, never
 retrained, as long as the fields that shape a run (``profiles.RUN_FIELDS``, arm, phases, seed,
-split, fold) are unchanged -- notebook 05 and the study reuse notebook 04's runs that way. One process
+kind, fold) are unchanged -- notebook 05 and the study reuse notebook 04's runs that way. One process
 at a time works in a folder (:func:`run_lock`).
 """
 from __future__ import annotations
@@ -40,22 +40,24 @@ __all__ = ["config_differences", "run_dir_for", "run_lock", "train_run", "load_r
 LOCK = ".lock"  # in a run folder while a process trains in it: the holder's PID and host
 
 
-def run_dir_for(profile_name: str, schedule: str, split: str, seed: int, fold: int = 0, test_copies: int = 0,
-                partition: int = 0) -> Path:
-    """``runs/<profile>/<schedule>-<split>-fold<fold>-seed<seed>``: where :func:`train_run` keeps one run
+def run_dir_for(profile_name: str, arm: str, kind: str = "grouped", *, fold: int = 0, seed: int = 0,
+                test_copies: int = 0, partition: int = 0) -> Path:
+    """``runs/<profile>/<arm>-<kind>-fold<fold>-seed<seed>``: where :func:`train_run` keeps one run
     (``...-testcopies<k>`` for the leakage ladder's runs that train on copies of their test images); the
-    name is :class:`~bcdet_helpers.runkey.RunKey`'s."""
-    return RunKey.of_run(schedule, split, fold, seed, test_copies, partition).run_dir(profile_name, test_copies)
+    name is :class:`~bcdet_helpers.runkey.RunKey`'s. ``fold`` and ``seed`` are keywords: a call cannot
+    swap them."""
+    return RunKey.of_run(arm, kind, fold, seed, test_copies, partition).run_dir(profile_name, test_copies)
 
 
-def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str, fold: int, test_copies: int = 0,
+def _run_config(prof: Profile, arm: str, phases, kind: str, fold: int, seed: int, test_copies: int = 0,
                 partition: int = 0) -> dict:
+    # the record's keys predate the words arm and kind (issue #32): "schedule" is the arm, "split" the kind
     config = {
         "profile": prof.to_dict(),
-        "schedule": schedule_name,
+        "schedule": arm,
         "phases": [asdict(p) for p in phases],
         "seed": seed,
-        "split": split,
+        "split": kind,
         "fold": fold,
     }
     # fields only a ladder or a second-partition run has: older configs stay equal
@@ -66,8 +68,8 @@ def _run_config(prof: Profile, schedule_name: str, phases, seed: int, split: str
 def _same_config(a: dict, b: dict) -> list[str]:
     """What differs between two run configs: the profile fields that shape a run
     (:data:`~bcdet_helpers.profiles.RUN_FIELDS`; a field an older config predates counts with the
-    value every older run used, :func:`~bcdet_helpers.profiles.recorded_run_fields`), schedule,
-    phases, seed, split, fold, test copies. The device does not count, and JSON round-trips tuples to lists."""
+    value every older run used, :func:`~bcdet_helpers.profiles.recorded_run_fields`), arm (``schedule``),
+    phases, seed, kind (``split``), fold, test copies. The device does not count, and JSON round-trips tuples to lists."""
     norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
     pa, pb = recorded_run_fields(a.get("profile") or {}), recorded_run_fields(b.get("profile") or {})
     differs = [f"profile.{f}" for f in RUN_FIELDS if pa[f] != pb[f]]
@@ -76,27 +78,27 @@ def _same_config(a: dict, b: dict) -> list[str]:
         + [k for k in ("test_copies", "partition") if a.get(k, 0) != b.get(k, 0)]
 
 
-def config_differences(run_dir: str | Path, profile: str | Profile, schedule: str, seed: int, split: str, fold: int,
+def config_differences(run_dir: str | Path, profile: str | Profile, arm: str, kind: str, *, fold: int, seed: int,
                        test_copies: int = 0, partition: int = 0) -> list[str]:
     """What differs (see :func:`_same_config`) between the run recorded in ``run_dir/config.json`` and
     the one these settings would train with the arm's default (or tuned) values: ``[]`` when it is
     that run."""
     prof = partition_profile(get_profile(profile), partition)
-    config = _run_config(prof, schedule, schedule_phases(schedule, prof.epochs, prof), seed, split, fold, test_copies,
-                         partition)
+    config = _run_config(prof, arm, schedule_phases(arm, prof.epochs, prof), kind, fold, seed, test_copies, partition)
     return _same_config(json.loads((Path(run_dir) / "config.json").read_text()), config)
 
 
 def train_run(
     profile: str | Profile,
-    schedule: str = "switching",
+    arm: str = "switching",
+    *,
+    kind: str = "grouped",
+    fold: int = 0,
     seed: int = 0,
-    split: str = "grouped",
     epochs: int | None = None,
     device="auto",
     resume: bool = False,
     progress: bool = True,
-    fold: int = 0,
     params: dict | None = None,
     run_dir: str | Path | None = None,
     record_test: bool = False,
@@ -105,7 +107,7 @@ def train_run(
 ) -> FitResult:
     """One reproducible training run in its own folder (see :func:`run_dir_for`).
 
-    Fold ``fold`` of the split kind ``split`` is the test part (never looked at here); ``params``
+    Fold ``fold`` of the folds of kind ``kind`` is the test part (never looked at here); ``params``
     overrides the arm's numbers (:func:`~bcdet_helpers.profiles.arm_params`; ``bcdet tune`` uses
     it, with its own ``run_dir``). ``record_test`` (the study only) also keeps the test fold's
     predictions after every epoch (:class:`~bcdet_helpers.callbacks.TestRecord`): a record for
@@ -122,16 +124,15 @@ def train_run(
     that already holds the finished run is loaded, not retrained -- notebook 05 reuses notebook
     04's runs that way. A folder with an unfinished run needs ``resume=True`` (or deleting).
     """
-    schedule_name = schedule
-    if split not in KINDS:
-        raise BcdetError(f"Unknown split {split!r}. Choose 'grouped' (leak-free) or 'random' (paper-like).")
+    if kind not in KINDS:
+        raise BcdetError(f"Unknown kind {kind!r}. Choose 'grouped' (leak-free) or 'random' (paper-like).")
     if epochs is not None and epochs < 1:
         raise BcdetError(f"--epochs must be at least 1, got {epochs}.")
     check_seed(seed, "seed")
     try:
         prof = partition_profile(get_profile(profile, epochs=epochs), partition)
-        phases = schedule_phases(schedule_name, prof.epochs, prof, params)
-    except ValueError as exc:  # unknown profile / schedule: the message lists the valid names
+        phases = schedule_phases(arm, prof.epochs, prof, params)
+    except ValueError as exc:  # unknown profile / arm: the message lists the valid names
         raise BcdetError(str(exc)) from None
     if not isinstance(fold, int) or not 0 <= fold < prof.folds:
         raise BcdetError(f"--fold must be 0..{prof.folds - 1} (profile {prof.name!r} has {prof.folds} folds), got {fold!r}.")
@@ -139,10 +140,10 @@ def train_run(
         raise BcdetError(f"test_copies must be a whole number >= 0, got {test_copies!r}.")
     if not isinstance(partition, int) or partition < 0:
         raise BcdetError(f"partition must be a whole number >= 0, got {partition!r}.")
-    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(prof.name, schedule_name, split, seed, fold,
-                                                                    test_copies, partition)
-    config = _run_config(prof, schedule_name, phases, seed, split, fold, test_copies, partition)
-    go = partial(_train_or_load, prof, schedule_name, phases, config, run_dir, seed=seed, split=split, fold=fold,
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(prof.name, arm, kind, fold=fold, seed=seed,
+                                                                    test_copies=test_copies, partition=partition)
+    config = _run_config(prof, arm, phases, kind, fold, seed, test_copies, partition)
+    go = partial(_train_or_load, prof, arm, phases, config, run_dir, kind=kind, fold=fold, seed=seed,
                  test_copies=test_copies, device=device, resume=resume, progress=progress, record_test=record_test)
     if (run_dir / "result.json").exists() and (run_dir / "config.json").exists():
         return go()  # finished: only read (result.json is written last), so readers need no lock
@@ -198,8 +199,8 @@ def run_lock(run_dir: Path):
         os.close(fd)  # releases the lock
 
 
-def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_dir: Path, *, seed: int, split: str,
-                   fold: int, test_copies: int, device, resume: bool, progress: bool, record_test: bool) -> FitResult:
+def _train_or_load(prof: Profile, arm: str, phases, config: dict, run_dir: Path, *, kind: str, fold: int, seed: int,
+                   test_copies: int, device, resume: bool, progress: bool, record_test: bool) -> FitResult:
     """The rest of :func:`train_run`: load the finished run in ``run_dir``, or train it (holding its lock)."""
     recorded = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
     if recorded:
@@ -223,7 +224,7 @@ def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_
     from .model import build_model
 
     dev = choose_device(device)
-    data = load_split_data(prof, split=split, seed=seed, fold=fold)
+    data = load_split_data(prof, kind=kind, seed=seed, fold=fold)
     if test_copies:
         data = data.with_test_copies(test_copies, prof.augment_params, seed=seed)
     torch.manual_seed(seed)
@@ -234,9 +235,9 @@ def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_
     started = recorded.get("started") or {"git_commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(run_dir / "config.json", {**config, "device": str(dev), "started": started})
 
-    record = TestRecord(run_dir / TEST_RECORD, data, model, dev, resume) if record_test else None
+    record = [TestRecord(run_dir / TEST_RECORD, data)] if record_test else []
     res = train.fit(model, data, phases, batch_size=prof.batch_size, seed=seed, device=dev, augment=prof.augmentation,
-              run_dir=run_dir, resume=resume, progress=progress, on_epoch_end=record.update if record else None,
+              run_dir=run_dir, resume=resume, progress=progress, callbacks=record,
               loss_weighting=prof.loss_weighting, logit_adjust_tau=prof.logit_adjust_tau, swa_epochs=prof.swa_epochs)
     if res.interrupted:
         return res
@@ -244,7 +245,7 @@ def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_
     meta = {
         "image_size": data.image_size, "channels": data.channels, "width": prof.width, "logit_scale": prof.logit_scale,
         "mean": float(data.mean), "std": float(data.std), "classes": tuple(data.classes),
-        "profile": prof.name, "schedule": schedule_name, "split": split, "fold": fold, "seed": seed,
+        "profile": prof.name, "schedule": arm, "split": kind, "fold": fold, "seed": seed,  # record keys: see _run_config
         "best_epoch": res.best_epoch,
     }
     atomic_save({"model": res.best_state, "meta": meta}, run_dir / "best.pt")
@@ -254,7 +255,7 @@ def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_
     atomic_csv(res.history, run_dir / "history.csv")
     best_row = res.history.set_index("epoch").loc[res.best_epoch]
     info = {
-        "profile": prof.name, "schedule": schedule_name, "split": split, "fold": fold, "seed": seed,
+        "profile": prof.name, "schedule": arm, "split": kind, "fold": fold, "seed": seed,
         "epochs": len(res.history),
         "best_epoch": res.best_epoch,
         "best_val": {k: float(best_row[k]) for k in ("val_loss", "val_acc", "val_f1")},
@@ -267,7 +268,7 @@ def _train_or_load(prof: Profile, schedule_name: str, phases, config: dict, run_
         "seconds_per_epoch": res.seconds_per_epoch,
         # weight averaging: last.pt holds the averaged weights, and these are their validation numbers
         **({"averaged_val": res.averaged} if res.averaged is not None else {}),
-        "n_train": int((data.split == "train").sum()), "n_val": int((data.split == "val").sum()),
+        "n_train": int((data.parts == "train").sum()), "n_val": int((data.parts == "val").sum()),
         "environment": environment_info(dev),
     }
     write_json(run_dir / "result.json", info)

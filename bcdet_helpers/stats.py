@@ -6,7 +6,7 @@ Everything works on plain arrays, so it can be checked by hand (``tests/test_sta
 * :func:`cluster_bootstrap` -- pooled accuracy, macro-F1 and per-class recall with percentile
   CIs from a bootstrap that resamples *clusters* (BUSI's near-duplicate groups), not images.
 * :func:`paired_cluster_bootstrap` -- the difference of two sets of predictions on the same
-  images (two arms, or two split kinds), resampling the same clusters for both.
+  images (two arms, or two kinds), resampling the same clusters for both.
 * :func:`hierarchical_bootstrap` / :func:`paired_hierarchical_bootstrap` -- the same, but also
   resampling the *trained models*: training replicates (fold partition x seed) and groups are
   drawn independently, so the interval carries training variance too (the verdict's intervals).

@@ -133,11 +133,11 @@ def stress_run(run_dir, data, device="cpu", *, weights: str = "last", groups: di
     """:func:`stress_curves` for finished run folders, on each run's test part.
 
     ``run_dir``: a run folder (``runs/<profile>/<arm>-grouped-fold0-seed0``), ``data`` its
-    :class:`~bcdet_helpers.data.SplitData` (``load_split_data(profile, split, seed, fold)``, as
+    :class:`~bcdet_helpers.data.SplitData` (``load_split_data(profile, kind, seed, fold)``, as
     :func:`bcdet_helpers.study.cv.predict_run` uses it). Lists of both -- the folds of one arm --
     give the *out-of-fold* curves: each fold's test images through its own model, pooled, then
     scored once. ``weights``: ``"last"`` (the study's rule) or ``"best"``. The table gets the
-    run's ``arm`` (its schedule) as a first column, so arms concatenate into one table for
+    run's ``arm`` as a first column, so arms concatenate into one table for
     :func:`plot_stress`."""
     from .checkpoints import load_checkpoint
     from .evaluate import predict_proba

@@ -154,8 +154,8 @@ def objective_value(history) -> float:
     return float(history["val_acc"].tail(LAST_EPOCHS).mean())
 
 
-def _study_name(profile: str, arm: str, split: str) -> str:
-    return f"{profile}-{arm}-{split}"
+def _study_name(profile: str, arm: str, kind: str) -> str:
+    return f"{profile}-{arm}-{kind}"
 
 
 def _storage(url: str):
@@ -186,13 +186,13 @@ def _counted(study) -> int:
     return len(_budget_trials(study))
 
 
-def trial_folder(profile: str, arm: str, split: str, url: str) -> Path:
-    """Where a study's trial runs train: ``runs/<profile>/tuning/<arm>-<split>-<storage>/``, one folder per
+def trial_folder(profile: str, arm: str, kind: str, url: str) -> Path:
+    """Where a study's trial runs train: ``runs/<profile>/tuning/<arm>-<kind>-<storage>/``, one folder per
     storage, so two studies (another ``--storage``) never meet in one trial's run folder."""
     import hashlib
 
     tag = hashlib.sha1(url.split("@")[-1].encode()).hexdigest()[:8]
-    return runs_dir(profile) / "tuning" / f"{arm}-{split}-{tag}"
+    return runs_dir(profile) / "tuning" / f"{arm}-{kind}-{tag}"
 
 
 def inner_seeds(seed: int) -> list[int]:
@@ -200,18 +200,18 @@ def inner_seeds(seed: int) -> list[int]:
     return [(seed + k) % MAX_SAMPLER_SEED for k in range(INNER_RUNS)]
 
 
-def _worker(profile, arm, split, trials, url, seed, device, threads, worker, progress):
+def _worker(profile, arm, kind, trials, url, seed, device, threads, worker, progress):
     """One tuning process: trials until the study holds ``trials`` (see :func:`tune`). Ctrl-C ends it
     quietly: Optuna marks the trial it was running as failed, which does not count."""
     try:
-        _optimize(profile, arm, split, trials, url, seed, device, threads, worker, progress)
+        _optimize(profile, arm, kind, trials, url, seed, device, threads, worker, progress)
     except KeyboardInterrupt:
         if worker is not None and mp.parent_process() is not None:
             raise SystemExit(130) from None  # a worker process: the tuner says it once
         raise
 
 
-def _optimize(profile, arm, split, trials, url, seed, device, threads, worker, progress):
+def _optimize(profile, arm, kind, trials, url, seed, device, threads, worker, progress):
     import warnings
 
     import optuna
@@ -227,13 +227,13 @@ def _optimize(profile, arm, split, trials, url, seed, device, threads, worker, p
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is not a 40-line warning
     prof = get_profile(profile)  # a name or a Profile (tests pass a smaller one)
-    study = optuna.create_study(study_name=_study_name(prof.name, arm, split), storage=_storage(url),
+    study = optuna.create_study(study_name=_study_name(prof.name, arm, kind), storage=_storage(url),
                                 direction="maximize", load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=0))
     _check_protocol(study, protocol(seed, arm))
     # seeded past the trials so far: a resumed study must not replay its first random draws
     study.sampler = optuna.samplers.TPESampler(seed=(seed + 1000 * worker + len(study.trials)) % MAX_SAMPLER_SEED)
-    folder = trial_folder(prof.name, arm, split, url)
+    folder = trial_folder(prof.name, arm, kind, url)
 
     def objective(trial):
         # two workers can start a trial at the same moment: the one numbered past the budget steps back
@@ -245,7 +245,7 @@ def _optimize(profile, arm, split, trials, url, seed, device, threads, worker, p
         t0 = time.perf_counter()
         scores, ratios = [], []
         for k, run_seed in enumerate(inner_seeds(seed)):
-            res = train_run(prof, arm, seed=run_seed, split=split, fold=TUNING_FOLD, params=params, device=device,
+            res = train_run(prof, arm, seed=run_seed, kind=kind, fold=TUNING_FOLD, params=params, device=device,
                             run_dir=folder / f"trial{trial.number:03d}-seed{run_seed}", progress=False, resume=True)
             scores.append(objective_value(res.history))
             ratios.append(max(r["ratio"] for r in phase_stability(res.history)))
@@ -281,7 +281,7 @@ def _optimize(profile, arm, split, trials, url, seed, device, threads, worker, p
     study.optimize(objective, n_trials=trials, callbacks=[stop_when_full], catch=())
 
 
-def tune(profile, arm: str, trials: int, storage: str | None = None, split: str = "grouped",
+def tune(profile, arm: str, trials: int, storage: str | None = None, kind: str = "grouped",
          seed: int = 0, device: str = "cpu", jobs: int | None = None, out: str | Path | None = None,
          progress: bool = True) -> dict:
     """Run (or resume) the study of ``arm`` until it holds ``trials`` finished trials; returns
@@ -293,9 +293,9 @@ def tune(profile, arm: str, trials: int, storage: str | None = None, split: str 
     except ValueError as exc:  # an unknown profile: the message lists the valid names
         raise BcdetError(str(exc)) from None
     if arm not in SEARCH_SPACES:
-        raise BcdetError(f"Unknown schedule {arm!r}. Choose one of: {', '.join(SEARCH_SPACES)}.")
-    if split not in KINDS:
-        raise BcdetError(f"Unknown split {split!r}. Choose one of: {', '.join(KINDS)}.")
+        raise BcdetError(f"Unknown arm {arm!r}. Choose one of: {', '.join(SEARCH_SPACES)}.")
+    if kind not in KINDS:
+        raise BcdetError(f"Unknown kind {kind!r}. Choose one of: {', '.join(KINDS)}.")
     check_seed(seed)
     jobs = auto_jobs(device) if jobs is None else jobs
     if trials < 1 or jobs < 1:
@@ -306,12 +306,12 @@ def tune(profile, arm: str, trials: int, storage: str | None = None, split: str 
         print(f"tuning {arm} on {prof.name}: {trials} trials, {jobs} worker(s)"
               + (" x 1 thread (the faster way on this CPU)" if jobs > 1 else ", one run at a time"), flush=True)
     if jobs == 1:
-        _worker(prof, arm, split, trials, url, seed, device, None, 0, progress)
+        _worker(prof, arm, kind, trials, url, seed, device, None, 0, progress)
     else:  # N single-thread workers: on 2 CPU cores, 1.13x one two-thread run (issue #17)
         threads = worker_threads(jobs)
-        _worker(prof, arm, split, 0, url, seed, device, threads, 0, False)  # creates the study once
+        _worker(prof, arm, kind, 0, url, seed, device, threads, 0, False)  # creates the study once
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=(prof, arm, split, trials, url, seed, device, threads, w,
+        procs = [ctx.Process(target=_worker, args=(prof, arm, kind, trials, url, seed, device, threads, w,
                                                    progress)) for w in range(jobs)]
         try:
             for p in procs:
@@ -327,15 +327,15 @@ def tune(profile, arm: str, trials: int, storage: str | None = None, split: str 
         failed = [p.exitcode for p in procs if p.exitcode]
         if failed:
             raise BcdetError(f"{len(failed)} tuning worker(s) failed (exit codes {failed}); rerun to resume.")
-    return summarize(prof.name, arm, split, url, out, wall_time=time.time() - t0, device=device)
+    return summarize(prof.name, arm, kind, url, out, wall_time=time.time() - t0, device=device)
 
 
-def summarize(profile: str, arm: str, split: str, url: str, out=None, wall_time: float | None = None,
+def summarize(profile: str, arm: str, kind: str, url: str, out=None, wall_time: float | None = None,
               device: str = "cpu") -> dict:
     """Write ``trials-<arm>.csv``, ``best-<arm>.json`` and two figures into ``out``; return the best."""
     import optuna
 
-    study = optuna.load_study(study_name=_study_name(profile, arm, split), storage=_storage(url))
+    study = optuna.load_study(study_name=_study_name(profile, arm, kind), storage=_storage(url))
     out = Path(out) if out is not None else runs_dir(profile) / "tuning"
     out.mkdir(parents=True, exist_ok=True)
     df = study.trials_dataframe()
@@ -350,7 +350,7 @@ def summarize(profile: str, arm: str, split: str, url: str, out=None, wall_time:
     top = study.best_trial  # the sensitivity row of #28: what the stability filter turned away, if anything
     seconds = float(sum(t.user_attrs.get("seconds", math.nan) for t in budget))
     summary = {
-        "profile": profile, "arm": arm, "split": split, "fold": TUNING_FOLD,
+        "profile": profile, "arm": arm, "split": kind, "fold": TUNING_FOLD,
         "score": f"mean over {study.user_attrs.get('protocol', {}).get('inner_runs', 1)} runs (seeds seed, seed+1: "
                  f"each its own validation set carved from the training part) of the mean validation accuracy of "
                  f"the last {LAST_EPOCHS} epochs (test fold {TUNING_FOLD} never read)",
@@ -421,7 +421,7 @@ def tuned_entry(folder: str | Path, trials: int = TRIALS) -> dict:
             for arm, b in best.items()}
 
 
-def export(profile: str, url: str, out: str | Path, split: str = "grouped") -> list[dict]:
+def export(profile: str, url: str, out: str | Path, kind: str = "grouped") -> list[dict]:
     """Summaries of every arm's study in ``url`` written to ``out`` (for ``results/tuning/<profile>/``),
     plus a copy of a SQLite storage file, so a later session can resume the same studies."""
     import shutil
@@ -433,8 +433,8 @@ def export(profile: str, url: str, out: str | Path, split: str = "grouped") -> l
     out.mkdir(parents=True, exist_ok=True)
     finished = {s.study_name for s in optuna.get_all_study_summaries(storage=_storage(url))
                 if s.best_trial is not None}
-    done = [summarize(profile, arm, split, url, out) for arm in SEARCH_SPACES
-            if _study_name(profile, arm, split) in finished]
+    done = [summarize(profile, arm, kind, url, out) for arm in SEARCH_SPACES
+            if _study_name(profile, arm, kind) in finished]
     if url.startswith("sqlite:///"):  # an online backup: safe while workers write
         src, dst = sqlite3.connect(url[len("sqlite:///"):]), sqlite3.connect(out / "optuna.db.tmp")
         with dst:

@@ -6,7 +6,7 @@ class probabilities) or on one score per run:
 * :func:`bootstrap_ci`   -- percentile confidence interval of any metric (the test set is small!);
   its resample count is the profile's ``bootstrap`` (:func:`bootstrap_count`), never a literal
 * :func:`reliability` / :func:`expected_calibration_error` -- are the confidences honest?
-* :func:`paired_comparison` -- schedule A vs B over seeds, paired on the same splits
+* :func:`paired_comparison` -- arm A vs B over seeds, paired on the same splits
 """
 from __future__ import annotations
 
@@ -108,9 +108,9 @@ def expected_calibration_error(y_true, proba, n_bins: int = 10) -> float:
 
 
 def paired_comparison(a, b, names=("switching", "constant"), alpha: float = 0.05) -> dict:
-    """Compare two schedules run on the *same* splits and seeds: ``a[i]`` and ``b[i]`` pair up.
+    """Compare two arms run on the *same* splits and seeds: ``a[i]`` and ``b[i]`` pair up.
 
-    Pairing removes the split-to-split variation both schedules share, which is usually larger
+    Pairing removes the split-to-split variation both arms share, which is usually larger
     than the difference we look for. Reports mean +- std of each, the paired differences
     ``a - b``, a paired t-test (``scipy.stats.ttest_rel``) and a Wilcoxon signed-rank test when
     there are at least two pairs, and a plain-words ``verdict`` -- which says so when there are

@@ -3,7 +3,7 @@
     make bench                                  # paper profile (64 x 64, batch 128, width 64)
     .venv/bin/python benchmarks/bench.py --profile laptop --repeats 2
 
-What is measured (all on the BUSI training split of the grouped split, seed 0, same model, same
+What is measured (all on the BUSI training part of the grouped split, seed 0, same model, same
 batch size, Adam):
 
 * ``floor``    -- the model's own forward + backward + optimizer step over preloaded, normalised
@@ -221,7 +221,7 @@ def main(argv=None) -> int:
     rec = {
         "profile": prof.name,
         "config": f"{prof.image_size} px, {prof.channels} ch, width {prof.width}, batch {prof.batch_size}",
-        "n_train": int((data.split == "train").sum()),
+        "n_train": int((data.parts == "train").sum()),
         "repeats": args.repeats,
         "results": res,
         "environment": environment_info(device),

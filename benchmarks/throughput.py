@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bcdet_helpers import callbacks
+from bcdet_helpers import batches
 from bcdet_helpers import device as bdevice
 from bcdet_helpers.data import load_split_data
 from bcdet_helpers.device import choose_device
@@ -62,7 +62,7 @@ def some_runs(prof, seeds, epochs: int, device: str, threads: int, layout: str, 
     (data loading and a one-epoch warm-up come first, and with ``barrier`` every worker starts the
     clock together)."""
     torch.set_num_threads(threads)
-    callbacks.MEMORY_FORMAT = torch.contiguous_format if layout == "contiguous" else torch.channels_last
+    batches.MEMORY_FORMAT = torch.contiguous_format if layout == "contiguous" else torch.channels_last
     bdevice.KEEP_FREED_MEMORY = keep
     data = load_split_data(prof, "grouped", 0)
     fit(build_model(prof), data, schedule("constant", 1, prof), batch_size=prof.batch_size, seed=99,
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     device = str(choose_device(args.device))
     cores = os.cpu_count() or 1
     data = load_split_data(prof, "grouped", 0)  # builds the caches before anything is timed
-    n_train = int((data.split == "train").sum())
+    n_train = int((data.parts == "train").sum())
     flops = train_flops_per_image(prof) * n_train * args.epochs
     seeds = list(range(args.runs))
     j = args.jobs

@@ -68,10 +68,10 @@ def test_test_copies_join_training_and_leave_the_test_and_validation_alone():
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (10, 1, 16, 16), generator=g, dtype=torch.uint8)
     split = np.array(["train"] * 5 + ["val"] * 2 + ["test"] * 3)
-    data = SplitData(images=images, labels=torch.arange(10) % 3, files=[f"f{i}" for i in range(10)], split=split)
+    data = SplitData(images=images, labels=torch.arange(10) % 3, files=[f"f{i}" for i in range(10)], parts=split)
     leaky = data.with_test_copies(2, seed=1)
     assert len(leaky.files) == 16 and leaky.files[10:] == ["f7#copy0", "f8#copy0", "f9#copy0", "f7#copy1", "f8#copy1", "f9#copy1"]
-    assert (leaky.split == "train").sum() == 5 + 6 and leaky.files_of("test") == data.files_of("test")
+    assert (leaky.parts == "train").sum() == 5 + 6 and leaky.files_of("test") == data.files_of("test")
     assert leaky.files_of("val") == data.files_of("val") and leaky.mean == data.mean
     assert torch.equal(leaky.labels[10:], torch.cat([data.labels[7:]] * 2)) and leaky.images.dtype == torch.uint8
     assert not torch.equal(leaky.images[10:13], images[7:])  # augmented, not plain copies

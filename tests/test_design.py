@@ -36,7 +36,7 @@ def test_plan_and_run_study_produce_the_same_run_list(name, tmp_path, monkeypatc
         assert {k.arm for k in trained} == set(prof.study_arms) and "matched" in prof.study_arms
         # the ladder is climbed for every tuned arm (#28): they get every random-split seed and the runs with
         # test copies; the matched arm only the random split's first seed
-        assert set(prof.ladder_arms) == set(prof.schedules)
+        assert set(prof.ladder_arms) == set(prof.arms)
         assert {k.seed for k in trained if k.kind == "random" and k.arm not in prof.ladder_arms} == {prof.seeds[0]}
         assert {(k.arm, k.seed) for k in trained if k.kind == AUGMENTED} == {(a, s) for a in prof.ladder_arms
                                                                             for s in prof.seeds}
@@ -54,7 +54,7 @@ def test_a_smaller_design_and_its_refusals():
         sd.study_design("laptop", partitions=[1])
     assert d.to_dict()["folds"] == [0, 1] and d.extra == {}
     assert sd.study_design("laptop", ladder=False).extra == {}
-    with pytest.raises(BcdetError, match="Unknown split kind"):
+    with pytest.raises(BcdetError, match="Unknown kind"):
         sd.study_design("laptop", kinds=["shuffled"])
 
 
@@ -100,7 +100,7 @@ def test_a_fifth_arm_is_a_table_entry_and_a_phase_function(busi_dir, tmp_path, m
     monkeypatch.setitem(profiles.ARMS, "sgdonly", {"lr": 0.01, "weight_decay": 1e-4})
     monkeypatch.setitem(profiles.PHASES_OF, "sgdonly", lambda a, epochs: [
         profiles.Phase("sgd", a["lr"], epochs, weight_decay=a["weight_decay"], warmup=1.0)])
-    prof = dataclasses.replace(get_profile("smoke"), schedules=("constant", "sgdonly"),
+    prof = dataclasses.replace(get_profile("smoke"), arms=("constant", "sgdonly"),
                                study_arms=("constant", "sgdonly"))
     run = train_run(prof, "sgdonly", progress=False)
     assert set(run.history["optimizer"]) == {"sgd"} and (run.run_dir / "result.json").exists()

@@ -161,3 +161,57 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(argv, stop, monkeypatch,
     assert main(argv) == 130
     captured = capsys.readouterr()
     assert captured.err.splitlines() == ["bcdet: interrupted"] and captured.out == ""
+
+
+# --------------------------------------------------------------------------------------------
+# issue #32: one word per concept -- arm, kind -- with the old option names still accepted
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, dest, value", [
+    (["train", "--schedule", "constant"], "arm", "constant"),
+    (["train", "--split", "random"], "kind", "random"),
+    (["tune", "--schedule", "decay"], "arm", "decay"),
+    (["tune", "--split", "random"], "kind", "random"),
+    (["reproduce", "--splits", "grouped", "random"], "kinds", ["grouped", "random"]),
+])
+def test_a_renamed_option_still_works_and_says_its_new_name(argv, dest, value, capsys):
+    """Users' scripts call ``bcdet train --schedule ...``: the old name sets the new option, says the new
+    name in one line, and stays out of ``--help``."""
+    from bcdet_helpers.cli import build_parser
+
+    old, new = argv[1], "--" + dest
+    args = build_parser().parse_args(argv)
+    assert getattr(args, dest) == value
+    assert capsys.readouterr().err.splitlines() == [f"bcdet: {old} is now {new} (the old name still works, for now)"]
+    assert getattr(build_parser().parse_args([argv[0], new, *argv[2:]]), dest) == value
+    assert capsys.readouterr().err == ""  # the new name says nothing
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([argv[0], "--help"])
+    help_text = capsys.readouterr().out
+    assert new in help_text and old not in help_text.replace(new, "")
+
+
+def test_a_renamed_option_checks_its_values_like_the_new_one(capsys):
+    from bcdet_helpers.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["train", "--split", "leaky"])
+    assert exc.value.code == 2 and "invalid choice: 'leaky'" in capsys.readouterr().err
+
+
+def test_the_default_profile_follows_one_rule_stated_in_the_help(capsys):
+    """reproduce and publish default to paper, every other command to laptop; `bcdet --help` says so and
+    names every profile (class included)."""
+    from bcdet_helpers.cli import PAPER_COMMANDS, build_parser
+    from bcdet_helpers.profiles import PROFILES
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    with_profile = {name: p for name, p in commands.items() if any("--profile" in a.option_strings for a in p._actions)}
+    assert set(PAPER_COMMANDS) <= set(with_profile) and len(with_profile) >= 9
+    for name, sub in with_profile.items():
+        assert sub.get_default("profile") == ("paper" if name in PAPER_COMMANDS else "laptop"), name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in PROFILES)
+    assert "defaults to paper for reproduce and publish" in text and "to laptop" in text

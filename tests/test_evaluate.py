@@ -324,7 +324,7 @@ def test_evaluate_run_scores_the_test_part_and_refuses_another_split(tiny_checkp
     n = 30
     split = np.array(["train"] * 15 + ["val"] * 5 + ["test"] * 10)
     data = SplitData(images=torch.randint(0, 256, (n, 1, 32, 32), dtype=torch.uint8, generator=g),
-                     labels=torch.arange(n) % 3, files=[f"benign/x ({i}).png" for i in range(n)], split=split,
+                     labels=torch.arange(n) % 3, files=[f"benign/x ({i}).png" for i in range(n)], parts=split,
                      mean=0.3, std=0.2, kind="grouped", seed=0)
     result = ev.evaluate_run(tiny_checkpoint.parent, data, n_boot=50)
     assert result.metrics["n"] == 10 and result.y_true.tolist() == (torch.arange(n) % 3)[20:].tolist()

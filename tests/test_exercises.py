@@ -69,7 +69,7 @@ def _split_data() -> SplitData:
     images[30:] //= 4  # val/test darker than train: using them would shift the mean
     split = np.array(["train"] * 30 + ["val"] * 5 + ["test"] * 5)
     mean, std = SplitData.train_stats(images, split)
-    return SimpleNamespace(images=images, split=split, mean=mean, std=std)
+    return SimpleNamespace(images=images, parts=split, mean=mean, std=std)
 
 
 def _validation(profile: str) -> dict:
@@ -97,7 +97,7 @@ def _groups(profile: str) -> dict:
 
 def _leaks(profile: str) -> dict:
     files, split, pairs = _files_and_split(profile)
-    return {"files": files, "split": split, "pairs": pairs}
+    return {"files": files, "parts": split, "pairs": pairs}
 
 
 SYNTHETIC = {  # what the code exercises' checks are given: made-up or recorded inputs, no measurement to match
@@ -112,18 +112,22 @@ SYNTHETIC = {  # what the code exercises' checks are given: made-up or recorded 
 
 
 def _chapter04_loop() -> dict:
-    """Notebook 04's own `train_by_hand` (the cell tagged training-loop), on small fake data: exercise
-    04.1 runs it with the student's `next_optimizer` and compares two epochs with `fit`."""
-    import math
+    """Notebook 04's own `train_by_hand` on small fake data: exercise 04.2 runs it with the student's
+    `next_optimizer` and compares two epochs with `fit`."""
+    return _chapter04_cells()[1]
 
+
+def _chapter04_cells() -> tuple[dict, dict]:
+    """The cells tagged training-loop of notebook 04 (`train_epoch`, `train_by_hand`), run: what they define
+    (and their ``source``), and the context of exercise 04.2's check."""
     import nbformat
 
-    from bcdet_helpers.callbacks import Batches, Precision
+    from bcdet_helpers.batches import Batches
     from bcdet_helpers.profiles import get_profile
-    from bcdet_helpers.train import phase_of_epochs, validate
+    from bcdet_helpers.train import make_scheduler, phase_of_epochs, validate
 
     nb = nbformat.read(ROOT / "notebooks" / "04_training_optimizer_switching.ipynb", as_version=4)
-    (cell,) = [c.source for c in nb.cells if "training-loop" in c.metadata.get("tags", [])]
+    source = "\n\n".join(c.source for c in nb.cells if "training-loop" in c.metadata.get("tags", []))
     prof = get_profile("smoke", image_size=16, width=4, batch_size=16)
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(60) % 3
@@ -131,11 +135,42 @@ def _chapter04_loop() -> dict:
     split = np.array(["train"] * 40 + ["val"] * 14 + ["test"] * 6)
     mean, std = SplitData.train_stats(images.to(torch.uint8), split)
     data = SplitData(images=images.to(torch.uint8), labels=labels, files=[f"{i}.png" for i in range(60)],
-                     split=split, mean=mean, std=std)
-    namespace = {"math": math, "torch": torch, "F": F, "pd": pd, "Batches": Batches, "Precision": Precision,
+                     parts=split, mean=mean, std=std)
+    namespace = {"torch": torch, "F": F, "pd": pd, "Batches": Batches, "make_scheduler": make_scheduler,
                  "phase_of_epochs": phase_of_epochs, "validate": validate, "P": prof, "SEED": 0}
-    exec(compile(cell, "<notebook 04 training loop>", "exec"), namespace)
-    return {"loop": namespace["train_by_hand"], "data": data, "profile": prof}
+    exec(compile(source, "<notebook 04 training loop>", "exec"), namespace)
+    return {**namespace, "source": source}, {"loop": namespace["train_by_hand"], "data": data, "profile": prof}
+
+
+def test_notebook_04_loop_is_fits_loop():
+    """The loop a student writes in notebook 04 reads as `fit`'s: the same steps under the same names,
+    and its `train_epoch` gives the package's numbers from the same start (exercise 04.2's check, run
+    with the solution below, compares whole epochs with `fit`)."""
+    import ast
+    import inspect
+
+    from bcdet_helpers import train
+    from bcdet_helpers.batches import Batches
+    from bcdet_helpers.model import build_model
+
+    def called(source):
+        calls = [n.func for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)]
+        return {f.id for f in calls if isinstance(f, ast.Name)}
+
+    cells, ctx = _chapter04_cells()
+    steps = {"phase_of_epochs", "next_optimizer", "make_scheduler", "train_epoch", "validate"}
+    assert steps <= called(cells["source"]), steps - called(cells["source"])
+    assert steps <= called(inspect.getsource(train.fit)), steps - called(inspect.getsource(train.fit))
+    mine, theirs = (list(inspect.signature(f).parameters) for f in (cells["train_epoch"], train.train_epoch))
+    assert theirs[:len(mine)] == mine  # the package's adds mixed precision at the end
+    out = []
+    for train_epoch in (cells["train_epoch"], train.train_epoch):
+        torch.manual_seed(0)
+        model = build_model(ctx["profile"]).to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        out.append(train_epoch(model, Batches(ctx["data"], 16, 0, torch.device("cpu"), False), optimizer))
+    assert out[0]["lr"] == out[1]["lr"] and out[0]["train_acc"] == out[1]["train_acc"]
+    assert out[0]["train_loss"] == pytest.approx(out[1]["train_loss"], rel=1e-5)
 
 
 def _run_cell(source: str, answer_name: str, context: dict | None = None):

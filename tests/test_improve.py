@@ -192,7 +192,7 @@ def test_96_px_trains_through_the_model_with_every_new_option(busi_dir, monkeypa
 def test_validation_loss_stays_plain_cross_entropy_whatever_the_training_loss(busi_dir, monkeypatch):
     """Trained with the logit-adjusted loss, the history's val_loss is still plain cross-entropy of the plain
     logits (comparable across rungs) -- not the adjusted loss of the same weights."""
-    from bcdet_helpers.callbacks import Batches
+    from bcdet_helpers.batches import Batches
 
     prof, data = _data(busi_dir, monkeypatch, epochs=1, loss_weighting="logit_adjust")
     model, res = _fit(prof, data)

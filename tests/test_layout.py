@@ -148,7 +148,7 @@ def test_the_busi_record_matches_the_real_copy(real_busi):
 # -------------------------------------------------------------------------------- preprocessing
 def test_one_preprocessing_step_bit_identical_to_the_recorded_formula():
     torch = pytest.importorskip("torch")
-    from bcdet_helpers.callbacks import Batches
+    from bcdet_helpers.batches import Batches
     from bcdet_helpers.data import SplitData
     from bcdet_helpers.data.preprocess import normalize
     from bcdet_helpers.evaluate import predict_proba
@@ -159,7 +159,7 @@ def test_one_preprocessing_step_bit_identical_to_the_recorded_formula():
     split = np.array(["train"] * 6 + ["val"] * 4)
     mean, std = SplitData.train_stats(images, split)
     data = SplitData(images=images, labels=torch.arange(10) % 3, files=[str(i) for i in range(10)],
-                     split=split, mean=mean, std=std)
+                     parts=split, mean=mean, std=std)
     recorded = images.float().div_(255.0)  # what every recorded run computed
     recorded = (recorded - mean) / std
     assert torch.equal(normalize(images, mean, std), recorded)
@@ -312,23 +312,27 @@ def test_every_old_name_of_evaluate_still_imports(name):
 @pytest.mark.parametrize("module, name", [
     ("bcdet_helpers.data.duplicates", "thumbnail"),
     ("bcdet_helpers.data.duplicates", "THRESHOLD"), ("bcdet_helpers.paths", "CLASSES"),
-    ("bcdet_helpers.profiles", "SPLITS"), ("bcdet_helpers.data.augment", "AUGMENT"),
+    ("bcdet_helpers.data.augment", "AUGMENT"),
 ])
 def test_old_import_paths_keep_working(module, name):
     assert getattr(importlib.import_module(module), name) is not None
 
 
-def test_parts_and_kinds_have_one_name_each():
-    """``kind`` = grouped / random (how folds are drawn); ``parts`` = train / val / test."""
+def test_parts_kinds_and_arms_have_one_name_each():
+    """``arm`` = what the study compares; ``kind`` = grouped / random (how folds are drawn); ``parts`` =
+    train / val / test (issue #32: no second name for any of them)."""
     torch = pytest.importorskip("torch")
+    from bcdet_helpers import profiles
     from bcdet_helpers.data import SplitData
     from bcdet_helpers.data.splitdata import PARTS
-    from bcdet_helpers.profiles import KINDS, SPLITS
 
-    assert KINDS == ("grouped", "random") and SPLITS is KINDS and PARTS == ("train", "val", "test")
+    assert profiles.KINDS == ("grouped", "random") and PARTS == ("train", "val", "test")
+    assert not hasattr(profiles, "SPLITS") and not hasattr(profiles, "SCHEDULES")
+    fields = profiles.Profile.__dataclass_fields__
+    assert {"arms", "kinds"} <= set(fields) and not {"schedules", "splits"} & set(fields)
     data = SplitData(images=torch.zeros(3, 1, 4, 4, dtype=torch.uint8), labels=torch.zeros(3, dtype=torch.long),
-                     files=["a", "b", "c"], split=np.array(["train", "val", "test"]))
-    assert data.parts is data.split
+                     files=["a", "b", "c"], parts=np.array(["train", "val", "test"]))
+    assert list(data.parts) == ["train", "val", "test"] and not hasattr(data, "split")
 
 
 # ------------------------------------------------------------------- the README (issue #27, case 9)

@@ -98,17 +98,17 @@ def test_every_course_notebook_parameter_has_a_type():
 def _injected(**given) -> dict:
     """A notebook's globals() after papermill injected ``given`` below chapter 05's parameters cell."""
     cell = "".join(f"{k} = {v!r}\n" for k, v in given.items())
-    declared = 'profile = "class"\nstudy = False\nseeds = None\nsplits = None\nrandom_seeds = None\nladder = True\n'
+    declared = 'profile = "class"\nstudy = False\nseeds = None\nkinds = None\nrandom_seeds = None\nladder = True\n'
     return {"In": ["", declared, "# Parameters\n" + cell], "profile": "class", "study": False, "seeds": None,
-            "splits": None, "random_seeds": None, "ladder": True, **given}
+            "kinds": None, "random_seeds": None, "ladder": True, **given}
 
 
-def test_a_single_seed_or_split_becomes_a_list_of_one():
+def test_a_single_seed_or_kind_becomes_a_list_of_one():
     from bcdet_helpers.params import check_parameters
 
-    ns = _injected(profile="smoke", seeds=5, splits="grouped", random_seeds=(1, 2), study=True)
+    ns = _injected(profile="smoke", seeds=5, kinds="grouped", random_seeds=(1, 2), study=True)
     check_parameters(ns)
-    assert (ns["seeds"], ns["splits"], ns["random_seeds"], ns["study"]) == ([5], ["grouped"], [1, 2], True)
+    assert (ns["seeds"], ns["kinds"], ns["random_seeds"], ns["study"]) == ([5], ["grouped"], [1, 2], True)
     ns = _injected(seeds=None)
     check_parameters(ns)
     assert ns["seeds"] is None  # the profile's own seeds
@@ -118,7 +118,7 @@ def test_a_single_seed_or_split_becomes_a_list_of_one():
     ({"seeds": -1}, "-p seeds -1: a seed is a whole number"),
     ({"seeds": "0 1"}, "papermill -y \"seeds: [0, 1]\""),
     ({"random_seeds": [0, 1.5]}, "-p random_seeds 1.5"),
-    ({"splits": "grouped,random"}, "-p splits 'grouped,random': a split kind is one of grouped, random"),
+    ({"kinds": "grouped,random"}, "-p kinds 'grouped,random': a kind of folds is one of grouped, random"),
     ({"study": "true"}, "-p study 'true': must be True or False"),
     ({"ladder": 0}, "-p ladder 0: must be True or False"),
     ({"profile": 5}, "-p profile 5: a profile is a name"),

@@ -16,15 +16,15 @@ def fake_reproduction(profile="smoke"):
     """What ``bcdet reproduce`` leaves in runs/<profile>/, with placeholder contents."""
     runs = [{"split": "grouped", "schedule": s, "seed": 0, "accuracy": 0.5} for s in ("constant", "switching")]
     for r in runs:
-        run = run_dir_for(profile, r["schedule"], r["split"], r["seed"])
+        run = run_dir_for(profile, r["schedule"], r["split"], seed=r["seed"])
         write_json(run / "config.json", {"schedule": r["schedule"]})
         write_json(run / "result.json", {"seconds_per_epoch": 1.0})
         (run / "history.csv").write_text("epoch,val_acc\n1,0.5\n")
         (run / "best.pt").write_bytes(b"weights")
         (run / "checkpoint.pt").write_bytes(b"weights")
-    extra = run_dir_for(profile, "onecycle", "grouped", 0)  # trained by hand, not part of the study
+    extra = run_dir_for(profile, "onecycle", "grouped", seed=0)  # trained by hand, not part of the study
     write_json(extra / "result.json", {})
-    folder = run_dir_for(profile, "constant", "grouped", 0).parent
+    folder = run_dir_for(profile, "constant", "grouped", seed=0).parent
     (folder / "figures").mkdir()
     (folder / "figures" / "05_confusion_matrices.png").write_bytes(b"png")
     (folder / "splits").mkdir()
@@ -66,7 +66,7 @@ def test_publish_refuses_without_a_finished_reproduction(tmp_path, monkeypatch):
     with pytest.raises(BcdetError, match="bcdet reproduce --profile smoke"):
         publish("smoke", dest=tmp_path / "results")
     folder = fake_reproduction()
-    (run_dir_for("smoke", "switching", "grouped", 0) / "result.json").unlink()  # interrupted run
+    (run_dir_for("smoke", "switching", "grouped", seed=0) / "result.json").unlink()  # interrupted run
     with pytest.raises(BcdetError, match="not finished"):
         publish("smoke", dest=tmp_path / "results")
     assert not (tmp_path / "results").exists()

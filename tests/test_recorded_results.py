@@ -51,7 +51,7 @@ def test_a_recorded_run_reproduces(real_busi):
     # float sums over threads may differ in the last bits; two epochs keep that far below these bounds
     for col in ("train_loss", "val_loss"):
         np.testing.assert_allclose(again[col], recorded[col], rtol=2e-3, err_msg=f"{run.name}: {col}")
-    n_val = int((data.split == "val").sum())
+    n_val = int((data.parts == "val").sum())
     for col in ("train_acc", "val_acc"):
         np.testing.assert_allclose(again[col], recorded[col], atol=2.5 / n_val, err_msg=f"{run.name}: {col}")
 
@@ -107,3 +107,30 @@ def test_the_readme_quotes_the_recorded_study(profile):
     # the README's summary quotes the verdict's interval: the one with training variance (issue #28)
     as_prose = f"{100 * d.pooled.value:+.1f} points [{100 * d.training.low:+.1f}, {100 * d.training.high:+.1f}]"
     assert as_prose.replace("-", "\u2212") in summary, f"the README's summary lacks {as_prose}"  # typeset minus
+
+
+CLASS_RUNS = sorted(RESULTS.glob("class/runs/*/result.json"))
+
+
+# Known and open (#29): re-tuned at batch 32 (results/tuning/class-b32), `constant`'s best trial sits at the search
+# space's lowest rate (1.02e-4) and never calls a validation image "normal" (0 of 15). Strict: when a re-recorded
+# run passes, this test fails until the mark goes.
+NOT_YET = {"constant-grouped-fold0-seed0": "constant's tuned rate is the search range's floor; it never predicts normal"}
+
+
+@pytest.mark.skipif(not CLASS_RUNS, reason="no recorded class runs")
+@pytest.mark.parametrize("result", [pytest.param(r, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[r.parent.name]))
+                                    if r.parent.name in NOT_YET else r for r in CLASS_RUNS],
+                         ids=lambda r: r.parent.name)
+def test_every_recorded_class_arm_learns(result):
+    """#29: the course compares arms that learnt something. On its validation images each recorded `class` arm's
+    final weights beat the majority rate by at least 5 points and predict every class at least once -- an arm
+    that calls (nearly) every image benign makes any one-fold difference against it meaningless."""
+    info = json.loads(result.read_text())
+    conf = np.asarray(info["final_val_confusion"])
+    n = conf.sum()
+    majority = conf.sum(axis=1).max() / n
+    accuracy = np.trace(conf) / n
+    assert accuracy == pytest.approx(info["final_val"]["val_acc"])  # the matrix is the history's last epoch
+    assert accuracy >= majority + 0.05, f"{result.parent.name}: {accuracy:.3f} vs majority {majority:.3f}"
+    assert (conf.sum(axis=0) > 0).all(), f"{result.parent.name} never predicts a class: {conf.tolist()}"

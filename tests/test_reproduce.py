@@ -177,14 +177,14 @@ def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):
     from bcdet_helpers.runs import run_dir_for
 
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
-    write_json(run_dir_for("smoke", "constant", "grouped", 0) / "result.json",
+    write_json(run_dir_for("smoke", "constant", "grouped", seed=0) / "result.json",
                {"seconds_per_epoch": 2.5, "environment": {"device": "cpu"}})
     est = rp.estimate("smoke", "cpu")
     assert est["seconds_per_epoch"] == 2.5 and "recorded" in est["seconds_per_epoch_source"]
     from bcdet_helpers.profiles import get_profile
 
     p = get_profile("smoke")
-    n_runs = len(p.schedules)  # smoke: no study by default, notebook 04's arms on one fold (05 scores them)
+    n_runs = len(p.arms)  # smoke: no study by default, notebook 04's arms on one fold (05 scores them)
     assert est["runs"] == n_runs and est["runs_done"] == 1 and not est["study"]  # the finished run is reused
     assert est["training_seconds"] == pytest.approx((n_runs - est["runs_done"]) * p.epochs * 2.5)
     est = rp.estimate("smoke", "cpu", study=True)  # 5 folds x arms x (grouped seeds + the random split's first)
@@ -197,7 +197,7 @@ def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):
 
     monkeypatch.setattr(device, "auto_jobs", lambda dev: 2)
     monkeypatch.setattr(device, "worker_threads", lambda jobs: 1)
-    write_json(run_dir_for("smoke", "decay", "grouped", 0) / "result.json",
+    write_json(run_dir_for("smoke", "decay", "grouped", seed=0) / "result.json",
                {"seconds_per_epoch": 4.0, "environment": {"device": "cpu", "torch_threads": 1}})
     est = rp.estimate("smoke", "cpu", study=True)
     assert est["seconds_per_epoch"] == 4.0 and est["jobs"] == 2 and "2 at a time" in est["seconds_per_epoch_source"]
@@ -214,16 +214,16 @@ def test_unknown_profile_is_a_user_error():
 
 def test_a_smaller_study_reaches_only_the_notebooks_that_declare_it(tmp_path, monkeypatch):
     plain = write_nb(tmp_path / "04_plain.ipynb", "print('plain', profile, 'seeds' in dir())")
-    study = write_nb(tmp_path / "05_study.ipynb", "print('study', profile, seeds, splits)",
-                     params='profile = "laptop"\nstudy = False\nseeds = None\nsplits = None')
+    study = write_nb(tmp_path / "05_study.ipynb", "print('study', profile, seeds, kinds)",
+                     params='profile = "laptop"\nstudy = False\nseeds = None\nkinds = None')
     monkeypatch.setattr(rp, "load_reproduced_study", lambda *a: None)  # this notebook 05 trains no study
     metrics = rp.reproduce("smoke", out=tmp_path / "runs", notebooks=[plain, study], echo=False,
-                           seeds=[0], splits=["grouped"], study=True)
+                           seeds=[0], kinds=["grouped"], study=True)
     folder = tmp_path / "runs" / "smoke"
     assert "plain smoke False" in (folder / "notebooks" / "04_plain.ipynb").read_text()
     assert "study smoke [0] ['grouped']" in (folder / "notebooks" / "05_study.ipynb").read_text()
     rep = metrics["reproduce"]
-    assert rep["command"] == "bcdet reproduce --profile smoke --study --seeds 0 --splits grouped"
+    assert rep["command"] == "bcdet reproduce --profile smoke --study --seeds 0 --kinds grouped"
     assert rep["study"]["seeds"] == [0] and rep["study"]["splits"] == ["grouped"]
     assert rep["estimate"]["runs"] == rep["study"]["runs"]  # the smaller study (one seed, one split) and no more
     assert "smaller than the profile's own study" in (folder / "report.md").read_text()
@@ -232,7 +232,7 @@ def test_a_smaller_study_reaches_only_the_notebooks_that_declare_it(tmp_path, mo
 @pytest.mark.parametrize("study, given, why", [
     (None, {"seeds": [1]}, "--seeds only shapes the cross-validated study of notebook 05, which profile 'smoke' "
                            "does not run by default: add --study to run it, or leave it out. Nothing was run."),
-    (False, {"splits": ["grouped"], "ladder": False}, "--splits and --no-ladder only shape the cross-validated "
+    (False, {"kinds": ["grouped"], "ladder": False}, "--kinds and --no-ladder only shape the cross-validated "
                                                       "study of notebook 05, which --no-study turns off"),
 ])
 def test_study_options_without_the_study_are_refused(tmp_path, capsys, study, given, why):
@@ -273,8 +273,8 @@ def test_the_study_runs_by_default_for_paper_and_laptop_only():
 def test_bad_study_is_a_user_error():
     import argparse
 
-    with pytest.raises(BcdetError, match="splits must be"):
-        cli_reproduce(argparse.Namespace(profile="smoke", out=None, seeds=None, splits=["leaky"]))
+    with pytest.raises(BcdetError, match="kinds must be"):
+        cli_reproduce(argparse.Namespace(profile="smoke", out=None, seeds=None, kinds=["leaky"]))
 
 
 def test_a_copied_checkout_names_its_commit_through_the_environment(monkeypatch):
@@ -317,9 +317,9 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
 
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
     monkeypatch.setattr(pace, "_recorded_seconds_per_epoch", lambda *a: (1.0, "1 run (a stand-in)"))
-    small = get_profile("laptop", seeds=[1], splits=["random"])
+    small = get_profile("laptop", seeds=[1], kinds=["random"])
     est = rp.estimate(small, "cpu")
-    arms, study_arms, folds = len(small.schedules), len(small.study_arms), small.folds
+    arms, study_arms, folds = len(small.arms), len(small.study_arms), small.folds
     ladder_arms = len(small.ladder_arms)
     # chapter 05: the study's arms (matched too) x 5 folds x seed 1 x random, + each ladder arm's 5 runs with test
     # copies (1 + 2 / (4 x 0.85) = 1.59 times the work: a fold's worth of copies x 2 on top of ~3.4 folds);

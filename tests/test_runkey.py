@@ -48,7 +48,7 @@ def test_every_recorded_run_name_round_trips():
 
 def test_the_ladder_kind_is_the_random_split_with_test_copies():
     key = RunKey("switching", AUGMENTED, 3, 1)
-    assert key.split == "random" and key.test_copies(2) == 2 and RunKey("switching", "random").test_copies(2) == 0
+    assert key.fold_kind == "random" and key.test_copies(2) == 2 and RunKey("switching", "random").test_copies(2) == 0
     assert key.name == "switching-augmented-fold3-seed1"
     assert key.folder(2) == "switching-random-fold3-seed1-testcopies2"
     assert RunKey.parse(key.folder(2)) == RunKey.parse(key.name) == key

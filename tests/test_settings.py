@@ -165,14 +165,14 @@ def test_the_augment_module_reads_the_table():
 def test_the_profile_augmentation_reaches_the_training_batches():
     """Batches augments with the numbers it is given (a profile's ``augmentation``), not the defaults:
     a flip-only setting gives exactly the left-right mirror of every image."""
-    from bcdet_helpers.callbacks import Batches
+    from bcdet_helpers.batches import Batches
     from bcdet_helpers.data import SplitData
     from bcdet_helpers.data.preprocess import normalize
 
     n = 12
     images = torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8)
     split = np.array(["train"] * 8 + ["val"] * 4)
-    data = SplitData(images=images, labels=torch.arange(n) % 3, files=[str(i) for i in range(n)], split=split,
+    data = SplitData(images=images, labels=torch.arange(n) % 3, files=[str(i) for i in range(n)], parts=split,
                      mean=0.4, std=0.2)
     flip_only = get_profile("smoke", augment_hflip_p=1.0, augment_degrees=0.0, augment_translate=0.0,
                             augment_scale=(1.0, 1.0)).augmentation

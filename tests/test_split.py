@@ -61,11 +61,11 @@ def test_bad_kind():
 
 
 def test_load_split_data_on_fixture(mini_busi):
-    data = load_split_data("smoke", split="grouped", seed=0, root=mini_busi)
+    data = load_split_data("smoke", kind="grouped", seed=0, root=mini_busi)
     assert data.images.dtype == torch.uint8 and data.images.shape[1:] == (1, 32, 32)
-    assert len(data.files) == len(data.labels) == len(data.split) == 18
+    assert len(data.files) == len(data.labels) == len(data.parts) == 18
     # the cross-class copy (benign (1) == malignant (6)) is on one side
-    where = dict(zip(data.files, data.split))
+    where = dict(zip(data.files, data.parts))
     assert where["benign/benign (1).png"] == where["malignant/malignant (6).png"]
     assert data.meta["leaked_pairs"]["train-test"] == 0
     # statistics from the training images only
@@ -73,12 +73,12 @@ def test_load_split_data_on_fixture(mini_busi):
     assert data.mean == pytest.approx(float(train.float().mean() / 255), rel=1e-5)
     saved = pd.read_csv(data.meta["split_csv"])
     assert list(saved.columns) == ["file", "class", "group", "split"]
-    assert list(saved["split"]) == list(data.split)
+    assert list(saved["split"]) == list(data.parts)
 
 
 def test_load_split_data_max_per_class(mini_busi):
     from bcdet_helpers.profiles import get_profile
 
-    data = load_split_data(get_profile("smoke", max_per_class=4), split="random", root=mini_busi)
+    data = load_split_data(get_profile("smoke", max_per_class=4), kind="random", root=mini_busi)
     assert len(data.files) == 12
     assert data.files[:4] == [f"benign/benign ({i}).png" for i in range(1, 5)]

@@ -191,10 +191,10 @@ def test_stress_run_scores_a_run_folder(busi_dir, monkeypatch):
     from bcdet_helpers.runs import train_run
 
     monkeypatch.setenv("BCDET_DATA", str(busi_dir))
-    res = train_run("smoke", "constant", seed=0, split="grouped", fold=0, device="cpu", progress=False)
-    data = load_split_data("smoke", split="grouped", seed=0, fold=0)
+    res = train_run("smoke", "constant", kind="grouped", fold=0, seed=0, device="cpu", progress=False)
+    data = load_split_data("smoke", kind="grouped", seed=0, fold=0)
     curves = stress_run(res.run_dir, data, n_boot=50, shifts={k: SHIFTS[k] for k in ("blur", "overlay")})
-    n_test = int((data.split == "test").sum())
+    n_test = int((data.parts == "test").sum())
     assert set(curves["arm"]) == {"constant"} and len(curves) == 2 * 5 * 3 and n_test > 0
     assert curves["value"].between(0, 1).all()
     pooled = stress_run([res.run_dir, res.run_dir], [data, data], n_boot=50, shifts={"blur": SHIFTS["blur"]})

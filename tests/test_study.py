@@ -3,7 +3,7 @@
 Two kinds of test:
 * ``evaluate_study`` on a study folder written by hand (known predictions, no training): every
   number is checked against an independent computation from the CSVs;
-* the whole CV path under ``smoke`` (1 epoch, 3 folds, 2 arms, both split kinds, 1 seed) on a
+* the whole CV path under ``smoke`` (1 epoch, 3 folds, 2 arms, both kinds, 1 seed) on a
   generated mini-BUSI with a cross-class duplicate: folds, OOF files, conflicts, clustered bootstrap,
   corrected test -- about half a minute on a 2-core CPU.
 """

@@ -22,6 +22,7 @@ import torch
 import bcdet_helpers.data as bdata
 from bcdet_helpers import runs as runs_module
 from bcdet_helpers import train
+from bcdet_helpers.callbacks import Callback
 from bcdet_helpers.checkpoints import load_checkpoint
 from bcdet_helpers.commands import cli_train
 from bcdet_helpers.data import SplitData
@@ -44,7 +45,7 @@ def fake_data(n_train=40, n_val=20, n_test=6, seed=0) -> SplitData:
     images = (base + 60 * torch.randn(n, 1, SIZE, SIZE, generator=g)).clamp(0, 255).to(torch.uint8)
     split = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
     mean, std = SplitData.train_stats(images, split)
-    return SplitData(images=images, labels=labels, files=[f"img{i}.png" for i in range(n)], split=split,
+    return SplitData(images=images, labels=labels, files=[f"img{i}.png" for i in range(n)], parts=split,
                      mean=mean, std=std)
 
 
@@ -97,10 +98,11 @@ def test_resume_after_interrupt_gives_the_same_final_weights(tmp_path, uninterru
     if how == "stop_after":
         part = run(tmp_path, stop_after=k)
     else:
-        def hook(row):
-            if row["epoch"] == k:
-                raise KeyboardInterrupt
-        part = run(tmp_path, on_epoch_end=hook)
+        class CtrlC(Callback):  # Ctrl-C right after epoch k is checkpointed
+            def after_epoch(self, loop, row):
+                if row["epoch"] == k:
+                    raise KeyboardInterrupt
+        part = run(tmp_path, callbacks=[CtrlC()])
     assert part.interrupted and len(part.history) == k
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ck["epoch"] == k
@@ -155,7 +157,7 @@ def test_best_weights_are_the_best_validation_epoch(uninterrupted):
     data = fake_data()
     model = tiny_model()
     model.load_state_dict(res.best_state)
-    from bcdet_helpers.callbacks import Batches, Precision
+    from bcdet_helpers.batches import Batches, Precision
 
     cpu = torch.device("cpu")
     val = train.validate(model, Batches(data, 16, 0, cpu, False), Precision(cpu))
@@ -282,14 +284,14 @@ def test_phase_table_lists_every_phase():
 def runs(tmp_path, monkeypatch):
     """train_run on fake data: the real loader is replaced (its own tests cover it)."""
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setattr(bdata, "load_split_data", lambda profile, split="grouped", seed=0, root=None, fold=0: fake_data(),
+    monkeypatch.setattr(bdata, "load_split_data", lambda profile, kind="grouped", seed=0, root=None, fold=0: fake_data(),
                         raising=False)
     return get_profile("smoke", image_size=SIZE, width=WIDTH, batch_size=16, epochs=3, augment=HAS_AUGMENT)
 
 
 def test_train_run_writes_its_folder_and_is_loaded_not_retrained(runs, monkeypatch, capsys):
     res = runs_module.train_run(runs, "switching", seed=0, device="cpu", progress=False)
-    d = runs_module.run_dir_for("smoke", "switching", "grouped", 0)
+    d = runs_module.run_dir_for("smoke", "switching", "grouped", seed=0)
     assert res.run_dir == d
     for f in ("config.json", "history.csv", "checkpoint.pt", "best.pt", "result.json"):
         assert (d / f).exists(), f
@@ -324,7 +326,7 @@ def test_train_run_writes_its_folder_and_is_loaded_not_retrained(runs, monkeypat
 
 
 def test_unfinished_run_needs_resume(runs):
-    d = runs_module.run_dir_for("smoke", "constant", "grouped", 1)
+    d = runs_module.run_dir_for("smoke", "constant", "grouped", seed=1)
     stopped = train.fit  # interrupt train_run's fit after one epoch
 
     def stop_early(*a, **kw):
@@ -355,7 +357,7 @@ def test_a_run_folder_is_locked_while_a_process_trains_in_it(runs):
     """Issue #27 case 3: two processes training in one run folder overwrote each other's checkpoints (one
     crashed on the other's checkpoint.pt.tmp). The second is refused with the holder's PID before it
     touches the folder, and a holder that dies (here: killed) releases it."""
-    d = runs_module.run_dir_for("smoke", "switching", "grouped", 0)
+    d = runs_module.run_dir_for("smoke", "switching", "grouped", seed=0)
     holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(d)], stdout=subprocess.PIPE, text=True,
                               cwd=Path(__file__).parents[1])
     try:
@@ -374,11 +376,11 @@ def test_a_run_folder_is_locked_while_a_process_trains_in_it(runs):
 
 def test_cli_train_prints_where_results_went(runs, capsys, monkeypatch):
     monkeypatch.setattr(runs_module, "get_profile", lambda name, **kw: runs.__class__(**{**runs.to_dict(), **kw}))
-    args = argparse.Namespace(profile="smoke", schedule="onecycle", seed=2, split="grouped", epochs=2,
+    args = argparse.Namespace(profile="smoke", arm="onecycle", seed=2, kind="grouped", epochs=2,
                               device="cpu", resume=False, fold=0)
     assert cli_train(args) == 0
     out = capsys.readouterr().out
-    assert str(runs_module.run_dir_for("smoke", "onecycle", "grouped", 2)) in out
+    assert str(runs_module.run_dir_for("smoke", "onecycle", "grouped", seed=2)) in out
     assert "val macro-F1" in out and "Training on cpu" in out
 
 
@@ -420,7 +422,7 @@ def test_cli_train_says_ctrl_c_once_with_how_to_go_on(runs, capsys, monkeypatch)
         return real(*a, **kw)
 
     monkeypatch.setattr(train, "validate", ctrl_c_in_epoch_2)
-    args = argparse.Namespace(profile="smoke", schedule="onecycle", seed=3, split="grouped", epochs=3,
+    args = argparse.Namespace(profile="smoke", arm="onecycle", seed=3, kind="grouped", epochs=3,
                               device="cpu", resume=False, fold=0)
     assert cli_train(args) == 130
     said = [ln for ln in capsys.readouterr().out.splitlines() if "nterrupt" in ln]
@@ -441,7 +443,7 @@ def test_a_run_stopped_before_its_first_epoch_leaves_no_folder(busi_dir, tmp_pat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "fit", stopped)
-    d = runs_module.run_dir_for("smoke", "constant", "grouped", 0)
+    d = runs_module.run_dir_for("smoke", "constant", "grouped", seed=0)
     with pytest.raises(KeyboardInterrupt):
         runs_module.train_run("smoke", "constant", seed=0, device="cpu", progress=False)
     assert not d.exists()

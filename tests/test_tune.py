@@ -86,7 +86,7 @@ def test_tuning_never_sees_test_labels(small, tmp_path, monkeypatch):
 
     def poisoned(*a, **kw):
         data = real(*a, **kw)
-        test = np.flatnonzero(data.split == "test")
+        test = np.flatnonzero(data.parts == "test")
         assert len(test) > 0
         data.labels[test] = (data.labels[test] + 1) % 3
         return data
@@ -115,7 +115,7 @@ def test_auto_jobs_fill_the_cpu_and_share_a_big_gpu(monkeypatch):
 
 
 def test_bad_arguments_are_refused_before_any_work(small):
-    with pytest.raises(BcdetError, match="Unknown schedule"):
+    with pytest.raises(BcdetError, match="Unknown arm"):
         tune.tune(small, "adamw", trials=1)
     with pytest.raises(BcdetError, match="at least 1"):
         tune.tune(small, "constant", trials=0)
@@ -214,7 +214,7 @@ def test_bad_storage_urls_get_one_line_before_any_trial(small, url, says, capsys
         except ImportError:
             pass
     monkeypatch.setattr(tune, "_optimize", lambda *a, **k: pytest.fail("a trial ran"))
-    assert cli.main(["tune", "--profile", "smoke", "--schedule", "constant", "--storage", url]) == 2
+    assert cli.main(["tune", "--profile", "smoke", "--arm", "constant", "--storage", url]) == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "pw" not in err  # the password never printed
@@ -232,7 +232,7 @@ def test_unknown_profile_and_ctrl_c_are_one_line(small, tmp_path, capsys, monkey
 
     monkeypatch.setattr(runs, "train_run", interrupted)
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    code = cli.main(["tune", "--profile", "smoke", "--schedule", "constant", "--storage", url, "--jobs", "1",
+    code = cli.main(["tune", "--profile", "smoke", "--arm", "constant", "--storage", url, "--jobs", "1",
                      "--out", str(tmp_path / "o")])
     out, err = capsys.readouterr()
     assert code == 130 and err.strip() == "bcdet: interrupted" and "Traceback" not in out + err
@@ -248,21 +248,21 @@ def test_the_matched_arm_is_switching_with_adam_throughout(small, tmp_path, monk
 
     assert "matched" not in profiles.SEARCH_SPACES and profiles.BORROWS == {"matched": "switching"}
     assert "matched" in profiles.get_profile("laptop").study_arms
-    assert "matched" not in profiles.get_profile("class").schedules  # the course keeps its four arms
+    assert "matched" not in profiles.get_profile("class").arms  # the course keeps its four arms
     for prof in ("laptop", "smoke", None):
         sw, ma = profiles.schedule("switching", 50, prof), profiles.schedule("matched", 50, prof)
         assert [p.optimizer for p in ma] == ["adam"] * 4
         strip = lambda p: (p.lr, p.epochs, p.warmup, p.weight_decay)  # noqa: E731
         assert [strip(p) for p in ma] == [strip(p) for p in sw]
         assert [p.restart for p in ma] == [False, True, True, True]  # a new Adam where switching starts anew
-    # enter_phase starts a new optimizer on restart, keeps it otherwise
+    # next_optimizer starts a new optimizer on restart, keeps it otherwise
     import torch
 
     model = torch.nn.Linear(2, 2)
     first = train.make_optimizer(ma[0], model)
-    assert train.enter_phase(ma[1], ma[0], first, model) is not first
+    assert train.next_optimizer(ma[1], ma[0], first, model) is not first
     kept = profiles.Phase("adam", 1e-4, 3)
-    assert train.enter_phase(kept, ma[0], first, model) is first
+    assert train.next_optimizer(kept, ma[0], first, model) is first
     # it trains, and runs recorded before the phase field existed still match their config
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path))
     res = train_run(small, "matched", seed=0, progress=False)

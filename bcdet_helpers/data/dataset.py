@@ -1,9 +1,9 @@
 """`load_split_data`: BUSI folder + profile -> :class:`SplitData` (the entry point of training).
 
 Steps: the cached index (with near-duplicate groups) -> the profile's subset (``max_per_class``)
--> the split (grouped or random) -> the cached uint8 tensors -> train-only mean/std. The split is
-written to ``runs_dir(profile)/splits/<kind>-seed<seed>.csv`` (file, class, group, split) so anyone
-can audit which image went where.
+-> the split (folds of kind grouped or random) -> the cached uint8 tensors -> train-only mean/std. The
+split is written to ``runs_dir(profile)/splits/<kind>-fold<fold>-seed<seed>.csv`` (file, class, group, and
+each image's part in a column named ``split``) so anyone can audit which image went where.
 """
 from __future__ import annotations
 
@@ -36,15 +36,15 @@ def split_csv_path(profile_name: str, kind: str, fold: int, seed: int):
     return runs_dir(profile_name) / "splits" / f"{kind}-fold{fold}-seed{seed}.csv"
 
 
-def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None, fold: int = 0) -> SplitData:
+def load_split_data(profile, kind: str = "grouped", seed: int = 0, root=None, fold: int = 0) -> SplitData:
     """All images of ``profile`` (name or :class:`Profile`) as tensors, with fold ``fold`` of the
-    split kind ``split`` -- ``"grouped"`` (leak-free, default) or ``"random"`` (paper-like) -- as the
+    folds of kind ``kind`` -- ``"grouped"`` (leak-free, default) or ``"random"`` (paper-like) -- as the
     test part and a validation part carved from the other folds with ``seed``."""
     prof: Profile = get_profile(profile)
     root = require_usable(root)  # a folder `bcdet data check` calls NOT USABLE never reaches training
     bundle = load_index(root, full=True)
     index = select_subset(bundle["index"], prof.max_per_class)
-    parts = make_split(index, split, fold, seed, folds=prof.folds, fold_seed=prof.fold_seed,
+    parts = make_split(index, kind, fold, seed, folds=prof.folds, fold_seed=prof.fold_seed,
                        val_fraction=prof.val_fraction)
 
     cache = load_cache(root, prof.image_size, prof.channels)
@@ -54,7 +54,7 @@ def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None, f
     labels = cache["labels"][rows]
     mean, std = SplitData.train_stats(images, parts)
 
-    out = split_csv_path(prof.name, split, fold, seed)
+    out = split_csv_path(prof.name, kind, fold, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"file": index["file"].to_numpy(), "class": index["label"].to_numpy(),
                   "group": index["group"].to_numpy(), "split": parts}).to_csv(out, index=False)
@@ -69,5 +69,5 @@ def load_split_data(profile, split: str = "grouped", seed: int = 0, root=None, f
         "leaked_pairs": leak_report(bundle["pairs"], index, parts),
         "counts": {p: int((parts == p).sum()) for p in ("train", "val", "test")},
     }
-    return SplitData(images=images, labels=labels, files=list(index["file"]), split=np.asarray(parts),
-                     mean=mean, std=std, classes=CLASSES, kind=split, seed=seed, fold=fold, meta=meta)
+    return SplitData(images=images, labels=labels, files=list(index["file"]), parts=np.asarray(parts),
+                     mean=mean, std=std, classes=CLASSES, kind=kind, seed=seed, fold=fold, meta=meta)

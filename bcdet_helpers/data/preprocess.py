@@ -1,6 +1,6 @@
 """uint8 image -> the normalised float tensor the model sees: written once, used everywhere.
 
-Training (:class:`~bcdet_helpers.callbacks.Batches`), :meth:`SplitData.normalize` (the notebooks)
+Training (:class:`~bcdet_helpers.batches.Batches`), :meth:`SplitData.normalize` (the notebooks)
 and prediction (:func:`~bcdet_helpers.evaluate.predict_proba`, ``bcdet predict``/``evaluate``) must
 scale pixels identically -- a model trained on one scaling and scored on another is silently wrong.
 So the step lives here, in two halves because training augments in between:

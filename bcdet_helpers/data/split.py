@@ -34,7 +34,7 @@ def assign_folds(index: pd.DataFrame, kind: str = "grouped", folds: int = DEFAUL
                  fold_seed: int = DEFAULTS.fold_seed) -> np.ndarray:
     """The fold (0 .. folds-1) of every row of ``index`` (needs ``y``; grouped needs ``group``)."""
     if kind not in KINDS:
-        raise ValueError(f"split kind must be one of {KINDS}, not {kind!r}")
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     y = np.asarray(index["y"])
@@ -94,27 +94,28 @@ def make_split(index: pd.DataFrame, kind: str = "grouped", fold: int = 0, seed: 
     return parts.astype(str)
 
 
-def leaked_pairs(pairs: pd.DataFrame, index: pd.DataFrame, split, parts=("train", "test")) -> int:
-    """Near-duplicate pairs with one image in ``parts[0]`` and the other in ``parts[1]``.
+def leaked_pairs(pairs: pd.DataFrame, index: pd.DataFrame, parts, between=("train", "test")) -> int:
+    """Near-duplicate pairs with one image in ``between[0]`` and the other in ``between[1]``; ``parts``:
+    the part of each image of ``index``.
 
     Pairs whose files are not in ``index`` (e.g. outside a subset) are ignored.
     """
-    where = dict(zip(index["file"], np.asarray(split)))
+    where = dict(zip(index["file"], np.asarray(parts)))
     a = pairs["file_a"].map(where)
     b = pairs["file_b"].map(where)
-    p, q = parts
+    p, q = between
     return int((((a == p) & (b == q)) | ((a == q) & (b == p))).sum())
 
 
-def leak_report(pairs: pd.DataFrame, index: pd.DataFrame, split) -> dict:
+def leak_report(pairs: pd.DataFrame, index: pd.DataFrame, parts) -> dict:
     """Leaked pairs across each boundary: ``train-test``, ``train-val``, ``val-test``."""
-    return {f"{p}-{q}": leaked_pairs(pairs, index, split, (p, q))
+    return {f"{p}-{q}": leaked_pairs(pairs, index, parts, (p, q))
             for p, q in (("train", "test"), ("train", "val"), ("val", "test"))}
 
 
-def split_table(index: pd.DataFrame, split) -> pd.DataFrame:
+def split_table(index: pd.DataFrame, parts) -> pd.DataFrame:
     """Class counts per part (rows: classes, columns: train / val / test / all)."""
-    t = pd.crosstab(index["label"].to_numpy(), np.asarray(split))
+    t = pd.crosstab(index["label"].to_numpy(), np.asarray(parts))
     t = t.reindex(columns=[c for c in ("train", "val", "test") if c in t.columns])
     t.columns.name = "part"
     t["all"] = t.sum(axis=1)

@@ -1,4 +1,4 @@
-"""`SplitData`: the tensors a training run consumes, with their split and normalisation.
+"""`SplitData`: the tensors a training run consumes, with their parts (train / val / test) and normalisation.
 
 All images of the run live in one uint8 tensor (small: 780 x 64 x 64 bytes is ~3 MB), so training
 can move them to the device once and never decode a PNG again.
@@ -21,20 +21,14 @@ class SplitData:
     images: torch.Tensor  # uint8 (N, C, H, W)
     labels: torch.Tensor  # int64 (N,)
     files: list[str]  # relative file names, aligned with images
-    split: np.ndarray  # the part of each image: "train" / "val" / "test" (also as ``parts``)
+    parts: np.ndarray  # the part of each image: "train" / "val" / "test"
     mean: float = 0.0  # train-pixel mean on the 0..1 scale
     std: float = 1.0  # train-pixel std on the 0..1 scale
     classes: tuple[str, ...] = CLASSES
-    kind: str = "grouped"
+    kind: str = "grouped"  # how the folds were drawn: grouped / random
     seed: int = 0
     fold: int = 0  # the test fold
     meta: dict = field(default_factory=dict)
-
-    @property
-    def parts(self) -> np.ndarray:
-        """The part (``"train"`` / ``"val"`` / ``"test"``) of each image -- the ``split`` field under
-        the name the package uses for it; ``kind`` says how the folds were drawn (grouped/random)."""
-        return self.split
 
     @property
     def image_size(self) -> int:
@@ -47,7 +41,7 @@ class SplitData:
     def mask(self, name: str) -> np.ndarray:
         if name not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, not {name!r}")
-        return self.split == name
+        return self.parts == name
 
     def part(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(uint8 images, labels)`` of ``"train"``, ``"val"`` or ``"test"``."""
@@ -63,9 +57,9 @@ class SplitData:
         return normalize(x, self.mean, self.std)
 
     @staticmethod
-    def train_stats(images: torch.Tensor, split: np.ndarray) -> tuple[float, float]:
-        """Mean and std of the training images' pixels on the 0..1 scale."""
-        train = to_unit(images[torch.from_numpy(np.flatnonzero(split == "train"))])
+    def train_stats(images: torch.Tensor, parts: np.ndarray) -> tuple[float, float]:
+        """Mean and std of the training images' pixels on the 0..1 scale (``parts``: each image's part)."""
+        train = to_unit(images[torch.from_numpy(np.flatnonzero(parts == "train"))])
         return float(train.mean()), float(train.std().clamp_min(1e-6))
 
     def with_test_copies(self, copies: int, params: dict | None = None, seed: int = 0) -> "SplitData":
@@ -91,6 +85,6 @@ class SplitData:
             images=torch.cat([self.images, *made]),
             labels=torch.cat([self.labels] + [self.labels[idx]] * copies),
             files=self.files + [f"{f}#copy{c}" for c in range(copies) for f in test_files],
-            split=np.concatenate([self.split, np.full(copies * len(idx), "train", dtype=self.split.dtype)]),
+            parts=np.concatenate([self.parts, np.full(copies * len(idx), "train", dtype=self.parts.dtype)]),
             meta={**self.meta, "test_copies_in_train": copies},
         )

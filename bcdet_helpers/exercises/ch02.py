@@ -25,15 +25,15 @@ def _toy_split():
     import pandas as pd
 
     files = ["a", "b", "c", "d", "e", "f", "g"]
-    split = ["train", "test", "train", "val", "test", "train", "test"]
+    parts = ["train", "test", "train", "val", "test", "train", "test"]
     pairs = pd.DataFrame({"file_a": ["a", "c", "b", "d", "e", "a"], "file_b": ["b", "f", "e", "a", "c", "zz"],
                           "class_a": ["benign"] * 6, "class_b": ["benign"] * 6, "similarity": [0.9] * 6})
-    return files, split, pairs  # a-b, e-c: train-test (both orders); c-f train-train; b-e test-test; d-a val-train
+    return files, parts, pairs  # a-b, e-c: train-test (both orders); c-f train-train; b-e test-test; d-a val-train
 
 
-@exercise("02.2", answer="count_leaks", title="Write count_leaks(pairs, files, split)", kind="code")
-def count_leaks(function, *, pairs=None, files=None, split=None):
-    """``pairs``: near-duplicate pairs; ``files``/``split``: every image of the profile and its part
+@exercise("02.2", answer="count_leaks", title="Write count_leaks(pairs, files, parts)", kind="code")
+def count_leaks(function, *, pairs=None, files=None, parts=None):
+    """``pairs``: near-duplicate pairs; ``files``/``parts``: every image of the profile and its part
     (the random split of the notebook). The student's function returns how many pairs have one image in
     train and the other in test -- what ``split.leaked_pairs`` counts."""
     import numpy as np
@@ -42,8 +42,8 @@ def count_leaks(function, *, pairs=None, files=None, split=None):
     from ..data.split import leaked_pairs
 
     cases = [(*_toy_split(), "a seven-file example")]
-    if pairs is not None and files is not None and split is not None:
-        cases.append((list(files), list(np.asarray(split)), pairs, "this notebook's random split"))
+    if pairs is not None and files is not None and parts is not None:
+        cases.append((list(files), list(np.asarray(parts)), pairs, "this notebook's random split"))
     for fs, sp, ps, name in cases:
         want = leaked_pairs(ps, pd.DataFrame({"file": fs}), np.asarray(sp), ("train", "test"))
         got = call(function, ps.copy(), list(fs), np.asarray(sp))
@@ -92,10 +92,10 @@ def normalize(function):
          "order, on which scale?")
 
 
-@exercise("02.4", answer="training_stats", title="Write training_stats(images, split)", kind="code")
+@exercise("02.4", answer="training_stats", title="Write training_stats(images, parts)", kind="code")
 def training_stats(function, *, data):
-    """``data``: the SplitData of the notebook (images, split, and the statistics it computed)."""
-    got = call(function, data.images, data.split)
+    """``data``: the SplitData of the notebook (images, parts, and the statistics it computed)."""
+    got = call(function, data.images, data.parts)
     try:
         mean, std = (float(v) for v in got)
     except (TypeError, ValueError):
@@ -105,7 +105,7 @@ def training_stats(function, *, data):
     all_pixels = data.images.float() / 255
     if abs(mean - data.mean) > 1e-4:
         if abs(mean - float(all_pixels.mean())) < 1e-5:
-            hint("that is the mean of *all* images, test images included; keep the rows where split == 'train'")
+            hint("that is the mean of *all* images, test images included; keep the rows where parts == 'train'")
         hint("your mean is neither the training images' nor all images': which rows of `images` are the "
              "training part, and on which scale do the statistics live?")
     if abs(std - data.std) > 1e-3:

@@ -299,7 +299,7 @@ def resize_ladder(path, sizes=(None, 256, 64, 32), outline: bool = True):
 
 
 def split_counts(tables: dict):
-    """Per-split class counts for each split kind; ``tables``: kind -> ``split_table`` DataFrame."""
+    """Per-split class counts for each kind of folds; ``tables``: kind -> ``split_table`` DataFrame."""
     fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 3.5), squeeze=False)
     for ax, (kind, t) in zip(axes[0], tables.items()):
         parts = [c for c in ("train", "val", "test") if c in t.columns]
@@ -332,7 +332,7 @@ def leak_bars(reports: dict):
         ax.bar_label(bars, fontsize=8)
     ax.set_xticks(x, boundaries)
     ax.set_ylabel("duplicate pairs split across")
-    ax.set_title("Leaked near-duplicate pairs by split kind", fontsize=10)
+    ax.set_title("Leaked near-duplicate pairs by kind of folds", fontsize=10)
     ax.legend()
     fig.tight_layout()
     return fig

@@ -14,7 +14,7 @@ __all__: list[str] = [
     "image_grid",
     "reliability_diagram",
     "roc_curves",
-    "schedule_comparison",
+    "arm_comparison",
     "waterfall",
     "improvement_waterfall",
 ]
@@ -117,16 +117,16 @@ def reliability_diagram(bins_by_model: dict, ece_by_model: dict | None = None):
     return fig
 
 
-def schedule_comparison(table, metric: str = "accuracy", reference: dict | None = None):
-    """Per-run test ``metric`` by split and schedule (one dot per seed, a bar for the mean), with
+def arm_comparison(table, metric: str = "accuracy", reference: dict | None = None):
+    """Per-run test ``metric`` by kind and arm (one dot per seed, a bar for the mean), with
     optional horizontal reference lines (``{"paper switching (90%)": 0.90, ...}``).
-    ``table``: a DataFrame with columns split, schedule, seed and ``metric``."""
+    ``table``: a DataFrame with columns kind, arm, seed and ``metric`` (e.g. a study's runs table)."""
     import seaborn as sns
 
     fig, axes = _figure(1, 1, (6.5, 4))
     ax = axes[0, 0]
-    sns.barplot(data=table, x="split", y=metric, hue="schedule", errorbar=None, alpha=0.5, ax=ax)
-    sns.stripplot(data=table, x="split", y=metric, hue="schedule", dodge=True, ax=ax, size=6,
+    sns.barplot(data=table, x="kind", y=metric, hue="arm", errorbar=None, alpha=0.5, ax=ax)
+    sns.stripplot(data=table, x="kind", y=metric, hue="arm", dodge=True, ax=ax, size=6,
                   edgecolor="black", linewidth=0.5, legend=False)
     for (label, value), style in zip((reference or {}).items(), ("--", ":", "-.", "-")):
         ax.axhline(value, ls=style, c="black", lw=1)

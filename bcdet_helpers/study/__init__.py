@@ -4,7 +4,7 @@ This module *is* the study of notebook 05, ``bcdet reproduce`` and ``publish``; 
 shows what it returns. Three steps, each leaving files in one folder (``runs/<profile>/cv/`` by
 default; ``results/<profile>-cv/`` when committed):
 
-1. :func:`write_folds` -- ``folds.csv``: every image's fold for each split kind, its near-duplicate
+1. :func:`write_folds` -- ``folds.csv``: every image's fold for each kind, its near-duplicate
    group and whether it is a label conflict. ``grouped`` is scikit-learn's ``StratifiedGroupKFold``
    over the near-duplicate groups, ``random`` an image-level ``StratifiedKFold`` (what most BUSI
    papers do). Deterministic in the profile's ``fold_seed``; every image is a test image exactly

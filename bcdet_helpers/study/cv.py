@@ -17,7 +17,7 @@ from ..profiles import KINDS, Profile, get_profile, partition_profile
 from .design import StudyDesign, study_design
 from .evaluation import evaluate_study
 from .external import external_csv, record_external
-from ..runkey import AUGMENTED, RunKey, split_of
+from ..runkey import AUGMENTED, RunKey, fold_kind_of
 from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, label_conflicts, read_folds
 from .result import Study, WEIGHTS, WEIGHTS_RULE
 
@@ -53,10 +53,10 @@ def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = Non
     from ..data.split import assign_folds
 
     prof = get_profile(profile)
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds or prof.splits)
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or prof.kinds)
     bad = [k for k in kinds if k not in KINDS]
     if bad:
-        raise BcdetError(f"Unknown split kind(s) {bad}. Choose from {', '.join(KINDS)}.")
+        raise BcdetError(f"Unknown kind(s) {bad}. Choose from {', '.join(KINDS)}.")
     index = study_index(prof, root)
     frames = []
     for p in partitions:
@@ -192,7 +192,7 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
     fold_of = {pk: g.set_index("file")["fold"] for pk, g in table.groupby(["partition", "kind"])}
     tasks = []
     for key in keys:
-        folds_here = fold_of[(key.partition, key.split)]
+        folds_here = fold_of[(key.partition, key.fold_kind)]
         if key.fold > int(folds_here.max()):  # a tiny subset has fewer folds than the profile asks
             continue
         test = sorted(folds_here.index[folds_here.to_numpy() == key.fold])
@@ -282,13 +282,13 @@ def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups:
     from ..runs import train_run
 
     name = key.name
-    res = train_run(prof, key.arm, seed=key.seed, split=key.split, fold=key.fold, device=dev, resume=resume,
+    res = train_run(prof, key.arm, kind=key.fold_kind, fold=key.fold, seed=key.seed, device=dev, resume=resume,
                     progress=progress, record_test=True, test_copies=key.test_copies(prof.ladder_test_copies),
                     partition=key.partition)
     if res.interrupted:
         raise BcdetError(f"The study stopped during {name} (interrupted). Run the same call again to resume: "
                          "finished runs are loaded, not retrained.")
-    data = load_split_data(partition_profile(prof, key.partition), split=key.split, seed=key.seed, fold=key.fold)
+    data = load_split_data(partition_profile(prof, key.partition), kind=key.fold_kind, seed=key.seed, fold=key.fold)
     test_files = set(data.files_of("test"))
     if test_files != set(test):
         raise BcdetError(f"{name}: the run's test images are not fold {key.fold} of folds.csv "
@@ -307,8 +307,8 @@ def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups:
     ratios = [p.get("ratio", math.nan) for p in info.get("phase_stability", [])]
     return {
         **_key_columns(key),
-        "n_train": int((data.split == "train").sum()), "n_val": int((data.split == "val").sum()),
-        "n_test": int((data.split == "test").sum()), "epochs": len(res.history),
+        "n_train": int((data.parts == "train").sum()), "n_val": int((data.parts == "val").sum()),
+        "n_test": int((data.parts == "test").sum()), "epochs": len(res.history),
         "best_epoch": res.best_epoch, "max_phase_ratio": max(ratios) if ratios else math.nan,
         "wall_time_s": res.wall_time, "seconds_per_epoch": res.seconds_per_epoch,
         "run": Path(res.run_dir).name,
@@ -336,8 +336,8 @@ def _recorded_row(prof: Profile, key: RunKey, out: Path, recorded: pd.DataFrame)
         np.zeros(0, bool)
     missing = [str(p.relative_to(out)) for p in need if not p.exists()] \
         + ([] if key.kind == AUGMENTED or row.any() else ["runs.csv row"])
-    differs = config_differences(run_dir, prof, key.arm, key.seed, key.split, key.fold,
-                                 key.test_copies(prof.ladder_test_copies), key.partition)
+    differs = config_differences(run_dir, prof, key.arm, key.fold_kind, fold=key.fold, seed=key.seed,
+                                 test_copies=key.test_copies(prof.ladder_test_copies), partition=key.partition)
     if (run_dir / "last.pt").exists():
         trained = (run_dir / "result.json").stat().st_mtime
         if missing or differs or any(p.stat().st_mtime < trained for p in made):

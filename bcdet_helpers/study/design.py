@@ -4,7 +4,7 @@ What ``bcdet reproduce`` estimates (:mod:`bcdet_helpers.plan`), what :func:`~bcd
 trains, what ``bcdet study --list`` prints and what a job array runs one by one (``bcdet study --run K``)
 all come from :meth:`StudyDesign.runs`, so they cannot disagree.
 
-The default design of a profile: its ``study_arms`` x its ``folds`` x, per split kind, the seeds of
+The default design of a profile: its ``study_arms`` x its ``folds`` x, per kind, the seeds of
 :func:`default_seeds` -- every seed on the grouped split (the verdict), the first seed on the random
 split (it only measures the leakage gap) -- plus the leakage ladder's extra runs
 (:func:`~bcdet_helpers.study.ladder.ladder_extra_runs`) unless ``ladder=False``; and the grouped runs
@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 
 from ..errors import BcdetError
 from ..profiles import KINDS, Profile, get_profile
-from ..runkey import RunKey, STUDY_KINDS, split_of
+from ..runkey import RunKey, STUDY_KINDS, fold_kind_of
 
 
 def default_seeds(prof: Profile, random_seeds=None) -> dict[str, list[int]]:
-    """Seeds per split kind: the profile's for ``grouped``; for ``random`` ``random_seeds``, by default
-    the first seed only. Kinds the profile's ``splits`` leave out are left out."""
+    """Seeds per kind: the profile's for ``grouped``; for ``random`` ``random_seeds``, by default
+    the first seed only. Kinds the profile's ``kinds`` leave out are left out."""
     out = {"grouped": list(prof.seeds), "random": list(random_seeds) if random_seeds else list(prof.seeds[:1])}
-    return {k: v for k, v in out.items() if k in prof.splits}
+    return {k: v for k, v in out.items() if k in prof.kinds}
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,12 @@ class StudyDesign:
         return list(range(n)) if self.folds is None else [f for f in self.folds if f < n]
 
     def arms_by_kind_and_seed(self) -> dict[tuple[str, int], list[str]]:
-        """``{(kind, seed): [arms]}``: the design's arms, then the extras' (an extra of a kind whose split
-        the design does not run is dropped)."""
+        """``{(kind, seed): [arms]}``: the design's arms, then the extras' (an extra of a kind whose folds'
+        kind the design does not run is dropped)."""
         out = {(kind, seed): list(self.arms) for kind, seeds in self.seeds.items() for seed in seeds}
         for arm, by_kind in self.extra.items():
             for kind, seeds in by_kind.items():
-                for seed in (seeds if split_of(kind) in self.seeds else []):
+                for seed in (seeds if fold_kind_of(kind) in self.seeds else []):
                     out.setdefault((kind, seed), [])
                     if arm not in out[(kind, seed)]:
                         out[(kind, seed)].append(arm)
@@ -89,10 +89,10 @@ def study_design(profile: str | Profile, *, arms=None, kinds=None, seeds=None, r
     except ValueError as exc:
         raise BcdetError(str(exc)) from None
     arms = tuple([arms] if isinstance(arms, str) else (arms or prof.study_arms))
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds or prof.splits)
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or prof.kinds)
     bad = [k for k in kinds if k not in KINDS]
     if bad:
-        raise BcdetError(f"Unknown split kind(s) {bad}. Choose from {', '.join(KINDS)}.")
+        raise BcdetError(f"Unknown kind(s) {bad}. Choose from {', '.join(KINDS)}.")
     own = default_seeds(prof, random_seeds)
     if seeds is None:
         by_kind = {k: own.get(k, list(prof.seeds)) for k in kinds}

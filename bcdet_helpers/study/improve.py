@@ -95,7 +95,7 @@ RUNG = {r.name: r for r in RUNGS}
 # majority class, the very thing rung 2 undoes; the goals name balanced accuracy and the malignant operating point.
 CHOICE_METRIC = "balanced_accuracy"
 # fields no rung may change: they decide which images a run trains, validates and is tested on
-SHARED_FIELDS = ("folds", "fold_seed", "val_fraction", "max_per_class", "seeds", "partitions", "splits", "channels")
+SHARED_FIELDS = ("folds", "fold_seed", "val_fraction", "max_per_class", "seeds", "partitions", "kinds", "channels")
 FALLBACK_ARM = LADDER_ARM  # the paper's method, when no recorded study names a best arm
 
 

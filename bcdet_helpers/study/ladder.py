@@ -81,7 +81,7 @@ def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflic
     :data:`COLUMNS`. The first two rungs *are* the study's pooled out-of-fold scores of the arm
     (``study.json``, or :func:`evaluate_study` of the folder when it has none for this
     ``include_conflicts``); the inflation rungs read ``inflation/``. Needs the grouped and random
-    split kinds and every random run's test record."""
+    kinds and every random run's test record."""
     from .evaluation import evaluate_study
 
     folder = Path(folder)
@@ -93,7 +93,7 @@ def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflic
     have = {(r.arm, r.kind) for r in study.runs}  # a study in progress may have some arms of a kind only
     missing = [k for k in ("grouped", "random") if (arm, k) not in have]
     if missing:
-        raise BcdetError(f"{folder} has no {' or '.join(missing)} runs of {arm!r}: the ladder needs both split kinds "
+        raise BcdetError(f"{folder} has no {' or '.join(missing)} runs of {arm!r}: the ladder needs both kinds "
                          "of the study (bcdet reproduce runs them).")
     runs = {kind: [r for r in study.runs if (r.arm, r.kind, r.weights) == (arm, kind, study.weights)]
             for kind in ("grouped", "random")}

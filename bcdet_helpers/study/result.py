@@ -124,7 +124,7 @@ class RunScore:
 
 @dataclass
 class Difference:
-    """``a - b`` on one metric and split kind, paired on the same folds, seeds and images.
+    """``a - b`` on one metric and kind, paired on the same folds, seeds and images.
 
     ``pooled``: the pooled out-of-fold difference with a paired bootstrap over near-duplicate
     groups (``image_level``: the same, resampling images -- too narrow). ``test``: the

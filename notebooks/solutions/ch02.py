@@ -7,8 +7,8 @@ notebook cell tagged ``exercise-<id>``; see README.md."""
 predicted_leaks = "many"
 
 # %% 02.2
-def count_leaks(pairs, files, split):
-    part = dict(zip(files, split))  # file -> "train" / "val" / "test"
+def count_leaks(pairs, files, parts):
+    part = dict(zip(files, parts))  # file -> "train" / "val" / "test"
     a = pairs["file_a"].map(part)   # the part of each pair's first image (NaN outside this profile's images)
     b = pairs["file_b"].map(part)
     leaked = ((a == "train") & (b == "test")) | ((a == "test") & (b == "train"))  # either order
@@ -20,9 +20,9 @@ def normalize(x, mean, std):
     return (x.float() / 255 - mean) / std
 
 # %% 02.4
-def training_stats(images, split):
+def training_stats(images, parts):
     # only the training images: validation and test pixels must not shape the model
-    train = images[torch.from_numpy(split == "train")].float() / 255
+    train = images[torch.from_numpy(parts == "train")].float() / 255
     return float(train.mean()), float(train.std())
 
 # %% 02.5
