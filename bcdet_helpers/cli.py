@@ -1,9 +1,9 @@
 """``bcdet`` -- the command line.
 
 All argument parsing lives here; each sub-command hands its parsed arguments to a ``cli_*``
-function beside it in :mod:`.commands`, which calls the module that does the work, so this file
-stays a table of contents. Heavy imports (torch) happen inside those functions, so ``bcdet --help``
-and ``bcdet data check`` stay quick.
+function beside it in :mod:`.commands` (or :mod:`.commands_study`, :mod:`.commands_records`), which
+calls the module that does the work, so this file stays a table of contents. Heavy imports (torch)
+happen inside those functions, so ``bcdet --help`` and ``bcdet data check`` stay quick.
 """
 from __future__ import annotations
 
@@ -25,10 +25,14 @@ DEFAULT_PROFILE_RULE = ("--profile is one of " + ", ".join(PROFILES) + " (bcdet_
                         "tests.")
 KIND_HELP = "grouped (leak-free) | random (paper-like): how the folds are drawn (default: %(default)s)"
 
-# sub-command -> (module, function): every handler lives in bcdet_helpers.commands, named after its last word
-COMMANDS = ("data check", "data download", "duplicates", "train", "tune", "predict", "evaluate", "reproduce",
-            "publish", "ladder", "external", "study", "stress", "improve")
-HANDLERS = {key: ("bcdet_helpers.commands", f"cli_{key.split()[-1]}") for key in COMMANDS}
+# sub-command -> (module, function): each handler is named after its last word and lives in one of three modules,
+# split by job: the course's commands, the ones that train a study, the ones that write a finished study's records
+HOMES = {"bcdet_helpers.commands": ("data check", "data download", "duplicates", "train", "predict", "evaluate",
+                                    "reproduce"),
+         "bcdet_helpers.commands_study": ("tune", "study", "improve"),
+         "bcdet_helpers.commands_records": ("publish", "ladder", "external", "stress")}
+COMMANDS = tuple(key for keys in HOMES.values() for key in keys)
+HANDLERS = {key: (module, f"cli_{key.split()[-1]}") for module, keys in HOMES.items() for key in keys}
 
 
 def build_parser() -> argparse.ArgumentParser:

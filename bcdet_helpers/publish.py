@@ -29,6 +29,10 @@ The destination is rebuilt in a staging folder and swapped in at the end, so an 
 publish leaves the previous results untouched. It replaces only folders that publish wrote before
 (:mod:`.outputs`: a marker file) or new or empty ones, and never committed results without ``force``
 (``--force``), so a wrong ``--dest`` cannot delete a user's files (issue #27).
+
+Over 350 lines on purpose: the three ways to publish (:func:`publish`, :func:`publish_study`,
+:func:`publish_partial`) share the claiming, staging and swap-in steps below them, which keep an interrupted
+publish from leaving half a folder.
 """
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ Written at the end of ``bcdet reproduce`` (:mod:`.reproduce`) and again by ``bcd
 ``study.json`` (:func:`bcdet_helpers.study.load_study` -- one schema, nothing guessed), the leakage
 gap, device, wall time, links to the key figures. Every number in it comes from the metrics and the
 study it is given; a missing one prints as "–".
+
+Over 350 lines on purpose: ``report.md`` is one page, written top to bottom by :func:`write_report`,
+and its sections share the small formatters above them; split, sections and formatters would import each other.
 """
 from __future__ import annotations
 

@@ -25,6 +25,10 @@ How it is fast. A resample is a vector of counts -- how often each group was dra
 confusion matrix of a resample is then ``counts @ M`` where ``M`` (groups x K*K) holds each
 group's own confusion matrix, so 2000 resamples are one matrix product, and rows of several
 seeds of the same image simply add into their group's ``M``.
+
+Over 350 lines on purpose: the verdict's recorded analysis (``study.result.VERDICT_ANALYSIS``, kept in
+every ``study.json``) names its methods as ``stats.*``, so the bootstrap and the t-test stay in the module it
+names.
 """
 from __future__ import annotations
 

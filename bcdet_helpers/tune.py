@@ -29,6 +29,10 @@ resumes where it stopped (a trial that was running is marked failed after a grac
 new one takes its place). Workers on several machines share one study through a PostgreSQL or
 MySQL URL (``--storage postgresql://user:pw@host/db``, Optuna's RDB storage): start the same
 command on each machine. ``--jobs N`` starts N single-thread workers on this machine.
+
+Over 350 lines on purpose: the protocol, its workers and the summary that applies its rules (score,
+budget, stability filter) share this module's constants and Optuna helpers; split, the halves would import
+each other.
 """
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.profiles import (DEFAULTS, RUN_FIELDS, RUN_FIELDS_BEFORE, get_profile, improve_candidates,
                                     recorded_run_fields)
 from bcdet_helpers.study import improve as im
+from bcdet_helpers.study import improve_runs as imr
 from bcdet_helpers.study import improve_score as isc
 from bcdet_helpers.study.design import study_design
 
@@ -288,7 +289,7 @@ def ladder(tmp_path_factory):
 def test_every_rung_is_scored_in_order_with_its_choice_made_on_validation(ladder):
     table, work, prof, root = ladder
     assert list(table["rung"]) == list(im.RUNG_NAMES)
-    choices = im.choices_json(work / "scored")
+    choices = imr.choices_json(work / "scored")
     score_of = {}
     for c in choices:
         if not c["candidates"]:

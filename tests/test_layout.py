@@ -118,6 +118,42 @@ def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
+# ---------------------------------------------------------------------------------- module sizes
+MAX_LINES = 350
+ON_PURPOSE = "Over 350 lines on purpose:"
+
+
+def unexplained_long_modules(paths) -> list[str]:
+    """The modules of ``paths`` over :data:`MAX_LINES` lines whose docstring gives no reason after
+    :data:`ON_PURPOSE` (a sentence of at least five words, not the phrase alone)."""
+    found = []
+    for path in sorted(paths):
+        text = Path(path).read_text()
+        if len(text.splitlines()) <= MAX_LINES:
+            continue
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if len(doc.partition(ON_PURPOSE)[2].split()) < 5:
+            found.append(f"{Path(path).name} ({len(text.splitlines())} lines)")
+    return found
+
+
+def test_no_module_is_over_350_lines_without_a_reason_in_its_docstring():
+    """Issue #32: a module that mixes jobs is split by job; one that stays over :data:`MAX_LINES` lines
+    says why in its docstring, after :data:`ON_PURPOSE`."""
+    unexplained = unexplained_long_modules(PACKAGE.rglob("*.py"))
+    assert not unexplained, f"over {MAX_LINES} lines with no {ON_PURPOSE!r} reason in the docstring: {unexplained}"
+
+
+def test_the_size_check_finds_a_long_module_without_a_reason(tmp_path):
+    body = "x = 1\n" * MAX_LINES
+    (tmp_path / "short.py").write_text('"""Short."""\n' + "x = 1\n" * (MAX_LINES - 1))
+    (tmp_path / "bare.py").write_text(f'"""Long.\n\n{ON_PURPOSE}\n"""\n' + body)
+    (tmp_path / "said.py").write_text(f'"""Long.\n\n{ON_PURPOSE} one table, kept whole on purpose.\n"""\n' + body)
+    (tmp_path / "none.py").write_text(body + "y = 2\n")
+    assert unexplained_long_modules(tmp_path.glob("*.py")) == [f"bare.py ({MAX_LINES + 4} lines)",
+                                                               f"none.py ({MAX_LINES + 1} lines)"]
+
+
 # ----------------------------------------------------------------------------------- BUSI record
 def test_one_busi_record_everywhere():
     from bcdet_helpers import busi, paths, profiles
@@ -178,14 +214,16 @@ def test_one_preprocessing_step_bit_identical_to_the_recorded_formula():
 
 
 # ------------------------------------------------------------------ cli -> commands -> the domain
-UPPER = {"bcdet_helpers.cli": set(), "bcdet_helpers.commands": {"bcdet_helpers.cli"}}  # who may import it
+COMMAND_MODULES = ("bcdet_helpers.commands", "bcdet_helpers.commands_study", "bcdet_helpers.commands_records")
+UPPER = {"bcdet_helpers.cli": set(), **{m: {"bcdet_helpers.cli"} for m in COMMAND_MODULES}}  # who may import it
 
 
 def test_no_module_below_the_cli_imports_it():
     """Issue #32: the data and scoring modules reached up to ``commands`` (through the forwarders'
     ``importlib`` calls) and ``commands`` back down: a circle of 14 modules at run time. Only
-    ``cli`` imports ``commands``, nobody imports ``cli`` -- not at module level, not inside a
-    function, not as a string handed to ``importlib``, not as a module name spelt out in full."""
+    ``cli`` imports ``commands`` (and its siblings split by job, ``commands_study`` and
+    ``commands_records``), nobody imports ``cli`` -- not at module level, not inside a function,
+    not as a string handed to ``importlib``, not as a module name spelt out in full."""
     paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     found = []
     for name, path in sorted(paths.items()):
@@ -214,7 +252,7 @@ def test_computed_imports_stay_inside_their_own_package():
 
 _IMPORT_ONE_BY_ONE = """
 import importlib, json, sys
-upper = ("bcdet_helpers.cli", "bcdet_helpers.commands")
+upper = json.loads(sys.argv[2])
 out = {"pulled_in": {}, "missing_dependency": {}}
 for name in json.loads(sys.argv[1]):
     try:
@@ -233,13 +271,13 @@ print(json.dumps(out))
 
 
 def test_importing_any_module_below_the_cli_does_not_load_it():
-    """The run-time check of the static one above: every module of the package but ``cli`` and
-    ``commands``, imported one after another in a fresh interpreter, leaves both unloaded."""
+    """The run-time check of the static one above: every module of the package but ``cli`` and the
+    command modules, imported one after another in a fresh interpreter, leaves all of them unloaded."""
     names = sorted(_module_name(p) for p in PACKAGE.rglob("*.py"))
     names = [n for n in names if n not in UPPER]
     assert "bcdet_helpers.data.duplicates" in names and "bcdet_helpers.evaluate" in names
-    proc = subprocess.run([sys.executable, "-c", _IMPORT_ONE_BY_ONE, json.dumps(names)], capture_output=True,
-                          text=True, cwd=PACKAGE.parent, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_ONE_BY_ONE, json.dumps(names), json.dumps(sorted(UPPER))],
+                          capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not out["pulled_in"], f"importing this loads the CLI: {out['pulled_in']}"
@@ -281,15 +319,22 @@ def test_a_forwarded_name_lives_in_its_home_module_only(module, name, home):
 
 # ------------------------------------------------------------------ commands and re-exported names
 def test_every_command_handler_lives_beside_the_cli():
-    from bcdet_helpers import cli, commands
+    from bcdet_helpers import cli
 
     for key, (module, func) in cli.HANDLERS.items():
-        assert module == "bcdet_helpers.commands", key
-        assert callable(getattr(commands, func)), key
-    domain = [p for p in PACKAGE.rglob("*.py") if p.name not in ("cli.py", "commands.py")]
+        assert module in COMMAND_MODULES, key
+        assert callable(getattr(importlib.import_module(module), func)), key
+    assert set(cli.COMMANDS) == set(cli.HANDLERS) and len(cli.COMMANDS) == len(set(cli.COMMANDS))
+    homes = {f"{m.rpartition('.')[2]}.py" for m in COMMAND_MODULES}
+    domain = [p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE or p.name not in homes | {"cli.py"}]
     defined = [f"{p.relative_to(PACKAGE)}: {n.name}" for p in domain for n in ast.parse(p.read_text()).body
                if isinstance(n, ast.FunctionDef) and n.name.startswith("cli_")]
-    assert not defined, f"command handlers outside commands.py: {defined}"
+    assert not defined, f"command handlers outside the command modules: {defined}"
+    for module in COMMAND_MODULES:  # each cli_* function of a command module is the handler cli names there
+        path = PACKAGE / f"{module.rpartition('.')[2]}.py"
+        own = {n.name for n in ast.parse(path.read_text()).body
+               if isinstance(n, ast.FunctionDef) and n.name.startswith("cli_")}
+        assert own == {f for m, f in cli.HANDLERS.values() if m == module}, module
 
 
 OLD_EVALUATE_NAMES = [

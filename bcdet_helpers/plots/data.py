@@ -3,6 +3,9 @@
 Inputs are the index DataFrame of :mod:`bcdet_helpers.data.index` (one row per image), the
 near-duplicate pairs of :mod:`bcdet_helpers.data.duplicates` and plain arrays/tensors, so each
 figure can be redrawn from a cached index without decoding the whole dataset again.
+
+Over 350 lines on purpose: one file per chapter group's figures, as :mod:`bcdet_helpers.plots` is laid
+out; these are chapters 01 and 02's.
 """
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Figures for evaluation (notebook 05 and ``bcdet evaluate``).
 
 Each function takes numbers computed by :mod:`bcdet_helpers.evaluate` and returns a Figure.
+
+Over 350 lines on purpose: one file per chapter's figures, as :mod:`bcdet_helpers.plots` is laid out;
+these are chapter 05's.
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ even there" is a strong argument for the rule.
 """
 from __future__ import annotations
 
-from .cv import predict_run, run_study, study_dir, study_index, write_folds
+from .cv import predict_run, run_study
 from .design import StudyDesign, default_seeds, study_design
 from .evaluation import compare_weights, evaluate_study
 from .external_eval import evaluate_external
@@ -49,6 +49,7 @@ from .external_report import write_external
 from .external_result import ExternalStudy
 from .ladder import AUGMENTED, LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, not_measured, write_ladder
 from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, label_conflicts, load_predictions, read_folds
+from .folds import study_dir, study_index, write_folds
 from .result import (COMPARISONS, METRICS, OPERATING_SENSITIVITY, PAPER_CLAIM, SCHEMA, SCHEMA_VERSION, VERDICT_ANALYSIS,
                      WEIGHTS, WEIGHTS_RULE, ArmScore, Conflict, Coverage, Difference, LeakageGap, RunScore, Study,
                      WeightsCheck, from_json, load_study, to_json)

@@ -3,7 +3,7 @@
 :func:`write_improvement` refuses a destination it may not write *before* any training (the marker and
 ``--force`` rules of :mod:`bcdet_helpers.outputs`, as ``bcdet ladder``), climbs
 (:func:`~bcdet_helpers.study.improve.climb`: resumable, finished runs loaded), gathers the chosen runs'
-predictions (:func:`~bcdet_helpers.study.improve.collect`), scores them
+predictions (:func:`~bcdet_helpers.study.improve_runs.collect`), scores them
 (:func:`~bcdet_helpers.study.improve_score.score_ladder`) and writes :data:`IMPROVE_FILES`:
 
 * ``improve.csv`` -- one row per rung: what it changed and chose, every metric with its interval and its
@@ -27,7 +27,8 @@ import pandas as pd
 
 from ..errors import BcdetError
 from ..profiles import get_profile
-from .improve import CHOICE_METRIC, check_rungs, choice_record, climb, collect, improve_work, plan_ladder
+from .improve import CHOICE_METRIC, check_rungs, climb, improve_work, plan_ladder
+from .improve_runs import choice_record, collect
 from .improve_score import BUSBRA_METRICS, BUSI_METRICS, METRIC_LABELS, score_ladder
 
 __all__ = ["GOALS", "IMPROVE_FILES", "write_improvement", "improve_readme", "goal_lines"]

@@ -1,6 +1,6 @@
 """Scoring the improvement ladder (:mod:`~bcdet_helpers.study.improve`) like the verdict: one row per rung.
 
-Reads only the scored folder :func:`~bcdet_helpers.study.improve.collect` wrote (one study folder whose arms
+Reads only the scored folder :func:`~bcdet_helpers.study.improve_runs.collect` wrote (one study folder whose arms
 are the rungs) and BUS-BRA's table. Two scoreboards, each rung with its own interval and its difference from
 the rung it was built on (``below``), paired -- the same training replicates (fold partition x seed) and the
 same near-duplicate groups / patients drawn for both in every resample, so what the two share cancels and
@@ -284,7 +284,7 @@ def ensemble_busbra(folder: Path, arm: str, table: pd.DataFrame, *, n_boot: int,
 # ------------------------------------------------------------------------------------------ the table
 def score_ladder(folder: str | Path, choices: list[dict], *, n_boot: int, seed: int = 0, alpha: float = 0.05,
                  busbra=None) -> tuple[pd.DataFrame, str]:
-    """``(table, note)``: one row per rung of ``choices`` (:func:`~bcdet_helpers.study.improve.collect`'s
+    """``(table, note)``: one row per rung of ``choices`` (:func:`~bcdet_helpers.study.improve_runs.collect`'s
     records) that the scored ``folder`` holds, in order -- what it changed, what validation chose, every metric
     of :data:`BUSI_METRICS` and :data:`BUSBRA_METRICS` with its interval and its paired gain over ``below``
     (``<metric>``, ``_low``, ``_high``, ``_gain``, ``_gain_low``, ``_gain_high``), and the cost. ``note`` says

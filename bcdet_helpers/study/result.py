@@ -3,7 +3,7 @@ and its one JSON form (:data:`SCHEMA`, :data:`SCHEMA_VERSION`; decoded by
 :func:`~bcdet_helpers.study.decode._build`). The study folder's files and their readers are
 :mod:`bcdet_helpers.study.files`. See :mod:`bcdet_helpers.study`.
 
-Over ~350 lines on purpose: :class:`Study` is one record, and its look-ups and tables (``scores_table``,
+Over 350 lines on purpose: :class:`Study` is one record, and its look-ups and tables (``scores_table``,
 ``summary`` ...) are its methods, read by notebook 05, the report and the ladder."""
 from __future__ import annotations
 
