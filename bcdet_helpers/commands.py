@@ -105,6 +105,14 @@ def cli_train(args) -> int:
 
 
 # ---------------------------------------------------------------------------------- evaluation
+def _resize_of(meta: dict) -> str:
+    """The resize filter a checkpoint's images were squashed with (one that predates the field: the
+    filter every earlier run used), so a file is read as its training images were."""
+    from .profiles import RUN_FIELDS_BEFORE
+
+    return meta.get("resize", RUN_FIELDS_BEFORE["resize"])
+
+
 def cli_predict(args) -> int:
     """``bcdet predict IMAGE... --checkpoint C``: per-class probabilities for each image."""
     from .checkpoints import load_checkpoint
@@ -115,7 +123,7 @@ def cli_predict(args) -> int:
     device = choose_device(getattr(args, "device", "auto"))
     model, meta = load_checkpoint(args.checkpoint, device=device)
     classes = tuple(meta.get("classes", CLASSES))
-    x = load_images(args.images, int(meta["image_size"]), int(meta.get("channels", 1)))
+    x = load_images(args.images, int(meta["image_size"]), int(meta.get("channels", 1)), _resize_of(meta))
     proba = predict_proba(model, x, float(meta["mean"]), float(meta["std"]), device=device)
     width = max(len(str(p)) for p in args.images)
     print(f"{'image':<{width}}  " + "  ".join(f"{c:>9}" for c in classes) + "  prediction")
@@ -153,9 +161,9 @@ def cli_evaluate(args) -> int:
     paths, y = folder_dataset(args.folder, classes, parse_map(getattr(args, "map", None)))
     size, channels, crop = int(meta["image_size"]), int(meta.get("channels", 1)), getattr(args, "crop", "auto")
     if crop == "auto":  # screen captures -> their scan area; scan areas (BUSI, BUS-BRA) come through as they are
-        x, crops = load_scan_areas(paths, size, channels)
+        x, crops = load_scan_areas(paths, size, channels, _resize_of(meta))
     else:
-        x, crops = load_images(paths, size, channels), [None] * len(paths)
+        x, crops = load_images(paths, size, channels, _resize_of(meta)), [None] * len(paths)
     proba = predict_proba(model, x, float(meta["mean"]), float(meta["std"]), device=device)
     m = classification_metrics(y, proba, classes)
     warning = single_class_warning(y, classes)

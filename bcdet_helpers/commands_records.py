@@ -212,11 +212,11 @@ def cli_stress(args) -> int:
         from .data.cache import load_cache
         from .study.external import external_images
 
-        got = external_images(prof.image_size, prof.channels)
+        got = external_images(prof.image_size, prof.channels, prof.resize)
         if got is None:
             raise BcdetError("--busbra: no BUS-BRA copy found. Set BCDET_BUSBRA to its folder (or put it in data/BUS-BRA).")
         ext, table = got
-        cache = load_cache(None, prof.image_size, prof.channels)
+        cache = load_cache(None, prof.image_size, prof.channels, resize=prof.resize)
         lesion = (cache["labels"] != CLASSES.index("normal")).numpy()
         busi = cache["images"][torch.from_numpy(lesion)]
         resemblance(busi, ext).to_csv(out / "resemblance.csv", index=False)

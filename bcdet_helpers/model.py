@@ -121,13 +121,13 @@ class ResNet9(nn.Sequential):
     format if you like (``model.to(memory_format=torch.channels_last)``); nothing depends on the
     layout.
 
-    **The last layer starts at zero** (:func:`zero_init_classifier`), so a fresh model predicts
-    1/3 for every class and its first training loss is ln 3 = 1.10. With PyTorch's default
-    initialisation the head -- a global *max* over BatchNorm-normalised residual features, straight
-    into the linear layer -- emits large logits: the first training batch scored a loss of 4.2 at
-    width 64 (1.7 at width 16) instead of 1.10 (notebook 03 measures it). Those confident, random
-    first predictions cost the first epochs undoing them, and their large gradients are what a
-    freshly created optimizer meets at the start of training.
+    **The last layer starts at zero** (:func:`zero_init_classifier`; the profile table's ``zero_head``), so
+    a fresh model predicts 1/3 for every class and its first training loss is ln 3 = 1.10. With
+    PyTorch's default initialisation the head -- a global *max* over BatchNorm-normalised residual
+    features, straight into the linear layer -- emits large logits: the first training batch scored a
+    loss of 4.2 at width 64 (1.7 at width 16) instead of 1.10 (notebook 03 measures it). Those
+    confident, random first predictions cost the first epochs undoing them, and their large gradients
+    are what a freshly created optimizer meets at the start of training.
 
     **An optional logit scale** (``logit_scale``; 1, the tutorial's head, by default: no ``Scale``
     layer). An SGD step moves the last layer's logits by about ``lr`` x the squared size of its 8w
@@ -142,8 +142,8 @@ class ResNet9(nn.Sequential):
     """
 
     def __init__(self, in_channels: int = DEFAULTS.channels, num_classes: int = len(CLASSES),
-                 width: int = DEFAULTS.width, dropout: float = DEFAULTS.dropout, zero_head: bool = True,
-                 logit_scale: float = DEFAULTS.logit_scale):
+                 width: int = DEFAULTS.width, dropout: float = DEFAULTS.dropout,
+                 zero_head: bool = DEFAULTS.zero_head, logit_scale: float = DEFAULTS.logit_scale):
         w = width
         super().__init__(
             OrderedDict(
@@ -239,10 +239,10 @@ class DeepNet(nn.Sequential):
 
 
 def build_model(profile) -> ResNet9:
-    """The ResNet9 a profile asks for (its ``channels`` in, 3 classes out, its ``width``, ``dropout``
-    and ``logit_scale``)."""
+    """The ResNet9 a profile asks for (its ``channels`` in, 3 classes out, its ``width``, ``dropout``,
+    ``zero_head`` and ``logit_scale``)."""
     return ResNet9(in_channels=profile.channels, num_classes=len(CLASSES), width=profile.width,
-                   dropout=profile.dropout, logit_scale=profile.logit_scale)
+                   dropout=profile.dropout, zero_head=profile.zero_head, logit_scale=profile.logit_scale)
 
 
 def count_parameters(model: nn.Module) -> int:

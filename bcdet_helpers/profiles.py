@@ -233,6 +233,12 @@ class Profile:
     # a second partition asks whether the verdict survives another way of cutting the same images (#28)
     partitions: int = 1
     val_fraction: float = 0.15  # ours: validation carved (by groups) out of the training folds
+    # ours: similarity at or above which two images are the same scan; its groups are the grouped split's
+    # (data/similarity.py says why 0.70), so another value draws other folds
+    duplicate_threshold: float = 0.70
+    # ours: the filter that squashes every image to image_size x image_size (data/cache.py says why
+    # squashing): a PIL resampling name, "bicubic" (antialiased) | "bilinear" | "lanczos" | "box" | "nearest"
+    resize: str = "bicubic"
     seeds: tuple[int, ...] = (0, 1, 2)  # ours: seeds of the study (nb 05)
     kinds: tuple[str, ...] = KINDS  # the kinds of folds the study draws (nb 05)
     arms: tuple[str, ...] = TUNED_ARMS  # the arms notebooks 04/05 compare
@@ -242,6 +248,8 @@ class Profile:
     # from blowing up, but with our zero head it stalled Adam in the class profile: every arm predicted
     # the majority class for 18 epochs (results/tuning/laptop/head-check/, issue #13)
     logit_scale: float = 1.0
+    # ResNet9's last layer starts at zero: a fresh model predicts 1/3 for every class (model.py says why)
+    zero_head: bool = True
     tuning: str | None = None  # whose tuned arm values (TUNED[...]) to use; None = the defaults
     max_per_class: int | None = None  # a subset, for smoke runs only
     teach_depth: int = 56  # weight layers of nb 03's plain-vs-residual twins (ResNet paper's 56)  # ours
@@ -292,15 +300,18 @@ DEFAULTS = Profile("defaults")
 # match; the others (seeds, kinds, bootstrap, teach_*) belong to the study or to other chapters --
 # ``bootstrap`` only changes the width of a reported interval, never a trained weight.
 RUN_FIELDS = ("image_size", "channels", "width", "batch_size", "epochs", "augment", *AUGMENT_FIELDS,
-              "folds", "fold_seed", "val_fraction", "max_per_class", "dropout", "logit_scale",
-              "loss_weighting", "logit_adjust_tau", "swa_epochs")
+              "folds", "fold_seed", "val_fraction", "duplicate_threshold", "resize", "max_per_class", "dropout",
+              "logit_scale", "zero_head", "loss_weighting", "logit_adjust_tau", "swa_epochs")
 
 # Run-shaping fields added after runs had been recorded, with the value every earlier run used (the
 # augmentation's numbers were hard-coded in data/augment.py until then and never changed; ResNet9
-# had no logit scale, i.e. 1; the improvement ladder's options, issue #31, were off): a config.json without
-# the field is read as having that value, so older runs stay reusable.
+# had no logit scale, i.e. 1; the improvement ladder's options, issue #31, were off; the near-duplicate
+# threshold, the cache's bicubic squash and the zero head were constants of data/similarity.py, data/cache.py
+# and model.py until issue #32): a config.json without the field is read as having that value, so older
+# runs stay reusable.
 RUN_FIELDS_BEFORE = {**{f: Profile.__dataclass_fields__[f].default for f in AUGMENT_FIELDS}, "logit_scale": 1.0,
-                     "loss_weighting": "none", "logit_adjust_tau": 1.0, "swa_epochs": 0}
+                     "loss_weighting": "none", "logit_adjust_tau": 1.0, "swa_epochs": 0,
+                     "duplicate_threshold": 0.70, "resize": "bicubic", "zero_head": True}
 
 
 # Phase fields added after runs had been recorded, with the value every earlier phase had.

@@ -243,7 +243,8 @@ def _train_or_load(prof: Profile, arm: str, phases, config: dict, run_dir: Path,
         return res
 
     meta = {
-        "image_size": data.image_size, "channels": data.channels, "width": prof.width, "logit_scale": prof.logit_scale,
+        "image_size": data.image_size, "channels": data.channels, "resize": prof.resize, "width": prof.width,
+        "logit_scale": prof.logit_scale,
         "mean": float(data.mean), "std": float(data.std), "classes": tuple(data.classes),
         "profile": prof.name, "schedule": arm, "split": kind, "fold": fold, "seed": seed,  # record keys: see _run_config
         "best_epoch": res.best_epoch,

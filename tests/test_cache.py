@@ -41,3 +41,31 @@ def test_size_and_channels_get_their_own_file(mini_busi):
     assert a["images"].shape[1:] == (1, 16, 16) and b["images"].shape[1:] == (3, 20, 20)
     assert cache_path(16, 1) != cache_path(20, 3)
     assert load_cache(mini_busi, image_size=16, channels=1)["meta"]["loaded_from_cache"]
+
+
+def test_another_resize_method_gets_its_own_cache_and_is_never_reused(mini_busi):
+    """The resize filter is a profile field (issue #32): a cache squashed with another filter is not
+    the one asked for, even under the asked-for file name."""
+    import shutil
+
+    import pytest
+
+    from bcdet_helpers.data import load_split_data
+    from bcdet_helpers.data.cache import RESIZE, resize_method
+    from bcdet_helpers.profiles import get_profile
+
+    bicubic = load_cache(mini_busi, image_size=24, channels=1)
+    assert bicubic["meta"]["resize"] == RESIZE == "squash, PIL bicubic (antialiased)"  # what earlier caches hold
+    assert cache_path(24, 1) == cache_path(24, 1, "bicubic") != cache_path(24, 1, "nearest")
+    nearest = load_cache(mini_busi, image_size=24, channels=1, resize="nearest")
+    assert not nearest["meta"]["loaded_from_cache"] and nearest["meta"]["resize"] == resize_method("nearest")
+    assert not torch.equal(bicubic["images"], nearest["images"])
+    assert load_cache(mini_busi, image_size=24, channels=1, resize="nearest")["meta"]["loaded_from_cache"]
+    shutil.copy(cache_path(24, 1, "nearest"), cache_path(24, 1))  # the wrong filter under the default's name
+    again = load_cache(mini_busi, image_size=24, channels=1)
+    assert not again["meta"]["loaded_from_cache"] and torch.equal(again["images"], bicubic["images"])
+    with pytest.raises(ValueError, match="resize"):
+        load_cache(mini_busi, image_size=24, channels=1, resize="sideways")
+    data = load_split_data(get_profile("smoke", image_size=24, resize="nearest"), root=mini_busi)
+    assert data.meta["resize"] == resize_method("nearest")
+    assert data.meta["cache_file"] == str(cache_path(24, 1, "nearest"))

@@ -125,3 +125,27 @@ def test_an_interrupted_atomic_write_leaves_nothing(tmp_path):
         write_atomic(tmp_path / "cache" / "index.pkl", half_then_ctrl_c)
     assert list((tmp_path / "cache").iterdir()) == []
     assert write_atomic(tmp_path / "cache" / "index.pkl", lambda tmp: tmp.write_bytes(b"whole")).read_bytes() == b"whole"
+
+
+def test_the_profiles_duplicate_threshold_decides_the_groups_and_the_folds(mini_busi):
+    """The threshold is a profile field (issue #32): another value gives other groups, so other grouped
+    folds -- and those folds keep *its* groups whole, in the study's folds and in a run's split."""
+    from bcdet_helpers.data import load_split_data
+    from bcdet_helpers.data.index import load_index
+    from bcdet_helpers.data.split import assign_folds
+    from bcdet_helpers.profiles import DEFAULTS, get_profile
+    from bcdet_helpers.study.folds import study_index
+
+    assert THRESHOLD == DEFAULTS.duplicate_threshold == get_profile("paper").duplicate_threshold
+    default, looser = get_profile("smoke"), get_profile("smoke", duplicate_threshold=0.5)
+    g0, g1 = study_index(default, mini_busi), study_index(looser, mini_busi)
+    assert g0["group"].tolist() == build_index(mini_busi)["group"].tolist()  # the default: the cached groups
+    assert g1["group"].nunique() < g0["group"].nunique()  # 0.5 merges scans 0.70 keeps apart
+    f0, f1 = (assign_folds(g, "grouped", p.folds, p.fold_seed) for g, p in ((g0, default), (g1, looser)))
+    assert f0.tolist() != f1.tolist()
+    assert (pd.Series(f1).groupby(g1["group"]).nunique() == 1).all()
+    assert len(find_duplicates(mini_busi, threshold=0.5)) > len(find_duplicates(mini_busi)) \
+        == len(load_index(mini_busi, full=True)["pairs"])
+    data = load_split_data(get_profile(looser, image_size=16), "grouped", root=mini_busi)
+    assert (pd.Series(data.parts).groupby(g1["group"].to_numpy()).nunique() == 1).all()
+    assert sum(data.meta["leaked_pairs"].values()) == 0  # none of the looser threshold's pairs leak

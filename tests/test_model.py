@@ -304,3 +304,19 @@ def test_a_checkpoint_records_its_logit_scale_and_older_ones_load_unscaled(tmp_p
     assert isinstance(load_checkpoint(tmp_path / "best.pt")[0].head[-1], nn.Linear)
     torch.save({"model": model.state_dict(), "meta": {**meta, "logit_scale": 0.125}}, tmp_path / "new.pt")
     assert load_checkpoint(tmp_path / "new.pt")[0].head[-1].factor == 0.125
+
+
+def test_the_zero_head_is_a_profile_field():
+    """``zero_head`` (issue #32): the profile's value reaches build_model; off, the last layer keeps
+    PyTorch's random initialisation."""
+    from bcdet_helpers.profiles import DEFAULTS
+
+    def last(m):
+        return [x for x in m.modules() if isinstance(x, nn.Linear)][-1]
+
+    torch.manual_seed(0)
+    zero = last(bm.build_model(get_profile("smoke")))
+    assert DEFAULTS.zero_head and not zero.weight.any() and not zero.bias.any()
+    random = last(bm.build_model(get_profile("smoke", zero_head=False)))
+    assert random.weight.abs().sum() > 0 and random.bias.abs().sum() > 0
+    assert not last(bm.ResNet9(width=4)).weight.any()  # the class's default is the table's

@@ -212,3 +212,23 @@ def test_the_bootstrap_count_comes_from_the_profile():
     assert bootstrap_count("smoke") == get_profile("smoke").bootstrap
     assert bootstrap_count("paper") == get_profile("paper").bootstrap
     assert bootstrap_count(None) == bootstrap_count("not-a-profile") == DEFAULTS.bootstrap
+
+
+NEW_IN_32 = {"duplicate_threshold": 0.5, "resize": "nearest", "zero_head": False}  # a value other than today's
+
+
+def test_the_threshold_resize_and_head_are_run_fields_older_runs_predate():
+    """The near-duplicate threshold, the cache's resize filter and the zero head were constants outside
+    the table until issue #32: a config.json without them reads as today's values (so recorded runs stay
+    reusable), and a profile with another value is another run."""
+    from bcdet_helpers.profiles import RUN_FIELDS_BEFORE
+
+    assert set(NEW_IN_32) <= set(RUN_FIELDS)
+    assert {f: RUN_FIELDS_BEFORE[f] for f in NEW_IN_32} == {f: getattr(DEFAULTS, f) for f in NEW_IN_32} \
+        == {"duplicate_threshold": 0.70, "resize": "bicubic", "zero_head": True}
+    old = _config(get_profile("smoke"))
+    for f in NEW_IN_32:
+        del old["profile"][f]
+    assert runs_module._same_config(old, _config(get_profile("smoke"))) == []
+    for f, value in NEW_IN_32.items():
+        assert runs_module._same_config(old, _config(get_profile("smoke", **{f: value}))) == [f"profile.{f}"]

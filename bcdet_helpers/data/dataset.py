@@ -1,7 +1,8 @@
 """`load_split_data`: BUSI folder + profile -> :class:`SplitData` (the entry point of training).
 
-Steps: the cached index (with near-duplicate groups) -> the profile's subset (``max_per_class``)
--> the split (folds of kind grouped or random) -> the cached uint8 tensors -> train-only mean/std. The
+Steps: the cached index (with near-duplicate groups at the profile's ``duplicate_threshold``) -> the
+profile's subset (``max_per_class``) -> the split (folds of kind grouped or random) -> the cached uint8
+tensors (resized with the profile's ``resize``) -> train-only mean/std. The
 split is written to ``runs_dir(profile)/splits/<kind>-fold<fold>-seed<seed>.csv`` (file, class, group, and
 each image's part in a column named ``split``) so anyone can audit which image went where.
 """
@@ -42,12 +43,12 @@ def load_split_data(profile, kind: str = "grouped", seed: int = 0, root=None, fo
     test part and a validation part carved from the other folds with ``seed``."""
     prof: Profile = get_profile(profile)
     root = require_usable(root)  # a folder `bcdet data check` calls NOT USABLE never reaches training
-    bundle = load_index(root, full=True)
+    bundle = load_index(root, full=True, threshold=prof.duplicate_threshold)
     index = select_subset(bundle["index"], prof.max_per_class)
     parts = make_split(index, kind, fold, seed, folds=prof.folds, fold_seed=prof.fold_seed,
                        val_fraction=prof.val_fraction)
 
-    cache = load_cache(root, prof.image_size, prof.channels)
+    cache = load_cache(root, prof.image_size, prof.channels, resize=prof.resize)
     position = {f: i for i, f in enumerate(cache["files"])}
     rows = torch.as_tensor([position[f] for f in index["file"]], dtype=torch.long)
     images = cache["images"][rows]

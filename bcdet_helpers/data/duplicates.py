@@ -5,9 +5,10 @@ across classes -- ``benign (433).png`` is ``malignant (145).png``), re-crops tha
 scanner's margins differently, and rescaled copies. A random image-level split puts one copy in
 train and the other in test, and the test score then measures memory, not diagnosis.
 
-The measure itself (thumbnails, crop windows, high-passed tiles, the 0.70 threshold and why) is
-:mod:`.similarity`; its names are re-exported here. The index computes every pair once
-(:func:`~.index.load_index`), so :func:`find_duplicates` on the whole dataset is a cache read.
+The measure itself (thumbnails, crop windows, high-passed tiles, the 0.70 threshold -- the profile
+table's ``duplicate_threshold`` -- and why) is :mod:`.similarity`; its names are re-exported here. The
+index computes every pair once (:func:`~.index.load_index`), so :func:`find_duplicates` on the whole
+dataset is a cache read.
 ``bcdet duplicates`` prints the groups (:mod:`bcdet_helpers.commands`).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..profiles import DEFAULTS
 from .images import read_image
 from .index import load_index
 from .similarity import (  # noqa: F401  (re-exported: notebook 01 and the tests use these names)
@@ -31,7 +33,7 @@ from .similarity import (  # noqa: F401  (re-exported: notebook 01 and the tests
 )
 
 
-def find_duplicates(index_or_root=None, threshold: float = THRESHOLD) -> pd.DataFrame:
+def find_duplicates(index_or_root=None, threshold: float = DEFAULTS.duplicate_threshold) -> pd.DataFrame:
     """Near-duplicate pairs ``file_a, class_a, file_b, class_b, similarity``.
 
     ``index_or_root``: a BUSI folder (or ``None`` for the default one) -- uses the cached index,
@@ -44,11 +46,7 @@ def find_duplicates(index_or_root=None, threshold: float = THRESHOLD) -> pd.Data
             np.zeros((0, THUMB, THUMB), np.uint8)
         sim = similarity_matrix(thumbs) if len(index) else np.zeros((0, 0), np.float32)
         return pairs_from_similarity(sim, index["file"], index["label"], threshold)
-    bundle = load_index(index_or_root, full=True)
-    if threshold == THRESHOLD:
-        return bundle["pairs"].copy()
-    return pairs_from_similarity(bundle["similarity"], bundle["index"]["file"],
-                                 bundle["index"]["label"], threshold)
+    return load_index(index_or_root, full=True, threshold=threshold)["pairs"].copy()
 
 
 def label_conflicts(pairs: pd.DataFrame) -> pd.DataFrame:

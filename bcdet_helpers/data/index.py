@@ -38,6 +38,7 @@ from PIL import Image
 from ..busi import BUSI_FOLDER, CLASSES
 from ..errors import BcdetError
 from ..paths import runs_dir
+from ..profiles import DEFAULTS
 from ..runinfo import write_atomic
 from . import similarity
 from .check import parse_name, require_usable
@@ -90,6 +91,7 @@ def glob_escape(text: str) -> str:
 
 def fingerprint(root: Path) -> str:
     """Hash of (relative name, size, mtime) of every PNG under ``root`` plus the index version."""
+    # the default threshold's groups are the ones cached; a profile with another regroups (load_index)
     h = hashlib.sha1(f"v{INDEX_VERSION}|{similarity.THRESHOLD}|{root}".encode())
     for p in sorted(root.glob("*/*.png")):
         st = p.stat()
@@ -169,14 +171,10 @@ def _build(root: Path) -> dict:
           "(often as long as the indexing) ...", flush=True)
     t_dup = time.perf_counter()
     sim = similarity.similarity_matrix(thumbs)
-    pairs = similarity.pairs_from_similarity(sim, index["file"], index["label"])
-    print(f"  done: {len(pairs)} near-duplicate pairs in {time.perf_counter() - t_dup:.1f} s", flush=True)
-    index["group"] = similarity.duplicate_groups(index["file"], pairs)
-    index["group_size"] = index.groupby("group")["file"].transform("size").astype(int)
+    bundle = similarity.regroup({"index": index, "similarity": sim.astype(np.float32), "threshold": None})
+    print(f"  done: {len(bundle['pairs'])} near-duplicate pairs in {time.perf_counter() - t_dup:.1f} s", flush=True)
     return {
-        "index": index,
-        "pairs": pairs,
-        "similarity": sim.astype(np.float32),
+        **bundle,
         "thumbs": thumbs,
         "histograms": np.stack(hists),
         "root": str(root),
@@ -189,10 +187,13 @@ def index_path(root: Path) -> Path:
     return runs_dir() / "cache" / f"index-{fingerprint(root)}.pkl"
 
 
-def load_index(root: str | Path | None = None, full: bool = False, rebuild: bool = False):
-    """The index DataFrame of BUSI at ``root`` (cached; see module doc).
+def load_index(root: str | Path | None = None, full: bool = False, rebuild: bool = False,
+               threshold: float = DEFAULTS.duplicate_threshold):
+    """The index DataFrame of BUSI at ``root`` (cached; see module doc), its near-duplicate ``group`` s
+    at ``threshold`` (a profile's ``duplicate_threshold``; another than the default regroups the cached
+    similarities, :func:`~.similarity.regroup`).
 
-    ``full=True`` returns the whole cached bundle: ``index``, ``pairs`` (the near-duplicate pairs),
+    ``full=True`` returns the whole bundle: ``index``, ``pairs`` (the near-duplicate pairs), ``threshold``,
     ``similarity`` (N x N), ``thumbs`` (N x 96 x 96 uint8), ``histograms`` (N x 256 pixel counts),
     ``build_seconds`` and ``cache_file``.
 
@@ -212,6 +213,7 @@ def load_index(root: str | Path | None = None, full: bool = False, rebuild: bool
         bundle = _build(root)
         write_atomic(cache, lambda tmp: tmp.write_bytes(pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)))
     bundle["cache_file"] = str(cache)
+    bundle = similarity.regroup(bundle, threshold)
     return bundle if full else bundle["index"].copy()
 
 

@@ -18,15 +18,18 @@ How the finder works (chosen to be explainable, fast and crop-tolerant)
 4. ``similarity(a, b)`` = the best correlation between the *whole* tile of one image and *any* crop
    window of the other (both directions). A re-crop of ``b`` matches the window of ``b`` it was
    cut from; an exact copy or rescale matches the whole-image window with correlation ~1.
-5. Pairs with similarity >= ``THRESHOLD`` are duplicates; duplicate *groups* are the connected
-   components of those pairs (if a~b and b~c, all three are one scan family).
+5. Pairs with similarity >= the threshold (``Profile.duplicate_threshold``) are duplicates;
+   duplicate *groups* are the connected components of those pairs (if a~b and b~c, all three are
+   one scan family).
 
-The threshold (0.70) was chosen by looking at side-by-side sheets of pairs in bands of similarity
-on the real BUSI (notebook 01 shows them): above ~0.70 the pairs are the same frame (copies,
-re-crops, the same image with and without calipers); between ~0.60 and 0.70 they are mostly
-neighbouring frames of the same lesion; below ~0.55 they are different scans. The count of pairs
-is flat between 0.70 and 0.85 and rises steeply below 0.55, so the result is not sensitive to the
-exact value. It costs one matrix product: a few seconds for BUSI's 780 images on one core.
+The threshold (0.70, the profile table's ``duplicate_threshold``: it decides the groups and so the
+grouped folds, so it is a run-shaping field of :mod:`bcdet_helpers.profiles`) was chosen by looking at
+side-by-side sheets of pairs in bands of similarity on the real BUSI (notebook 01 shows them): above
+~0.70 the pairs are the same frame (copies, re-crops, the same image with and without calipers); between
+~0.60 and 0.70 they are mostly neighbouring frames of the same lesion; below ~0.55 they are different
+scans. The count of pairs is flat between 0.70 and 0.85 and rises steeply below 0.55, so the result is
+not sensitive to the exact value. It costs one matrix product: a few seconds for BUSI's 780 images on
+one core.
 """
 from __future__ import annotations
 
@@ -34,10 +37,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..profiles import DEFAULTS
+
 THUMB = 96  # thumbnail side (pixels) the crop windows are cut from
 TILE = 16  # side of the tile each window is compared at
 CROP_SCALES = (1.0, 0.9, 0.8, 0.7)  # window width/height as a share of the image's
-THRESHOLD = 0.70  # similarity at or above which two images are the same scan
+# similarity at or above which two images are the same scan: the table's default (a profile may set another)
+THRESHOLD = DEFAULTS.duplicate_threshold
 PAIR_COLUMNS = ["file_a", "class_a", "file_b", "class_b", "similarity"]
 
 
@@ -97,7 +103,8 @@ def similarity_matrix(thumbs: np.ndarray, chunk: int = 64) -> np.ndarray:
     return best.numpy()
 
 
-def pairs_from_similarity(sim: np.ndarray, files, labels, threshold: float = THRESHOLD) -> pd.DataFrame:
+def pairs_from_similarity(sim: np.ndarray, files, labels,
+                          threshold: float = DEFAULTS.duplicate_threshold) -> pd.DataFrame:
     """One row per pair ``a < b`` with ``sim >= threshold``, most similar first."""
     files, labels = list(files), list(labels)
     ia, ib = np.triu_indices(len(files), 1)
@@ -135,3 +142,16 @@ def duplicate_groups(files, pairs: pd.DataFrame) -> np.ndarray:
     _, first = np.unique(comp, return_index=True)
     order = np.argsort(np.argsort(first))
     return order[comp].astype(int)
+
+
+def regroup(bundle: dict, threshold: float = DEFAULTS.duplicate_threshold) -> dict:
+    """The index bundle (:func:`~.index.load_index` ``full=True``) with its ``pairs``, ``group`` and
+    ``group_size`` at ``threshold``: the bundle itself when it was built at that threshold, else a copy
+    whose pairs and groups come from its stored similarity matrix (no image is decoded again)."""
+    if threshold == bundle.get("threshold", THRESHOLD):
+        return bundle
+    index = bundle["index"].copy()
+    pairs = pairs_from_similarity(bundle["similarity"], index["file"], index["label"], threshold)
+    index["group"] = duplicate_groups(index["file"], pairs)
+    index["group_size"] = index.groupby("group")["file"].transform("size").astype(int)
+    return {**bundle, "index": index, "pairs": pairs, "threshold": threshold}

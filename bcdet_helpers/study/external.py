@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..busi import CLASSES
 from ..paths import runs_dir
+from ..profiles import DEFAULTS
 from ..runinfo import write_atomic
 from .files import PROBA_DECIMALS
 
@@ -40,20 +41,21 @@ def external_csv(out: Path, key) -> Path:
 _HELD: dict = {}  # (copy, cache file) -> (images, table): read once per process, not once per study run
 
 
-def external_images(image_size: int, channels: int):
+def external_images(image_size: int, channels: int, resize: str = DEFAULTS.resize):
     """``(uint8 images (N, C, S, S), table)`` of BUS-BRA at this size, or ``None`` without a copy. Cropped
-    and resized once, then cached beside BUSI's tensors (``runs/cache/busbra-<S>px-<C>ch.pt``); a cache
+    and resized once (filter ``resize``, a profile's), then cached beside BUSI's tensors
+    (``runs/cache/busbra-<S>px-<C>ch.pt``, ``...ch-<filter>.pt`` for another filter than the default); a cache
     of another copy (other files) is rebuilt. Held in memory after the first call of a process, so a study
     reads the table and the cache once, not once per run."""
     import torch
 
     from ..data.busbra import find_busbra, read_busbra
-    from ..data.cache import load_scan_areas
+    from ..data.cache import cache_path, load_scan_areas
 
     root = find_busbra()
     if root is None:
         return None
-    cache = runs_dir() / "cache" / f"busbra-{image_size}px-{channels}ch.pt"
+    cache = runs_dir() / "cache" / cache_path(image_size, channels, resize).name.replace("images-", "busbra-")
     if (str(root), str(cache)) in _HELD:
         return _HELD[(str(root), str(cache))]
     table = read_busbra(root)
@@ -63,7 +65,7 @@ def external_images(image_size: int, channels: int):
     if held.get("files") == files:
         images = held["images"]
     else:
-        images, _ = load_scan_areas(list(table["path"]), image_size, channels)
+        images, _ = load_scan_areas(list(table["path"]), image_size, channels, resize)
         write_atomic(cache, lambda tmp: torch.save({"images": images, "files": files}, tmp))
     _HELD[(str(root), str(cache))] = images, table
     return images, table
@@ -95,7 +97,7 @@ def record_external(prof, key, run_dir: Path, out: Path, device="cpu") -> bool:
     are; returns whether it was written."""
     if not (Path(run_dir) / "last.pt").exists():
         return False
-    found = external_images(prof.image_size, prof.channels)
+    found = external_images(prof.image_size, prof.channels, prof.resize)
     if found is None:
         return False
     images, table = found

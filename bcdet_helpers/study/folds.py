@@ -28,7 +28,8 @@ def study_index(profile: str | Profile, root=None) -> pd.DataFrame:
     from ..data.index import load_index
 
     prof = get_profile(profile)
-    index = select_subset(load_index(root, full=True)["index"], prof.max_per_class).reset_index(drop=True)
+    index = load_index(root, threshold=prof.duplicate_threshold)  # groups at the profile's threshold
+    index = select_subset(index, prof.max_per_class).reset_index(drop=True)
     out = index[["file", "label", "y", "group"]].copy()
     conflicts = label_conflicts(out)
     out["conflict"] = out["file"].isin(conflicts["file"])
