@@ -114,50 +114,52 @@ TUNED_ARMS = tuple(SEARCH_SPACES)  # the arms each tuned with the same budget
 # Tuned values: profile -> arm -> {"params": ..., "source": folder under results/ with the trials,
 # the best values, commit, device and wall time}. Filled from `bcdet tune` studies (see README).
 TUNED: dict[str, dict[str, dict]] = {
-    # `bcdet tune --profile laptop --adopt results/tuning/laptop` (12 trials per arm, laptop profile, grouped
-    # fold 0's validation set, the CPU VM). The paper profile borrows these until a GPU tunes it.
+    # `bcdet tune --profile laptop --adopt results/tuning/laptop-inner2` (24 trials per arm, two validation sets
+    # per trial, SGD rates 1e-4..3e-2, laptop profile, the CPU VM, 2026-12-02; issue #28). The paper profile
+    # borrows these until a GPU tunes it. The first protocol's values (12 trials, one validation set) are kept
+    # in results/tuning/laptop/.
     "laptop": {
         "constant": {
             "params": {
-                "lr": 0.00022937145935627006,
-                "weight_decay": 1.1964676644993743e-06,
-                "warmup": 0.5,
+                "lr": 0.0003107245250484751,
+                "weight_decay": 0.0002610855121506701,
+                "warmup": 2.0
             },
-            "source": "results/tuning/laptop/best-constant.json: trial 11 of 12, score 0.658, study laptop-constant-grouped, commit 811ce0f",
+            "source": "results/tuning/laptop-inner2/best-constant.json: trial 10 of 24, score 0.675, study laptop-constant-grouped, commit b6657a0"
         },
         "decay": {
             "params": {
-                "lr": 0.0030637598773361166,
-                "gamma": 0.09088271291241658,
-                "switch1": 0.3606334574335579,
-                "switch2": 0.6764710920320893,
-                "switch3": 0.8611048150587188,
-                "weight_decay": 0.0007674572888354916,
-                "warmup": 2.0,
+                "lr": 0.0003107245250484751,
+                "gamma": 0.2462950181855248,
+                "switch1": 0.40462801413400173,
+                "switch2": 0.583549290340908,
+                "switch3": 0.7592203566969457,
+                "weight_decay": 0.004256143003363095,
+                "warmup": 2.0
             },
-            "source": "results/tuning/laptop/best-decay.json: trial 6 of 12, score 0.746, study laptop-decay-grouped, commit 811ce0f",
+            "source": "results/tuning/laptop-inner2/best-decay.json: trial 7 of 24, score 0.696, study laptop-decay-grouped, commit b6657a0"
         },
         "switching": {
             "params": {
-                "lr": 0.006105486887627994,
-                "sgd_lr": 0.004612746740093502,
-                "gamma": 0.43672064829119966,
-                "switch1": 0.2104241564313125,
-                "switch2": 0.5215313359871936,
-                "switch3": 0.839257809630936,
-                "weight_decay": 0.000131604108864506,
-                "warmup": 1.0,
+                "lr": 0.00047068669166055506,
+                "sgd_lr": 0.0022385954319756865,
+                "gamma": 0.09005225765331942,
+                "switch1": 0.3027515191023612,
+                "switch2": 0.6029907111626659,
+                "switch3": 0.8925743322448072,
+                "weight_decay": 0.00029820798252634174,
+                "warmup": 2.0
             },
-            "source": "results/tuning/laptop/best-switching.json: trial 7 of 12, score 0.665, study laptop-switching-grouped, commit 811ce0f",
+            "source": "results/tuning/laptop-inner2/best-switching.json: trial 12 of 24, score 0.682, study laptop-switching-grouped, commit b6657a0"
         },
         "onecycle": {
             "params": {
-                "lr": 0.0008325384381479234,
-                "weight_decay": 0.00020553245024926254,
-                "pct_start": 0.493078885534331,
+                "lr": 0.0003672357057572677,
+                "weight_decay": 0.00012989940033992115,
+                "pct_start": 0.107874809686769
             },
-            "source": "results/tuning/laptop/best-onecycle.json: trial 10 of 12, score 0.703, study laptop-onecycle-grouped, commit 811ce0f",
-        },
+            "source": "results/tuning/laptop-inner2/best-onecycle.json: trial 16 of 24, score 0.707, study laptop-onecycle-grouped, commit b6657a0"
+        }
     },
     # `bcdet tune --profile class --adopt results/tuning/class-b32` (24 trials per arm, two validation sets per
     # trial, class profile: 40 px, batch 32, 24 epochs -- tuned for its own budget, issue #29; the CPU VM,
@@ -205,6 +207,58 @@ TUNED: dict[str, dict[str, dict]] = {
             "source": "results/tuning/class-b32/best-onecycle.json: trial 5 of 24, score 0.707, study class-onecycle-grouped, commit 4f2a098"
         }
     },
+}
+
+
+# Tuned values a later tuning replaced, newest first: profile -> [entry like TUNED's]. Runs recorded with them
+# stay what they were (committed records change only when a person asks): `tuning_of` names the tuning a
+# record's phases came from, and the report says when it is not today's.
+TUNED_BEFORE: dict[str, list[dict[str, dict]]] = {
+    # `bcdet tune --profile laptop --adopt results/tuning/laptop` (12 trials per arm, one validation set: fold 0's,
+    # the CPU VM, 2026-11-26): results/laptop/, results/laptop-cv/ and results/paper-cv/ until re-run (#28).
+    "laptop": [{
+        "constant": {
+            "params": {
+                "lr": 0.00022937145935627006,
+                "weight_decay": 1.1964676644993743e-06,
+                "warmup": 0.5,
+            },
+            "source": "results/tuning/laptop/best-constant.json: trial 11 of 12, score 0.658, study laptop-constant-grouped, commit 811ce0f",
+        },
+        "decay": {
+            "params": {
+                "lr": 0.0030637598773361166,
+                "gamma": 0.09088271291241658,
+                "switch1": 0.3606334574335579,
+                "switch2": 0.6764710920320893,
+                "switch3": 0.8611048150587188,
+                "weight_decay": 0.0007674572888354916,
+                "warmup": 2.0,
+            },
+            "source": "results/tuning/laptop/best-decay.json: trial 6 of 12, score 0.746, study laptop-decay-grouped, commit 811ce0f",
+        },
+        "switching": {
+            "params": {
+                "lr": 0.006105486887627994,
+                "sgd_lr": 0.004612746740093502,
+                "gamma": 0.43672064829119966,
+                "switch1": 0.2104241564313125,
+                "switch2": 0.5215313359871936,
+                "switch3": 0.839257809630936,
+                "weight_decay": 0.000131604108864506,
+                "warmup": 1.0,
+            },
+            "source": "results/tuning/laptop/best-switching.json: trial 7 of 12, score 0.665, study laptop-switching-grouped, commit 811ce0f",
+        },
+        "onecycle": {
+            "params": {
+                "lr": 0.0008325384381479234,
+                "weight_decay": 0.00020553245024926254,
+                "pct_start": 0.493078885534331,
+            },
+            "source": "results/tuning/laptop/best-onecycle.json: trial 10 of 12, score 0.703, study laptop-onecycle-grouped, commit 811ce0f",
+        },
+    }],
 }
 
 
