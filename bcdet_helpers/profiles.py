@@ -305,6 +305,9 @@ class Profile:
     # ResNet9's last layer starts at zero: a fresh model predicts 1/3 for every class (model.py says why)
     zero_head: bool = True
     tuning: str | None = None  # whose tuned arm values (TUNED[...]) to use; None = the defaults
+    # ours: the validation column a tuning trial is scored on: "val_acc" (accuracy) | "val_f1" (macro-F1: a model
+    # that never predicts one class scores 0 on that class, so a short budget cannot win by ignoring "normal", #29)
+    tune_score: str = "val_acc"
     max_per_class: int | None = None  # a subset, for smoke runs only
     teach_depth: int = 56  # weight layers of nb 03's plain-vs-residual twins (ResNet paper's 56)  # ours
     teach_width: int = 16  # channels of the twins  # ours
@@ -401,6 +404,8 @@ PROFILES: dict[str, Profile] = {
         seeds=(0,),
         kinds=("grouped",),
         tuning="class",  # its own tuning: the laptop's rates (50 epochs, 64 px) left constant learning nothing (#29)
+        # scored on macro-F1: tuned on accuracy, constant's best rate (the range's floor) never predicted "normal" (#29)
+        tune_score="val_f1",
         teach_steps=120,
     ),
     "smoke": Profile(
@@ -562,6 +567,20 @@ def schedule(name: str, epochs: int = 50, profile: "Profile | str | None" = None
              params: dict | None = None) -> list[Phase]:
     """The phases of arm ``name`` for a run of ``epochs`` epochs (see :func:`arm_params`)."""
     return PHASES_OF[name](arm_params(name, profile, params), epochs)
+
+
+def tuning_of(name: str, profile: "Profile | str", phases) -> str | None:
+    """The tuning a recorded run's ``phases`` came from: the folder under ``results/tuning/`` of today's
+    tuned values (``TUNED``) or of a superseded entry (:data:`TUNED_BEFORE`), ``"defaults"`` for our
+    untuned numbers, ``None`` when nothing this package knows gives them (the arm itself changed)."""
+    prof = get_profile(profile)
+    bare = replace(prof, tuning=None)  # ARMS' defaults, overridden below by each tuned entry's values
+    want = recorded_phases(phases)
+    for entry in [TUNED.get(prof.tuning or "", {}), *TUNED_BEFORE.get(prof.tuning or "", [])]:
+        tuned = entry.get(BORROWS.get(name, name))
+        if tuned and [asdict(p) for p in schedule(name, prof.epochs, bare, tuned["params"])] == want:
+            return tuned["source"].split("/best-")[0]
+    return "defaults" if [asdict(p) for p in schedule(name, prof.epochs, bare)] == want else None
 
 
 def initial_loss(classes: int = len(CLASSES)) -> float:

@@ -13,7 +13,9 @@ starts from different weights, and the trial's score is the mean over those runs
 89-image validation set has a standard error of about 5 points -- enough to crown a lucky point
 (issue #28: decay's winning 0.746 became the worst arm in cross-validation). A run's score is the
 mean validation accuracy of its last five epochs -- what the final weights are worth, smoothed
-over epochs, so a schedule whose ending wobbles pays for it and one lucky epoch does not win.
+over epochs, so a schedule whose ending wobbles pays for it and one lucky epoch does not win. A profile
+may score macro-F1 instead (``Profile.tune_score``: ``class`` does, so that a 24-epoch run cannot win by
+never predicting the smallest class, #29).
 
 Pruning, the same rule for every arm: after a trial's first run, Optuna's ``MedianPruner`` stops it
 when that run scored below the median first run of the trials before it (after
@@ -62,11 +64,16 @@ TRIALS = 24  # trials per arm by default: TPE's 10 random start-up trials and 14
 MAX_SAMPLER_SEED = 2**32  # numpy's seed range: every seed derived here is taken modulo this
 
 
-def protocol(seed: int, arm: str) -> dict:
-    """What makes two tuning runs the same study: stored on the Optuna study, checked on resume."""
+SCORES = {"val_acc": "validation accuracy", "val_f1": "validation macro-F1"}  # Profile.tune_score's choices
+
+
+def protocol(seed: int, arm: str, score: str = "val_acc") -> dict:
+    """What makes two tuning runs the same study: stored on the Optuna study, checked on resume. The
+    score is named only when it is not accuracy, so the studies recorded before it was a choice resume."""
     return {"inner_runs": INNER_RUNS, "last_epochs": LAST_EPOCHS, "fold": TUNING_FOLD, "prune_after": PRUNE_AFTER,
             "stable_ratio": STABLE_RATIO, "seed": int(seed),
-            "search_space": {k: list(v) if isinstance(v, tuple) else v for k, v in SEARCH_SPACES[arm].items()}}
+            "search_space": {k: list(v) if isinstance(v, tuple) else v for k, v in SEARCH_SPACES[arm].items()},
+            **({"score": score} if score != "val_acc" else {})}
 
 
 def storage_url(profile: str) -> str:
@@ -153,9 +160,10 @@ def stability_constraint(max_phase_ratio: float) -> float:
     return float(max_phase_ratio) - STABLE_RATIO if math.isfinite(max_phase_ratio) else 1e9
 
 
-def objective_value(history) -> float:
-    """Mean validation accuracy over the last :data:`LAST_EPOCHS` epochs."""
-    return float(history["val_acc"].tail(LAST_EPOCHS).mean())
+def objective_value(history, score: str = "val_acc") -> float:
+    """The mean of column ``score`` (:data:`SCORES`: validation accuracy by default) over the last
+    :data:`LAST_EPOCHS` epochs."""
+    return float(history[score].tail(LAST_EPOCHS).mean())
 
 
 def _study_name(profile: str, arm: str, kind: str) -> str:
@@ -234,7 +242,7 @@ def _optimize(profile, arm, kind, trials, url, seed, device, threads, worker, pr
     study = optuna.create_study(study_name=_study_name(prof.name, arm, kind), storage=_storage(url),
                                 direction="maximize", load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=0))
-    _check_protocol(study, protocol(seed, arm))
+    _check_protocol(study, protocol(seed, arm, prof.tune_score))
     # seeded past the trials so far: a resumed study must not replay its first random draws
     study.sampler = optuna.samplers.TPESampler(seed=(seed + 1000 * worker + len(study.trials)) % MAX_SAMPLER_SEED)
     folder = trial_folder(prof.name, arm, kind, url)
@@ -251,7 +259,7 @@ def _optimize(profile, arm, kind, trials, url, seed, device, threads, worker, pr
         for k, run_seed in enumerate(inner_seeds(seed)):
             res = train_run(prof, arm, seed=run_seed, kind=kind, fold=TUNING_FOLD, params=params, device=device,
                             run_dir=folder / f"trial{trial.number:03d}-seed{run_seed}", progress=False, resume=True)
-            scores.append(objective_value(res.history))
+            scores.append(objective_value(res.history, prof.tune_score))
             ratios.append(max(r["ratio"] for r in phase_stability(res.history)))
             trial.set_user_attr("scores", scores)
             trial.set_user_attr("max_phase_ratio", max(ratios))
@@ -356,7 +364,8 @@ def summarize(profile: str, arm: str, kind: str, url: str, out=None, wall_time: 
     summary = {
         "profile": profile, "arm": arm, "split": kind, "fold": TUNING_FOLD,
         "score": f"mean over {study.user_attrs.get('protocol', {}).get('inner_runs', 1)} runs (seeds seed, seed+1: "
-                 f"each its own validation set carved from the training part) of the mean validation accuracy of "
+                 f"each its own validation set carved from the training part) of the mean "
+                 f"{SCORES[study.user_attrs.get('protocol', {}).get('score', 'val_acc')]} of "
                  f"the last {LAST_EPOCHS} epochs (test fold {TUNING_FOLD} never read)",
         "protocol": study.user_attrs.get("protocol"),
         "trials": len(budget), "finished_trials": len(complete), "pruned_trials": len(budget) - len(complete),

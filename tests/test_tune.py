@@ -278,3 +278,40 @@ def test_the_matched_arm_is_switching_with_adam_throughout(small, tmp_path, monk
     [p.pop("restart") for p in cfg["phases"]]
     (sw_run.run_dir / "config.json").write_text(json.dumps(cfg))
     assert train_run(small, "switching", seed=0, progress=False).run_dir == sw_run.run_dir  # loaded, not refused
+
+
+def test_a_record_names_the_tuning_its_phases_came_from():
+    """Adopting a new tuning leaves the runs recorded with the old one what they were: ``tuning_of``
+    finds today's entry, a superseded one (``TUNED_BEFORE``) or our defaults, and nothing for phases no
+    tuning gives."""
+    from dataclasses import asdict, replace
+
+    from bcdet_helpers.profiles import TUNED, TUNED_BEFORE, get_profile, schedule, tuning_of
+
+    prof = get_profile("laptop")
+    today = [asdict(p) for p in schedule("switching", prof.epochs, prof)]
+    assert tuning_of("switching", prof, today) == TUNED["laptop"]["switching"]["source"].split("/best-")[0]
+    old = TUNED_BEFORE["laptop"][0]["switching"]
+    before = [asdict(p) for p in schedule("switching", prof.epochs, replace(prof, tuning=None), old["params"])]
+    assert tuning_of("switching", prof, before) == "results/tuning/laptop"
+    assert tuning_of("matched", prof, [asdict(p) for p in schedule("matched", prof.epochs, prof)]) \
+        == tuning_of("switching", prof, today)  # the matched arm borrows switching's tuning
+    smoke = get_profile("smoke")
+    assert tuning_of("constant", smoke, [asdict(p) for p in schedule("constant", smoke.epochs, smoke)]) == "defaults"
+    assert tuning_of("constant", prof, [{**today[0], "lr": 123.0}]) is None
+
+
+def test_a_profile_can_score_trials_on_macro_f1():
+    """``class`` tunes on validation macro-F1 (#29): a model that never predicts one class scores low on
+    it however accurate it is; the protocol names the score so an accuracy study is not resumed with it,
+    while the accuracy studies recorded before the choice still resume."""
+    import pandas as pd
+
+    from bcdet_helpers.profiles import get_profile
+    from bcdet_helpers.tune import objective_value, protocol
+
+    history = pd.DataFrame({"val_acc": [0.7] * 6, "val_f1": [0.4] * 5 + [0.5]})
+    assert objective_value(history) == 0.7
+    assert abs(objective_value(history, "val_f1") - 0.42) < 1e-9
+    assert get_profile("class").tune_score == "val_f1" and get_profile("laptop").tune_score == "val_acc"
+    assert "score" not in protocol(0, "constant") and protocol(0, "constant", "val_f1")["score"] == "val_f1"
