@@ -63,7 +63,7 @@ SLIDES_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),$(PRO
 NB ?=
 
 slides: setup  ## offline reveal.js decks, one per chapter, of the executed notebooks -> runs/<profile>/slides/ (PROFILE=class, NB="03")
-	$(BIN)/python -m bcdet_helpers.slides --profile $(SLIDES_PROFILE) $(NB) $(ARGS)
+	$(BIN)/python -m bcdet_helpers.research.slides --profile $(SLIDES_PROFILE) $(NB) $(ARGS)
 
 clean:  ## remove runs/ (caches, checkpoints, executed notebooks); keeps data/ and .venv/
 	rm -rf runs .pytest_cache

@@ -6,7 +6,7 @@ a fact about it reads it from :data:`BUSBRA` -- the folder and file names, the l
 columns we read, the published counts (``bcdet data check --busbra`` compares a copy with them),
 where it comes from and how it must be cited. The tests import the record, never retype it.
 
-Three facts shape how a BUSI model is scored on it (:mod:`bcdet_helpers.external`):
+Three facts shape how a BUSI model is scored on it (:mod:`bcdet_helpers.research.external`):
 
 * **no normal class** -- 1,268 benign and 607 malignant images, so a 3-class BUSI model is scored
   on the lesion question (its malignant probability), not on 3-class accuracy;

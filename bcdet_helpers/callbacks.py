@@ -264,7 +264,7 @@ class TestRecord(Callback):
     """What the test fold scored after every epoch -- recorded, never used.
 
     A tutorial habit is to report the epoch with the best *test* accuracy. To measure how much that
-    inflates a number (rung 3 of the leakage ladder, :mod:`bcdet_helpers.study.ladder`), the study's
+    inflates a number (rung 3 of the leakage ladder, :mod:`bcdet_helpers.research.study.ladder`), the study's
     runs keep the test images' predicted classes after each epoch in ``test-by-epoch.csv``: one row
     per test image (``file``, ``y``), one column per epoch (``e1``, ``e2``, ... the predicted class
     index). Nothing in training reads it: :class:`BestWeights` chooses on validation images, and the

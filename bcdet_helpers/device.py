@@ -70,7 +70,7 @@ def auto_jobs(device) -> int:
     :data:`GIB_PER_GPU_JOB`): one process leaves an H100 idle between its small batches, and 4
     workers trained 2.13x its runs per hour (``paper`` profile,
     ``benchmarks/results/h100-throughput-paper.md``); one elsewhere (Apple MPS). ``bcdet tune`` and
-    the study (:func:`~bcdet_helpers.study.run_study`) both use it; ``--jobs`` overrides it."""
+    the study (:func:`~bcdet_helpers.research.study.run_study`) both use it; ``--jobs`` overrides it."""
     cores = max(1, os.cpu_count() or 1)
     if str(device) == "cpu":
         return cores

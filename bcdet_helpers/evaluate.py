@@ -14,7 +14,7 @@ and are re-exported here under the names they always had, so ``ev.metrics(...)``
 * :mod:`bcdet_helpers.data.folders`: ``folder_dataset``, ``parse_map``, ``single_class_warning``
 * :mod:`bcdet_helpers.published`: ``PUBLISHED``; :mod:`bcdet_helpers.runinfo`: ``jsonable``
 
-``bcdet predict`` and ``bcdet evaluate`` are in :mod:`bcdet_helpers.commands`.
+``bcdet predict`` and ``bcdet evaluate`` are in :mod:`bcdet_helpers.research.commands`.
 """
 from __future__ import annotations
 

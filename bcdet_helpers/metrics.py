@@ -21,8 +21,9 @@ On probability rows ``(N, K)`` (evaluation; the predicted class is the arg-max; 
   macro and weighted F1, one-vs-rest ROC AUC, confusion matrix -- from scikit-learn
 * :func:`accuracy`, :func:`macro_f1_of_proba` -- the ``metric_fn`` s a bootstrap resamples
 * :func:`roc_curves` -- one-vs-rest ROC curve per class
-* :func:`sensitivity_specificity` -- what a screening threshold (chosen on validation images by
-  :func:`bcdet_helpers.external.choose_threshold`; notebook 05's exercise 05.3) gives on other images
+* :func:`choose_threshold` -- a screening threshold, chosen on validation images (notebook 05's exercise
+  05.3; the external test carries it over to another hospital), and :func:`sensitivity_specificity` --
+  what it gives on other images
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import numpy as np
 from .busi import CLASSES
 
 __all__ = ["confusion", "scores_from_confusion", "macro_f1_from_confusion", "macro_f1", "classification_metrics", "check_predictions",
-           "accuracy", "macro_f1_of_proba", "roc_curves", "sensitivity_specificity"]
+           "accuracy", "macro_f1_of_proba", "roc_curves", "choose_threshold", "sensitivity_specificity"]
 
 
 def confusion(y_true, y_pred, classes: int) -> np.ndarray:
@@ -176,6 +177,28 @@ def roc_curves(y_true, proba, classes=CLASSES) -> dict:
             fpr, tpr, _ = roc_curve(is_k, proba[:, k])
             out[name] = (fpr, tpr, float(auc(fpr, tpr)))
     return out
+
+
+def choose_threshold(y_val_malignant, p_val_malignant, target_sensitivity: float = 0.9) -> float:
+    """The operating point, chosen on validation images only: the highest threshold ``t`` such that
+    predicting malignant when ``p >= t`` finds at least ``target_sensitivity`` of the validation's
+    malignant images (so specificity is as high as that sensitivity allows).
+
+    ``y_val_malignant``: truth per validation image (True / 1 = malignant; benign and normal are
+    both "not malignant"); ``p_val_malignant``: the model's p(malignant) for each. Only the malignant
+    images' scores decide ``t``; the others only pay for it in specificity.
+    """
+    y = np.asarray(y_val_malignant).astype(bool).ravel()
+    p = np.asarray(p_val_malignant, dtype=float).ravel()
+    if len(y) != len(p):
+        raise ValueError(f"y_val_malignant and p_val_malignant must be equally long, got {len(y)} and {len(p)}")
+    if not 0 < target_sensitivity <= 1:
+        raise ValueError(f"target_sensitivity must be in (0, 1], got {target_sensitivity}")
+    positives = np.sort(p[y])[::-1]
+    if not len(positives):
+        raise ValueError("no malignant validation image: a threshold for a target sensitivity needs some")
+    k = math.ceil(target_sensitivity * len(positives) - 1e-9)  # malignant images that must reach t
+    return float(positives[k - 1])
 
 
 def sensitivity_specificity(score, positive, threshold: float) -> tuple[float, float]:

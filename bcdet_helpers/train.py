@@ -27,7 +27,7 @@ progress, weight averaging; ``fit(..., callbacks=[...])`` adds more). Why it is 
 
 Run folders (``train_run``, ``load_run``) live in :mod:`bcdet_helpers.runs`, checkpoints in
 :mod:`bcdet_helpers.checkpoints`, the device choice in :mod:`bcdet_helpers.device`, ``bcdet train`` in
-:mod:`bcdet_helpers.commands`; this module does not re-export them.
+:mod:`bcdet_helpers.research.commands`; this module does not re-export them.
 
 Over 350 lines on purpose: the phases and the loop notebook 04 teaches stay in one file, so a student
 reads :func:`fit` beside every helper it names.

@@ -66,7 +66,7 @@ def bootstrap_ci(y_true, proba, metric_fn=accuracy, n: int | None = None, seed: 
 def confidence_bins(conf, n_bins: int = 10) -> np.ndarray:
     """The :func:`reliability` bin (0..n_bins-1) of each confidence: bin i holds low < conf <= high of
     ``n_bins`` equal-width bins on [0, 1] (the first bin also takes conf == 0). Public so a weighted
-    or resampled ECE (:mod:`bcdet_helpers.external`) bins exactly as :func:`reliability` does."""
+    or resampled ECE (:mod:`bcdet_helpers.research.external`) bins exactly as :func:`reliability` does."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     return np.clip(np.searchsorted(edges, np.asarray(conf, dtype=float), side="left") - 1, 0, n_bins - 1)
 

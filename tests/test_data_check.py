@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bcdet_helpers.cli import main
+from bcdet_helpers.research.cli import main
 from bcdet_helpers.data.check import check_dataset, parse_name
 from bcdet_helpers.data.images import read_image
 from bcdet_helpers.errors import BcdetError

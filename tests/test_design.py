@@ -8,12 +8,12 @@ import sys
 import pandas as pd
 import pytest
 
-from bcdet_helpers import plan
+from bcdet_helpers.research import plan
 from bcdet_helpers.errors import BcdetError
-from bcdet_helpers import study as sd
+from bcdet_helpers.research import study as sd
 from bcdet_helpers.profiles import KINDS, PROFILES, get_profile
 from bcdet_helpers.runkey import AUGMENTED, RunKey
-from bcdet_helpers.study import cv
+from bcdet_helpers.research.study import cv
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
@@ -59,7 +59,7 @@ def test_a_smaller_design_and_its_refusals():
 
 
 def _bcdet(*args, env):
-    return subprocess.run([sys.executable, "-m", "bcdet_helpers.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bcdet_helpers.research.cli", *args], capture_output=True, text=True,
                           env=env, timeout=600)
 
 
@@ -71,7 +71,7 @@ def test_two_processes_run_two_runs_of_one_study_then_one_collects(busi_dir, tmp
     assert listed.returncode == 0, listed.stderr
     names = [line.split("\t")[1] for line in listed.stdout.splitlines()]
     assert names == [k.name for k in sd.study_design("smoke").runs()]
-    procs = [subprocess.Popen([sys.executable, "-m", "bcdet_helpers.cli", "study", "--profile", "smoke", "--run", str(k)],
+    procs = [subprocess.Popen([sys.executable, "-m", "bcdet_helpers.research.cli", "study", "--profile", "smoke", "--run", str(k)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
     for p in procs:
         out, err = p.communicate(timeout=600)
@@ -116,7 +116,7 @@ def test_every_study_run_scores_the_external_set_after_its_test_fold(busi_dir, t
     before that gets them from its weights when the study is called again."""
     from fakebusbra import make_busbra
 
-    from bcdet_helpers.study.external import external_csv
+    from bcdet_helpers.research.study.external import external_csv
 
     busbra = make_busbra(tmp_path / "data", n_patients=6)
     monkeypatch.setenv("BCDET_DATA", str(busi_dir))

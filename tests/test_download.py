@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bcdet_helpers.cli import main
+from bcdet_helpers.research.cli import main
 from bcdet_helpers.data import download as dl
 from bcdet_helpers.data.check import check_dataset
 from bcdet_helpers.errors import BcdetError

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bcdet_helpers.commands import cli_duplicates
+from bcdet_helpers.research.commands import cli_duplicates
 from bcdet_helpers.data.duplicates import find_duplicates
 from bcdet_helpers.data.index import build_index
 from bcdet_helpers.data.similarity import PAIR_COLUMNS, THRESHOLD, duplicate_groups, similarity_matrix, thumbnail
@@ -100,7 +100,7 @@ def test_real_busi_known_copy(real_busi):
 
 def test_ctrl_c_while_writing_the_csv_leaves_no_half_file(mini_busi, tmp_path, monkeypatch, capsys):
     """Issue #27: Ctrl-C while ``bcdet duplicates --csv`` wrote left half a CSV behind."""
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     def half_then_ctrl_c(self, target, *a, **k):
         Path(target).write_text("file_a,file_b\nbenign (1).png,")
@@ -134,7 +134,7 @@ def test_the_profiles_duplicate_threshold_decides_the_groups_and_the_folds(mini_
     from bcdet_helpers.data.index import load_index
     from bcdet_helpers.data.split import assign_folds
     from bcdet_helpers.profiles import DEFAULTS, get_profile
-    from bcdet_helpers.study.folds import study_index
+    from bcdet_helpers.research.study.folds import study_index
 
     assert THRESHOLD == DEFAULTS.duplicate_threshold == get_profile("paper").duplicate_threshold
     default, looser = get_profile("smoke"), get_profile("smoke", duplicate_threshold=0.5)

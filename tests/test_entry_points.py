@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from bcdet_helpers.cli import main
+from bcdet_helpers.research.cli import main
 from bcdet_helpers.errors import BcdetError
 
 
@@ -45,7 +45,7 @@ def test_train_refuses_before_any_work(broken_busi, tmp_path, capsys):
 
 
 def test_reproduce_refuses_before_notebook_01(broken_busi, tmp_path):
-    from bcdet_helpers import reproduce as rp
+    from bcdet_helpers.research import reproduce as rp
     from test_reproduce import write_nb
 
     nb = write_nb(tmp_path / "01_first.ipynb", "print('ran')")
@@ -90,7 +90,7 @@ def test_a_usable_folder_is_checked_once(mini_busi, monkeypatch):
     ["reproduce", "--profile", "smoke", "--seeds", str(2**32)],
 ])
 def test_bad_option_values_stop_the_cli_while_parsing(argv, capsys, monkeypatch):
-    from bcdet_helpers import reproduce as rp
+    from bcdet_helpers.research import reproduce as rp
     from bcdet_helpers.data import check
 
     started = []
@@ -107,7 +107,7 @@ def test_bad_option_values_stop_the_cli_while_parsing(argv, capsys, monkeypatch)
 
 @pytest.mark.parametrize("seeds", [[-1], [0, 2**66], [1.5], ["x"]])
 def test_reproduce_checks_seeds_before_notebook_01(seeds, tmp_path, busi_dir, monkeypatch):
-    from bcdet_helpers import reproduce as rp
+    from bcdet_helpers.research import reproduce as rp
     from test_reproduce import write_nb
 
     monkeypatch.setenv("BCDET_DATA", str(busi_dir))
@@ -176,7 +176,7 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(argv, stop, monkeypatch,
 def test_a_renamed_option_still_works_and_says_its_new_name(argv, dest, value, capsys):
     """Users' scripts call ``bcdet train --schedule ...``: the old name sets the new option, says the new
     name in one line, and stays out of ``--help``."""
-    from bcdet_helpers.cli import build_parser
+    from bcdet_helpers.research.cli import build_parser
 
     old, new = argv[1], "--" + dest
     args = build_parser().parse_args(argv)
@@ -191,7 +191,7 @@ def test_a_renamed_option_still_works_and_says_its_new_name(argv, dest, value, c
 
 
 def test_a_renamed_option_checks_its_values_like_the_new_one(capsys):
-    from bcdet_helpers.cli import build_parser
+    from bcdet_helpers.research.cli import build_parser
 
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["train", "--split", "leaky"])
@@ -201,7 +201,7 @@ def test_a_renamed_option_checks_its_values_like_the_new_one(capsys):
 def test_the_default_profile_follows_one_rule_stated_in_the_help(capsys):
     """reproduce and publish default to paper, every other command to laptop; `bcdet --help` says so and
     names every profile (class included)."""
-    from bcdet_helpers.cli import PAPER_COMMANDS, build_parser
+    from bcdet_helpers.research.cli import PAPER_COMMANDS, build_parser
     from bcdet_helpers.profiles import PROFILES
 
     parser = build_parser()

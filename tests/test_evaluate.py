@@ -262,7 +262,7 @@ def odd_folder(tmp_path):
 
 
 def test_cli_predict_prints_probabilities_and_the_reminder(tiny_checkpoint, odd_folder, capsys):
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     images = [odd_folder / "benign" / "b2_rgba.png", odd_folder / "malign" / "m1_16bit.png"]
     assert _is_16bit(images[1])  # the fixture really wrote a 16-bit PNG
@@ -287,7 +287,7 @@ def _is_16bit(path):
 def test_cli_evaluate_maps_folders_and_writes_metrics(tiny_checkpoint, odd_folder, tmp_path, capsys):
     import json
 
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     out = tmp_path / "eval-out"
     # without --map, the malign folder is a user error naming it
@@ -413,7 +413,7 @@ def test_a_class_named_folder_inside_a_class_folder_is_refused(tmp_path):
 def test_cli_evaluate_warns_loudly_on_a_single_class_set(tiny_checkpoint, tmp_path, capsys):
     import json
 
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     folder = tmp_path / "one_class"
     for i in range(3):
@@ -437,7 +437,7 @@ def test_cli_evaluate_warns_loudly_on_a_single_class_set(tiny_checkpoint, tmp_pa
 def test_predict_and_evaluate_refuse_a_huge_image_in_one_line(side, tiny_checkpoint, tmp_path, capsys):
     import warnings
 
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
     from fakebusi import big_png
 
     folder = tmp_path / "huge"
@@ -467,7 +467,7 @@ def test_predict_and_evaluate_refuse_a_huge_image_in_one_line(side, tiny_checkpo
 def test_a_file_that_is_no_checkpoint_gets_one_clean_message(content, tiny_checkpoint, tmp_path, capsys):
     import torch
 
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
     from bcdet_helpers.model import build_model
     from bcdet_helpers.profiles import get_profile
 
@@ -498,7 +498,7 @@ def test_a_file_that_is_no_checkpoint_gets_one_clean_message(content, tiny_check
 def test_a_runs_folder_that_cannot_be_written_names_bcdet_runs(tiny_checkpoint, odd_folder, tmp_path, monkeypatch,
                                                                 capsys):
     """Issue #27 case 8: "Check the path you gave" when the path came from BCDET_RUNS, not the command line."""
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     runs = tmp_path / "runs-is-a-file"
     runs.write_text("")
@@ -515,7 +515,7 @@ def test_ctrl_c_during_evaluate_is_one_line_and_leaves_no_out_folder(when, tiny_
                                                                      monkeypatch, capsys):
     """Issue #27: Ctrl-C while ``bcdet evaluate`` writes left an --out folder with a figure and no metrics.json."""
     from bcdet_helpers import runinfo, uncertainty
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     def ctrl_c(*a, **k):
         raise KeyboardInterrupt

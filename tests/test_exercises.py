@@ -3,7 +3,7 @@
 The starter code is read from the notebook cells tagged ``exercise-<id>`` (what students see); the
 solutions from the teacher's copy ``notebooks/solutions/chNN.py``. A check compares predictions (and
 readings of a table) with what a run measured, so every solution is checked against the **recorded**
-``class`` and ``laptop`` results (:mod:`bcdet_helpers.exercises.recorded` reads ``results/class/``,
+``class`` and ``laptop`` results (:mod:`bcdet_helpers.research.recorded` reads ``results/class/``,
 ``results/laptop/``, ``results/laptop-cv/``, ``results/*-ladder/`` and ``results/teaching/``): a
 solution that holds for one run only, or a number typed in here, cannot pass. Code exercises, whose
 answer does not depend on a run, are also given small made-up inputs (``SYNTHETIC``) where they need some.
@@ -29,8 +29,8 @@ from bcdet_helpers import model as bm
 from bcdet_helpers.data.splitdata import SplitData
 from bcdet_helpers.exercises import (CHAPTERS, EXERCISES, check, exercise_cells, load_solutions, open_question,
                                      with_solutions)
-from bcdet_helpers.exercises import recorded
 from bcdet_helpers.exercises.core import MEASURED as LOG, jsonable, save_measured
+from bcdet_helpers.research import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLVED = tuple(ch for ch in CHAPTERS if (ROOT / "notebooks" / "solutions" / f"ch{ch}.py").exists())

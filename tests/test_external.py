@@ -15,12 +15,12 @@ from PIL import Image
 
 from bcdet_helpers.busbra import BUSBRA, device_name
 from bcdet_helpers.busi import CLASSES
-from bcdet_helpers.cli import main
+from bcdet_helpers.research.cli import main
 from bcdet_helpers.data.busbra import find_busbra, locate_busbra, read_busbra
 from bcdet_helpers.data.busbra_check import check_busbra
 from bcdet_helpers.data.scanarea import MIN_REMOVED, crop_scan_area, crop_summary
 from bcdet_helpers.errors import BcdetError
-from bcdet_helpers.external import (
+from bcdet_helpers.research.external import (
     ExternalResult,
     choose_threshold,
     patient_weights,
@@ -385,7 +385,7 @@ def test_every_resample_keeps_a_patients_images_together():
 def test_auc_and_ece_resamples_equal_sklearn_and_uncertainty():
     from sklearn.metrics import roc_auc_score
 
-    from bcdet_helpers.external import _auc_replicates, _ece_replicates
+    from bcdet_helpers.research.external import _auc_replicates, _ece_replicates
     from bcdet_helpers.uncertainty import expected_calibration_error, reliability
 
     rng = np.random.default_rng(4)

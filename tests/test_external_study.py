@@ -1,4 +1,4 @@
-"""Issue #30, the aggregation: every arm of a study on BUS-BRA (bcdet_helpers.study.external_eval and the
+"""Issue #30, the aggregation: every arm of a study on BUS-BRA (bcdet_helpers.research.study.external_eval and the
 modules beside it: external_bootstrap, external_result, external_report).
 
 A study folder written by hand (tests/test_study.write_folder's BUSI side, BUS-BRA predictions drawn here
@@ -18,18 +18,18 @@ import pytest
 from fakebusbra import make_busbra
 from test_study import _files, write_folder
 
-from bcdet_helpers import stats
+from bcdet_helpers.research import stats
 from bcdet_helpers.busi import CLASSES
-from bcdet_helpers.cli import main
+from bcdet_helpers.research.cli import main
 from bcdet_helpers.data.busbra import read_busbra
 from bcdet_helpers.errors import BcdetError
-from bcdet_helpers.external import choose_threshold
-from bcdet_helpers.outputs import MARKER
+from bcdet_helpers.research.external import choose_threshold
+from bcdet_helpers.research.outputs import MARKER
 from bcdet_helpers.runkey import RunKey
-from bcdet_helpers.study import external_bootstrap, external_report
-from bcdet_helpers.study import external_eval as ee
-from bcdet_helpers.study.external_result import DIFFERENCE_METRICS, ExternalStudy
-from bcdet_helpers.study.external import EXTERNAL_COLUMNS
+from bcdet_helpers.research.study import external_bootstrap, external_report
+from bcdet_helpers.research.study import external_eval as ee
+from bcdet_helpers.research.study.external_result import DIFFERENCE_METRICS, ExternalStudy
+from bcdet_helpers.research.study.external import EXTERNAL_COLUMNS
 
 ARMS = ("constant", "switching")
 SEEDS = (0, 1)
@@ -346,7 +346,7 @@ def test_a_study_without_external_predictions_gets_one_line_saying_how(folder, b
 def test_a_smoke_study_scores_every_arm_on_busbra(busi_dir, tmp_path, monkeypatch):
     """run_study with BUS-BRA beside BUSI, then evaluate_external: every run's thresholds, both arms'
     scores and their paired difference, from the files the study wrote."""
-    from bcdet_helpers import study as sd
+    from bcdet_helpers.research import study as sd
 
     root = make_busbra(tmp_path / "data", n_patients=6)
     monkeypatch.setenv("BCDET_DATA", str(busi_dir))

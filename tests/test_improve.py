@@ -21,15 +21,15 @@ from fakebusi import make_busi
 
 from bcdet_helpers import losses
 from bcdet_helpers.busi import CLASSES
-from bcdet_helpers.cli import main
+from bcdet_helpers.research.cli import main
 from bcdet_helpers.data.augment import AUGMENT, augment_batch, intensity_jitter
 from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.profiles import (DEFAULTS, RUN_FIELDS, RUN_FIELDS_BEFORE, get_profile, improve_candidates,
                                     recorded_run_fields)
-from bcdet_helpers.study import improve as im
-from bcdet_helpers.study import improve_runs as imr
-from bcdet_helpers.study import improve_score as isc
-from bcdet_helpers.study.design import study_design
+from bcdet_helpers.research.study import improve as im
+from bcdet_helpers.research.study import improve_runs as imr
+from bcdet_helpers.research.study import improve_score as isc
+from bcdet_helpers.research.study.design import study_design
 
 NEW_FIELDS = ("augment_gain_jitter", "augment_contrast_jitter", "augment_speckle_std", "loss_weighting",
               "logit_adjust_tau", "swa_epochs")
@@ -268,7 +268,7 @@ def test_bad_rungs_are_refused_in_one_line(rungs, message):
 @pytest.fixture(scope="module")
 def ladder(tmp_path_factory):
     """The whole ladder under smoke (1 epoch, 3 folds, one seed) on a mini-BUSI and a mini-BUS-BRA."""
-    from bcdet_helpers.study.improve_report import write_improvement
+    from bcdet_helpers.research.study.improve_report import write_improvement
 
     root = tmp_path_factory.mktemp("improve")
     data, busbra = make_busi(root / "busi", 8), make_busbra(root / "bb", n_patients=6)
@@ -383,7 +383,7 @@ def test_the_table_has_both_scoreboards_and_the_cost(ladder):
 
 
 def test_the_ladder_resumes_without_training_again(ladder, monkeypatch):
-    from bcdet_helpers.study.improve_report import write_improvement
+    from bcdet_helpers.research.study.improve_report import write_improvement
 
     table, work, prof, root = ladder
     results = sorted((root / "runs").glob("smoke*/*/result.json"))
@@ -428,7 +428,8 @@ def test_bcdet_improve_writes_runs_and_records_only_when_asked(busi_dir, tmp_pat
     """The rules of `bcdet ladder` (issue #27): runs/<profile>/improve/ by default, results/<profile>-improve/
     only with --record; a folder bcdet did not write, or committed records, only with --force -- refused
     before any training."""
-    from bcdet_helpers import paths, plan
+    from bcdet_helpers import paths
+    from bcdet_helpers.research import plan
 
     project = tmp_path / "project"
     monkeypatch.setattr(paths, "project_root", lambda: project)

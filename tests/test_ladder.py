@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from test_study import FOLDS, SEEDS, write_folder
 
-from bcdet_helpers import study as sd
+from bcdet_helpers.research import study as sd
 from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.paths import CLASSES
 
@@ -145,7 +145,7 @@ def test_write_ladder_writes_table_json_and_waterfall(folder, tmp_path):
 def test_the_ladder_arm_gets_every_seed_on_the_random_split():
     """The best_seed rung needs several random-split seeds of a ladder arm; the study design adds them, for
     every tuned arm at laptop and paper width (#28: the ladder's headline must hold for all arms)."""
-    from bcdet_helpers.plan import study_runs, study_seeds
+    from bcdet_helpers.research.plan import study_runs, study_seeds
     from bcdet_helpers.profiles import get_profile
 
     laptop = get_profile("laptop")
@@ -170,7 +170,7 @@ def test_the_ladder_refuses_a_study_of_another_profile(folder, tmp_path, capsys)
     """Issue #27 case 2: `bcdet ladder --profile paper --study runs/smoke/cv` overwrote the paper's
     recorded ladder with smoke numbers. A study whose design.json names another profile is refused in one
     line that names both, and nothing is written."""
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     out = tmp_path / "out"
     assert main(["ladder", "--profile", "paper", "--study", str(folder), "--arm", ARM, "--out", str(out)]) == 2
@@ -188,7 +188,7 @@ def test_the_ladder_writes_to_runs_and_records_only_when_asked(folder, tmp_path,
     import subprocess
 
     from bcdet_helpers import paths
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     import dataclasses
 

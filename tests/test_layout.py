@@ -1,6 +1,7 @@
 """The shape of the package (issue #18): no import cycle, one BUSI record, one preprocessing step,
 every command handler beside the CLI; and (issue #32) dependencies that point one way --
-cli -> commands -> the domain modules -- with no module-level ``__getattr__`` forwarding old names."""
+cli -> commands -> the domain modules, research -> the course core -- with no module-level
+``__getattr__`` forwarding old names, and a README that names the core's size."""
 from __future__ import annotations
 
 import ast
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bcdet_helpers"
+RESEARCH = PACKAGE / "research"  # the study, tuning, publishing, the CLI; the rest of PACKAGE is the course core
 
 
 # ------------------------------------------------------------------------------- import cycles
@@ -214,8 +216,8 @@ def test_one_preprocessing_step_bit_identical_to_the_recorded_formula():
 
 
 # ------------------------------------------------------------------ cli -> commands -> the domain
-COMMAND_MODULES = ("bcdet_helpers.commands", "bcdet_helpers.commands_study", "bcdet_helpers.commands_records")
-UPPER = {"bcdet_helpers.cli": set(), **{m: {"bcdet_helpers.cli"} for m in COMMAND_MODULES}}  # who may import it
+COMMAND_MODULES = tuple(f"bcdet_helpers.research.{m}" for m in ("commands", "commands_study", "commands_records"))
+UPPER = {"bcdet_helpers.research.cli": set(), **{m: {"bcdet_helpers.research.cli"} for m in COMMAND_MODULES}}  # who may import it
 
 
 def test_no_module_below_the_cli_imports_it():
@@ -245,7 +247,7 @@ def test_computed_imports_stay_inside_their_own_package():
                 continue
             own = (path.name == "__init__.py" and len(node.args) == 2
                    and getattr(node.args[1], "id", None) in ("__name__", "__package__"))
-            if not (path.name == "cli.py" and path.parent == PACKAGE) and not own:
+            if path != RESEARCH / "cli.py" and not own:
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert not found, f"computed imports: {found}"
 
@@ -305,12 +307,12 @@ def test_no_module_forwards_names_through_a_module_getattr():
     ("bcdet_helpers.train", "train_run", "bcdet_helpers.runs"),
     ("bcdet_helpers.train", "load_run", "bcdet_helpers.runs"),
     ("bcdet_helpers.train", "load_checkpoint", "bcdet_helpers.checkpoints"),
-    ("bcdet_helpers.train", "cli_train", "bcdet_helpers.commands"),
-    ("bcdet_helpers.evaluate", "cli_predict", "bcdet_helpers.commands"),
-    ("bcdet_helpers.evaluate", "cli_evaluate", "bcdet_helpers.commands"),
-    ("bcdet_helpers.evaluate", "TEACHING_REMINDER", "bcdet_helpers.commands"),
-    ("bcdet_helpers.reproduce", "cli_reproduce", "bcdet_helpers.commands"),
-    ("bcdet_helpers.data.duplicates", "cli_duplicates", "bcdet_helpers.commands"),
+    ("bcdet_helpers.train", "cli_train", "bcdet_helpers.research.commands"),
+    ("bcdet_helpers.evaluate", "cli_predict", "bcdet_helpers.research.commands"),
+    ("bcdet_helpers.evaluate", "cli_evaluate", "bcdet_helpers.research.commands"),
+    ("bcdet_helpers.evaluate", "TEACHING_REMINDER", "bcdet_helpers.research.commands"),
+    ("bcdet_helpers.research.reproduce", "cli_reproduce", "bcdet_helpers.research.commands"),
+    ("bcdet_helpers.data.duplicates", "cli_duplicates", "bcdet_helpers.research.commands"),
 ])
 def test_a_forwarded_name_lives_in_its_home_module_only(module, name, home):
     assert not hasattr(importlib.import_module(module), name), f"{module}.{name}: import it from {home}"
@@ -319,19 +321,19 @@ def test_a_forwarded_name_lives_in_its_home_module_only(module, name, home):
 
 # ------------------------------------------------------------------ commands and re-exported names
 def test_every_command_handler_lives_beside_the_cli():
-    from bcdet_helpers import cli
+    from bcdet_helpers.research import cli
 
     for key, (module, func) in cli.HANDLERS.items():
         assert module in COMMAND_MODULES, key
         assert callable(getattr(importlib.import_module(module), func)), key
     assert set(cli.COMMANDS) == set(cli.HANDLERS) and len(cli.COMMANDS) == len(set(cli.COMMANDS))
     homes = {f"{m.rpartition('.')[2]}.py" for m in COMMAND_MODULES}
-    domain = [p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE or p.name not in homes | {"cli.py"}]
+    domain = [p for p in PACKAGE.rglob("*.py") if p.parent != RESEARCH or p.name not in homes | {"cli.py"}]
     defined = [f"{p.relative_to(PACKAGE)}: {n.name}" for p in domain for n in ast.parse(p.read_text()).body
                if isinstance(n, ast.FunctionDef) and n.name.startswith("cli_")]
     assert not defined, f"command handlers outside the command modules: {defined}"
     for module in COMMAND_MODULES:  # each cli_* function of a command module is the handler cli names there
-        path = PACKAGE / f"{module.rpartition('.')[2]}.py"
+        path = RESEARCH / f"{module.rpartition('.')[2]}.py"
         own = {n.name for n in ast.parse(path.read_text()).body
                if isinstance(n, ast.FunctionDef) and n.name.startswith("cli_")}
         assert own == {f for m, f in cli.HANDLERS.values() if m == module}, module
@@ -433,3 +435,33 @@ def test_the_long_results_and_timings_live_one_click_away():
     # every relative link of the moved page still points at something
     for target in re.findall(r"\]\((\.\./[^)#]+)", results):
         assert (ROOT / "docs" / target).resolve().exists(), target
+
+
+# ------------------------------------------------------------- the course core and research (issue #32)
+def core_modules() -> list[Path]:
+    """The course core: every module of the package outside ``research/``."""
+    return sorted(p for p in PACKAGE.rglob("*.py") if RESEARCH not in p.parents)
+
+
+def test_the_core_never_imports_research():
+    """Issue #32: the package has two jobs -- the course core that notebooks 01-04 teach from, and the
+    research machinery in ``research/`` -- and the dependency points one way: research uses the core.
+    No core module imports ``bcdet_helpers.research``: not at module level, not inside a function, not
+    as a string handed to ``importlib`` (:func:`imported_modules` sees all three)."""
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    found = [f"{p.relative_to(PACKAGE.parent)} -> {t}" for p in core_modules()
+             for t in sorted(imported_modules(p, paths)) if (t + ".").startswith("bcdet_helpers.research.")]
+    assert not found, f"core modules that import research (move the function to the core or the module to research): {found}"
+    # the check sees an import inside a function: recorded reads the study's statistics lazily
+    assert "bcdet_helpers.research.stats" in imported_modules(RESEARCH / "recorded.py", paths)
+    assert PACKAGE / "model.py" in core_modules() and RESEARCH / "cli.py" not in core_modules()
+
+
+def test_the_readme_names_the_core_size():
+    """The README's package section says how big the course core is (modules, lines), so a student knows
+    what there is to read; the numbers are computed here, so the sentence cannot go stale."""
+    modules = core_modules()
+    lines = sum(len(p.read_text().splitlines()) for p in modules)
+    section = README.read_text().split("## Package layout", 1)[1].split("\n## ", 1)[0]
+    size = f"{len(modules)} modules, {lines:,} lines"
+    assert size in " ".join(section.split()), f"the README's package section should say the core is {size!r}"

@@ -70,7 +70,7 @@ def test_headless_lab_starts_here_and_prints_its_url(tmp_path):
 def test_one_kernel_everywhere_and_it_is_this_python():
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from bcdet_helpers.reproduce import KERNEL
+    from bcdet_helpers.research.reproduce import KERNEL
 
     names = {nb.name: json.loads(nb.read_text())["metadata"]["kernelspec"]["name"] for nb in NOTEBOOKS}
     assert set(names.values()) == {KERNEL}, names  # what papermill runs (`bcdet reproduce`, tests)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bcdet_helpers.data.busbra import find_busbra
-from bcdet_helpers.reproduce import KERNEL
+from bcdet_helpers.research.reproduce import KERNEL
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bcdet_helpers import reproduce as rp
+from bcdet_helpers.research import reproduce as rp
 from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.params import assigned_names
 from test_reproduce import write_nb

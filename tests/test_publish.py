@@ -6,8 +6,8 @@ import json
 import pytest
 
 from bcdet_helpers.errors import BcdetError
-from bcdet_helpers.outputs import MARKER
-from bcdet_helpers.publish import publish
+from bcdet_helpers.research.outputs import MARKER
+from bcdet_helpers.research.publish import publish
 from bcdet_helpers.runinfo import write_json
 from bcdet_helpers.runs import run_dir_for
 
@@ -99,7 +99,7 @@ def fake_study_reproduction(profile="smoke"):
 
     from test_study import write_folder
 
-    from bcdet_helpers import study as sd
+    from bcdet_helpers.research import study as sd
 
     folder = fake_reproduction(profile)
     cv = write_folder(folder / "cv")
@@ -117,7 +117,7 @@ def fake_study_reproduction(profile="smoke"):
 
 
 def test_publish_copies_the_study_folder_and_reports_from_it(tmp_path, monkeypatch):
-    from bcdet_helpers import study as sd
+    from bcdet_helpers.research import study as sd
 
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
     folder, study = fake_study_reproduction()
@@ -146,7 +146,7 @@ def test_publish_copies_the_study_folder_and_reports_from_it(tmp_path, monkeypat
 def test_publish_refuses_a_missing_incomplete_or_newer_study(tmp_path, monkeypatch):
     import os
 
-    from bcdet_helpers import study as sd
+    from bcdet_helpers.research import study as sd
 
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
     folder, _ = fake_study_reproduction()
@@ -173,7 +173,7 @@ def test_publish_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypatch,
     """Issue #27 case 1: `bcdet publish --dest` on a user's folder deleted their files without a word.
     Now it refuses in one line, naming the folder and --force; so do the `-cv` and `-cv-partial`
     folders beside it, and nothing is written. What publish wrote itself it replaces."""
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
     fake_study_reproduction()

@@ -85,7 +85,7 @@ def test_the_readme_quotes_the_recorded_study(profile):
     """The README's results page's (``docs/results.md``, one click from the README) table of each
     cross-validated study is the one its committed study.json gives: re-evaluating or re-publishing a
     study without updating that page fails here. The README's own summary quotes the same difference."""
-    from bcdet_helpers.study import load_study
+    from bcdet_helpers.research.study import load_study
 
     folder = RESULTS / f"{profile}-cv"
     if not (folder / "study.json").exists():

@@ -10,11 +10,11 @@ import json
 import nbformat
 import pytest
 
-from bcdet_helpers import pace, plan
-from bcdet_helpers import reproduce as rp
-from bcdet_helpers.commands import cli_reproduce
+from bcdet_helpers.research import pace, plan
+from bcdet_helpers.research import reproduce as rp
+from bcdet_helpers.research.commands import cli_reproduce
 from bcdet_helpers.errors import BcdetError
-from bcdet_helpers.long_job import confirm_long_job, faster_choices, print_estimate
+from bcdet_helpers.research.long_job import confirm_long_job, faster_choices, print_estimate
 
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
@@ -74,7 +74,7 @@ def test_successful_run_merges_wall_times_and_writes_the_report(tmp_path, monkey
 
 def test_a_failed_reproduction_leaves_no_report_that_looks_current(tmp_path, monkeypatch, capsys):
     """Issue #16 case 3: the last report is set aside, not left beside new, failed notebooks."""
-    from bcdet_helpers.publish import publish
+    from bcdet_helpers.research.publish import publish
 
     writer = write_nb(
         tmp_path / "05_writes.ipynb",
@@ -130,7 +130,7 @@ def test_report_is_built_from_the_metrics_and_the_study(tmp_path):
     """The study's numbers come from the typed Study (one schema), set beside the paper's."""
     from test_study import write_folder
 
-    from bcdet_helpers import study as sd
+    from bcdet_helpers.research import study as sd
 
     study = sd.evaluate_study(write_folder(tmp_path / "cv"), n_boot=200)
     study = sd.load_study(study.save(tmp_path / "cv" / "study.json"))  # what reproduce and publish read
@@ -159,7 +159,7 @@ def test_report_is_built_from_the_metrics_and_the_study(tmp_path):
 def test_the_verdict_in_words_follows_the_interval():
     from types import SimpleNamespace as NS
 
-    from bcdet_helpers.stats import Interval
+    from bcdet_helpers.research.stats import Interval
 
     def d(low, high, a="switching", b="constant"):
         return NS(a=a, b=b, pooled=Interval((low + high) / 2, low, high, 0.01), detectable=0.12)
@@ -345,7 +345,7 @@ def test_the_estimate_counts_notebook_04s_runs_of_a_smaller_study(tmp_path, monk
 def test_no_ladder_reaches_notebook_05_and_its_command(tmp_path):
     """``--no-ladder`` parses, is named in the recorded command, and reaches the notebook that declares
     ``ladder`` (as False) -- and only when it changes something: never passed by default."""
-    from bcdet_helpers.cli import build_parser
+    from bcdet_helpers.research.cli import build_parser
 
     args = build_parser().parse_args(["reproduce", "--profile", "laptop", "--no-ladder"])
     assert args.ladder is False and build_parser().parse_args(["reproduce"]).ladder is True
@@ -384,7 +384,7 @@ def test_a_long_job_without_a_terminal_needs_an_explicit_opt_in(tmp_path, long_j
 @pytest.mark.parametrize("answer, starts", [("", False), ("n", False), ("y", True), ("yes", True)])
 def test_on_a_terminal_a_long_job_asks_and_defaults_to_no(tmp_path, long_job, monkeypatch, capsys, answer, starts):
     asked = []
-    monkeypatch.setattr("bcdet_helpers.long_job._interactive", lambda: True)
+    monkeypatch.setattr("bcdet_helpers.research.long_job._interactive", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or answer)
     nb = write_nb(tmp_path / "01_ok.ipynb", "print('ran')")
     if starts:
@@ -431,8 +431,8 @@ CTRL_C_DRIVER = """
 import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a test runner may ignore SIGINT)
 from pathlib import Path
-from bcdet_helpers import reproduce as rp
-from bcdet_helpers.cli import main
+from bcdet_helpers.research import reproduce as rp
+from bcdet_helpers.research.cli import main
 rp.course_notebooks = lambda folder=None: [Path(sys.argv[1])]
 rp.estimate = lambda *a, **k: {"training_seconds": 0.0}  # no timing run
 rp.print_estimate = lambda est: None
@@ -496,7 +496,7 @@ def test_class_is_listed_wherever_profiles_are_listed():
     import subprocess
     from pathlib import Path
 
-    from bcdet_helpers.cli import build_parser
+    from bcdet_helpers.research.cli import build_parser
     from bcdet_helpers.profiles import PROFILES
 
     helps = {name: a.help for name, sub in _subparsers(build_parser()) for a in sub._actions
@@ -521,7 +521,7 @@ def _fake_pace(monkeypatch, tmp_path, cores=2):
 
 
 def test_a_refusal_on_a_cpu_names_class_and_laptop_once_with_their_estimates(tmp_path, monkeypatch, capsys):
-    from bcdet_helpers.report import fmt_duration
+    from bcdet_helpers.research.report import fmt_duration
 
     _fake_pace(monkeypatch, tmp_path)
     nb = write_nb(tmp_path / "01_ok.ipynb", "print('ran')", params='profile = "laptop"\nstudy = False\nladder = True')

@@ -1,4 +1,4 @@
-"""``make slides``: offline reveal.js decks, one per chapter, from curated notebooks (bcdet_helpers.slides).
+"""``make slides``: offline reveal.js decks, one per chapter, from curated notebooks (bcdet_helpers.research.slides).
 
 The build fails on a remote URL: every deck built here is also scanned for anything it would load from
 another host (reveal.js, MathJax, fonts, scripts), so a deck that needs internet access fails the tests."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bcdet_helpers import slides
+from bcdet_helpers.research import slides
 from bcdet_helpers.errors import BcdetError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""bcdet_helpers.stats on constructed data: numbers worked out by hand, and properties that fail
+"""bcdet_helpers.research.stats on constructed data: numbers worked out by hand, and properties that fail
 when the clustering or the correction is dropped."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from bcdet_helpers import evaluate as ev
-from bcdet_helpers import stats as st
+from bcdet_helpers.research import stats as st
 
 # the hand-worked confusion matrix of test_evaluate.py
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])

@@ -1,5 +1,5 @@
-"""Issue #30 item 5, acquisition-shift stress tests (:mod:`bcdet_helpers.shifts`, :mod:`bcdet_helpers.stress`,
-:mod:`bcdet_helpers.resemblance`): every shift is the
+"""Issue #30 item 5, acquisition-shift stress tests (:mod:`bcdet_helpers.research.shifts`, :mod:`bcdet_helpers.research.stress`,
+:mod:`bcdet_helpers.research.resemblance`): every shift is the
 identity at severity 0, grows with severity, stays uint8 and reproducible; the stress curves show a
 known drop with known intervals; the resemblance finds a shift it was given; sizes come from headers.
 Generated BUSI-like images throughout; the real copies (BCDET_DATA, BCDET_BUSBRA) in one test that
@@ -14,10 +14,10 @@ from PIL import Image
 
 from bcdet_helpers.busi import CLASSES
 from bcdet_helpers.data.cache import load_images
-from bcdet_helpers.resemblance import (STATISTICS, compare_profiles, compare_sizes, intensity_profile, resemblance,
+from bcdet_helpers.research.resemblance import (STATISTICS, compare_profiles, compare_sizes, intensity_profile, resemblance,
                                        size_table)
-from bcdet_helpers.shifts import SHIFTS, apply_shift
-from bcdet_helpers.stress import plot_stress, stress_curves, stress_run
+from bcdet_helpers.research.shifts import SHIFTS, apply_shift
+from bcdet_helpers.research.stress import plot_stress, stress_curves, stress_run
 from fakebusi import make_busi
 
 SIZE = 64
@@ -162,7 +162,7 @@ def test_stress_curves_show_the_drop_with_intervals_that_hold_the_value():
 
 
 def test_stress_curves_use_the_studys_cluster_bootstrap():
-    from bcdet_helpers.stats import cluster_bootstrap
+    from bcdet_helpers.research.stats import cluster_bootstrap
 
     images, y, groups = _sharpness_data(10)
     predict = _sharpness_predictor(images, y)
@@ -264,7 +264,7 @@ def test_which_shift_busbra_resembles(real_busi, real_busbra, capsys):
     at the model's 64 px through the study's own readers (BUS-BRA cut to its scan area)."""
     from bcdet_helpers.data.busbra import read_busbra
     from bcdet_helpers.data.cache import load_cache
-    from bcdet_helpers.study.external import external_images
+    from bcdet_helpers.research.study.external import external_images
 
     cache = load_cache(real_busi, SIZE, 1)
     lesion = cache["labels"] != CLASSES.index("normal")
@@ -290,7 +290,7 @@ def test_which_shift_busbra_resembles(real_busi, real_busbra, capsys):
 def test_the_stress_command_names_missing_runs_then_writes_its_curves(busi_dir, tmp_path, monkeypatch, capsys):
     """`bcdet stress` trains nothing: without the runs' weights it says which and how to train them (one line);
     with them it writes curves.csv and stress.png."""
-    from bcdet_helpers import cli
+    from bcdet_helpers.research import cli
     from bcdet_helpers.runs import train_run
 
     monkeypatch.setenv("BCDET_DATA", str(busi_dir))

@@ -1,4 +1,4 @@
-"""bcdet_helpers.study: folds, out-of-fold predictions, label conflicts, the typed result and its JSON.
+"""bcdet_helpers.research.study: folds, out-of-fold predictions, label conflicts, the typed result and its JSON.
 
 Two kinds of test:
 * ``evaluate_study`` on a study folder written by hand (known predictions, no training): every
@@ -22,8 +22,8 @@ import torch
 from fakebusi import make_busi
 
 from bcdet_helpers import evaluate as ev
-from bcdet_helpers import stats as st
-from bcdet_helpers import study as sd
+from bcdet_helpers.research import stats as st
+from bcdet_helpers.research import study as sd
 from bcdet_helpers.errors import BcdetError
 from bcdet_helpers.paths import CLASSES, runs_dir
 from bcdet_helpers.profiles import get_profile
@@ -452,7 +452,7 @@ def test_smoke_study_augmented_runs_train_on_copies_of_their_test_images_and_onl
 
 def test_smoke_study_climbs_the_leakage_ladder(smoke_study, tmp_path, capsys):
     """The ladder under smoke, through the command line, on the trained study's own files."""
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     _, out, *_ = smoke_study
     assert main(["ladder", "--profile", "smoke-cv", "--study", str(out), "--arm", "constant",
@@ -473,7 +473,7 @@ def test_a_study_trained_without_the_notebooks_publishes_alone(smoke_study, tmp_
     import os
     import shutil
 
-    from bcdet_helpers.publish import publish_study
+    from bcdet_helpers.research.publish import publish_study
 
     _, out, prof, _ = smoke_study
     s = sd.load_study(out)  # as it stands now: tests before this one may have added calls to the study
@@ -501,7 +501,7 @@ def test_a_study_trained_without_the_notebooks_publishes_alone(smoke_study, tmp_
 def test_a_partial_snapshot_holds_the_records_but_no_verdict(smoke_study, tmp_path, capsys):
     """``bcdet publish --partial``: a running study's CSVs and finished runs' records, for a commit;
     no study.json, a README with the count and the restore commands."""
-    from bcdet_helpers.publish import publish_partial
+    from bcdet_helpers.research.publish import publish_partial
 
     _, out, prof, _ = smoke_study
     dest = publish_partial(prof.name, dest=tmp_path / "snap", study=out)
@@ -640,8 +640,8 @@ def test_forest_plot_draws_every_difference_and_the_claim(study):
 def test_clinical_numbers_use_a_threshold_chosen_on_validation_images(folder, study):
     """#28: balanced accuracy, and malignant sensitivity/specificity at the threshold each run chose on its
     validation images for 90 % sensitivity -- transported to its test fold, never read off it."""
-    from bcdet_helpers.external import choose_threshold
-    from bcdet_helpers.study.evaluation import _operating_point
+    from bcdet_helpers.research.external import choose_threshold
+    from bcdet_helpers.research.study.evaluation import _operating_point
 
     rng = np.random.default_rng(1)
     val = pd.DataFrame({"fold": np.repeat([0, 1], 50), "seed": 0, "y": rng.integers(0, 3, 100),

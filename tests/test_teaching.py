@@ -45,7 +45,7 @@ def test_teaching_types_in_no_class_run_numbers():
     """The `class` run is re-recorded whenever the course changes: the kit points at it instead."""
     assert "0bd09ba" not in TEACHING
     assert not re.search(r"\b\d+ s wall\b|\bclass — \d+ s\b", TEACHING)
-    assert "python -m bcdet_helpers.exercises.recorded class" in TEACHING
+    assert "python -m bcdet_helpers.research.recorded class" in TEACHING
 
 
 def test_slides_are_offline_in_the_kit():

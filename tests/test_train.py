@@ -24,7 +24,7 @@ from bcdet_helpers import runs as runs_module
 from bcdet_helpers import train
 from bcdet_helpers.callbacks import Callback
 from bcdet_helpers.checkpoints import load_checkpoint
-from bcdet_helpers.commands import cli_train
+from bcdet_helpers.research.commands import cli_train
 from bcdet_helpers.data import SplitData
 from bcdet_helpers.device import choose_device
 from bcdet_helpers.errors import BcdetError
@@ -228,7 +228,7 @@ def test_keeping_freed_memory_stops_page_faults_and_changes_no_number():
 _ORPHAN_PROBE = """
 import multiprocessing as mp, os, signal, sys, time
 from pathlib import Path
-from bcdet_helpers.study.cv import _worker_init
+from bcdet_helpers.research.study.cv import _worker_init
 
 def train_for_minutes(flag):
     Path(flag).write_text(str(os.getpid()))

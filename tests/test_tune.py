@@ -13,7 +13,8 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from bcdet_helpers import profiles, tune  # noqa: E402
+from bcdet_helpers import profiles  # noqa: E402
+from bcdet_helpers.research import tune  # noqa: E402
 from bcdet_helpers.errors import BcdetError  # noqa: E402
 
 
@@ -151,7 +152,7 @@ def test_tuned_entry_needs_equal_budgets_and_stable_trials(tmp_path):
     import contextlib
     import io
 
-    from bcdet_helpers.cli import main
+    from bcdet_helpers.research.cli import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -205,7 +206,7 @@ def test_the_largest_seed_tunes(small, tmp_path):
     ("postgresql://user:pw@localhost/db", "driver is not installed"),
 ])
 def test_bad_storage_urls_get_one_line_before_any_trial(small, url, says, capsys, monkeypatch):
-    from bcdet_helpers import cli
+    from bcdet_helpers.research import cli
 
     if url.startswith("postgresql"):
         try:
@@ -221,7 +222,8 @@ def test_bad_storage_urls_get_one_line_before_any_trial(small, url, says, capsys
 
 
 def test_unknown_profile_and_ctrl_c_are_one_line(small, tmp_path, capsys, monkeypatch):
-    from bcdet_helpers import cli, runs
+    from bcdet_helpers import runs
+    from bcdet_helpers.research import cli
 
     assert cli.main(["tune", "--profile", "nope"]) == 2
     err = capsys.readouterr().err
@@ -308,7 +310,7 @@ def test_a_profile_can_score_trials_on_macro_f1():
     import pandas as pd
 
     from bcdet_helpers.profiles import get_profile
-    from bcdet_helpers.tune import objective_value, protocol
+    from bcdet_helpers.research.tune import objective_value, protocol
 
     history = pd.DataFrame({"val_acc": [0.7] * 6, "val_f1": [0.4] * 5 + [0.5]})
     assert objective_value(history) == 0.7

@@ -14,7 +14,7 @@ numbers is never silently reused); ``AUGMENT`` here is the default profile's val
   wobble of a hand-held probe, small enough to keep the lesion in view;
 * off by default, the improvement ladder's *ultrasound* augmentation (issue #31, :func:`intensity_jitter`):
   the overall gain and the dynamic range (contrast) a sonographer or another scanner's preset sets, and
-  speckle -- the acquisition shifts the stress test (:mod:`bcdet_helpers.shifts`) finds the model weakest
+  speckle -- the acquisition shifts the stress test (:mod:`bcdet_helpers.research.shifts`) finds the model weakest
   to. At 0 they draw no random number, so a run without them is bit for bit the run before they existed.
 
 :func:`augment_batch` works on a whole float batch (N, C, H, W) at once with
@@ -92,7 +92,7 @@ def intensity_jitter(x: torch.Tensor, generator: torch.Generator | None = None,
     ``x`` itself, no random number drawn.
 
     * gain: every pixel x ``g``, ``log g`` uniform in ``+-log(1 + gain_jitter)`` -- the overall gain turned up or
-      down (a product, as in :func:`bcdet_helpers.shifts.gain_up`: black stays black);
+      down (a product, as in :func:`bcdet_helpers.research.shifts.gain_up`: black stays black);
     * contrast: the spread around the image's own mean x ``a``, drawn the same way -- another dynamic range;
     * speckle: every pixel x log-normal noise of mean 1 and standard deviation about ``speckle_std`` (the
       stress test's speckle is gamma noise of mean 1; a log-normal one draws from a seeded generator on any

@@ -4,7 +4,7 @@ BUS-BRA's labels are not folder names (as BUSI's are) but a CSV, ``bus_data.csv`
 ``Case`` (the patient), ``Pathology`` (benign / malignant) and ``Device`` (the scanner). The
 patient matters as much as the label: 1,064 patients hold 1,875 images, and an interval that
 treats a patient's two views as independent cases comes out too narrow
-(:mod:`bcdet_helpers.external` resamples patients). So :func:`read_busbra` returns them side by
+(:mod:`bcdet_helpers.research.external` resamples patients). So :func:`read_busbra` returns them side by
 side, and refuses a table whose label or patient it cannot read rather than guessing.
 
 Where: ``$BCDET_BUSBRA``, else ``<project>/data/BUS-BRA``; the ``BUS-BRA`` folder itself or a

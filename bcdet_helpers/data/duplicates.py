@@ -9,7 +9,7 @@ The measure itself (thumbnails, crop windows, high-passed tiles, the 0.70 thresh
 table's ``duplicate_threshold`` -- and why) is :mod:`.similarity`; its names are re-exported here. The
 index computes every pair once (:func:`~.index.load_index`), so :func:`find_duplicates` on the whole
 dataset is a cache read.
-``bcdet duplicates`` prints the groups (:mod:`bcdet_helpers.commands`).
+``bcdet duplicates`` prints the groups (:mod:`bcdet_helpers.research.commands`).
 """
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ prediction to a real coding task and ends with an open question.
 
 What a prediction or a reading was checked against is written down: :func:`check` keeps it in
 :data:`MEASURED`, each notebook's last cell merges it into ``runs/<profile>/metrics.json`` with
-:func:`save_measured`, and :mod:`.recorded` reads it back from ``results/`` -- so the teacher's
-solutions are tested against the recorded runs.
+:func:`save_measured`, and :mod:`bcdet_helpers.research.recorded` reads it back from ``results/`` --
+so the teacher's solutions are tested against the recorded runs.
 
 Solutions are not in this package: they live in the teacher's copy ``notebooks/solutions/chNN.py``,
 one ``# %% <id>`` section per exercise, which replaces the student's cell
@@ -27,8 +27,8 @@ code does not -- so no check can pass vacuously.
 
 A new chapter adds ``chNN.py`` with ``@exercise("NN.k", answer="name")`` functions; it is found and
 registered on import (:data:`CHAPTERS`), nothing else changes. Its solutions go to
-``notebooks/solutions/chNN.py``; a check that needs a measurement gets it from :mod:`.recorded` in the
-test, a code exercise's inputs from ``SYNTHETIC`` there.
+``notebooks/solutions/chNN.py``; a check that needs a measurement gets it from
+:mod:`bcdet_helpers.research.recorded` in the test, a code exercise's inputs from ``SYNTHETIC`` there.
 """
 import importlib
 import pkgutil

@@ -7,7 +7,7 @@ from .core import call, choice, exercise, hint, number, open_exercise
 
 
 def _width(interval) -> float:
-    """Full width of an :class:`~bcdet_helpers.stats.Interval`, a ``(low, high)`` pair or a dict."""
+    """Full width of an :class:`~bcdet_helpers.research.stats.Interval`, a ``(low, high)`` pair or a dict."""
     if isinstance(interval, dict):
         return float(interval["high"]) - float(interval["low"])
     if hasattr(interval, "low"):
@@ -126,7 +126,7 @@ def _comparison(text: str) -> str:
 @exercise("05.4", answer="switch_effect", title="Read the forest plot: which row isolates the optimizer switch?",
           kind="read")
 def which_row(answer, *, comparisons):
-    """``comparisons``: :data:`bcdet_helpers.study.COMPARISONS` -- ``(a, b, question)`` per row of the plot."""
+    """``comparisons``: :data:`bcdet_helpers.research.study.COMPARISONS` -- ``(a, b, question)`` per row of the plot."""
     rows = {f"{a} - {b}": question for a, b, question in comparisons}
     guess = _comparison(answer)
     if guess not in rows:
@@ -153,7 +153,7 @@ SAME = 0.01  # within one point: "about the same"
 
 @exercise("05.6", answer="predicted_bigger", title="Predict: does the leak or the choices made on test add more?")
 def leak_or_choices(answer, *, table):
-    """``table``: :func:`bcdet_helpers.study.leakage_ladder` (columns ``rung``, ``gain``). The student
+    """``table``: :func:`bcdet_helpers.research.study.leakage_ladder` (columns ``rung``, ``gain``). The student
     predicts, before the cell that shows the ladder, whether the leak of image-level folds
     (``image_folds``) or the three choices made on test images together (``test_epoch`` + ``best_seed``
     + ``lucky_fold``) add more accuracy to the honest number."""
@@ -185,9 +185,9 @@ def _toy_threshold():
 
 def reference_threshold(p_malignant, is_malignant, sensitivity: float = 0.9) -> float:
     """The largest threshold that still finds ``sensitivity`` of the malignant images (those with
-    ``p_malignant >= threshold``): the package's :func:`bcdet_helpers.external.choose_threshold`, which the
+    ``p_malignant >= threshold``): the package's :func:`bcdet_helpers.metrics.choose_threshold`, which the
     study uses for its malignant operating point."""
-    from ..external import choose_threshold
+    from ..metrics import choose_threshold
 
     return choose_threshold(is_malignant, p_malignant, sensitivity)
 

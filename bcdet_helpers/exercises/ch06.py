@@ -19,10 +19,10 @@ def _toy():
 
 def reference_carry_over(p_val, y_val, p_ext, y_ext, sensitivity: float = 0.9) -> tuple[float, float, float]:
     """``(threshold, sensitivity, specificity)``: the threshold chosen on validation images with
-    :func:`bcdet_helpers.external.choose_threshold`, applied unchanged to the external images."""
+    :func:`bcdet_helpers.metrics.choose_threshold`, applied unchanged to the external images."""
     import numpy as np
 
-    from ..external import choose_threshold
+    from ..metrics import choose_threshold
 
     t = choose_threshold(y_val, p_val, sensitivity)
     called = np.asarray(p_ext, float) >= t

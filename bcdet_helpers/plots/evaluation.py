@@ -259,7 +259,7 @@ LADDER_COLORS = {"honest": "tab:blue", "leakage": "tab:orange", "inflation": "fi
 
 
 def waterfall(table, paper: float | None = None, title: str = ""):
-    """The leakage ladder (:func:`bcdet_helpers.study.leakage_ladder`) as a waterfall, in percent.
+    """The leakage ladder (:func:`bcdet_helpers.research.study.leakage_ladder`) as a waterfall, in percent.
 
     The first bar is the honest accuracy; each next bar floats from the rung before to its own
     level, coloured by what it is (blue honest, orange leakage, red *inflation* -- selection on test
@@ -309,7 +309,7 @@ IMPROVE_COLORS = {"helps": "tab:green", "hurts": "firebrick", "unclear": "0.6"}
 
 def improvement_waterfall(table, metrics=("accuracy", "balanced_accuracy", "busbra_auc"), title: str = "",
                           labels: dict | None = None):
-    """The improvement ladder (:func:`bcdet_helpers.study.improve_report.write_improvement`) as waterfalls, one
+    """The improvement ladder (:func:`bcdet_helpers.research.study.improve_report.write_improvement`) as waterfalls, one
     panel per metric (in percent), drawn like the leakage ladder's (:func:`waterfall`).
 
     The first bar is the baseline; each next bar floats from the rung it was built on (``below``) to its own

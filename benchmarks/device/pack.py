@@ -4,7 +4,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from bcdet_helpers.publish import RUN_FILES
+from bcdet_helpers.research.publish import RUN_FILES
 
 runs, profile, dest = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 with tarfile.open(dest, "w:gz") as tar:

@@ -1,7 +1,7 @@
 """The whole cross-validated study of a profile with the leakage ladder's extra runs -- its
 study.study_design, as notebook 05 and `bcdet study` run it -- on this machine's GPU with --jobs workers."""
 import argparse, json, time
-from bcdet_helpers import study as sd
+from bcdet_helpers.research import study as sd
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

@@ -1,0 +1,349 @@
+"""The improvement ladder: what *honestly* makes the model better, beside the leakage ladder (issue #31).
+
+The leakage ladder (:mod:`~bcdet_helpers.research.study.ladder`) shows how habits that touch test images inflate a
+BUSI number. This one asks the constructive question -- what legitimately helps, and by how much -- and
+climbs from the verdict's best tuned arm one change per rung, each on top of the ones before:
+
+==========  ====================================================================================
+rung        what it changes (the numbers: ``profiles.improve_candidates``)
+==========  ====================================================================================
+baseline    nothing: the verdict's best tuned arm, its own runs (:func:`verdict_arm`)
+imbalance   the loss: class-weighted cross-entropy or logit adjustment (:mod:`~bcdet_helpers.losses`)
+resolution  the input side: 1.5x or 2x (64 -> 96 or 128 px; the cache and the model take any size)
+augment     ultrasound augmentation: gain, dynamic range, speckle, a wider zoom (``augment_*``)
+longer      weight averaging of the last epochs (SWA), with the same or twice the epochs
+ensemble    no training: the rung below's runs, averaged over seeds and partitions, with flip TTA
+==========  ====================================================================================
+
+Why these: a methods review found the limit is not capacity or optimisation (width 16 -> 64 changed
+nothing; the width-64 constant arm fits 95 % of its training images and validates at ~67 %) but
+information and generalisation -- 64 x 64 pixels, a 56 % majority class, 780 images -- and the stress
+test found gain, contrast and speckle shifts the model's weak side. Each rung's :attr:`Rung.why` says more.
+
+How it stays honest:
+
+* **the verdict's design**: every candidate of every rung trains exactly the verdict's grouped runs of the
+  arm -- its folds, seeds and fold partitions (:func:`improve_design`, a
+  :class:`~bcdet_helpers.research.study.design.StudyDesign`) -- in run folders of its own: a derived profile named
+  after what it stacks, ``<profile>-improve-<choice>-<choice>...`` (``laptop-improve-balanced-96px``), so
+  nothing collides with the verdict's runs (the baseline *is* the verdict's runs, reused);
+* **choices on validation only**: where a rung has candidates (balanced or logit adjustment, 96 or 128 px)
+  it keeps the one whose runs score the best pooled validation :data:`CHOICE_METRIC` -- the images each
+  run carved out of its own training part -- and the next rung builds on it only when that validation score
+  beats the rung below's (``adopted``); a rung validation does not support is still trained, scored and
+  shown, and the ladder climbs on without it. No choice reads a test fold or BUS-BRA;
+* **scored like the verdict** (:mod:`~bcdet_helpers.research.study.improve_score`): pooled out-of-fold and BUS-BRA
+  numbers with intervals that resample training replicates and patients/groups, each rung paired with the
+  rung it was built on.
+
+Each candidate is a study of its own in ``<work>/studies/<choices>/`` (:func:`~bcdet_helpers.research.study.run_study`:
+resumable, finished runs loaded); :func:`~bcdet_helpers.research.study.improve_runs.collect` gathers the chosen ones into
+``<work>/scored/``, one study folder whose "arms" are the rungs, which the scoring reads like any study. This
+module decides (rungs, design, choices); :mod:`~bcdet_helpers.research.study.improve_runs` holds the runs' files and seconds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...errors import BcdetError
+from ...paths import runs_dir
+from ...profiles import TUNED_ARMS, Profile, get_profile, improve_candidates
+from ...runkey import RunKey
+from .design import StudyDesign, study_design
+from .ladder import LADDER_ARM, _shown
+
+__all__ = ["RUNGS", "RUNG_NAMES", "CHOICE_METRIC", "Rung", "Step", "Choice", "verdict_arm", "improve_design",
+           "plan_ladder", "climb", "check_rungs", "validation_score", "improve_work"]
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str  # also the rung's "arm" in the scored folder: letters, digits, underscores
+    adds: str  # what it changes, in a line
+    why: str  # why it might help
+    trains: bool = True  # False: the ensemble, which combines the runs of the rung below
+
+
+RUNGS = (
+    Rung("baseline", "the verdict's best tuned arm, its own runs",
+         "the reference every rung is paired with: the leak-free number the study reports", trains=True),
+    Rung("imbalance", "+ class imbalance handled in the loss: class-weighted cross-entropy or logit adjustment",
+         "56 % of BUSI is benign: plain cross-entropy lets the model lean to it, and every arm misses about half "
+         "the malignant lesions"),
+    Rung("resolution", "+ higher input resolution (1.5x or 2x the side: 96 or 128 px at laptop)",
+         "the paper's 64 px is a choice, not a law: margins, calcifications and posterior shadowing are a few "
+         "pixels wide at 64 px"),
+    Rung("augment", "+ ultrasound augmentation: gain, dynamic range, speckle and a wider zoom",
+         "the acquisition-shift stress test finds gain, contrast and speckle the model's weak side; another "
+         "hospital's scanner changes exactly these"),
+    Rung("longer", "+ weight averaging of the last epochs (SWA), with the same or twice the epochs",
+         "a 780-image model's last epochs wander around a minimum; their mean tends to generalise better"),
+    Rung("ensemble", "+ seed ensemble and flip TTA (the rung below's runs combined; no training)",
+         "independent trainings disagree on the hard images; averaging them and the mirrored image costs no "
+         "training", trains=False),
+)
+RUNG_NAMES = tuple(r.name for r in RUNGS)
+RUNG = {r.name: r for r in RUNGS}
+# what a rung's choice among its candidates -- and whether the next rung builds on it -- is read from: the
+# mean recall of the three classes on the runs' validation images. Accuracy alone rewards leaning to the 56 %
+# majority class, the very thing rung 2 undoes; the goals name balanced accuracy and the malignant operating point.
+CHOICE_METRIC = "balanced_accuracy"
+# fields no rung may change: they decide which images a run trains, validates and is tested on
+SHARED_FIELDS = ("folds", "fold_seed", "val_fraction", "max_per_class", "seeds", "partitions", "kinds", "channels")
+FALLBACK_ARM = LADDER_ARM  # the paper's method, when no recorded study names a best arm
+
+
+# ------------------------------------------------------------------------------------------ the design
+def improve_work(profile: str | Profile) -> Path:
+    """``runs/<profile>/improve``: the ladder's working folder (its studies, its scored folder, its report)."""
+    return runs_dir(get_profile(profile).name) / "improve"
+
+
+def verdict_folders(prof: Profile) -> list[Path]:
+    """Where the verdict of ``prof`` may be recorded: the committed ``results/<profile>-cv``, then
+    ``runs/<profile>/cv``."""
+    from ... import paths
+
+    return [paths.project_root() / "results" / f"{prof.name}-cv", runs_dir(prof.name) / "cv"]
+
+
+def verdict_arm(prof: Profile, folders=None) -> tuple[str, str]:
+    """``(arm, how it was chosen)``: the tuned arm of the verdict whose grouped runs score the best pooled
+    validation :data:`CHOICE_METRIC` (final weights, label conflicts left out) in the first study folder of
+    ``folders`` (default :func:`verdict_folders`) with a ``study.json`` and validation predictions -- chosen,
+    like every choice of the ladder, on validation images, never on the out-of-fold numbers the verdict
+    reports. Without such a folder: :data:`FALLBACK_ARM`, said so."""
+    for folder in (verdict_folders(prof) if folders is None else [Path(f) for f in folders]):
+        if not (folder / "study.json").exists() or not (folder / "val").is_dir():
+            continue
+        scores = {}
+        for arm in [a for a in TUNED_ARMS if a in prof.study_arms]:
+            keys = study_design(prof, arms=[arm], kinds=["grouped"], ladder=False).runs()
+            score = validation_score(folder, keys, partial=True)  # the partitions the record holds
+            if score is not None:
+                scores[arm] = score
+        if scores:
+            best = max(scores, key=scores.get)
+            listed = ", ".join(f"{a} {v:.3f}" for a, v in sorted(scores.items(), key=lambda t: -t[1]))
+            return best, (f"the best pooled validation {CHOICE_METRIC.replace('_', ' ')} of the verdict's tuned arms "
+                          f"in {_shown(folder)} ({listed})")
+    return FALLBACK_ARM, (f"{FALLBACK_ARM}, the paper's method: no recorded study of {prof.name!r} with validation "
+                          f"predictions ({', '.join(_shown(f) for f in verdict_folders(prof))}) to choose from")
+
+
+def improve_design(prof: Profile, arm: str, *, seeds=None, folds=None, partitions=None) -> StudyDesign:
+    """The verdict's grouped runs of ``arm`` -- its folds, seeds and fold partitions -- as a design: what every
+    candidate of every rung trains (``seeds`` / ``folds`` / ``partitions``: a smaller one, for tests)."""
+    return study_design(prof, arms=[arm], kinds=["grouped"], seeds=seeds, folds=folds, ladder=False,
+                        partitions=partitions)
+
+
+def rung_profile(base: Profile, overrides: dict, choices: list[str]) -> Profile:
+    """``base`` with ``overrides`` and the name ``<base>-improve-<choices...>``: a profile of its own, so its runs
+    live in their own folders (``runs/<that name>/``) and never meet the verdict's."""
+    if not choices:
+        return base
+    bad = sorted(set(overrides) & set(SHARED_FIELDS))
+    if bad:
+        raise BcdetError(f"an improvement rung may not change {', '.join(bad)}: every rung trains on the verdict's "
+                         "own folds, seeds and validation images.")
+    try:
+        return replace(base, name=f"{base.name}-improve-{'-'.join(choices)}", **overrides)
+    except TypeError as exc:  # a field that is not one
+        raise BcdetError(f"improve_candidates names a field Profile does not have: {exc}") from None
+
+
+@dataclass
+class Step:
+    """One candidate of one rung: a study of its own (``folder``) of the design's runs under ``profile``."""
+
+    rung: str
+    candidate: str
+    overrides: dict  # on top of the base profile: every adopted rung below, then this candidate
+    changes: dict  # this candidate's own overrides (what the rung adds)
+    profile: Profile
+    design: StudyDesign
+    folder: Path
+
+    @property
+    def keys(self) -> list[RunKey]:
+        return self.design.runs()
+
+    def run_dirs(self) -> list[Path]:
+        return [k.run_dir(self.profile.name) for k in self.keys]
+
+    def finished(self) -> bool:
+        """Every run of the design has its validation predictions in the study folder."""
+        return all((self.folder / "val" / f"{k.name}.csv").exists() for k in self.keys)
+
+    def runs_done(self) -> int:
+        return sum((d / "result.json").exists() for d in self.run_dirs())
+
+    def cost(self, base: Profile) -> float:
+        """One run's training work relative to one of ``base``: pixels x epochs (a 96 px run ~2.25x a 64 px one)."""
+        p = self.profile
+        return (p.image_size / base.image_size) ** 2 * p.epochs / base.epochs
+
+
+@dataclass
+class Choice:
+    """What a rung decided, and from which validation numbers."""
+
+    rung: str
+    steps: list[Step]
+    below: str | None  # the rung it is built on and paired with (None: the baseline)
+    scores: dict[str, float | None] = field(default_factory=dict)  # candidate -> validation CHOICE_METRIC
+    chosen: str | None = None  # None: undecided (runs missing) -- or the ensemble, which chooses nothing
+    adopted: bool = False  # does the ladder build on it? (its validation score beats the rung below's)
+    below_score: float | None = None
+    how: str = ""
+
+    @property
+    def decided(self) -> bool:
+        return self.chosen is not None or not RUNG[self.rung].trains
+
+    def step(self, candidate: str | None = None) -> Step | None:
+        name = self.chosen if candidate is None else candidate
+        return next((s for s in self.steps if s.candidate == name), None)
+
+
+def check_rungs(rungs) -> list[str]:
+    """The rungs to climb, in order: ``baseline`` first (added when missing: every rung is paired back to it),
+    ``ensemble`` last. Unknown or repeated names and an ensemble elsewhere are refused, saying the fix."""
+    rungs = list(RUNG_NAMES if not rungs else rungs)
+    unknown = [r for r in rungs if r not in RUNG]
+    if unknown:
+        raise BcdetError(f"Unknown rung(s) {', '.join(unknown)}. Choose from {', '.join(RUNG_NAMES)}.")
+    if len(set(rungs)) < len(rungs):
+        raise BcdetError(f"--rungs names a rung twice ({' '.join(rungs)}): each rung is climbed once.")
+    if "ensemble" in rungs and rungs[-1] != "ensemble":
+        raise BcdetError("ensemble must be the last rung: it trains nothing and combines the runs of the rung "
+                         "below it.")
+    return rungs if rungs[0] == "baseline" else ["baseline", *[r for r in rungs if r != "baseline"]]
+
+
+def plan_ladder(profile: str | Profile, rungs=None, arm: str | None = None, *, work: str | Path | None = None,
+                seeds=None, folds=None, partitions=None, train=None) -> tuple[str, str, list[Choice]]:
+    """``(arm, how it was chosen, choices)``: the ladder as far as its finished runs decide it. Each rung's
+    candidates stack on the adopted rungs below; a rung is decided when every candidate's runs have their
+    validation predictions. ``train(step)``, when given, is called for each step first (:func:`climb`);
+    without it a rung whose runs are missing leaves the rungs above it *provisional*: listed on top of its
+    first candidate (``Choice.chosen`` None), which the real climb may not keep."""
+    try:
+        base = get_profile(profile)
+    except ValueError as exc:
+        raise BcdetError(str(exc)) from None
+    rungs = check_rungs(rungs)
+    how = "named with --arm"
+    if arm is None:
+        arm, how = verdict_arm(base)
+    elif arm not in base.study_arms:
+        raise BcdetError(f"Unknown arm {arm!r}. Choose one of the study's arms: {', '.join(base.study_arms)}.")
+    work = Path(work) if work is not None else improve_work(base)
+    design = improve_design(base, arm, seeds=seeds, folds=folds, partitions=partitions)
+    stack, tags, below, below_score, choices = {}, [], None, None, []
+    provisional = False  # a rung below is undecided: the ones above stack on its first candidate, decided or not
+    for name in rungs:
+        rung = RUNG[name]
+        if not rung.trains:
+            choices.append(Choice(name, [], below, adopted=True,
+                                  how=f"the runs of {below}, combined: nothing to choose"))
+            continue
+        if name == "baseline":
+            cands = {"verdict": {}}
+        else:
+            stacked = rung_profile(base, stack, tags or ["stack"])
+            cands = improve_candidates(name, stacked)
+        steps = []
+        for cand, overrides in cands.items():
+            over = {**stack, **overrides}
+            chain = [*tags, cand] if name != "baseline" else []
+            prof = rung_profile(base, over, chain)
+            folder = work / "studies" / ("-".join(chain) or "baseline")
+            steps.append(Step(name, cand, over, dict(overrides), prof, replace(design, profile=prof), folder))
+        if train is not None:
+            for step in steps:
+                train(step)
+        choice = Choice(name, steps, below, below_score=below_score)
+        choice.scores = {s.candidate: validation_score(s.folder, s.keys) if s.finished() else None for s in steps}
+        if provisional or any(v is None for v in choice.scores.values()):
+            waiting = [c for c, v in choice.scores.items() if v is None]
+            choice.how = (f"undecided: {', '.join(waiting)} not finished" if waiting and not provisional else
+                          "undecided: a rung below is not decided yet") \
+                + " (provisional: the rungs above stack on its first candidate)"
+            choice.scores = {c: None for c in choice.scores} if provisional else choice.scores
+            choices.append(choice)
+            provisional = True
+            first = steps[0]
+            stack, tags, below = first.overrides, [*tags, first.candidate] if name != "baseline" else tags, name
+            continue
+        choice.chosen = max(choice.scores, key=lambda c: (choice.scores[c], -list(choice.scores).index(c)))
+        value = choice.scores[choice.chosen]
+        choice.adopted = name == "baseline" or below_score is None or value > below_score
+        listed = ", ".join(f"{c} {v:.3f}" for c, v in choice.scores.items())
+        metric = f"validation {CHOICE_METRIC.replace('_', ' ')}"
+        if name == "baseline":
+            choice.how = f"{metric} {value:.3f}"
+        else:
+            verdict = "adopted" if choice.adopted else "not adopted: the rungs above build without it"
+            choice.how = (f"{metric}: {listed} -> {choice.chosen}; vs {below} {below_score:.3f}: {verdict}"
+                          if below_score is not None else f"{metric}: {listed} -> {choice.chosen}")
+        choices.append(choice)
+        if choice.adopted:
+            chosen = choice.step()
+            stack, below, below_score = chosen.overrides, name, value
+            if name != "baseline":
+                tags = [*tags, chosen.candidate]
+    return arm, how, choices
+
+
+def climb(profile: str | Profile, rungs=None, arm: str | None = None, *, work: str | Path | None = None,
+          jobs: int | None = None, device="auto", progress: bool = True, seeds=None, folds=None, partitions=None,
+          n_boot: int | None = None) -> tuple[str, str, list[Choice]]:
+    """Train (or load) every candidate of every rung, rung by rung -- each rung's candidates are known only
+    once the rung below is decided -- and return :func:`plan_ladder`'s decided ladder. Resumable: a candidate's
+    study is :func:`~bcdet_helpers.research.study.run_study` in its own folder, and finished runs are loaded."""
+    from .cv import run_study
+
+    def train(step: Step) -> None:
+        if progress:
+            print(f"--- {step.rung}: {step.candidate} ({len(step.keys)} runs in runs/{step.profile.name}/, "
+                  f"{step.runs_done()} finished)", flush=True)
+        run_study(step.design, out=step.folder, device=device, jobs=jobs, progress=progress,
+                  n_boot=n_boot or step.profile.bootstrap)
+
+    return plan_ladder(profile, rungs, arm, work=work, seeds=seeds, folds=folds, partitions=partitions, train=train)
+
+
+# ------------------------------------------------------------------------------ validation choices
+def validation_score(folder: str | Path, keys, *, partial: bool = False) -> float | None:
+    """The pooled validation :data:`CHOICE_METRIC` of the runs ``keys`` in a study folder: every run's
+    validation images (``val/<run>.csv``, final weights), label conflicts left out (``folds.csv``), pooled.
+    ``None`` when a run's file is missing (``partial``: score the ones there, ``None`` only when none is)."""
+    from ...busi import CLASSES
+    from ...metrics import confusion, scores_from_confusion
+    from .files import read_folds
+    from .result import WEIGHTS_RULE
+
+    folder = Path(folder)
+    frames = []
+    for key in keys:
+        path = folder / "val" / f"{key.name}.csv"
+        if not path.exists():
+            if partial:
+                continue
+            return None
+        frames.append(pd.read_csv(path))
+    if not frames:
+        return None
+    val = pd.concat(frames, ignore_index=True)
+    val = val[val["weights"] == WEIGHTS_RULE]
+    folds = read_folds(folder)
+    val = val[~val["file"].isin(set(folds.loc[folds["conflict"].astype(bool), "file"]))]
+    proba = val[[f"p_{c}" for c in CLASSES]].to_numpy(float)
+    scores = scores_from_confusion(confusion(val["y"].to_numpy(int), proba.argmax(1), len(CLASSES)))
+    return float(np.asarray(scores[CHOICE_METRIC]).ravel()[0])
