@@ -45,6 +45,16 @@ def test_plan_and_run_study_produce_the_same_run_list(name, tmp_path, monkeypatc
         assert len(again) == len(prof.study_arms) * prof.folds * len(prof.seeds) and {k.kind for k in again} == {"grouped"}
 
 
+def test_the_study_decisions_live_in_the_profile_table():
+    """#32: whether `bcdet reproduce` runs the study and which seeds the random split trains are profile
+    fields (they were a tuple of profile names and a hard-coded "first seed" in the planner)."""
+    assert [n for n, p in PROFILES.items() if p.study_by_default] == ["paper", "laptop"]
+    assert plan.runs_study("laptop") and not plan.runs_study("class") and plan.runs_study("class", study=True)
+    more = get_profile("laptop", random_seeds=(0, 1), ladder_arms=())
+    assert {k.seed for k in sd.study_design(more).runs() if k.kind == "random"} == {0, 1}
+    assert {k.seed for k in sd.study_design(get_profile("laptop", ladder_arms=())).runs() if k.kind == "random"} == {0}
+
+
 def test_a_smaller_design_and_its_refusals():
     d = sd.study_design("laptop", arms=["constant"], kinds=["grouped"], seeds=[0], folds=[0, 1], partitions=[0])
     assert d.runs() == [RunKey("constant", "grouped", 0, 0), RunKey("constant", "grouped", 1, 0)]

@@ -30,14 +30,13 @@ def _n_train_images(prof) -> int:
     return max(1, round(sum(counts.values()) * (1 - 1 / prof.folds) * (1 - prof.val_fraction)))
 
 
-STUDY_PROFILES = ("paper", "laptop")  # `bcdet reproduce` runs the cross-validated study for these by default
-
-
 def runs_study(profile: str, study: bool | None = None) -> bool:
     """Does a reproduction of ``profile`` run notebook 05's cross-validated study? ``study`` (``--study`` /
-    ``--no-study``) decides when given; else yes for :data:`STUDY_PROFILES` (researchers get the full
+    ``--no-study``) decides when given; else the profile's ``study_by_default`` (researchers get the full
     study; ``class`` and ``smoke`` keep it opt-in)."""
-    return bool(study) if study is not None else profile in STUDY_PROFILES
+    from ..profiles import get_profile
+
+    return bool(study) if study is not None else get_profile(profile).study_by_default
 
 
 def study_seeds(prof, random_seeds=None) -> dict[str, list[int]]:

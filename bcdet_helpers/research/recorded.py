@@ -156,9 +156,9 @@ def _lesson(profile: str) -> dict:
 def shown_study_profile(profile: str) -> str:
     """Whose recorded study notebook 05 shows under ``profile``: its own (``results/<profile>-cv``), else --
     for the course's small profiles, which have none -- the laptop one."""
-    from .plan import STUDY_PROFILES
+    from .plan import runs_study
 
-    if (results_dir() / f"{profile}-cv" / "study.json").exists() or profile in STUDY_PROFILES:
+    if (results_dir() / f"{profile}-cv" / "study.json").exists() or runs_study(profile):
         return profile
     return "laptop"
 
