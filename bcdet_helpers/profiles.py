@@ -161,10 +161,63 @@ TUNED: dict[str, dict[str, dict]] = {
             "source": "results/tuning/laptop-inner2/best-onecycle.json: trial 16 of 24, score 0.707, study laptop-onecycle-grouped, commit b6657a0"
         }
     },
-    # `bcdet tune --profile class --adopt results/tuning/class-b32` (24 trials per arm, two validation sets per
-    # trial, class profile: 40 px, batch 32, 24 epochs -- tuned for its own budget, issue #29; the CPU VM,
-    # 2026-12-02). The first class tuning (batch 128, 18 epochs) is kept in results/tuning/class/.
+    # `bcdet tune --profile class --adopt results/tuning/class-f1` (24 trials per arm, two validation sets per
+    # trial, scored on validation macro-F1 -- `tune_score`: tuned on accuracy, constant's best rate sat at the search
+    # range's floor and never predicted "normal", #29; class profile: 40 px, batch 32, 24 epochs; the CPU VM,
+    # 2026-12-03). The accuracy-scored tuning it replaced is TUNED_BEFORE["class"] (results/tuning/class-b32/).
     "class": {
+        "constant": {
+            "params": {
+                "lr": 0.007006008845384778,
+                "weight_decay": 8.05589794305352e-05,
+                "warmup": 0.0
+            },
+            "source": "results/tuning/class-f1/best-constant.json: trial 17 of 24, score 0.532, study class-constant-grouped, commit 8c37d5b"
+        },
+        "decay": {
+            "params": {
+                "lr": 0.006466312657800876,
+                "gamma": 0.07226973973576643,
+                "switch1": 0.2836774175088166,
+                "switch2": 0.628707490097183,
+                "switch3": 0.7532319710692018,
+                "weight_decay": 0.0003292031775585544,
+                "warmup": 1.0
+            },
+            "source": "results/tuning/class-f1/best-decay.json: trial 17 of 24, score 0.558, study class-decay-grouped, commit 8c37d5b"
+        },
+        "switching": {
+            "params": {
+                "lr": 0.006697001940755711,
+                "sgd_lr": 0.0005928439737733535,
+                "gamma": 0.06298146867912789,
+                "switch1": 0.43222043706816327,
+                "switch2": 0.6325014752126991,
+                "switch3": 0.8185969740414433,
+                "weight_decay": 0.002000931509513644,
+                "warmup": 0.0
+            },
+            "source": "results/tuning/class-f1/best-switching.json: trial 14 of 24, score 0.610, study class-switching-grouped, commit 8c37d5b"
+        },
+        "onecycle": {
+            "params": {
+                "lr": 0.000361859937844986,
+                "weight_decay": 3.8795186624253225e-05,
+                "pct_start": 0.193252878939352
+            },
+            "source": "results/tuning/class-f1/best-onecycle.json: trial 4 of 24, score 0.559, study class-onecycle-grouped, commit 8c37d5b"
+        }
+    },
+}
+
+
+# Tuned values a later tuning replaced, newest first: profile -> [entry like TUNED's]. Runs recorded with them
+# stay what they were (committed records change only when a person asks): `tuning_of` names the tuning a
+# record's phases came from, and the report says when it is not today's.
+TUNED_BEFORE: dict[str, list[dict[str, dict]]] = {
+    # `bcdet tune --profile class --adopt results/tuning/class-b32` (24 trials per arm, two validation sets, scored on
+    # accuracy; batch 32, 24 epochs; 2026-12-02): results/class/ was recorded with it until re-recorded (#29).
+    "class": [{
         "constant": {
             "params": {
                 "lr": 0.00010199492809220241,
@@ -206,14 +259,7 @@ TUNED: dict[str, dict[str, dict]] = {
             },
             "source": "results/tuning/class-b32/best-onecycle.json: trial 5 of 24, score 0.707, study class-onecycle-grouped, commit 4f2a098"
         }
-    },
-}
-
-
-# Tuned values a later tuning replaced, newest first: profile -> [entry like TUNED's]. Runs recorded with them
-# stay what they were (committed records change only when a person asks): `tuning_of` names the tuning a
-# record's phases came from, and the report says when it is not today's.
-TUNED_BEFORE: dict[str, list[dict[str, dict]]] = {
+    }],
     # `bcdet tune --profile laptop --adopt results/tuning/laptop` (12 trials per arm, one validation set: fold 0's,
     # the CPU VM, 2026-11-26): results/laptop/, results/laptop-cv/ and results/paper-cv/ until re-run (#28).
     "laptop": [{

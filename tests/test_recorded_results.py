@@ -110,9 +110,9 @@ def test_the_readme_quotes_the_recorded_study(profile):
 CLASS_RUNS = sorted(RESULTS.glob("class/runs/*/result.json"))
 
 
-# Known and open (#29): re-tuned at batch 32 (results/tuning/class-b32), `constant`'s best trial sits at the search
-# space's lowest rate (1.02e-4) and never calls a validation image "normal" (0 of 15). Strict: when a re-recorded
-# run passes, this test fails until the mark goes.
+# Known and open: a recorded run that does not learn yet, with the reason. Strict: when a re-recorded run passes,
+# the test fails until its entry goes. (#29: tuned on accuracy, class-b32's `constant` never called an image "normal";
+# re-tuned on macro-F1, results/tuning/class-f1.)
 NOT_YET = {"constant-grouped-fold0-seed0": "constant's tuned rate is the search range's floor; it never predicts normal"}
 
 
