@@ -21,6 +21,7 @@ from ...runkey import AUGMENTED, RunKey, fold_kind_of
 from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, read_folds
 from .folds import study_dir, write_folds
 from .result import Study, WEIGHTS, WEIGHTS_RULE
+from ...runinfo import write_atomic
 
 
 # ------------------------------------------------------------------------------------ predictions
@@ -242,8 +243,8 @@ def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups:
         shutil.copy(record, out / "inflation" / f"{name}.csv")
         return {**_key_columns(key), "wall_time_s": res.wall_time, "run": Path(res.run_dir).name}
     pred = predict_run(res.run_dir, data, device=dev, groups=groups, partition=key.partition)
-    pred["test"].to_csv(out / "oof" / f"{name}.csv", index=False)
-    pred["val"].to_csv(out / "val" / f"{name}.csv", index=False)
+    for part, folder in (("test", "oof"), ("val", "val")):  # atomic: a killed study leaves no half record
+        write_atomic(out / folder / f"{name}.csv", lambda tmp, df=pred[part]: df.to_csv(tmp, index=False))
     record_external(prof, key, Path(res.run_dir), out, device=dev)  # BUS-BRA, when it is here (#30)
     if record.exists():  # a run trained before the record existed has none (the ladder says so)
         shutil.copy(record, out / "inflation" / f"{name}.csv")
@@ -332,4 +333,4 @@ def _write_runs(out: Path, rows: list[dict]) -> None:
             merged = old.merge(new[key], on=key, how="left", indicator=True)
             old = old[(merged["_merge"] == "left_only").to_numpy()]
         new = pd.concat([old, new], ignore_index=True) if len(new) else old
-    new.sort_values(key).to_csv(path, index=False)
+    write_atomic(path, lambda tmp: new.sort_values(key).to_csv(tmp, index=False))

@@ -44,6 +44,7 @@ def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = Non
     partition past the first has the grouped split only) -- the very assignment every run's test part
     comes from (checked when its predictions are written)."""
     from ...data.split import assign_folds
+    from ...runinfo import write_atomic
 
     prof = get_profile(profile)
     kinds = [kinds] if isinstance(kinds, str) else list(kinds or prof.kinds)
@@ -68,5 +69,7 @@ def write_folds(profile: str | Profile, kinds=None, out: str | Path | None = Non
         asked = set(zip(table["partition"], table["kind"]))
         old = old[[pk not in asked for pk in zip(old["partition"], old["kind"])]]
         table = pd.concat([old, table], ignore_index=True)
-    table.to_csv(path, index=False)
+    # atomic: the processes of a job array (`bcdet study --run K`) may all write it at once, the same table each,
+    # and each reads it straight after -- never half a file
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
     return path
