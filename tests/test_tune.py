@@ -304,7 +304,7 @@ def test_a_record_names_the_tuning_its_phases_came_from():
 
 
 def test_a_profile_can_score_trials_on_macro_f1():
-    """``class`` tunes on validation macro-F1 (#29): a model that never predicts one class scores low on
+    """``class`` and ``laptop`` tune on validation macro-F1 (#29, #28): a model that never predicts one class scores low on
     it however accurate it is; the protocol names the score so an accuracy study is not resumed with it,
     while the accuracy studies recorded before the choice still resume."""
     import pandas as pd
@@ -315,5 +315,6 @@ def test_a_profile_can_score_trials_on_macro_f1():
     history = pd.DataFrame({"val_acc": [0.7] * 6, "val_f1": [0.4] * 5 + [0.5]})
     assert objective_value(history) == 0.7
     assert abs(objective_value(history, "val_f1") - 0.42) < 1e-9
-    assert get_profile("class").tune_score == "val_f1" and get_profile("laptop").tune_score == "val_acc"
+    assert get_profile("class").tune_score == get_profile("laptop").tune_score == get_profile("paper").tune_score == "val_f1"
+    assert get_profile("smoke").tune_score == "val_acc"
     assert "score" not in protocol(0, "constant") and protocol(0, "constant", "val_f1")["score"] == "val_f1"
