@@ -62,17 +62,18 @@ def test_every_recorded_run_matches_todays_profile_and_schedule(history):
     """Cheap and for every run (the paper profile's included, too slow to re-train here): the
     recorded configuration is still what today's profile and schedule would run (with today's tuned
     values or the superseded ones it names), and the recorded history is complete."""
-    from bcdet_helpers.profiles import RUN_FIELDS, get_profile, recorded_run_fields, tuning_of
+    from bcdet_helpers.profiles import RUN_FIELDS, get_profile, partition_profile, recorded_run_fields, tuning_of
 
     run = history.parent
     cfg = json.loads((run / "config.json").read_text())
-    prof = get_profile(cfg["profile"]["name"])
+    prof = partition_profile(get_profile(cfg["profile"]["name"]), cfg.get("partition", 0))  # fold_seed + partition
     for f in RUN_FIELDS:
         assert json.loads(json.dumps(getattr(prof, f))) == recorded_run_fields(cfg["profile"])[f], \
             f"{run}: profile field {f} changed"
     # today's tuned values, or a superseded tuning's (profiles.TUNED_BEFORE) the record was made with
     assert tuning_of(cfg["schedule"], prof, cfg["phases"]) is not None, f"{run}: schedule changed"
     suffix = f"-testcopies{cfg['test_copies']}" if cfg.get("test_copies") else ""  # the leakage ladder's runs
+    suffix += f"-partition{cfg['partition']}" if cfg.get("partition") else ""  # a second fold partition's (#28)
     assert run.name == f"{cfg['schedule']}-{cfg['split']}-fold{cfg['fold']}-seed{cfg['seed']}{suffix}"
     hist = pd.read_csv(history)
     assert list(hist["epoch"]) == list(range(1, prof.epochs + 1)), f"{run}: history is not one full run"
