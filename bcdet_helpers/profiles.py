@@ -447,7 +447,7 @@ PROFILES: dict[str, Profile] = {
                      tune_score="val_f1"),  # as laptop's
     "laptop": Profile("laptop", width=16, tuning="laptop", partitions=2, ladder_arms=TUNED_ARMS,  # ours: 1/16 of the paper's compute per epoch
                       # scored on macro-F1 as `class` is: tuned on accuracy (laptop-inner2), `decay` called none of
-                      # the 624 validation images of its first 10 study runs "normal" (#28)
+                      # the 624 validation images of its first 7 study runs "normal" (#28)
                       tune_score="val_f1"),
     "class": Profile(  # ours: a notebook in minutes on a 2-core laptop
         "class",
