@@ -340,9 +340,9 @@ class Profile:
     # squashing): a PIL resampling name, "bicubic" (antialiased) | "bilinear" | "lanczos" | "box" | "nearest"
     resize: str = "bicubic"
     seeds: tuple[int, ...] = (0, 1, 2)  # ours: seeds of the study (nb 05)
-    # ours: the random (leaky) split's seeds -- it only measures the leakage gap, so one seed; the ladder's arms
-    # add the rest of `seeds` (study/ladder.py). `bcdet reproduce --random-seeds` overrides it for one call
-    random_seeds: tuple[int, ...] = (0,)
+    # ours: how many of `seeds` (the first ones) the random (leaky) split trains -- it only measures the leakage gap,
+    # so one; the ladder's arms add the rest (study/ladder.py). `bcdet reproduce --random-seeds` overrides it for a call
+    random_seed_count: int = 1
     # ours: does `bcdet reproduce` run notebook 05's cross-validated study unless told (--study / --no-study)?
     # Researchers' profiles do; the course's small ones show the laptop study's record instead
     study_by_default: bool = True

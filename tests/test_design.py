@@ -50,9 +50,11 @@ def test_the_study_decisions_live_in_the_profile_table():
     fields (they were a tuple of profile names and a hard-coded "first seed" in the planner)."""
     assert [n for n, p in PROFILES.items() if p.study_by_default] == ["paper", "laptop"]
     assert plan.runs_study("laptop") and not plan.runs_study("class") and plan.runs_study("class", study=True)
-    more = get_profile("laptop", random_seeds=(0, 1), ladder_arms=())
+    more = get_profile("laptop", random_seed_count=2, ladder_arms=())
     assert {k.seed for k in sd.study_design(more).runs() if k.kind == "random"} == {0, 1}
     assert {k.seed for k in sd.study_design(get_profile("laptop", ladder_arms=())).runs() if k.kind == "random"} == {0}
+    assert {k.seed for k in sd.study_design(get_profile("laptop", seeds=(1, 2), ladder_arms=())).runs()
+            if k.kind == "random"} == {1}  # the first of the profile's own seeds
 
 
 def test_a_smaller_design_and_its_refusals():

@@ -22,8 +22,8 @@ from ...runkey import RunKey, STUDY_KINDS, fold_kind_of
 
 def default_seeds(prof: Profile, random_seeds=None) -> dict[str, list[int]]:
     """Seeds per kind: the profile's ``seeds`` for ``grouped``; for ``random`` ``random_seeds``, by default
-    the profile's ``random_seeds``. Kinds the profile's ``kinds`` leave out are left out."""
-    out = {"grouped": list(prof.seeds), "random": list(random_seeds or prof.random_seeds)}
+    the first ``random_seed_count`` of the profile's seeds. Kinds the profile's ``kinds`` leave out are left out."""
+    out = {"grouped": list(prof.seeds), "random": list(random_seeds or prof.seeds[:prof.random_seed_count])}
     return {k: v for k, v in out.items() if k in prof.kinds}
 
 
