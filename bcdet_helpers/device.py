@@ -92,31 +92,6 @@ def worker_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
-def die_with_parent() -> bool:
-    """In a worker process started by :mod:`multiprocessing`: ask Linux to end this process when its
-    parent ends; True when it will (Linux only, a no-op elsewhere and in a main process).
-
-    Why: the study's and the tuner's workers train runs in folders their parent chose. If the parent
-    is killed (``kill PID``, a lost SSH session) they would train on, orphaned, and the study started
-    again would train the same run in the same folder twice at once, each process overwriting the
-    other's checkpoint -- it happened while the laptop study ran. (Ctrl-C reaches the whole process
-    group and stops the workers anyway.) Called by each worker as it starts.
-    """
-    import multiprocessing as mp
-    import signal
-    import sys
-
-    parent = mp.parent_process()
-    if parent is None or not sys.platform.startswith("linux"):
-        return False
-    PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-        return False
-    if os.getppid() != parent.pid:  # the parent ended before we asked
-        os.kill(os.getpid(), signal.SIGTERM)
-    return True
-
-
 def keep_freed_memory() -> bool:
     """Ask glibc to keep the memory PyTorch frees for the next allocation instead of handing it
     back to the operating system; True when this process now does (Linux with glibc only).

@@ -465,3 +465,18 @@ def test_the_readme_names_the_core_size():
     section = README.read_text().split("## Package layout", 1)[1].split("\n## ", 1)[0]
     size = f"{len(modules)} modules, {lines:,} lines"
     assert size in " ".join(section.split()), f"the README's package section should say the core is {size!r}"
+
+
+def test_workers_are_started_in_one_place():
+    """Issue #32: the study and the tuner start their worker processes through one helper,
+    ``research/workers.py`` (spawned, threads shared out, ending with their parent); no other module
+    builds a ``Pool`` or a ``Process`` of its own."""
+    starters = {"Pool", "Process"}
+    found = [f"{p.relative_to(PACKAGE.parent)}:{node.lineno}" for p in sorted(PACKAGE.rglob("*.py"))
+             if p != RESEARCH / "workers.py"
+             for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.Call) and (getattr(node.func, "attr", None) or getattr(node.func, "id", None)) in starters]
+    assert not found, f"worker processes started outside research/workers.py: {found}"
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    for user in (RESEARCH / "tune.py", RESEARCH / "study" / "cv.py"):
+        assert "bcdet_helpers.research.workers" in imported_modules(user, paths), user

@@ -228,7 +228,7 @@ def test_keeping_freed_memory_stops_page_faults_and_changes_no_number():
 _ORPHAN_PROBE = """
 import multiprocessing as mp, os, signal, sys, time
 from pathlib import Path
-from bcdet_helpers.research.study.cv import _worker_init
+from bcdet_helpers.research.workers import start_worker
 
 def train_for_minutes(flag):
     Path(flag).write_text(str(os.getpid()))
@@ -236,7 +236,7 @@ def train_for_minutes(flag):
 
 if __name__ == "__main__":
     flag = Path(sys.argv[1])
-    pool = mp.get_context("spawn").Pool(1, initializer=_worker_init, initargs=(1,))
+    pool = mp.get_context("spawn").Pool(1, initializer=start_worker, initargs=(1,))
     pool.map_async(train_for_minutes, [str(flag)])
     while not flag.exists() or not flag.read_text():
         time.sleep(0.05)
@@ -255,7 +255,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_killed_studys_workers_do_not_train_on_as_orphans(tmp_path):
     """A study's worker ends with its parent: a study killed and started again must not have two
-    processes training the same run folder (device.die_with_parent)."""
+    processes training the same run folder (research.workers.die_with_parent)."""
     import time
 
     script, flag = tmp_path / "probe.py", tmp_path / "busy"

@@ -43,14 +43,16 @@ import math
 from dataclasses import asdict
 import multiprocessing as mp
 import time
+from functools import partial
 from pathlib import Path
 
-from ..device import auto_jobs, worker_threads
+from ..device import auto_jobs
 from ..errors import BcdetError
 from ..paths import runs_dir
 from ..profiles import KINDS, SEARCH_SPACES, get_profile
 from ..options import check_seed
 from ..runinfo import environment_info, git_commit, write_json
+from .workers import in_workers
 
 __all__ = ["tune", "suggest", "storage_url", "summarize", "objective_value", "stability_constraint", "export", "tuned_entry",
            "auto_jobs"]
@@ -212,31 +214,26 @@ def inner_seeds(seed: int) -> list[int]:
     return [(seed + k) % MAX_SAMPLER_SEED for k in range(INNER_RUNS)]
 
 
-def _worker(profile, arm, kind, trials, url, seed, device, threads, worker, progress):
+def _worker(profile, arm, kind, trials, url, seed, device, progress, worker):
     """One tuning process: trials until the study holds ``trials`` (see :func:`tune`). Ctrl-C ends it
     quietly: Optuna marks the trial it was running as failed, which does not count."""
     try:
-        _optimize(profile, arm, kind, trials, url, seed, device, threads, worker, progress)
+        _optimize(profile, arm, kind, trials, url, seed, device, progress, worker)
     except KeyboardInterrupt:
         if worker is not None and mp.parent_process() is not None:
             raise SystemExit(130) from None  # a worker process: the tuner says it once
         raise
 
 
-def _optimize(profile, arm, kind, trials, url, seed, device, threads, worker, progress):
+def _optimize(profile, arm, kind, trials, url, seed, device, progress, worker):
     import warnings
 
     import optuna
-    import torch
 
-    from ..device import die_with_parent
     from ..profiles import schedule
     from ..runs import train_run
     from ..train import phase_stability
 
-    die_with_parent()  # in a worker process: it ends with the tuner that started it
-    if threads:
-        torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C'd trial is not a 40-line warning
     prof = get_profile(profile)  # a name or a Profile (tests pass a smaller one)
     study = optuna.create_study(study_name=_study_name(prof.name, arm, kind), storage=_storage(url),
@@ -317,28 +314,11 @@ def tune(profile, arm: str, trials: int, storage: str | None = None, kind: str =
     if progress:
         print(f"tuning {arm} on {prof.name}: {trials} trials, {jobs} worker(s)"
               + (" x 1 thread (the faster way on this CPU)" if jobs > 1 else ", one run at a time"), flush=True)
-    if jobs == 1:
-        _worker(prof, arm, kind, trials, url, seed, device, None, 0, progress)
-    else:  # N single-thread workers: on 2 CPU cores, 1.13x one two-thread run (issue #17)
-        threads = worker_threads(jobs)
-        _worker(prof, arm, kind, 0, url, seed, device, threads, 0, False)  # creates the study once
-        ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=(prof, arm, kind, trials, url, seed, device, threads, w,
-                                                   progress)) for w in range(jobs)]
-        try:
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join()
-        except KeyboardInterrupt:  # the workers got the Ctrl-C too: give them a moment to mark their trials
-            for p in procs:
-                p.join(timeout=10)
-                if p.is_alive():
-                    p.terminate()
-            raise
-        failed = [p.exitcode for p in procs if p.exitcode]
-        if failed:
-            raise BcdetError(f"{len(failed)} tuning worker(s) failed (exit codes {failed}); rerun to resume.")
+    if jobs > 1:  # N single-thread workers: on 2 CPU cores, 1.13x one two-thread run (issue #17)
+        _worker(prof, arm, kind, 0, url, seed, device, False, 0)  # creates the study once, before they race
+    # each worker pulls trials from the shared storage until the study holds `trials`
+    for _ in in_workers(partial(_worker, prof, arm, kind, trials, url, seed, device, progress), range(jobs), jobs):
+        pass
     return summarize(prof.name, arm, kind, url, out, wall_time=time.time() - t0, device=device)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, read_folds
 from .folds import study_dir, write_folds
 from .result import Study, WEIGHTS, WEIGHTS_RULE
 from ...runinfo import write_atomic
+from ..workers import in_workers
 
 
 # ------------------------------------------------------------------------------------ predictions
@@ -169,45 +171,29 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
     if progress and from_record:
         print(f"{from_record} finished run(s) taken from this study's record (their predictions are here and newer "
               f"than the run; {without_weights} of them without weights, restored from a snapshot).", flush=True)
-    if jobs == 1:
-        if progress and len(tasks) > 1:
-            print(f"{len(tasks)} runs to train, one at a time on {dev}", flush=True)
-        for task in tasks:
-            run_rows.append(_study_run(*task, progress=progress))
+    if progress and len(tasks) > 1:
+        print(f"{len(tasks)} runs to train, one at a time on {dev}" if jobs == 1 else
+              f"{len(tasks)} runs to train, {jobs} at a time ({jobs} workers x {worker_threads(jobs)} thread(s) on {dev}; "
+              "the faster way here, issue #17); one line per finished run", flush=True)
+    t0 = time.perf_counter()
+    try:  # N workers x 1 thread: on a 2-core CPU, 1.10x the runs per hour of one run at a time (issue #17)
+        # one at a time, a run prints its own epochs; in workers, one line each as it finishes
+        train_one = partial(_study_task, progress=progress and jobs == 1)
+        for i, row in enumerate(in_workers(train_one, tasks, jobs), 1):
+            run_rows.append(row)
             _write_runs(out, run_rows)
-    else:  # N workers x 1 thread: on a 2-core CPU, 1.10x the runs per hour of one run at a time (issue #17)
-        import multiprocessing as mp
-
-        if progress:
-            print(f"{len(tasks)} runs to train, {jobs} at a time ({jobs} workers x {worker_threads(jobs)} thread(s) on {dev}; "
-                  "the faster way here, issue #17); one line per finished run", flush=True)
-        t0 = time.perf_counter()
-        with mp.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(worker_threads(jobs),)) as pool:
-            try:
-                for i, row in enumerate(pool.imap_unordered(_study_task, tasks), 1):
-                    run_rows.append(row)
-                    _write_runs(out, run_rows)
-                    if progress:
-                        print(f"[{i}/{len(tasks)}] {row['run']}: {row['wall_time_s']:.0f} s of training "
-                              f"({time.perf_counter() - t0:.0f} s since the start)", flush=True)
-            finally:
-                _write_runs(out, run_rows)
+            if progress and jobs > 1:
+                print(f"[{i}/{len(tasks)}] {row['run']}: {row['wall_time_s']:.0f} s of training "
+                      f"({time.perf_counter() - t0:.0f} s since the start)", flush=True)
+    finally:
+        _write_runs(out, run_rows)
     study = evaluate_study(out, include_conflicts=include_conflicts, n_boot=n_boot or prof.bootstrap)
     study.save(out / "study.json")
     return study
 
 
-def _worker_init(threads: int) -> None:
-    import torch
-
-    from ...device import die_with_parent
-
-    die_with_parent()  # a killed study leaves no orphan training a run that a restarted one trains too
-    torch.set_num_threads(threads)
-
-
-def _study_task(task: tuple) -> dict:
-    return _study_run(*task, progress=False)
+def _study_task(task: tuple, progress: bool = False) -> dict:
+    return _study_run(*task, progress=progress)
 
 
 def _key_columns(key: RunKey) -> dict:
