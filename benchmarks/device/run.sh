@@ -2,10 +2,16 @@
 # One device call (a lent GPU; see README.md here): check the GPU, fake BUSI's file tree from .gpu/, benchmark
 # runs/hour (one process vs J workers), then the profile's whole study + leakage-ladder runs the faster way, cut at
 # STUDY_S seconds; the study's small outputs (no weights) packed to $OUT. Prepare .gpu/ with prepare.py first.
+# TUNE_TRIALS=N first tunes every tuned arm up to N trials for at most TUNE_S seconds (needs .whl/: wheels.sh).
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 PROFILE=${PROFILE:-paper}; DEV=${DEV:-cuda}; STUDY_S=${STUDY_S:-400}; J=${J:-4}; BENCH=${BENCH:-1}
 HERE=benchmarks/device
+TUNE_TRIALS=${TUNE_TRIALS:-0}; TUNE_S=${TUNE_S:-400}; ROUND=${ROUND:-6}; SITE=
+if [ -d .whl ]; then  # Optuna and its needs, missing from the GPU image (wheels.sh)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 4
+  SITE=/tmp/site:; export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
 export BCDET_RUNS=/tmp/bcdet-runs BCDET_GIT_COMMIT=$(cat .gpu/commit)
 export BCDET_DATA=$(python3 -c "import json;print(json.load(open('.gpu/manifest.json'))['root'])")
 t0=$(date +%s)
@@ -13,8 +19,23 @@ t0=$(date +%s)
   python3 -c "import sys,torch;print(sys.version.split()[0],torch.__version__,torch.cuda.is_available(),torch.get_num_threads())"; } 2>&1 | tee $OUT/env.txt
 python3 $HERE/fake_busi.py $BCDET_RUNS 2>&1 | tee -a $OUT/env.txt; [ ${PIPESTATUS[0]} = 0 ] || exit 3
 [ -f .gpu/study-$PROFILE.tar.gz ] && tar xzf .gpu/study-$PROFILE.tar.gz -C $BCDET_RUNS  # an earlier call's runs: not retrained
-export BCDET_FAKE_TREE=1 PYTHONPATH=$PWD/$HERE/site:$PWD
+export BCDET_FAKE_TREE=1 PYTHONPATH=$SITE$PWD/$HERE/site:$PWD
 jobs=$J
+if [ "$TUNE_TRIALS" -gt 0 ]; then
+  # arms interleaved in rounds of ROUND trials (a `bcdet tune` call spends seconds starting: not rounds of two), so
+  # the arms' budgets stay within a round of each other when TUNE_S runs out; the Optuna storage resumes from
+  # .gpu/optuna-$PROFILE.db and comes back as $OUT/optuna-$PROFILE.db
+  db=$BCDET_RUNS/$PROFILE/tuning/optuna.db; mkdir -p $(dirname $db); end=$(( $(date +%s) + TUNE_S ))
+  [ -f .gpu/optuna-$PROFILE.db ] && cp .gpu/optuna-$PROFILE.db $db
+  arms=$(python3 -c "from bcdet_helpers.profiles import TUNED_ARMS; print(*TUNED_ARMS)")
+  for k in $(seq $ROUND $ROUND $((TUNE_TRIALS - 1))) $TUNE_TRIALS; do for arm in $arms; do
+    left=$(( end - $(date +%s) )); [ $left -gt 20 ] || break 2
+    timeout -s INT $left python3 -m bcdet_helpers.research.cli tune --profile $PROFILE --arm $arm --trials $k \
+      --jobs $J --device $DEV >> $OUT/tune.log 2>&1
+  done; done
+  python3 -c "import sqlite3; sqlite3.connect('$db').backup(sqlite3.connect('$OUT/optuna-$PROFILE.db'))"
+  echo "tuning stopped after $(( $(date +%s) - t0 )) s: $(grep -c 'trial [0-9]*: score' $OUT/tune.log) trials scored" | tee -a $OUT/env.txt
+fi
 if [ "$BENCH" = 1 ]; then
   timeout 150 python3 benchmarks/throughput.py --profile $PROFILE --device $DEV --runs 8 --epochs 3 --jobs $J \
     --out $OUT/throughput-$PROFILE 2>&1 | tee $OUT/bench.log
@@ -23,6 +44,7 @@ import json; r=json.load(open('$OUT/throughput-$PROFILE.json'))['results']
 one=[v for k,v in r.items() if k.startswith('one')][0]['runs_per_hour']; many=[v for k,v in r.items() if 'workers' in k][0]['runs_per_hour']
 print($J if many>one*1.05 else 1)" 2>/dev/null || echo $J)
 fi
+[ "$STUDY_S" -gt 0 ] || { echo "no study (STUDY_S=0)"; exit 0; }
 echo "bench + setup took $(( $(date +%s) - t0 )) s; study with --jobs $jobs for at most $STUDY_S s" | tee -a $OUT/env.txt
 timeout -s INT $STUDY_S python3 $HERE/study.py --profile $PROFILE --device $DEV --jobs $jobs > $OUT/study.log 2>&1
 echo "study exit $? after $(( $(date +%s) - t0 )) s" | tee -a $OUT/env.txt
