@@ -220,7 +220,7 @@ def _worker(profile, arm, kind, trials, url, seed, device, progress, worker):
     try:
         _optimize(profile, arm, kind, trials, url, seed, device, progress, worker)
     except KeyboardInterrupt:
-        if worker is not None and mp.parent_process() is not None:
+        if mp.parent_process() is not None:
             raise SystemExit(130) from None  # a worker process: the tuner says it once
         raise
 

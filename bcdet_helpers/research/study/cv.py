@@ -176,17 +176,16 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
               f"{len(tasks)} runs to train, {jobs} at a time ({jobs} workers x {worker_threads(jobs)} thread(s) on {dev}; "
               "the faster way here, issue #17); one line per finished run", flush=True)
     t0 = time.perf_counter()
-    try:  # N workers x 1 thread: on a 2-core CPU, 1.10x the runs per hour of one run at a time (issue #17)
-        # one at a time, a run prints its own epochs; in workers, one line each as it finishes
-        train_one = partial(_study_task, progress=progress and jobs == 1)
-        for i, row in enumerate(in_workers(train_one, tasks, jobs), 1):
-            run_rows.append(row)
-            _write_runs(out, run_rows)
-            if progress and jobs > 1:
-                print(f"[{i}/{len(tasks)}] {row['run']}: {row['wall_time_s']:.0f} s of training "
-                      f"({time.perf_counter() - t0:.0f} s since the start)", flush=True)
-    finally:
+    # N workers x 1 thread: on a 2-core CPU, 1.10x the runs per hour of one run at a time (issue #17). One at a
+    # time, a run prints its own epochs; in workers, one line each as it finishes. runs.csv is rewritten after
+    # every finished run, so an interrupted study keeps what it trained.
+    train_one = partial(_study_task, progress=progress and jobs == 1)
+    for i, row in enumerate(in_workers(train_one, tasks, jobs), 1):
+        run_rows.append(row)
         _write_runs(out, run_rows)
+        if progress and jobs > 1:
+            print(f"[{i}/{len(tasks)}] {row['run']}: {row['wall_time_s']:.0f} s of training "
+                  f"({time.perf_counter() - t0:.0f} s since the start)", flush=True)
     study = evaluate_study(out, include_conflicts=include_conflicts, n_boot=n_boot or prof.bootstrap)
     study.save(out / "study.json")
     return study
