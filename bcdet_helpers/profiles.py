@@ -465,7 +465,7 @@ PROFILES: dict[str, Profile] = {
         tune_score="val_f1",
         # the reported weights are the mean of the last 6 epochs' (SWA, a quarter of the run): at a rate that
         # never anneals, constant's final validation accuracy swung 0.53-0.70 over its last 10 epochs, so the
-        # last epoch's weights were one draw from that swing (#29; results/class/README.md has the numbers)
+        # last epoch's weights were one draw from that swing (#29; results/tuning/README.md, `class-f1/`, has the numbers)
         swa_epochs=6,
         teach_steps=120,
     ),

@@ -313,4 +313,5 @@ def load_run(run_dir: str | Path) -> FitResult:
         interrupted=False,
         run_dir=run_dir,
         info=info,
+        averaged=info.get("averaged_val"),  # the run averaged its last epochs' weights: their validation numbers
     )
