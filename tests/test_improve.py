@@ -223,6 +223,19 @@ def test_weight_averaging_resumes_to_the_weights_of_an_uninterrupted_run(busi_di
     assert not torch.equal(whole.state_dict()["head.3.weight"], last_epoch.state_dict()["head.3.weight"])
 
 
+def test_a_loaded_run_keeps_the_numbers_of_the_weights_it_ended_with(busi_dir, monkeypatch, tmp_path):
+    """A run that averaged ends with the averaged weights; loaded again (notebook 04 reloads finished runs), its
+    ``averaged`` numbers are still there -- the class profile's table shows them (#29)."""
+    from bcdet_helpers.runs import load_run, train_run
+
+    monkeypatch.setenv("BCDET_DATA", str(busi_dir))
+    prof = dataclasses.replace(get_profile("smoke", epochs=2), swa_epochs=1)
+    res = train_run(prof, "constant", run_dir=tmp_path / "averaged", progress=False)
+    assert res.averaged is not None and load_run(tmp_path / "averaged").averaged == res.averaged
+    plain = train_run(get_profile("smoke", epochs=2), "constant", run_dir=tmp_path / "plain", progress=False)
+    assert plain.averaged is None and load_run(tmp_path / "plain").averaged is None
+
+
 # ----------------------------------------------------------------------------------------- the design
 def test_every_rung_trains_the_verdicts_grouped_runs_in_folders_of_its_own():
     laptop = get_profile("laptop")
