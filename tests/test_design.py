@@ -57,6 +57,17 @@ def test_the_study_decisions_live_in_the_profile_table():
             if k.kind == "random"} == {1}  # the first of the profile's own seeds
 
 
+def test_the_verdicts_runs_come_first():
+    """A study stopped part-way (hours on a CPU) holds the runs its verdict reads -- the grouped runs of every
+    fold partition -- before the random split's and the leakage ladder's extras, which it does not read."""
+    keys = sd.study_design("laptop").runs()
+    verdict = [k.kind == "grouped" for k in keys]
+    assert sum(verdict) == 2 * 5 * 5 * 3  # 2 partitions x 5 arms x 5 folds x 3 seeds
+    assert all(verdict[:sum(verdict)]) and not any(verdict[sum(verdict):])
+    assert {k.partition for k in keys[:sum(verdict)]} == {0, 1} and {k.kind for k in keys[sum(verdict):]} == {
+        "random", "augmented"}
+
+
 def test_a_smaller_design_and_its_refusals():
     d = sd.study_design("laptop", arms=["constant"], kinds=["grouped"], seeds=[0], folds=[0, 1], partitions=[0])
     assert d.runs() == [RunKey("constant", "grouped", 0, 0), RunKey("constant", "grouped", 1, 0)]

@@ -62,13 +62,19 @@ class StudyDesign:
         return out
 
     def runs(self, n_folds: int | None = None) -> list[RunKey]:
-        """Every run, in the order the study trains them: partition, kind, seed, fold, arm. A partition past
-        the first repeats the design's grouped runs (no random split, no ladder extras)."""
-        first = [RunKey(arm, kind, fold, seed) for (kind, seed), arms in self.arms_by_kind_and_seed().items()
-                 for fold in self.fold_range(n_folds) for arm in arms]
+        """Every run, in the order the study trains them: the verdict's first -- the grouped runs of the first
+        fold partition, then of each further one (those repeat the design's arms: no ladder extras) -- then the
+        random split and the ladder's extra runs; within each, seed, fold, arm. So a study stopped part-way
+        (hours on a CPU) holds the runs its verdict reads before those only the leakage ladder reads."""
+        by = self.arms_by_kind_and_seed()
+        folds = self.fold_range(n_folds)
+        verdict = [RunKey(arm, kind, fold, seed) for (kind, seed), arms in by.items() if kind == "grouped"
+                   for fold in folds for arm in arms]
         more = [RunKey(arm, "grouped", fold, seed, p) for p in self.partitions if p
-                for seed in self.seeds.get("grouped", ()) for fold in self.fold_range(n_folds) for arm in self.arms]
-        return first + more
+                for seed in self.seeds.get("grouped", ()) for fold in folds for arm in self.arms]
+        rest = [RunKey(arm, kind, fold, seed) for (kind, seed), arms in by.items() if kind != "grouped"
+                for fold in folds for arm in arms]
+        return verdict + more + rest
 
     def to_dict(self) -> dict:
         """What ``design.json`` records of a call (JSON-shaped)."""
