@@ -265,6 +265,47 @@ def test_every_rung_trains_the_verdicts_grouped_runs_in_folders_of_its_own():
     assert len(seen) == 30 * (1 + 2 + 2 + 1 + 2)
 
 
+def test_a_rung_screens_its_candidates_then_trains_only_the_chosen_one_in_full(tmp_path, monkeypatch):
+    """A rung of several candidates chooses on each one's screening runs (the first seed of the first fold
+    partition, every fold); only the chosen one trains the rest, and the next rung builds on it only when its
+    validation score over all its runs beats the rung below's."""
+    laptop = get_profile("laptop")
+    trained = {}
+
+    def train(step, keys):
+        trained.setdefault(step.candidate, []).extend(keys)
+        (step.folder / "val").mkdir(parents=True, exist_ok=True)
+        for k in keys:
+            (step.folder / "val" / f"{k.name}.csv").write_text("")
+
+    # screening (5 runs) prefers logit_adjust and 96px; over all 30 runs logit_adjust beats the baseline and 96px
+    # does not beat logit_adjust, so the rungs above stack on logit_adjust alone
+    screening = {"balanced": 0.61, "logit_adjust": 0.63, "96px": 0.66, "128px": 0.62, "swa": 0.60, "x2_swa": 0.64}
+    full = {"baseline": 0.60, "logit_adjust": 0.62, "96px": 0.615, "ultrasound": 0.65, "x2_swa": 0.66}
+    monkeypatch.setattr(im, "validation_score", lambda folder, keys, partial=False: (
+        screening if len(keys) == 5 else full)[Path(folder).name.split("-")[-1]])
+    _, _, choices = im.plan_ladder(laptop, arm="onecycle", work=tmp_path, train=train)
+    verdict = sorted(k for k in study_design(laptop).runs() if k.arm == "onecycle" and k.kind == "grouped")
+    screen = [k for k in verdict if k.seed == 0 and k.partition == 0]
+    assert len(screen) == 5 and len(verdict) == 30
+    by = {c.rung: c for c in choices}
+    assert [by[r].chosen for r in ("imbalance", "resolution", "longer")] == ["logit_adjust", "96px", "x2_swa"]
+    for loser in ("balanced", "128px", "swa"):
+        assert sorted(trained[loser]) == screen  # turned away after its screening runs
+    for name in ("logit_adjust", "96px", "x2_swa"):
+        assert sorted(trained[name][:5]) == screen and sorted(set(trained[name])) == verdict  # screened, then the rest
+    assert all(sorted(trained[n]) == verdict for n in ("verdict", "ultrasound"))  # one candidate: no screening
+    assert sum(map(len, (set(v) for v in trained.values()))) == 30 * 5 + 5 * 3  # not 30 x 8 candidates
+    assert by["imbalance"].adopted and by["imbalance"].value == 0.62
+    assert not by["resolution"].adopted and by["resolution"].value == 0.615  # 0.66 on screening, 0.615 on all
+    assert by["augment"].below == "imbalance" and by["augment"].step().profile.image_size == 64
+    assert "screened on 5 of its 30 runs each" in by["resolution"].how and all(c.decided for c in choices)
+    # nothing trained yet: --list shows the screening runs, and says the rest waits on the choice
+    lines = imr.list_runs(im.plan_ladder(laptop, arm="onecycle", work=tmp_path / "fresh")[2])
+    assert sum(line.split("\t")[1:3] == ["imbalance", "balanced"] for line in lines if line[0].isdigit()) == 5
+    assert "#\timbalance\tthen the candidate validation keeps trains its other 25 runs" in lines
+
+
 def test_a_rung_may_not_change_what_images_a_run_sees():
     with pytest.raises(BcdetError, match="may not change fold_seed"):
         im.rung_profile(get_profile("laptop"), {"fold_seed": 3}, ["x"])
@@ -411,6 +452,38 @@ def test_the_ladder_resumes_without_training_again(ladder, monkeypatch):
     again = write_improvement(prof, jobs=1, progress=False, n_boot=60, command="again", rungs=["imbalance"])
     assert list(again["rung"]) == ["baseline", "imbalance"]
     assert {p: p.stat().st_mtime for p in results} == before
+
+
+def test_a_real_climb_screens_on_one_seed_and_scores_the_chosen_one_on_all(tmp_path, monkeypatch):
+    """The screening path for real (the fixture above has one seed, so its screening is its whole design): two
+    seeds, the imbalance rung's two candidates screened on seed 0, the chosen one trained on seed 1 too, and the
+    scored folder pairs it with the baseline on both seeds."""
+    from bcdet_helpers.research.study.improve_report import write_improvement
+
+    data = make_busi(tmp_path / "busi", 8)
+    prof = dataclasses.replace(get_profile("smoke", epochs=1), folds=3, seeds=(0, 1))
+    monkeypatch.setenv("BCDET_DATA", str(data))
+    monkeypatch.setenv("BCDET_BUSBRA", str(tmp_path / "no-busbra"))
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        table = write_improvement(prof, jobs=1, progress=False, n_boot=40, command="test", rungs=["imbalance"],
+                                  arm="constant")
+    finally:
+        torch.set_num_threads(threads)
+    work = tmp_path / "runs" / "smoke" / "improve"
+    choice = imr.choices_json(work / "scored")[1]
+    chosen, other = choice["chosen"], ({"balanced", "logit_adjust"} - {choice["chosen"]}).pop()
+    seeds = {name: {int(p.stem.split("seed")[-1].split("-")[0]) for p in (work / "studies" / name / "val").glob("*.csv")}
+             for name in (chosen, other)}
+    assert seeds == {chosen: {0, 1}, other: {0}}  # the one turned away never trained seed 1
+    assert choice["candidates"][other]["screened_on"] == 3 and choice["candidates"][other]["cost"]["runs"] == 3
+    assert choice["candidates"][chosen]["cost"]["runs"] == 6 and choice["value"] is not None
+    assert list(table["rung"]) == ["baseline", "imbalance"] and table["runs"].tolist() == [6, 6]
+    oof = pd.concat([pd.read_csv(p) for p in (work / "scored" / "oof").glob("*.csv")])
+    assert oof.groupby("arm")["seed"].unique().map(sorted).to_dict() == {"baseline": [0, 1], "imbalance": [0, 1]}
+    assert table.set_index("rung").loc["imbalance", "validation"] == pytest.approx(choice["value"])
 
 
 # ------------------------------------------------------------------------------------------- the CLI

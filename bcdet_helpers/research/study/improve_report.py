@@ -72,12 +72,15 @@ def write_improvement(profile, out: str | Path | None = None, *, rungs=None, arm
     table, note = score_ladder(scored, [choice_record(c) for c in choices], n_boot=n_boot, busbra=busbra)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "improve.csv", index=False)
-    keys = choices[0].steps[0].keys  # the baseline's: every candidate's runs are these
+    keys = choices[0].steps[0].keys  # the baseline's: every rung's runs are these
+    from .improve import screen_design
+
+    screen = screen_design(choices[0].steps[0].design).runs()
     meta = {
         "profile": base.name, "arm": arm, "arm_chosen": how, "rungs": rungs, "choice_metric": CHOICE_METRIC,
         "choices": [choice_record(c) for c in choices], "goals": GOALS, "busbra_note": note,
         "devices": sorted({d for d in table.get("device", pd.Series(dtype=str)) if d}),
-        "design": {"runs_per_candidate": len(keys), "seeds": sorted({k.seed for k in keys}),
+        "design": {"runs_per_rung": len(keys), "screening_runs": len(screen), "seeds": sorted({k.seed for k in keys}),
                    "folds": sorted({k.fold for k in keys}), "partitions": sorted({k.partition for k in keys})},
         "n_boot": n_boot, "command": command, "commit": _commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": time.perf_counter() - t0,
@@ -161,10 +164,12 @@ def improve_readme(table: pd.DataFrame, meta: dict) -> str:
 
 What honestly makes the model better, beside the leakage ladder (what inflates). From the verdict's best tuned
 arm, `{meta['arm']}` ({meta['arm_chosen']}), each rung adds one change on top of the rungs below it, and every
-candidate of every rung trains exactly the verdict's grouped runs: {d['runs_per_candidate']} runs (folds {d['folds']},
-seeds {d['seeds']}, fold partitions {d['partitions']}). Choices are made on validation images only (pooled validation
-{meta['choice_metric'].replace('_', ' ')} of the runs; the next rung builds on a rung only when it beats the rung
-below there); nothing is chosen on a test fold or on BUS-BRA. `bcdet_helpers/research/study/improve.py` says why each rung.
+rung trains exactly the verdict's grouped runs: {d['runs_per_rung']} runs (folds {d['folds']}, seeds {d['seeds']},
+fold partitions {d['partitions']}). Choices are made on validation images only: a rung of several candidates
+screens each on {d['screening_runs']} of those runs (the first seed of the first fold partition, every fold) and
+keeps the best pooled validation {meta['choice_metric'].replace('_', ' ')}; only that one trains the other runs,
+and the next rung builds on it only when its validation score over all its runs beats the rung below's. Nothing is
+chosen on a test fold or on BUS-BRA. `bcdet_helpers/research/study/improve.py` says why each rung.
 
 Written by
 

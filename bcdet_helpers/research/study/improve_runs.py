@@ -38,7 +38,7 @@ def collect(choices: list[Choice], out: str | Path, base: Profile) -> Path:
     from ...runinfo import write_json
 
     out = Path(out)
-    trained = [c for c in choices if RUNG[c.rung].trains and c.chosen is not None]
+    trained = [c for c in choices if RUNG[c.rung].trains and c.decided]
     if not trained or trained[0].rung != "baseline":
         raise BcdetError("the ladder has no finished baseline to score yet: run `bcdet improve` to train it.")
     if out.exists():
@@ -80,17 +80,18 @@ def choice_record(c: Choice) -> dict:
     """What ``choices.json`` and ``improve.json`` keep of a rung's decision."""
     return {"rung": c.rung, "adds": RUNG[c.rung].adds, "why": RUNG[c.rung].why, "below": c.below,
             "candidates": {s.candidate: {"profile": s.profile.name, "changes": s.changes, "overrides": s.overrides,
-                                         "study": _shown(s.folder),
+                                         "study": _shown(s.folder), "screened_on": len(s.screen_keys),
                                          "validation": c.scores.get(s.candidate), "cost": run_cost(s)}
                            for s in c.steps},
-            "chosen": c.chosen, "adopted": c.adopted, "how": c.how, "choice_metric": CHOICE_METRIC}
+            "chosen": c.chosen, "value": c.value, "adopted": c.adopted, "how": c.how,
+            "choice_metric": CHOICE_METRIC}
 
 
 def run_cost(step: Step) -> dict:
     """What a step's finished runs cost, from their ``result.json``: runs, seconds of training per run (mean)
     and in all, and the device they trained on (the commonest, in words)."""
     seconds, devices = [], []
-    for run in step.run_dirs():
+    for run in step.run_dirs(step.needs):
         try:
             info = json.loads((run / "result.json").read_text())
         except (OSError, ValueError):
@@ -119,9 +120,10 @@ def estimate_improve(choices: list[Choice], base: Profile, device="auto", jobs: 
     """Runs still to train and their time: each step's missing runs x its cost relative to a ``base`` run
     (pixels x epochs, :meth:`~bcdet_helpers.research.study.improve.Step.cost`) x a base run's seconds
     (:func:`bcdet_helpers.research.pace._pace`: this machine's recorded runs, else the committed ones of the same kind of
-    machine, else timed now). Above an undecided rung the steps are provisional (on its first candidate):
-    ``seconds_low`` counts them as if the cheapest outcome of that rung were kept (another candidate, or none),
-    ``seconds_high`` the dearest."""
+    machine, else timed now). A rung of several candidates not chosen yet: every candidate's screening runs, then
+    the rest of one candidate's runs -- the cheapest one's in ``seconds_low``, the dearest's in ``seconds_high``.
+    Above an undecided rung the steps are provisional (on its first candidate): ``seconds_low`` counts them as
+    if the cheapest outcome of that rung were kept (another candidate, or none), ``seconds_high`` the dearest."""
     from ...device import auto_jobs, choose_device
     from ..pace import _pace
     from ..plan import _n_train_images
@@ -138,16 +140,24 @@ def estimate_improve(choices: list[Choice], base: Profile, device="auto", jobs: 
             continue
         costs = [s.cost(base) for s in c.steps]
         for s, cost in zip(c.steps, costs):
-            todo = len(s.keys) - s.runs_done()
-            runs_todo, runs_total = runs_todo + todo, runs_total + len(s.keys)
+            todo = len(s.needs) - s.runs_done(s.needs)
+            runs_todo, runs_total = runs_todo + todo, runs_total + len(s.needs)
             low += todo * run_s * cost * lo_factor
             high += todo * run_s * cost * hi_factor
+        rest = _rest_to_choose(c)
+        if rest:  # the one validation keeps trains the rest of its runs: which one is not known yet
+            runs_todo, runs_total = runs_todo + rest, runs_total + rest
+            low += rest * run_s * min(costs) * lo_factor
+            high += rest * run_s * max(costs) * hi_factor
         if c.decided:
             stack_cost = c.step().cost(base) if c.adopted else stack_cost
-        else:  # provisional above: the first candidate; the outcome may be any candidate, or none of them
-            outcomes = [x / costs[0] for x in costs] + [stack_cost / costs[0]]
+        else:  # provisional above: the chosen or first candidate; the outcome may be any candidate (or the chosen
+            # one), or none of them
+            lead = c.step().cost(base) if c.chosen is not None else costs[0]
+            options = [lead] if c.chosen is not None else costs
+            outcomes = [x / lead for x in options] + [stack_cost / lead]
             lo_factor, hi_factor = lo_factor * min(outcomes), hi_factor * max(outcomes)
-            stack_cost = costs[0]
+            stack_cost = lead
     return {"runs_total": runs_total, "runs_todo": runs_todo, "seconds_low": low / at_once,
             "seconds_high": high / at_once, "seconds_per_base_run": run_s, "jobs": at_once, "source": source,
             "device": str(dev), "decided": all(c.decided for c in choices)}
@@ -164,6 +174,14 @@ def describe_estimate(est: dict) -> str:
             "~2.25x, a 2x side ~4x, twice the epochs 2x).")
 
 
+def _rest_to_choose(c: Choice) -> int:
+    """Runs a rung of several candidates will train once it has chosen (0 once chosen: the chosen one's
+    :attr:`~bcdet_helpers.research.study.improve.Step.needs` count them)."""
+    if c.chosen is not None or not c.steps or not c.steps[0].screened:
+        return 0
+    return len(c.steps[0].keys) - len(c.steps[0].screen_keys)
+
+
 def list_runs(choices: list[Choice]) -> list[str]:
     """``bcdet improve --list``: one line per run -- index, rung, candidate, run folder -- then the undecided note."""
     lines, i = [], 0
@@ -172,9 +190,11 @@ def list_runs(choices: list[Choice]) -> list[str]:
             lines.append(f"-\t{c.rung}\t(no training: {c.how})")
             continue
         for s in c.steps:
-            for key in s.keys:
+            for key in s.needs:
                 lines.append(f"{i}\t{c.rung}\t{s.candidate}\t{s.profile.name}/{key.folder()}")
                 i += 1
+        if _rest_to_choose(c):
+            lines.append(f"#\t{c.rung}\tthen the candidate validation keeps trains its other {_rest_to_choose(c)} runs")
         if not c.decided:
             lines.append(f"#\t{c.rung}\t{c.how}")
     return lines

@@ -321,7 +321,8 @@ def score_ladder(folder: str | Path, choices: list[dict], *, n_boot: int, seed: 
         cost = chosen.get("cost") or {}
         row = {"rung": rung, "adds": c["adds"], "chosen": c["chosen"] or "", "adopted": bool(c["adopted"]),
                "below": c["below"] or "", "choice": c["how"], "profile": chosen.get("profile", ""),
-               "validation": chosen.get("validation", math.nan), "runs": cost.get("runs", 0)}
+               "validation": c["value"] if c.get("value") is not None else chosen.get("validation", math.nan),
+               "runs": cost.get("runs", 0)}
         scores, gains = busi[rung]
         for m in BUSI_METRICS:
             row |= _columns(m, scores[m], gains[m])
