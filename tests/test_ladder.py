@@ -17,13 +17,13 @@ EPOCHS = 4
 BEST_EPOCH = 2  # the constructed records make epoch 2 the best on test
 
 
-def write_records(root, arm=ARM):
-    """inflation/<run>.csv for every random run: the last epoch is what the OOF file predicts,
+def write_records(root, arm=ARM, kind="random"):
+    """inflation/<run>.csv for every run of ``kind``: the last epoch is what the OOF file predicts,
     epoch 2 is right 98 % of the time, the others 40 %."""
     rng = np.random.default_rng(1)
     (root / "inflation").mkdir(exist_ok=True)
     oof = sd.load_predictions(root)
-    oof = oof[(oof.arm == arm) & (oof.kind == "random") & (oof.weights == "last")]
+    oof = oof[(oof.arm == arm) & (oof.kind == kind) & (oof.weights == "last")]
     for (fold, seed), g in oof.groupby(["fold", "seed"]):
         y = g["y"].to_numpy()
         rec = pd.DataFrame({"file": g["file"].to_numpy(), "y": y})
@@ -31,7 +31,7 @@ def write_records(root, arm=ARM):
             right = rng.random(len(y)) < (0.98 if e == BEST_EPOCH else 0.4)
             rec[f"e{e}"] = np.where(right, y, (y + 1) % 3)
         rec[f"e{EPOCHS}"] = g[P_COLS].to_numpy().argmax(1)
-        rec.to_csv(root / "inflation" / f"{arm}-random-fold{fold}-seed{seed}.csv", index=False)
+        rec.to_csv(root / "inflation" / f"{arm}-{kind}-fold{fold}-seed{seed}.csv", index=False)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +140,81 @@ def test_write_ladder_writes_table_json_and_waterfall(folder, tmp_path):
     for r in table.itertuples():
         assert f"| {r.rung} | {100 * r.accuracy:.1f} % [{100 * r.low:.1f}, {100 * r.high:.1f}] |" in readme
     assert sd.ladder.reaches(table, meta["paper_accuracy"])[1:] in readme
+
+
+# ------------------------------------------------------------------ does the order matter? (#28)
+@pytest.fixture(scope="module")
+def both(folder, tmp_path_factory):
+    """The study with the grouped runs' test records too: every set of habits can be scored."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("orders") / "study"
+    shutil.copytree(folder, copy)
+    write_records(copy, kind="grouped")
+    return copy
+
+
+def test_each_habits_gain_over_every_order_adds_up_and_matches_the_ladder(both):
+    from bcdet_helpers.research.study.ladder_orders import HABITS, order_gains
+
+    ladder = sd.leakage_ladder(both, ARM, n_boot=100).set_index("rung")
+    orders = order_gains(both, ARM).set_index("habit")
+    assert list(orders.index) == list(HABITS) and (orders["orders"] == 24).all()
+    for h in HABITS:  # the ladder's own order gives the ladder's own gains
+        assert orders.loc[h, "in_ladder_order"] == pytest.approx(ladder.loc[h, "gain"]), h
+        assert orders.loc[h, "lowest"] <= orders.loc[h, "mean_over_orders"] <= orders.loc[h, "highest"], h
+    # the means over the orders share out exactly the gain of all four habits together
+    total = ladder.loc["lucky_fold", "accuracy"] - ladder.loc["honest", "accuracy"]
+    assert orders["mean_over_orders"].sum() == pytest.approx(total)
+    # the order matters here: a lucky fold gains more on the grouped final weights than at the top of the ladder
+    assert orders.loc["lucky_fold", "highest"] > orders.loc["lucky_fold", "in_ladder_order"]
+
+
+def test_a_set_of_habits_is_scored_by_its_own_rule(both):
+    from bcdet_helpers.research.study.ladder_orders import habit_accuracy, test_records
+
+    folds = pd.read_csv(both / "folds.csv")
+    scored = set(folds.loc[~folds.conflict, "file"])
+    runs = [(f, s) for s in SEEDS for f in range(FOLDS)]
+    grouped, random = (test_records(both, ARM, k, runs, scored) for k in ("grouped", "random"))
+    # a lucky fold alone: the grouped split's final weights, the fold whose images (pooled over seeds) score best
+    right = grouped["final"] == grouped["y"]
+    assert habit_accuracy(grouped, random, {"lucky_fold"}) == pytest.approx(right.groupby(grouped["fold"]).mean().max())
+    assert habit_accuracy(grouped, random, set()) == pytest.approx(right.mean())
+    assert habit_accuracy(grouped, random, {"image_folds"}) == pytest.approx((random["final"] == random["y"]).mean())
+    assert habit_accuracy(grouped, random, {"test_epoch"}) > 0.9  # epoch 2 is right 98 % of the time
+
+
+def test_the_test_copy_leak_is_stated_alone_at_final_weights(both, tmp_path):
+    import shutil
+
+    from bcdet_helpers.research.study.ladder_orders import order_gains
+
+    copy = tmp_path / "study"
+    shutil.copytree(both, copy)
+    for fold, seed in [(f, s) for s in SEEDS for f in range(FOLDS)]:
+        rec = pd.read_csv(copy / "inflation" / f"{ARM}-random-fold{fold}-seed{seed}.csv")
+        rec[f"e{EPOCHS}"] = rec["y"]  # the runs with test copies end right on every test image
+        rec.to_csv(copy / "inflation" / f"{ARM}-{sd.AUGMENTED}-fold{fold}-seed{seed}.csv", index=False)
+    row = order_gains(copy, ARM).set_index("habit").loc["augment_before_split"]
+    plain = pd.concat(pd.read_csv(p) for p in (copy / "inflation").glob(f"{ARM}-random-*.csv"))
+    folds = pd.read_csv(copy / "folds.csv")
+    plain = plain[~plain.file.isin(folds.loc[folds.conflict, "file"])]
+    final = 1.0 - _acc(plain[f"e{EPOCHS}"], plain.y)
+    assert f"{100 * final:+.1f} points at final weights" in row["note"] and row["orders"] == 0
+
+
+def test_the_recorded_ladder_says_whether_the_order_was_measured(folder, both, tmp_path):
+    sd.write_ladder(both, tmp_path / "both", ARM, n_boot=100)
+    readme = (tmp_path / "both" / "README.md").read_text()
+    orders = pd.read_csv(tmp_path / "both" / "orders.csv")
+    assert "## Does the order matter?" in readme and len(orders) == 4
+    assert all(f"| {r.habit} | {100 * r.in_ladder_order:+.1f} | {100 * r.mean_over_orders:+.1f} |" in readme
+               for r in orders.itertuples())
+    sd.write_ladder(folder, tmp_path / "random-only", ARM, n_boot=100)  # grouped runs without test records
+    readme = (tmp_path / "random-only" / "README.md").read_text()
+    assert "Not measured:" in readme and f"{ARM}-grouped-fold0-seed{SEEDS[0]}.csv" in readme
+    assert not (tmp_path / "random-only" / "orders.csv").exists()
 
 
 def test_the_ladder_arm_gets_every_seed_on_the_random_split():

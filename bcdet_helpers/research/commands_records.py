@@ -94,24 +94,30 @@ def _ladders_of_every_arm(study: Path, out: Path, command: str, args) -> int:
     from .outputs import claim, mark
     from .study import load_study, write_ladder
 
-    ours = claim(out, force=getattr(args, "force", False), names=["ladders.csv"])
+    ours = claim(out, force=getattr(args, "force", False), names=["ladders.csv", "orders.csv"])
     recorded = load_study(study)
     arms = [a for a in recorded.arms if (a, "random") in {(r.arm, r.kind) for r in recorded.runs}]
-    tables = []
+    tables, orders = [], []
     for arm in arms:
         table = write_ladder(study, out / arm, arm, command=command, include_conflicts=args.include_conflicts,
                              profile=args.profile, force=getattr(args, "force", False))
         print(f"--- {arm}")
         _print_ladder(table, out / arm)
         tables.append(table.assign(arm=arm))
+        if (out / arm / "orders.csv").exists():
+            orders.append(pd.read_csv(out / arm / "orders.csv"))
     out.mkdir(parents=True, exist_ok=True)
     pd.concat(tables, ignore_index=True).to_csv(out / "ladders.csv", index=False)
+    if orders:  # every arm's habits over every order, side by side
+        pd.concat(orders, ignore_index=True).to_csv(out / "orders.csv", index=False)
     if ours:
         mark(out, command)
     return 0
 
 
 def _print_ladder(table, out: Path) -> None:
+    import pandas as pd
+
     from ..published import PUBLISHED
     from .study.ladder import not_measured, reaches
 
@@ -121,6 +127,10 @@ def _print_ladder(table, out: Path) -> None:
         print(f"{r.rung:>20}: {100 * r.accuracy:5.1f} % [{100 * r.low:.1f}, {100 * r.high:.1f}]{gain}{tag}  {r.note}")
     for name in not_measured(table):
         print(f"{name:>20}: not measured (the study has no runs for it; running the study again trains them)")
+    if (out / "orders.csv").exists():
+        for r in pd.read_csv(out / "orders.csv").itertuples():
+            print(f"{r.habit:>20}: {100 * r.mean_over_orders:+.1f} points on average over {r.orders} orders "
+                  f"({100 * r.lowest:+.1f} to {100 * r.highest:+.1f})" if r.orders else f"{r.habit:>20}: {r.note}")
     print(f"{reaches(table, PUBLISHED['paper_switching']['accuracy'])}. Written to {out}")
 
 

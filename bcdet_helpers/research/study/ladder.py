@@ -28,7 +28,8 @@ Each rung's accuracy has a 95 % CI from the bootstrap over near-duplicate groups
 the folds and seeds it reports) and the spread of its single runs (lowest and highest
 (fold, seed) accuracy). Rungs 3-5 can only go up -- each picks a maximum over choices that include
 the rung before -- so their gains measure how much room for selection the design leaves. Rung 6
-can go down: a leak is not a selection.
+can go down: a leak is not a selection. A gain also depends on what is stacked below it:
+:mod:`~bcdet_helpers.research.study.ladder_orders` gives each habit's gain over every order (``orders.csv``).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from ...errors import BcdetError
 from ...profiles import DEFAULTS
 from ...runkey import AUGMENTED, RunKey
 from .files import read_folds
+from .ladder_orders import order_gains, orders_section
 from .result import load_study
 
 __all__ = ["AUGMENTED", "COLUMNS", "LADDER_ARM", "LADDER_FILES", "RUNGS", "Rung", "ladder_extra_runs", "leakage_ladder",
@@ -72,7 +74,7 @@ RUNGS = (
 )
 COLUMNS = ["rung", "adds", "label", "accuracy", "low", "high", "gain", "spread_low", "spread_high",
            "n_images", "n_runs", "note"]
-LADDER_FILES = ("ladder.csv", "ladder.json", "waterfall.png", "README.md")  # what write_ladder writes
+LADDER_FILES = ("ladder.csv", "orders.csv", "ladder.json", "waterfall.png", "README.md")  # what write_ladder writes
 
 
 def leakage_ladder(folder: str | Path, arm: str = LADDER_ARM, *, include_conflicts: bool = False,
@@ -218,9 +220,10 @@ def study_profile(folder: str | Path) -> str | None:
 
 def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, command: str = "",
                  paper: float | None = None, profile: str | None = None, force: bool = False, **kw) -> pd.DataFrame:
-    """:func:`leakage_ladder` of ``folder`` written to ``out``: ``ladder.csv``, ``ladder.json`` (what,
+    """:func:`leakage_ladder` of ``folder`` written to ``out``: ``ladder.csv``, ``orders.csv`` (each habit's gain
+    over every order, :func:`~bcdet_helpers.research.study.ladder_orders.order_gains`), ``ladder.json`` (what,
     from which study, the command, commit and date), ``waterfall.png`` and a ``README.md`` that shows
-    them (its table written from ``ladder.csv``, never by hand).
+    them (its tables written from the CSVs, never by hand).
 
     Refused, before any work, when ``profile`` is given and the study ran under another one (a smoke
     study must not become the paper's ladder), and when ``out`` is a folder the ladder did not write or
@@ -241,21 +244,29 @@ def write_ladder(folder: str | Path, out: str | Path, arm: str = LADDER_ARM, *, 
     out = Path(out)
     ours = claim(out, force=force, names=LADDER_FILES)
     table = leakage_ladder(folder, arm, **kw)
+    try:
+        orders, why_not = order_gains(folder, arm, include_conflicts=kw.get("include_conflicts", False)), ""
+    except BcdetError as exc:  # e.g. a study whose grouped runs predate the test records
+        orders, why_not = None, str(exc)
     paper = PUBLISHED["paper_switching"]["accuracy"] if paper is None else paper
     out.mkdir(parents=True, exist_ok=True)
     if ours:  # a folder forced open keeps what else it holds, so it stays unmarked
         mark(out, command or "bcdet_helpers.research.study.write_ladder")
     table.to_csv(out / "ladder.csv", index=False)
+    if orders is not None:
+        orders.to_csv(out / "orders.csv", index=False)
+    elif (out / "orders.csv").exists():
+        (out / "orders.csv").unlink()  # ours (claimed above): never a stale table beside a new ladder
     meta = {  # what and from where; the numbers are ladder.csv
         "arm": arm, "study": _shown(folder), "profile": ran,
         "rungs": [asdict(r) for r in RUNGS], "not_measured": not_measured(table), "paper_accuracy": paper,
-        "command": command, "commit": git_commit(),
+        "orders_not_measured": why_not or None, "command": command, "commit": git_commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - t0,
     }
     write_json(out / "ladder.json", meta)
     fig = plots.waterfall(table, paper=paper, title=f"{arm}: from the honest number to a paper-like one")
     plots.save(fig, out, "waterfall")
-    (out / "README.md").write_text(ladder_readme(table, meta))
+    (out / "README.md").write_text(ladder_readme(table, meta) + "\n" + orders_section(orders, why_not))
     return table
 
 
