@@ -39,7 +39,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import stats
@@ -47,7 +46,7 @@ from ...errors import BcdetError
 from ...profiles import DEFAULTS
 from ...runkey import AUGMENTED, RunKey
 from .files import read_folds
-from .ladder_orders import order_gains, orders_section
+from .ladder_orders import order_gains, orders_section, test_records
 from .result import load_study
 
 __all__ = ["AUGMENTED", "COLUMNS", "LADDER_ARM", "LADDER_FILES", "RUNGS", "Rung", "ladder_extra_runs", "leakage_ladder",
@@ -186,28 +185,10 @@ def _per_run(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _test_epochs(folder: Path, arm: str, runs: list[tuple[int, int]], scored: set, kind: str = "random") -> pd.DataFrame:
     """For every random-split ``(fold, seed)`` run (of ``kind``: ``"random"``, or the ladder's
-    ``"augmented"``): its scored test images' predictions at the epoch with the best test accuracy
-    (the earliest of ties), from ``inflation/<run>.csv``."""
-    frames, missing = [], []
-    for fold, seed in runs:
-        path = folder / "inflation" / f"{RunKey(arm, kind, fold, seed).name}.csv"
-        if not path.exists():
-            missing.append(path.name)
-            continue
-        rec = pd.read_csv(path)
-        rec = rec[rec["file"].isin(scored)]
-        epochs = [c for c in rec.columns if c.startswith("e") and c[1:].isdigit()]
-        acc = [(rec[c] == rec["y"]).mean() for c in epochs]
-        best = epochs[int(np.argmax(acc))]
-        frames.append(pd.DataFrame({"file": rec["file"], "y": rec["y"], "pred_k": rec[best], "fold": int(fold),
-                                    "seed": int(seed), "epoch": int(best[1:]), "epochs": len(epochs)}))
-    if missing:
-        why = ("runs not trained yet: run the study again (finished runs are loaded) to train them" if kind == AUGMENTED
-               else "runs trained before the records existed. Delete those run folders and run the study again to "
-               "retrain them")
-        raise BcdetError(f"{folder / 'inflation'} lacks the test records of {len(missing)} run(s) ({', '.join(missing[:4])}"
-                         f"{' ...' if len(missing) > 4 else ''}): {why}.")
-    return pd.concat(frames, ignore_index=True)
+    ``"augmented"``): its scored test images' predictions ``pred_k`` at the epoch with the best test accuracy
+    (the earliest of ties), from ``inflation/<run>.csv`` (:func:`~.ladder_orders.test_records`)."""
+    rec = test_records(folder, arm, kind, runs, scored)
+    return rec.rename(columns={"chosen": "pred_k"})[["file", "y", "pred_k", "fold", "seed", "epoch", "epochs"]]
 
 
 def study_profile(folder: str | Path) -> str | None:

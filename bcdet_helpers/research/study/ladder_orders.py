@@ -37,9 +37,10 @@ ORDER_COLUMNS = ["arm", "habit", "in_ladder_order", "mean_over_orders", "lowest"
 
 
 def test_records(folder: str | Path, arm: str, kind: str, runs: list[tuple[int, int]], scored: set) -> pd.DataFrame:
-    """``file, y, fold, seed, final, chosen``: every run's scored test images with the class predicted at the last
-    epoch and at the epoch of the best test accuracy (the earliest of ties, as the ladder picks it), from
-    ``inflation/<run>.csv`` (partition 0). Refused, naming the files, when a run's record is missing."""
+    """``file, y, fold, seed, final, chosen, epoch, epochs``: every ``(fold, seed)`` run's scored test images with
+    the class predicted at the last epoch (``final``) and at the epoch of the best test accuracy (``chosen``, the
+    earliest of ties; its number ``epoch`` of ``epochs``), from ``inflation/<run>.csv`` (partition 0). Refused,
+    naming the files and what to do, when a run's record is missing."""
     folder = Path(folder)
     frames, missing = [], []
     for fold, seed in runs:
@@ -50,13 +51,16 @@ def test_records(folder: str | Path, arm: str, kind: str, runs: list[tuple[int, 
         rec = pd.read_csv(path)
         rec = rec[rec["file"].isin(scored)]
         epochs = [c for c in rec.columns if c.startswith("e") and c[1:].isdigit()]
-        acc = [(rec[c] == rec["y"]).mean() for c in epochs]
+        best = epochs[int(np.argmax([(rec[c] == rec["y"]).mean() for c in epochs]))]
         frames.append(pd.DataFrame({"file": rec["file"], "y": rec["y"], "fold": int(fold), "seed": int(seed),
-                                    "final": rec[epochs[-1]], "chosen": rec[epochs[int(np.argmax(acc))]]}))
+                                    "final": rec[epochs[-1]], "chosen": rec[best], "epoch": int(best[1:]),
+                                    "epochs": len(epochs)}))
     if missing:
-        raise BcdetError(f"{folder / 'inflation'} lacks the test records of {len(missing)} run(s) "
-                         f"({', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}): runs trained before the "
-                         "records existed (delete their run folders and run the study again to retrain them).")
+        why = ("runs not trained yet: run the study again (finished runs are loaded) to train them" if kind == AUGMENTED
+               else "runs trained before the records existed. Delete those run folders and run the study again to "
+               "retrain them")
+        raise BcdetError(f"{folder / 'inflation'} lacks the test records of {len(missing)} run(s) ({', '.join(missing[:4])}"
+                         f"{' ...' if len(missing) > 4 else ''}): {why}.")
     return pd.concat(frames, ignore_index=True)
 
 
