@@ -27,7 +27,7 @@ import pandas as pd
 
 from ...errors import BcdetError
 from ...profiles import get_profile
-from .improve import CHOICE_METRIC, check_rungs, climb, improve_work, plan_ladder
+from .improve import CHOICE_METRIC, check_rungs, climb, improve_work, plan_ladder, screen_design
 from .improve_runs import choice_record, collect
 from .improve_score import BUSBRA_METRICS, BUSI_METRICS, METRIC_LABELS, score_ladder
 
@@ -73,9 +73,7 @@ def write_improvement(profile, out: str | Path | None = None, *, rungs=None, arm
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "improve.csv", index=False)
     keys = choices[0].steps[0].keys  # the baseline's: every rung's runs are these
-    from .improve import screen_design
-
-    screen = screen_design(choices[0].steps[0].design).runs()
+    screen = screen_design(choices[0].steps[0].design).runs()  # what a rung of several candidates chooses on
     meta = {
         "profile": base.name, "arm": arm, "arm_chosen": how, "rungs": rungs, "choice_metric": CHOICE_METRIC,
         "choices": [choice_record(c) for c in choices], "goals": GOALS, "busbra_note": note,
