@@ -300,3 +300,28 @@ def test_the_ladder_writes_to_runs_and_records_only_when_asked(folder, tmp_path,
         assert "5 of its files are committed to git" in capsys.readouterr().err  # the 4 and the marker
         assert main([*base, "--record", "--force"]) == 0
         assert f"--force: replacing 4 file(s) in {record} (5 of its files" in capsys.readouterr().out
+
+
+def test_the_order_figure_and_the_two_ladders_side_by_side(both):
+    """Notebook 05's figures: one bar per habit at its mean over the orders, the ladder's own order as dots; the
+    leakage ladder beside the improvement ladder on one accuracy scale."""
+    from bcdet_helpers import plots
+    from bcdet_helpers.research.study.ladder_orders import order_gains
+
+    orders = order_gains(both, ARM)
+    ax = plots.habit_orders(orders).axes[0]
+    bars = ax.containers[0]
+    assert len(bars) == 4 and [round(b.get_width(), 6) for b in bars] == [
+        round(100 * v, 6) for v in orders["mean_over_orders"]]
+    dots = next(line for line in ax.get_lines() if line.get_label() == "in the ladder's order")
+    assert list(dots.get_xdata()) == pytest.approx(list(100 * orders["in_ladder_order"]))
+    ladder = sd.leakage_ladder(both, ARM, n_boot=100)
+    acc = [0.70, 0.72, 0.71]
+    improve = pd.DataFrame({"rung": ["baseline", "imbalance", "ensemble"], "below": ["", "baseline", "imbalance"],
+                            "adopted": [True, False, True], "accuracy": acc, "accuracy_low": [a - 0.03 for a in acc],
+                            "accuracy_high": [a + 0.03 for a in acc], "accuracy_gain": [np.nan, 0.02, -0.01],
+                            "accuracy_gain_low": [np.nan, 0.01, -0.02], "accuracy_gain_high": [np.nan, 0.03, 0.0]})
+    left, right = plots.two_ladders(ladder, improve, paper=0.9).axes
+    assert left.get_ylim() == right.get_ylim()  # one scale
+    assert len(left.patches) >= len(ladder) and len(right.patches) >= len(improve)
+    assert "leakage" in left.get_title() and "improvement" in right.get_title()

@@ -10,6 +10,7 @@ from .data import *  # noqa: F401,F403  chapters 01-02
 from .model import *  # noqa: F401,F403  chapter 03
 from .training import *  # noqa: F401,F403  chapter 04
 from .evaluation import *  # noqa: F401,F403  chapter 05
+from .ladders import *  # noqa: F401,F403  chapter 05's ladders
 
 
 def save(fig, folder, name: str, dpi: int = 120) -> Path:

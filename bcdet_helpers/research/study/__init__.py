@@ -48,6 +48,7 @@ from .external_eval import evaluate_external
 from .external_report import write_external
 from .external_result import ExternalStudy
 from .ladder import AUGMENTED, LADDER_ARM, RUNGS, ladder_extra_runs, leakage_ladder, not_measured, write_ladder
+from .ladder_orders import order_gains
 from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, label_conflicts, load_predictions, read_folds
 from .folds import study_dir, study_index, write_folds
 from .result import (COMPARISONS, METRICS, OPERATING_SENSITIVITY, PAPER_CLAIM, SCHEMA, SCHEMA_VERSION, VERDICT_ANALYSIS,
@@ -93,6 +94,7 @@ __all__ = [
     "load_predictions",
     "load_study",
     "not_measured",
+    "order_gains",
     "predict_run",
     "read_folds",
     "run_study",
