@@ -110,8 +110,8 @@ def order_gains(folder: str | Path, arm: str, *, include_conflicts: bool = False
                     "highest": float(max(gains)), "orders": len(orders), "note": note})
     aug = sorted(r for r in have[AUGMENTED] if r in set(runs))
     if aug:
-        leaky, plain = test_records(folder, arm, AUGMENTED, aug, scored), random[random.set_index(["fold", "seed"])
-                                                                                .index.isin(aug)]
+        leaky = test_records(folder, arm, AUGMENTED, aug, scored)
+        plain = random[random.set_index(["fold", "seed"]).index.isin(aug)]  # the same runs without the copies
         final = _acc(leaky, "final") - _acc(plain, "final")
         chosen = _acc(leaky, "chosen") - _acc(plain, "chosen")
         out.append({"arm": arm, "habit": "augment_before_split", "in_ladder_order": math.nan,
