@@ -434,10 +434,30 @@ def test_the_table_has_both_scoreboards_and_the_cost(ladder):
     assert trained["runs"].eq(3).all()
     readme = (work / "README.md").read_text()
     assert "bcdet improve --profile smoke" in readme and "## The goals of issue #31" in readme
+    assert "## Inside and outside" in readme and all(f"- `{r}` (vs `" in readme for r in table.loc[table["below"] != "", "rung"])
     assert all(f"| {r} |" in readme for r in im.RUNG_NAMES)
     meta = json.loads((work / "improve.json").read_text())
     assert meta["commit"] is not None and meta["choice_metric"] == "balanced_accuracy"
     assert (work / "waterfall.png").stat().st_size > 1000 and (work / "improve.csv").exists()
+
+
+def test_a_rung_that_helps_inside_and_hurts_outside_is_said_so():
+    from bcdet_helpers.research.study.improve_report import inside_outside_lines
+
+    def row(rung, below, busi, busbra):  # gains with 95 % intervals of +-1 point around them
+        r = {"rung": rung, "below": below}
+        for m, g in (("accuracy", busi), ("balanced_accuracy", busi), ("busbra_auc", busbra),
+                     ("busbra_sensitivity", busbra)):
+            r |= {f"{m}_gain": g, f"{m}_gain_low": g - 0.01, f"{m}_gain_high": g + 0.01}
+        return r
+
+    table = pd.DataFrame([{"rung": "baseline", "below": ""}, row("resolution", "baseline", 0.03, -0.04),
+                          row("augment", "resolution", 0.005, 0.0)])
+    lines = inside_outside_lines(table)
+    assert len(lines) == 2 and lines[0].startswith("- `resolution` (vs `baseline`)")
+    assert "BUSI accuracy +3.0 [+2.0, +4.0] (helps)" in lines[0] and "(hurts)" in lines[0]
+    assert lines[0].endswith("**Helps inside, hurts outside.**")
+    assert "no clear change" in lines[1] and "**" not in lines[1]
 
 
 def test_the_ladder_resumes_without_training_again(ladder, monkeypatch):

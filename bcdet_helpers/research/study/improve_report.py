@@ -31,7 +31,7 @@ from .improve import CHOICE_METRIC, check_rungs, climb, improve_work, plan_ladde
 from .improve_runs import choice_record, collect
 from .improve_score import BUSBRA_METRICS, BUSI_METRICS, METRIC_LABELS, score_ladder
 
-__all__ = ["GOALS", "IMPROVE_FILES", "write_improvement", "improve_readme", "goal_lines"]
+__all__ = ["GOALS", "IMPROVE_FILES", "write_improvement", "improve_readme", "goal_lines", "inside_outside_lines"]
 
 IMPROVE_FILES = ("improve.csv", "improve.json", "waterfall.png", "README.md", "scored")
 # issue #31's goals for the top of the ladder (the ensemble), each with the threshold chosen on validation
@@ -142,6 +142,34 @@ def goal_lines(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def _effect(row, metric: str) -> str:
+    """``helps`` / ``hurts`` / ``no clear change``: where the paired 95 % interval of a rung's gain lies."""
+    low, high = row.get(f"{metric}_gain_low", math.nan), row.get(f"{metric}_gain_high", math.nan)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "not measured"
+    return "helps" if low > 0 else "hurts" if high < 0 else "no clear change"
+
+
+def inside_outside_lines(table: pd.DataFrame) -> list[str]:
+    """One line per rung built on another: its paired gain on BUSI (inside: accuracy, balanced accuracy) and on
+    BUS-BRA (outside: lesion AUC, sensitivity at the carried-over threshold), each read as helps / hurts / no
+    clear change from its 95 % interval -- and a rung that helps inside but hurts outside said so in bold."""
+    out = []
+    for _, r in table[table["below"].astype(str) != ""].iterrows():
+        def part(metrics):
+            return "; ".join(f"{METRIC_LABELS[m]} {100 * r[f'{m}_gain']:+.1f} [{100 * r[f'{m}_gain_low']:+.1f}, "
+                             f"{100 * r[f'{m}_gain_high']:+.1f}] ({_effect(r, m)})"
+                             if math.isfinite(r.get(f"{m}_gain", math.nan)) else f"{METRIC_LABELS[m]} not measured"
+                             for m in metrics)
+        inside = [_effect(r, m) for m in ("accuracy", "balanced_accuracy")]
+        outside = [_effect(r, m) for m in BUSBRA_METRICS]
+        flag = " **Helps inside, hurts outside.**" if "helps" in inside and "hurts" in outside else \
+            " **Hurts inside, helps outside.**" if "hurts" in inside and "helps" in outside else ""
+        out.append(f"- `{r['rung']}` (vs `{r['below']}`): {part(('accuracy', 'balanced_accuracy'))} | "
+                   f"{part(BUSBRA_METRICS)}.{flag}")
+    return out or ["No rung is built on another yet."]
+
+
 def improve_readme(table: pd.DataFrame, meta: dict) -> str:
     """The README of an improvement ladder record, its tables written from ``improve.csv``, never by hand."""
     rungs = []
@@ -197,6 +225,13 @@ seconds per run and the device.
 {chr(10).join(rows)}
 
 ![the improvement ladder](waterfall.png)
+
+## Inside and outside
+
+Each rung's paired gain over the rung it was built on, at BUSI (inside) and at BUS-BRA (outside), read from its
+95 % interval: *helps* (above 0), *hurts* (below 0) or *no clear change* (it holds 0).
+
+{chr(10).join(inside_outside_lines(table))}
 
 ## The goals of issue #31, at the top rung
 
