@@ -430,6 +430,45 @@ def test_smoke_study_keeps_every_runs_test_record_and_it_matches_the_final_weigh
     assert len(list((out / "inflation").glob("*.csv"))) == 12 + 3  # + the ladder's 3 augmented runs
 
 
+def test_only_the_runs_the_ladder_reads_keep_a_test_record_and_a_run_is_the_same_without_it(smoke_study, tmp_path,
+                                                                                            monkeypatch):
+    """The leakage ladder reads the test records of the first fold partition only: a run of a second partition
+    skips the record (~10 % of a CPU run's time), and the improvement ladder's studies ask for none. Predicting
+    changes no weight: the same run trained with the record ends with the same weights."""
+    from bcdet_helpers.runkey import RunKey
+    from bcdet_helpers.runs import train_run
+
+    assert sd.cv.records_test(RunKey("constant", "grouped", 0, 0)) and sd.cv.records_test(RunKey("constant", "random", 1, 2))
+    assert not sd.cv.records_test(RunKey("constant", "grouped", 0, 0, partition=1))
+    assert not sd.cv.records_test(RunKey("constant", "grouped", 0, 0), record_test=False)
+    assert sd.cv.records_test(RunKey("constant", sd.AUGMENTED, 0, 0), record_test=False)  # nothing but its record
+    _, _, prof, data = smoke_study
+    monkeypatch.setenv("BCDET_DATA", str(data))
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path / "cv"
+        sd.run_study(prof, arms=["constant"], kinds=["grouped"], seeds=[0], folds=[0], partitions=[0, 1],
+                     device="cpu", progress=False, out=out, n_boot=50, jobs=1)
+        assert sorted(p.name for p in (out / "inflation").glob("*.csv")) == ["constant-grouped-fold0-seed0.csv"]
+        assert sorted(p.name for p in (out / "oof").glob("*.csv")) == ["constant-grouped-fold0-seed0-partition1.csv",
+                                                                       "constant-grouped-fold0-seed0.csv"]
+        again = sd.run_study(prof, arms=["constant"], kinds=["grouped"], seeds=[0], folds=[0], partitions=[0, 1],
+                             device="cpu", progress=False, out=out, n_boot=50, jobs=1)  # resumed from its record
+        assert again is not None and len(pd.read_csv(out / "runs.csv")) == 2
+        plain = RunKey("constant", "grouped", 0, 0, partition=1).run_dir(prof.name)
+        assert not (plain / "test-by-epoch.csv").exists()
+        recorded = train_run(prof, "constant", fold=0, seed=0, partition=1, device="cpu", progress=False,
+                             record_test=True, run_dir=tmp_path / "with-record")
+        assert (Path(recorded.run_dir) / "test-by-epoch.csv").exists()
+    finally:
+        torch.set_num_threads(threads)
+    a = torch.load(plain / "last.pt", map_location="cpu", weights_only=False)["model"]
+    b = torch.load(tmp_path / "with-record" / "last.pt", map_location="cpu", weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_smoke_study_augmented_runs_train_on_copies_of_their_test_images_and_only_leave_a_record(smoke_study):
     """The ladder's "augmented" runs: the random folds, ladder_test_copies copies of each test image
     added to training; their own run folders; a test record in inflation/, never an OOF prediction."""

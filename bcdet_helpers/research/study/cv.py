@@ -73,7 +73,7 @@ def predict_run(run_dir: str | Path, data, device="cpu", groups: dict | None = N
 def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds=None, folds=None, *, device="auto",
               resume: bool = True, include_conflicts: bool = False, out: str | Path | None = None,
               progress: bool = True, n_boot: int | None = None, jobs: int | None = None,
-              extra: dict | None = None, only=None, partitions=None) -> Study | None:
+              extra: dict | None = None, only=None, partitions=None, record_test: bool = True) -> Study | None:
     """Train (or load) every run of a study design, write its predictions, and evaluate.
 
     ``profile``: a :class:`~bcdet_helpers.research.study.design.StudyDesign`, or a profile whose design
@@ -95,9 +95,10 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
     ``jobs`` runs at once (default :func:`~bcdet_helpers.device.auto_jobs`: one single-thread
     worker per CPU core, up to 4 workers on a big CUDA GPU). Each run stays its own -- its seed fixes its
     initialisation, data order and augmentation whichever worker trains it -- so a run trained by a
-    worker equals the same run trained alone with the same number of threads (tested). Each run
-    also keeps its test fold's predictions after every epoch in ``inflation/`` (for the leakage
-    ladder only; see :class:`~bcdet_helpers.callbacks.TestRecord`). Workers are spawned processes: a
+    worker equals the same run trained alone with the same number of threads (tested). A run of the first
+    fold partition also keeps its test fold's predictions after every epoch in ``inflation/`` (for the
+    leakage ladder only; see :class:`~bcdet_helpers.callbacks.TestRecord` and :func:`records_test`;
+    ``record_test=False``: none). Workers are spawned processes: a
     script that calls this with ``jobs > 1`` needs Python's ``if __name__ == "__main__":`` guard
     (notebooks and ``bcdet reproduce`` do not).
     Returns :func:`evaluate_study`'s result and saves it as ``study.json`` in ``out``.
@@ -143,7 +144,7 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
         if key.fold > int(folds_here.max()):  # a tiny subset has fewer folds than the profile asks
             continue
         test = sorted(folds_here.index[folds_here.to_numpy() == key.fold])
-        tasks.append((prof, key, dev, resume, out, groups, test))
+        tasks.append((prof, key, dev, resume, out, groups, test, records_test(key, record_test)))
     if only is not None:
         for task in tasks:
             _study_run(*task, progress=progress)
@@ -160,7 +161,7 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
     from_record = without_weights = 0
     for task in finished:
         key = task[1]
-        row = _recorded_row(prof, key, out, recorded)
+        row = _recorded_row(prof, key, out, recorded, task[-1])
         if row is not None:
             from_record += 1
             without_weights += not (study_run_dir(prof, key) / "last.pt").exists()
@@ -195,16 +196,27 @@ def _study_task(task: tuple, progress: bool = False) -> dict:
     return _study_run(*task, progress=progress)
 
 
+def records_test(key: RunKey, record_test: bool = True) -> bool:
+    """Does this run keep its test fold's predictions after every epoch (``inflation/``)? Only the leakage ladder
+    reads them (:mod:`~.ladder`, :mod:`~.ladder_orders`), and only on the first fold partition -- the one the
+    random split shares -- so a run of a further partition, or of a study that asks for none
+    (``record_test=False``: the improvement ladder's), skips the record and the ~10 % of its training time the
+    record costs on a CPU (the test fold predicted after every epoch). The ladder's ``augmented`` runs are
+    nothing but their record. Predicting changes no weight, so a run is the same with or without it."""
+    return key.kind == AUGMENTED or (record_test and key.partition == 0)
+
+
 def _key_columns(key: RunKey) -> dict:
     """A run's identity as the columns of ``runs.csv`` (``partition`` 0: the profile's own folds)."""
     return {"arm": key.arm, "kind": key.kind, "fold": key.fold, "seed": key.seed, "partition": key.partition}
 
 
 def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups: dict, test: list[str],
-               progress: bool = True) -> dict:
+               record: bool = True, progress: bool = True) -> dict:
     """One run of the study: train (or load) it, check its test images are its fold of
-    ``folds.csv``, write its predictions (``oof/``, ``val/``, ``external/``) and test record
-    (``inflation/``); returns its row of ``runs.csv``. Runs in the calling process or in a worker."""
+    ``folds.csv``, write its predictions (``oof/``, ``val/``, ``external/``) and, with ``record``
+    (:func:`records_test`), its test record (``inflation/``); returns its row of ``runs.csv``. Runs in the
+    calling process or in a worker."""
     import shutil
 
     from ...callbacks import TEST_RECORD
@@ -213,7 +225,7 @@ def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups:
 
     name = key.name
     res = train_run(prof, key.arm, kind=key.fold_kind, fold=key.fold, seed=key.seed, device=dev, resume=resume,
-                    progress=progress, record_test=True, test_copies=key.test_copies(prof.ladder_test_copies),
+                    progress=progress, record_test=record, test_copies=key.test_copies(prof.ladder_test_copies),
                     partition=key.partition)
     if res.interrupted:
         raise BcdetError(f"The study stopped during {name} (interrupted). Run the same call again to resume: "
@@ -223,16 +235,16 @@ def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups:
     if test_files != set(test):
         raise BcdetError(f"{name}: the run's test images are not fold {key.fold} of folds.csv "
                          f"({len(test_files ^ set(test))} differ) -- the split code changed?")
-    record = Path(res.run_dir) / TEST_RECORD
+    record_file = Path(res.run_dir) / TEST_RECORD
     if key.kind == AUGMENTED:  # the ladder's leaky run: its test record only, never a prediction of the study
-        shutil.copy(record, out / "inflation" / f"{name}.csv")
+        shutil.copy(record_file, out / "inflation" / f"{name}.csv")
         return {**_key_columns(key), "wall_time_s": res.wall_time, "run": Path(res.run_dir).name}
     pred = predict_run(res.run_dir, data, device=dev, groups=groups, partition=key.partition)
     for part, folder in (("test", "oof"), ("val", "val")):  # atomic: a killed study leaves no half record
         write_atomic(out / folder / f"{name}.csv", lambda tmp, df=pred[part]: df.to_csv(tmp, index=False))
     record_external(prof, key, Path(res.run_dir), out, device=dev)  # BUS-BRA, when it is here (#30)
-    if record.exists():  # a run trained before the record existed has none (the ladder says so)
-        shutil.copy(record, out / "inflation" / f"{name}.csv")
+    if record_file.exists() and record:  # a run trained before the record existed has none (the ladder says so)
+        shutil.copy(record_file, out / "inflation" / f"{name}.csv")
     info = res.info or {}
     ratios = [p.get("ratio", math.nan) for p in info.get("phase_stability", [])]
     return {
@@ -245,7 +257,7 @@ def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups:
     }
 
 
-def _recorded_row(prof: Profile, key: RunKey, out: Path, recorded: pd.DataFrame) -> dict | None:
+def _recorded_row(prof: Profile, key: RunKey, out: Path, recorded: pd.DataFrame, record: bool = True) -> dict | None:
     """The ``runs.csv`` row of a finished run whose predictions and test record this study folder
     already holds, so that it is not loaded and predicted again (a long study restarted, ``bcdet
     reproduce`` after it: seconds per run, minutes for a hundred). ``None``: predict it -- its
@@ -255,13 +267,13 @@ def _recorded_row(prof: Profile, key: RunKey, out: Path, recorded: pd.DataFrame)
     A run *without* weights -- its folder restored from a committed snapshot (``config.json``,
     ``history.csv``, ``result.json``; checkpoints are too big for git) on a fresh machine -- can only
     come from its record: refused, with the fix, when the record is missing or its config is not
-    the run these settings would train."""
+    the run these settings would train. ``record``: does the run keep a test record (:func:`records_test`)?"""
     from ...runs import config_differences
 
     run_dir, name = study_run_dir(prof, key), key.name
-    record = out / "inflation" / f"{name}.csv"
-    made = [record] if key.kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")]  # by the study
-    need = list(dict.fromkeys([record, *made]))
+    record_file = out / "inflation" / f"{name}.csv"
+    made = [record_file] if key.kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")]  # by the study
+    need = list(dict.fromkeys([*([record_file] if record else []), *made]))
     row = np.logical_and.reduce([recorded[c] == v for c, v in _key_columns(key).items()]) if len(recorded) else \
         np.zeros(0, bool)
     missing = [str(p.relative_to(out)) for p in need if not p.exists()] \

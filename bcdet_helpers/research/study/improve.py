@@ -323,6 +323,6 @@ def climb(profile: str | Profile, rungs=None, arm: str | None = None, *, work: s
             print(f"--- {step.rung}: {step.candidate} ({what}{len(keys)} runs in runs/{step.profile.name}/, "
                   f"{step.runs_done(keys)} finished)", flush=True)
         run_study(design, out=step.folder, device=device, jobs=jobs, progress=progress,
-                  n_boot=n_boot or step.profile.bootstrap)
+                  n_boot=n_boot or step.profile.bootstrap, record_test=False)  # no leakage ladder reads them
 
     return plan_ladder(profile, rungs, arm, work=work, seeds=seeds, folds=folds, partitions=partitions, train=train)
