@@ -433,7 +433,7 @@ def test_smoke_study_keeps_every_runs_test_record_and_it_matches_the_final_weigh
 def test_only_the_runs_the_ladder_reads_keep_a_test_record_and_a_run_is_the_same_without_it(smoke_study, tmp_path,
                                                                                             monkeypatch):
     """The leakage ladder reads the test records of the first fold partition only: a run of a second partition
-    skips the record (~10 % of a CPU run's time), and the improvement ladder's studies ask for none. Predicting
+    skips the record (~8 % of a CPU run's time), and the improvement ladder's studies ask for none. Predicting
     changes no weight: the same run trained with the record ends with the same weights."""
     from bcdet_helpers.runkey import RunKey
     from bcdet_helpers.runs import train_run
