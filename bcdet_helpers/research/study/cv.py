@@ -201,8 +201,9 @@ def records_test(key: RunKey, record_test: bool = True) -> bool:
     reads them (:mod:`~.ladder`, :mod:`~.ladder_orders`), and only on the first fold partition -- the one the
     random split shares -- so a run of a further partition, or of a study that asks for none
     (``record_test=False``: the improvement ladder's), skips the record and the ~8 % of its training time the
-    record costs on a CPU (the test fold predicted after every epoch: 1.5 s of 18.8 s in a 4-epoch laptop run). The ladder's ``augmented`` runs are
-    nothing but their record. Predicting changes no weight, so a run is the same with or without it."""
+    record costs on a CPU (the test fold predicted after every epoch: 1.5 s of 18.8 s in a 4-epoch laptop run).
+    The ladder's ``augmented`` runs are nothing but their record. Predicting changes no weight, so a run is the
+    same with or without it."""
     return key.kind == AUGMENTED or (record_test and key.partition == 0)
 
 
