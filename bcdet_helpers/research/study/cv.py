@@ -244,7 +244,7 @@ def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups:
     for part, folder in (("test", "oof"), ("val", "val")):  # atomic: a killed study leaves no half record
         write_atomic(out / folder / f"{name}.csv", lambda tmp, df=pred[part]: df.to_csv(tmp, index=False))
     record_external(prof, key, Path(res.run_dir), out, device=dev)  # BUS-BRA, when it is here (#30)
-    if record_file.exists() and record:  # a run trained before the record existed has none (the ladder says so)
+    if record and record_file.exists():  # a run trained before the record existed has none (the ladder says so)
         shutil.copy(record_file, out / "inflation" / f"{name}.csv")
     info = res.info or {}
     ratios = [p.get("ratio", math.nan) for p in info.get("phase_stability", [])]
