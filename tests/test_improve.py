@@ -434,7 +434,8 @@ def test_the_table_has_both_scoreboards_and_the_cost(ladder):
     assert trained["runs"].eq(3).all()
     readme = (work / "README.md").read_text()
     assert "bcdet improve --profile smoke" in readme and "## The goals of issue #31" in readme
-    assert "## Inside and outside" in readme and all(f"- `{r}` (vs `" in readme for r in table.loc[table["below"] != "", "rung"])
+    built_on = table.loc[table["below"] != "", "rung"]
+    assert "## Inside and outside" in readme and all(f"- `{r}` (vs `" in readme for r in built_on)
     assert all(f"| {r} |" in readme for r in im.RUNG_NAMES)
     meta = json.loads((work / "improve.json").read_text())
     assert meta["commit"] is not None and meta["choice_metric"] == "balanced_accuracy"
@@ -495,8 +496,8 @@ def test_a_real_climb_screens_on_one_seed_and_scores_the_chosen_one_on_all(tmp_p
     work = tmp_path / "runs" / "smoke" / "improve"
     choice = imr.choices_json(work / "scored")[1]
     chosen, other = choice["chosen"], ({"balanced", "logit_adjust"} - {choice["chosen"]}).pop()
-    seeds = {name: {int(p.stem.split("seed")[-1].split("-")[0]) for p in (work / "studies" / name / "val").glob("*.csv")}
-             for name in (chosen, other)}
+    seeds = {name: {int(p.stem.split("seed")[-1].split("-")[0])
+                    for p in (work / "studies" / name / "val").glob("*.csv")} for name in (chosen, other)}
     assert seeds == {chosen: {0, 1}, other: {0}}  # the one turned away never trained seed 1
     assert choice["candidates"][other]["screened_on"] == 3 and choice["candidates"][other]["cost"]["runs"] == 3
     assert choice["candidates"][chosen]["cost"]["runs"] == 6 and choice["value"] is not None

@@ -438,7 +438,8 @@ def test_only_the_runs_the_ladder_reads_keep_a_test_record_and_a_run_is_the_same
     from bcdet_helpers.runkey import RunKey
     from bcdet_helpers.runs import train_run
 
-    assert sd.cv.records_test(RunKey("constant", "grouped", 0, 0)) and sd.cv.records_test(RunKey("constant", "random", 1, 2))
+    assert sd.cv.records_test(RunKey("constant", "grouped", 0, 0))
+    assert sd.cv.records_test(RunKey("constant", "random", 1, 2))
     assert not sd.cv.records_test(RunKey("constant", "grouped", 0, 0, partition=1))
     assert not sd.cv.records_test(RunKey("constant", "grouped", 0, 0), record_test=False)
     assert sd.cv.records_test(RunKey("constant", sd.AUGMENTED, 0, 0), record_test=False)  # nothing but its record

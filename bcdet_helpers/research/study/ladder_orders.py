@@ -105,9 +105,9 @@ def order_gains(folder: str | Path, arm: str, *, include_conflicts: bool = False
         gains = [value[frozenset(o[:o.index(h) + 1])] - value[frozenset(o[:o.index(h)])] for o in orders]
         ladder = HABITS[:HABITS.index(h)]
         note = f"{len(seeds)} seed(s) on both splits" if h == "best_seed" else ""
-        out.append({"arm": arm, "habit": h, "in_ladder_order": value[frozenset((*ladder, h))] - value[frozenset(ladder)],
-                    "mean_over_orders": float(np.mean(gains)), "lowest": float(min(gains)),
-                    "highest": float(max(gains)), "orders": len(orders), "note": note})
+        in_order = value[frozenset((*ladder, h))] - value[frozenset(ladder)]
+        out.append({"arm": arm, "habit": h, "in_ladder_order": in_order, "mean_over_orders": float(np.mean(gains)),
+                    "lowest": float(min(gains)), "highest": float(max(gains)), "orders": len(orders), "note": note})
     aug = sorted(r for r in have[AUGMENTED] if r in set(runs))
     if aug:
         leaky = test_records(folder, arm, AUGMENTED, aug, scored)
