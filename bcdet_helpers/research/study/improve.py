@@ -134,7 +134,7 @@ def rung_profile(base: Profile, overrides: dict, choices: list[str]) -> Profile:
 class Step:
     """One candidate of one rung: a study of its own (``folder``) of the design's runs under ``profile`` -- all of
     them (``keys``) when it is the rung's only candidate or its chosen one, else only its screening runs
-    (``screen_keys``, :func:`screen_design`)."""
+    (``screen_keys``, :func:`screen_design`; :meth:`Choice.needs` says which)."""
 
     rung: str
     candidate: str
@@ -144,7 +144,6 @@ class Step:
     design: StudyDesign
     folder: Path
     screened: bool = False  # one of several candidates: screened first (its rung chooses on screen_keys)
-    full: bool = True  # does it train all of ``keys``? (False: a screened candidate not (yet) chosen)
 
     @property
     def keys(self) -> list[RunKey]:
@@ -153,11 +152,6 @@ class Step:
     @property
     def screen_keys(self) -> list[RunKey]:
         return screen_design(self.design).runs() if self.screened else self.keys
-
-    @property
-    def needs(self) -> list[RunKey]:
-        """The runs this step trains: all of ``keys``, or its screening runs only."""
-        return self.keys if self.full else self.screen_keys
 
     def run_dirs(self, keys=None) -> list[Path]:
         return [k.run_dir(self.profile.name) for k in (self.keys if keys is None else keys)]
@@ -193,6 +187,19 @@ class Choice:
     def decided(self) -> bool:
         """Chosen, and every run of the chosen one finished (or the ensemble, which trains nothing)."""
         return self.value is not None or not RUNG[self.rung].trains
+
+    def needs(self, step: Step) -> list[RunKey]:
+        """The runs ``step`` trains: all of its keys when it is the rung's only candidate or its chosen one, else
+        its screening runs only."""
+        return step.keys if not step.screened or step.candidate == self.chosen else step.screen_keys
+
+    @property
+    def rest_to_choose(self) -> int:
+        """Runs a rung of several candidates still adds once it chooses -- the chosen one's other runs, not known
+        yet -- and 0 once it has chosen (:meth:`needs` counts them then)."""
+        if self.chosen is not None or not self.steps or not self.steps[0].screened:
+            return 0
+        return len(self.steps[0].keys) - len(self.steps[0].screen_keys)
 
     def step(self, candidate: str | None = None) -> Step | None:
         name = self.chosen if candidate is None else candidate
@@ -255,7 +262,7 @@ def plan_ladder(profile: str | Profile, rungs=None, arm: str | None = None, *, w
             prof = rung_profile(base, over, chain)
             folder = work / "studies" / ("-".join(chain) or "baseline")
             steps.append(Step(name, cand, over, dict(overrides), prof, replace(design, profile=prof), folder,
-                              screened=screened, full=not screened))
+                              screened=screened))
         if train is not None and not provisional:
             for step in steps:
                 train(step, step.screen_keys)
@@ -276,7 +283,6 @@ def plan_ladder(profile: str | Profile, rungs=None, arm: str | None = None, *, w
             continue
         choice.chosen = max(choice.scores, key=lambda c: (choice.scores[c], -list(choice.scores).index(c)))
         chosen = choice.step()
-        chosen.full = True
         listed = ", ".join(f"{c} {v:.3f}" for c, v in choice.scores.items())
         if screened:
             listed = f"screened on {len(chosen.screen_keys)} of its {len(chosen.keys)} runs each: {listed}"

@@ -81,17 +81,17 @@ def choice_record(c: Choice) -> dict:
     return {"rung": c.rung, "adds": RUNG[c.rung].adds, "why": RUNG[c.rung].why, "below": c.below,
             "candidates": {s.candidate: {"profile": s.profile.name, "changes": s.changes, "overrides": s.overrides,
                                          "study": _shown(s.folder), "screened_on": len(s.screen_keys),
-                                         "validation": c.scores.get(s.candidate), "cost": run_cost(s)}
+                                         "validation": c.scores.get(s.candidate), "cost": run_cost(s, c.needs(s))}
                            for s in c.steps},
             "chosen": c.chosen, "value": c.value, "adopted": c.adopted, "how": c.how,
             "choice_metric": CHOICE_METRIC}
 
 
-def run_cost(step: Step) -> dict:
-    """What a step's finished runs cost, from their ``result.json``: runs, seconds of training per run (mean)
-    and in all, and the device they trained on (the commonest, in words)."""
+def run_cost(step: Step, keys=None) -> dict:
+    """What a step's finished runs (of ``keys``, default all of its own) cost, from their ``result.json``: runs,
+    seconds of training per run (mean) and in all, and the device they trained on (the commonest, in words)."""
     seconds, devices = [], []
-    for run in step.run_dirs(step.needs):
+    for run in step.run_dirs(keys):
         try:
             info = json.loads((run / "result.json").read_text())
         except (OSError, ValueError):
@@ -140,11 +140,12 @@ def estimate_improve(choices: list[Choice], base: Profile, device="auto", jobs: 
             continue
         costs = [s.cost(base) for s in c.steps]
         for s, cost in zip(c.steps, costs):
-            todo = len(s.needs) - s.runs_done(s.needs)
-            runs_todo, runs_total = runs_todo + todo, runs_total + len(s.needs)
+            needs = c.needs(s)
+            todo = len(needs) - s.runs_done(needs)
+            runs_todo, runs_total = runs_todo + todo, runs_total + len(needs)
             low += todo * run_s * cost * lo_factor
             high += todo * run_s * cost * hi_factor
-        rest = _rest_to_choose(c)
+        rest = c.rest_to_choose
         if rest:  # the one validation keeps trains the rest of its runs: which one is not known yet
             runs_todo, runs_total = runs_todo + rest, runs_total + rest
             low += rest * run_s * min(costs) * lo_factor
@@ -174,14 +175,6 @@ def describe_estimate(est: dict) -> str:
             "~2.25x, a 2x side ~4x, twice the epochs 2x).")
 
 
-def _rest_to_choose(c: Choice) -> int:
-    """Runs a rung of several candidates will train once it has chosen (0 once chosen: the chosen one's
-    :attr:`~bcdet_helpers.research.study.improve.Step.needs` count them)."""
-    if c.chosen is not None or not c.steps or not c.steps[0].screened:
-        return 0
-    return len(c.steps[0].keys) - len(c.steps[0].screen_keys)
-
-
 def list_runs(choices: list[Choice]) -> list[str]:
     """``bcdet improve --list``: one line per run -- index, rung, candidate, run folder -- then the undecided note."""
     lines, i = [], 0
@@ -190,11 +183,11 @@ def list_runs(choices: list[Choice]) -> list[str]:
             lines.append(f"-\t{c.rung}\t(no training: {c.how})")
             continue
         for s in c.steps:
-            for key in s.needs:
+            for key in c.needs(s):
                 lines.append(f"{i}\t{c.rung}\t{s.candidate}\t{s.profile.name}/{key.folder()}")
                 i += 1
-        if _rest_to_choose(c):
-            lines.append(f"#\t{c.rung}\tthen the candidate validation keeps trains its other {_rest_to_choose(c)} runs")
+        if c.rest_to_choose:
+            lines.append(f"#\t{c.rung}\tthen the candidate validation keeps trains its other {c.rest_to_choose} runs")
         if not c.decided:
             lines.append(f"#\t{c.rung}\t{c.how}")
     return lines

@@ -89,7 +89,7 @@ def order_gains(folder: str | Path, arm: str, *, include_conflicts: bool = False
     folds = read_folds(folder)
     folds = folds[folds["partition"] == 0] if "partition" in folds else folds
     scored = set(folds["file"] if include_conflicts else folds.loc[~folds["conflict"].astype(bool), "file"])
-    have = {k: {tuple(map(int, r)) for r in _runs_of(folder, arm, k)} for k in ("grouped", "random", AUGMENTED)}
+    have = {k: set(_runs_of(folder, arm, k)) for k in ("grouped", "random", AUGMENTED)}
     seeds = sorted({s for _, s in have["grouped"]} & {s for _, s in have["random"]})
     if not seeds:
         raise BcdetError(f"{folder} has no seed that both the grouped and the random split of {arm!r} ran: the order "
