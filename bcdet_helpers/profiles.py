@@ -114,51 +114,51 @@ TUNED_ARMS = tuple(SEARCH_SPACES)  # the arms each tuned with the same budget
 # Tuned values: profile -> arm -> {"params": ..., "source": folder under results/ with the trials,
 # the best values, commit, device and wall time}. Filled from `bcdet tune` studies (see README).
 TUNED: dict[str, dict[str, dict]] = {
-    # `bcdet tune --profile laptop --adopt results/tuning/laptop-inner2` (24 trials per arm, two validation sets
-    # per trial, SGD rates 1e-4..3e-2, laptop profile, the CPU VM, 2026-12-02; issue #28). The paper profile
-    # borrows these until a GPU tunes it. The first protocol's values (12 trials, one validation set) are kept
-    # in results/tuning/laptop/.
+    # `bcdet tune --profile laptop --adopt results/tuning/laptop-f1` (24 trials per arm, two validation sets per
+    # trial, scored on validation macro-F1 -- `tune_score`: tuned on accuracy, `decay` called none of the 624
+    # validation images of its first study runs "normal", #28; laptop profile, the CPU VM, 2026-12-03). The paper
+    # profile borrows these until a GPU tunes it. The accuracy-scored tuning it replaced is TUNED_BEFORE["laptop"][0].
     "laptop": {
         "constant": {
             "params": {
-                "lr": 0.0003107245250484751,
-                "weight_decay": 0.0002610855121506701,
-                "warmup": 2.0
+                "lr": 0.00027796258518939394,
+                "weight_decay": 0.0030403895047930456,
+                "warmup": 0.5
             },
-            "source": "results/tuning/laptop-inner2/best-constant.json: trial 10 of 24, score 0.675, study laptop-constant-grouped, commit b6657a0"
+            "source": "results/tuning/laptop-f1/best-constant.json: trial 5 of 24, score 0.602, study laptop-constant-grouped, commit c0205f4"
         },
         "decay": {
             "params": {
-                "lr": 0.0003107245250484751,
-                "gamma": 0.2462950181855248,
-                "switch1": 0.40462801413400173,
-                "switch2": 0.583549290340908,
-                "switch3": 0.7592203566969457,
-                "weight_decay": 0.004256143003363095,
-                "warmup": 2.0
+                "lr": 0.005985988918044844,
+                "gamma": 0.37751423969068965,
+                "switch1": 0.44539623811546497,
+                "switch2": 0.6523513300760007,
+                "switch3": 0.8268656121311455,
+                "weight_decay": 1.5901708356903446e-06,
+                "warmup": 1.0
             },
-            "source": "results/tuning/laptop-inner2/best-decay.json: trial 7 of 24, score 0.696, study laptop-decay-grouped, commit b6657a0"
+            "source": "results/tuning/laptop-f1/best-decay.json: trial 20 of 24, score 0.646, study laptop-decay-grouped, commit c0205f4"
         },
         "switching": {
             "params": {
-                "lr": 0.00047068669166055506,
-                "sgd_lr": 0.0022385954319756865,
-                "gamma": 0.09005225765331942,
-                "switch1": 0.3027515191023612,
-                "switch2": 0.6029907111626659,
-                "switch3": 0.8925743322448072,
-                "weight_decay": 0.00029820798252634174,
+                "lr": 0.008591315698733486,
+                "sgd_lr": 0.0022675696505384028,
+                "gamma": 0.6513146084602145,
+                "switch1": 0.37870399841859115,
+                "switch2": 0.6395457649194541,
+                "switch3": 0.7824134243370564,
+                "weight_decay": 0.008037071262320887,
                 "warmup": 2.0
             },
-            "source": "results/tuning/laptop-inner2/best-switching.json: trial 12 of 24, score 0.682, study laptop-switching-grouped, commit b6657a0"
+            "source": "results/tuning/laptop-f1/best-switching.json: trial 4 of 24, score 0.588, study laptop-switching-grouped, commit c0205f4"
         },
         "onecycle": {
             "params": {
-                "lr": 0.0003672357057572677,
-                "weight_decay": 0.00012989940033992115,
-                "pct_start": 0.107874809686769
+                "lr": 0.01831646066288397,
+                "weight_decay": 2.1277432488243233e-05,
+                "pct_start": 0.42849164922313276
             },
-            "source": "results/tuning/laptop-inner2/best-onecycle.json: trial 16 of 24, score 0.707, study laptop-onecycle-grouped, commit b6657a0"
+            "source": "results/tuning/laptop-f1/best-onecycle.json: trial 6 of 24, score 0.608, study laptop-onecycle-grouped, commit c0205f4"
         }
     },
     # `bcdet tune --profile class --adopt results/tuning/class-f1` (24 trials per arm, two validation sets per
@@ -260,9 +260,54 @@ TUNED_BEFORE: dict[str, list[dict[str, dict]]] = {
             "source": "results/tuning/class-b32/best-onecycle.json: trial 5 of 24, score 0.707, study class-onecycle-grouped, commit 4f2a098"
         }
     }],
-    # `bcdet tune --profile laptop --adopt results/tuning/laptop` (12 trials per arm, one validation set: fold 0's,
-    # the CPU VM, 2026-11-26): results/laptop/, results/laptop-cv/ and results/paper-cv/ until re-run (#28).
+    # `bcdet tune --profile laptop --adopt results/tuning/laptop-inner2` (24 trials per arm, two validation sets
+    # per trial, scored on accuracy, SGD rates 1e-4..3e-2; the CPU VM, 2026-12-02): results/laptop-cv-inner2-partial/
+    # was recorded with it (#28). Before it, `bcdet tune --profile laptop --adopt results/tuning/laptop` (12 trials
+    # per arm, one validation set: fold 0's; the CPU VM, 2026-11-26): results/laptop/, results/laptop-cv/ and
+    # results/paper-cv/ were recorded with it (#28).
     "laptop": [{
+        "constant": {
+            "params": {
+                "lr": 0.0003107245250484751,
+                "weight_decay": 0.0002610855121506701,
+                "warmup": 2.0
+            },
+            "source": "results/tuning/laptop-inner2/best-constant.json: trial 10 of 24, score 0.675, study laptop-constant-grouped, commit b6657a0"
+        },
+        "decay": {
+            "params": {
+                "lr": 0.0003107245250484751,
+                "gamma": 0.2462950181855248,
+                "switch1": 0.40462801413400173,
+                "switch2": 0.583549290340908,
+                "switch3": 0.7592203566969457,
+                "weight_decay": 0.004256143003363095,
+                "warmup": 2.0
+            },
+            "source": "results/tuning/laptop-inner2/best-decay.json: trial 7 of 24, score 0.696, study laptop-decay-grouped, commit b6657a0"
+        },
+        "switching": {
+            "params": {
+                "lr": 0.00047068669166055506,
+                "sgd_lr": 0.0022385954319756865,
+                "gamma": 0.09005225765331942,
+                "switch1": 0.3027515191023612,
+                "switch2": 0.6029907111626659,
+                "switch3": 0.8925743322448072,
+                "weight_decay": 0.00029820798252634174,
+                "warmup": 2.0
+            },
+            "source": "results/tuning/laptop-inner2/best-switching.json: trial 12 of 24, score 0.682, study laptop-switching-grouped, commit b6657a0"
+        },
+        "onecycle": {
+            "params": {
+                "lr": 0.0003672357057572677,
+                "weight_decay": 0.00012989940033992115,
+                "pct_start": 0.107874809686769
+            },
+            "source": "results/tuning/laptop-inner2/best-onecycle.json: trial 16 of 24, score 0.707, study laptop-onecycle-grouped, commit b6657a0"
+        }
+    }, {
         "constant": {
             "params": {
                 "lr": 0.00022937145935627006,

@@ -293,9 +293,11 @@ def test_a_record_names_the_tuning_its_phases_came_from():
     prof = get_profile("laptop")
     today = [asdict(p) for p in schedule("switching", prof.epochs, prof)]
     assert tuning_of("switching", prof, today) == TUNED["laptop"]["switching"]["source"].split("/best-")[0]
-    old = TUNED_BEFORE["laptop"][0]["switching"]
-    before = [asdict(p) for p in schedule("switching", prof.epochs, replace(prof, tuning=None), old["params"])]
-    assert tuning_of("switching", prof, before) == "results/tuning/laptop"
+    for old in TUNED_BEFORE["laptop"]:  # newest first; the oldest is the first protocol's
+        old = old["switching"]
+        before = [asdict(p) for p in schedule("switching", prof.epochs, replace(prof, tuning=None), old["params"])]
+        assert tuning_of("switching", prof, before) == old["source"].split("/best-")[0]
+    assert old["source"].startswith("results/tuning/laptop/")
     assert tuning_of("matched", prof, [asdict(p) for p in schedule("matched", prof.epochs, prof)]) \
         == tuning_of("switching", prof, today)  # the matched arm borrows switching's tuning
     smoke = get_profile("smoke")
