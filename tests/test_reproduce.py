@@ -138,17 +138,23 @@ def test_report_is_built_from_the_metrics_and_the_study(tmp_path):
     (tmp_path / "figures" / "05_forest.png").write_bytes(b"png")
     text = rp.write_report(_fold0_metrics(), tmp_path, study=study).read_text()
     s = study.score("switching")
-    assert f"| ours, switching | leak-free grouped folds | {100 * s.accuracy.value:.1f}% " \
-           f"[{100 * s.accuracy.low:.1f}, {100 * s.accuracy.high:.1f}]" in text
+    t = s.accuracy_training  # the headline interval carries training variance; the fixed-model one beside it
+    assert f"| ours, switching | leak-free grouped folds | {100 * t.value:.1f}% [{100 * t.low:.1f}, " \
+           f"{100 * t.high:.1f}] | {100 * s.accuracy.value:.1f}% [{100 * s.accuracy.low:.1f}, " \
+           f"{100 * s.accuracy.high:.1f}] |" in text
     assert "| Achyuthanwesh et al., switching Adam/SGD + LR | not stated | 90.0%" in text
+    assert study.verdict_analysis and study.verdict_analysis in text
     for a, b, _ in sd.COMPARISONS:
         if {a, b} <= set(study.arms):
             d = study.difference(a, b)
-            assert f"| {a} − {b} | {d.question} | {100 * d.pooled.value:+.1f} [{100 * d.pooled.low:+.1f}, " \
-                   f"{100 * d.pooled.high:+.1f}] | {d.test.n} pairs, p = {d.test.p:.3f} |" in text
+            iv, f, (detectable, power) = d.training, d.fold_test, d.resolution(study.claim)
+            assert f"| {a} − {b} | {d.question} | {100 * iv.value:+.1f} [{100 * iv.low:+.1f}, " \
+                   f"{100 * iv.high:+.1f}] | {f.n} differences, p = {f.p:.3f}, [{100 * f.low:+.1f}, " \
+                   f"{100 * f.high:+.1f}] | {100 * d.pooled.value:+.1f} [{100 * d.pooled.low:+.1f}, " \
+                   f"{100 * d.pooled.high:+.1f}] | {100 * detectable:.1f} | {100 * power:.1f}% |" in text
             assert f"**{a} − {b}** ({d.question}): {100 * d.pooled.value:+.1f} points — the CI" in text
     d = study.difference("switching", "constant")
-    assert "The paper reports +9.0 points" in text and ("excludes 0" if d.pooled.low > 0 else "includes 0") in text
+    assert "The paper reports +9.0 points" in text and ("excludes 0" if d.training.low > 0 else "includes 0") in text
     g = next(x for x in study.leakage if x.arm == "switching" and x.metric == "accuracy")
     assert f"- switching: {100 * g.random:.1f}% vs {100 * g.grouped:.1f}% → {100 * g.gap.value:+.1f}" in text
     assert f"{len(study.conflicts)} image(s) whose near-duplicates carry another label" in text
@@ -162,7 +168,8 @@ def test_the_verdict_in_words_follows_the_interval():
     from bcdet_helpers.research.stats import Interval
 
     def d(low, high, a="switching", b="constant"):
-        return NS(a=a, b=b, pooled=Interval((low + high) / 2, low, high, 0.01), detectable=0.12)
+        iv = Interval((low + high) / 2, low, high, 0.01)
+        return NS(a=a, b=b, verdict_interval=iv, resolution=lambda claim: (0.12, 0.9))
 
     assert "switching is better than constant, by more than the paper's +9.0" in rp.verdict(d(0.10, 0.20), 0.09)
     assert "but by less than the paper's +9.0 points (the CI excludes it)" in rp.verdict(d(0.01, 0.05), 0.09)
@@ -170,6 +177,36 @@ def test_the_verdict_in_words_follows_the_interval():
     assert "detects a true difference of 12.0 points" in rp.verdict(d(-0.05, 0.04), 0.09)
     assert "nor rule out" in rp.verdict(d(-0.05, 0.12), 0.09)
     assert "decay is worse than constant" in rp.verdict(d(-0.2, -0.1, "decay"), 0.09)
+
+
+def test_the_verdict_reads_the_interval_with_training_variance_not_the_fixed_model_one():
+    """Issue #28: "+9 is ruled out" only where the interval that resamples the trained models excludes it.
+    Here the fixed-model interval excludes 0 and +9, the training-variance one includes both."""
+    from bcdet_helpers.research import stats as st
+    from bcdet_helpers.research.stats import CorrectedTTest, Interval
+    from bcdet_helpers.research.study.result import Difference
+
+    t = CorrectedTTest(n=10, mean=0.02, sd=0.03, n_train=500, n_test=150, se=0.012, naive_se=0.01, t=1.7, df=9,
+                       p=0.12, low=-0.007, high=0.047)
+    fixed, wide = Interval(0.03, 0.01, 0.05, 0.01), Interval(0.03, -0.04, 0.11, 0.038)
+    d = Difference(a="switching", b="constant", question="the paper's claim", kind="grouped", weights="last",
+                   metric="accuracy", pooled=fixed, image_level=fixed, per_run=[0.02] * 10, runs=[[0, 0]] * 10, test=t,
+                   detectable=0.03, detectable_bootstrap=0.03, power_at_claim=0.99, training=wide)
+    assert d.verdict_interval is wide
+    text = rp.verdict(d, 0.09)
+    assert "cannot tell switching from constant" in text and "nor rule out the paper's +9.0 points" in text
+    detectable, power = d.resolution(0.09)
+    assert detectable == pytest.approx((1.959964 + 0.841621) * 0.038, rel=1e-4) and power < 0.9
+    assert f"detects a true difference of {100 * detectable:.1f} points" in text
+    with_test = Difference(**{**d.__dict__, "fold_test": CorrectedTTest(
+        n=5, mean=0.02, sd=0.05, n_train=500, n_test=150, se=0.05, naive_se=0.02, t=0.4, df=4, p=0.7, low=-0.12,
+        high=0.16)})  # the corrected test sees less than the bootstrap here: the claim is sized to it
+    assert with_test.resolution(0.09)[0] == pytest.approx(st.detectable_difference(0.05, 4))
+    assert with_test.resolution(0.09)[1] == pytest.approx(st.power_at(0.09, 0.05, 4))
+    assert with_test.resolution(0.09)[1] < power
+    older = Difference(**{**d.__dict__, "training": None})  # a version-1 study: the fixed-model interval and its test
+    assert older.verdict_interval is fixed and older.resolution(0.09) == (0.03, 0.99)
+    assert "switching is better than constant" in rp.verdict(older, 0.09)
 
 
 def test_estimate_prefers_recorded_seconds_per_epoch(tmp_path, monkeypatch):

@@ -99,9 +99,12 @@ def _iv(iv, signed: bool = False) -> str:
 
 
 def verdict(d, claim: float) -> str:
-    """What the difference ``d`` (a :class:`~bcdet_helpers.research.study.Difference`) and its clustered CI show,
-    in plain words, against a difference the size of the paper's ``claim``."""
-    iv = d.pooled
+    """What the difference ``d`` (a :class:`~bcdet_helpers.research.study.Difference`) and the verdict's interval
+    show, in plain words, against a difference the size of the paper's ``claim``: the interval with training
+    variance (``d.verdict_interval``), so "rules out +9" is said only where the trained models' variance
+    is in it (issue #28)."""
+    iv = d.verdict_interval
+    detectable = d.resolution(claim)[0]
     if _missing(iv.low) or _missing(iv.high):
         return "no interval (too few groups or runs)"
     size = f"the paper's {_pts(claim)} points" if (d.a, d.b) == ("switching", "constant") else \
@@ -117,30 +120,68 @@ def verdict(d, claim: float) -> str:
         return text
     text = f"the CI includes 0: the data cannot tell {d.a} from {d.b}"
     text += f", and it excludes {size}" if iv.high < claim else f", nor rule out {size}"
-    if not _missing(d.detectable):
-        text += (f"; this design detects a true difference of {100 * d.detectable:.1f} points or more with 80% "
+    if not _missing(detectable):
+        text += (f"; this design detects a true difference of {100 * detectable:.1f} points or more with 80% "
                  "power, so a smaller one may exist unseen")
     return text
 
 
-def _study_sections(study, add, profile_folder: str) -> None:
-    """The cross-validated study's part of the report, from the :class:`~bcdet_helpers.research.study.Study`."""
+def _verdict_section(study, kind: str, add) -> None:
+    """The paired differences, read from the analysis ``study.json`` names as the verdict's
+    (``study.verdict_analysis``), the sensitivity checks beside it."""
     from ..published import PUBLISHED
 
+    add(f"## The verdict: paired differences ({kind} split)\n")
+    named = (f"**The verdict's analysis**, named in `study.json` before the second fold partition was scored: "
+             f"{study.verdict_analysis}." if study.verdict_analysis else
+             "This older study names no verdict analysis: its interval is the fixed-model group bootstrap.")
+    add(f"Pooled out-of-fold difference in accuracy (percentage points). {named} "
+        "What the design can detect (80 % power) and its power against the paper's "
+        f"{_pts(study.claim)} points are the less optimistic of that interval's and the corrected test's. "
+        "The corrected test "
+        "(seeds averaged within a fold, the unit it was derived for) and the fixed-model interval (the same trained "
+        "models, groups resampled) are the sensitivity checks beside it.\n")
+    add("| comparison | question | ours, points [95% CI with training variance] | corrected t-test, partitions × folds "
+        "| fixed-model CI | detectable | power at the claim |")
+    add("| --- | --- | --- | --- | --- | --- | --- |")
+    rows = [d for d in study.differences if d.kind == kind and d.metric == "accuracy" and d.weights == study.weights]
+    for d in rows:
+        detectable, power = d.resolution(study.claim, study.alpha)
+        test = (f"{d.fold_test.n} differences, p = {_num(d.fold_test.p)}, [{_pts(d.fold_test.low)}, "
+                f"{_pts(d.fold_test.high)}]" if d.fold_test is not None and d.fold_test.n > 1 else "–")
+        sees = "–" if _missing(detectable) else _num(100 * detectable, 1)
+        add(f"| {d.a} − {d.b} | {d.question} | {_iv(d.verdict_interval, signed=True)} | {test} | "
+            f"{_iv(d.pooled, signed=True) if d.training is not None else '–'} | {sees} | {_pct(power)} |")
+    add("")
+    for d in rows:
+        paper = (f" The paper reports {_pts(study.claim)} points ({_pct(PUBLISHED['paper_switching']['accuracy'])} vs "
+                 f"{_pct(PUBLISHED['paper_constant']['accuracy'])}, one run each)."
+                 if (d.a, d.b) == ("switching", "constant") else "")
+        add(f"- **{d.a} − {d.b}** ({d.question}): {_pts(d.pooled.value)} points — {verdict(d, study.claim)}.{paper}")
+    add("")
+
+
+def _study_sections(study, add, profile_folder: str) -> None:
+    """The cross-validated study's part of the report, from the :class:`~bcdet_helpers.research.study.Study`."""
     kind = "grouped" if "grouped" in study.kinds else study.kinds[0]
+    parts = study.partitions(kind)
     add("## Headline: pooled out-of-fold accuracy, ours vs the paper\n")
-    add(f"Study `{profile_folder}`: {len(study.arms)} arms x {study.folds.get(kind)} folds x seeds "
+    add(f"Study `{profile_folder}`: {len(study.arms)} arms x {len(parts)} fold partition(s) x "
+        f"{study.folds.get(kind)} folds x seeds "
         + ", ".join(f"{k}: {', '.join(map(str, v))}" for k, v in study.seeds.items())
-        + f"; every image is a test image once per seed. {study.n_scored} of {study.n_images} images scored "
-        f"({len(study.conflicts)} label-conflict images {'included' if study.include_conflicts else 'left out'}); "
-        f"weights: `{study.weights}.pt` (final). 95% CIs from {study.n_boot} bootstrap resamples of "
-        "near-duplicate groups.\n")
-    add("Balanced accuracy and the malignant operating point carry training variance too (seeds and fold "
-        "partitions resampled); the operating point is each run's threshold for 90 % malignant sensitivity, "
-        "chosen on its validation images and carried over to its test fold.\n")
-    add("| | split | accuracy [95% CI] | macro-F1 [95% CI] | malignant recall [95% CI] | balanced accuracy "
-        "[95% CI] | malignant sensitivity / specificity at the validation-chosen threshold | seeds |")
-    add("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        + f"; every image is a test image once per seed and partition. {study.n_scored} of {study.n_images} images "
+        f"scored ({len(study.conflicts)} label-conflict images {'included' if study.include_conflicts else 'left out'}); "
+        f"weights: `{study.weights}.pt` (final). {study.n_boot} bootstrap resamples.\n")
+    add("Accuracy, balanced accuracy and the malignant operating point carry training variance: each resample "
+        "draws the trained models (seeds x fold partitions) and the near-duplicate groups, so the interval "
+        "answers \"other models trained the same way, other patients\"; the fixed-model interval beside "
+        "accuracy resamples the groups only (the same models, another test set) and is narrower. Macro-F1 and "
+        "recall hold the models fixed. The operating point is each run's threshold for 90 % malignant "
+        "sensitivity, chosen on its validation images and carried over to its test fold.\n")
+    add("| | split | accuracy [95% CI with training variance] | fixed-model CI | macro-F1 [95% CI] | malignant "
+        "recall [95% CI] | balanced accuracy [95% CI] | malignant sensitivity / specificity at the "
+        "validation-chosen threshold | seeds |")
+    add("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for k in study.kinds:
         for arm in study.arms:
             try:
@@ -150,29 +191,12 @@ def _study_sections(study, add, profile_folder: str) -> None:
             label = "leak-free grouped folds" if k == "grouped" else "random folds (paper-like, leak near-duplicates)"
             point = (f"{_iv(s.malignant_sensitivity)} / {_iv(s.malignant_specificity)}"
                      if s.malignant_sensitivity is not None else "–")
-            add(f"| ours, {arm} | {label} | {_iv(s.accuracy)} | {_iv(s.macro_f1)} | "
+            add(f"| ours, {arm} | {label} | {_iv(s.accuracy_training or s.accuracy)} | "
+                f"{_iv(s.accuracy) if s.accuracy_training else '–'} | {_iv(s.macro_f1)} | "
                 f"{_iv(s.recall.get('malignant'))} | {_iv(s.balanced_accuracy)} | {point} | {s.n_seeds} |")
-    _paper_rows(add, lambda ref: ["not stated", f"{_pct(ref['accuracy'])} (no CI)", "–", "–", "–", "–", "–"])
+    _paper_rows(add, lambda ref: ["not stated", f"{_pct(ref['accuracy'])} (no CI)", "–", "–", "–", "–", "–", "–"])
     add("")
-    add(f"## The verdict: paired differences ({kind} split)\n")
-    add("Pooled out-of-fold difference in accuracy (percentage points), its 95% CI from a paired bootstrap "
-        "over near-duplicate groups, the Nadeau–Bengio corrected t-test over the (fold, seed) pairs, the "
-        "smallest difference the design detects with 80% power, and the power against the paper's "
-        f"{_pts(study.claim)} points.\n")
-    add("| comparison | question | ours, points [95% CI] | corrected t-test | detectable | power at the claim |")
-    add("| --- | --- | --- | --- | --- | --- |")
-    rows = [d for d in study.differences if d.kind == kind and d.metric == "accuracy" and d.weights == study.weights]
-    for d in rows:
-        add(f"| {d.a} − {d.b} | {d.question} | {_iv(d.pooled, signed=True)} | "
-            f"{d.test.n} pairs, p = {_num(d.test.p)} | {_num(100 * d.detectable, 1) if not _missing(d.detectable) else '–'} | "
-            f"{_pct(d.power_at_claim)} |")
-    add("")
-    for d in rows:
-        paper = (f" The paper reports {_pts(study.claim)} points ({_pct(PUBLISHED['paper_switching']['accuracy'])} vs "
-                 f"{_pct(PUBLISHED['paper_constant']['accuracy'])}, one run each)."
-                 if (d.a, d.b) == ("switching", "constant") else "")
-        add(f"- **{d.a} − {d.b}** ({d.question}): {_pts(d.pooled.value)} points — {verdict(d, study.claim)}.{paper}")
-    add("")
+    _verdict_section(study, kind, add)
     leak = [g for g in study.leakage if g.metric == "accuracy" and g.weights == study.weights]
     if leak:
         add("## Leakage gap (random folds minus grouped folds, pooled accuracy)\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import BcdetError
-from ..stats import CorrectedTTest, Interval
+from ..stats import CorrectedTTest, Interval, bootstrap_detectable_difference, detectable_difference, power_at
 from .decode import _build
 
 
@@ -153,6 +153,29 @@ class Difference:
     fold_test: CorrectedTTest | None = None
     partitions: list[int] | None = None  # the fold partition of each per_run value (None: all the first)
 
+    @property
+    def verdict_interval(self) -> Interval:
+        """The interval the verdict reads (:data:`VERDICT_ANALYSIS`): ``training``, which resamples the trained
+        models as well as the groups; a version-1 study has only the fixed-model ``pooled`` one."""
+        return self.training if self.training is not None else self.pooled
+
+    def resolution(self, claim: float, alpha: float = 0.05) -> tuple[float, float]:
+        """What the design can see: (the smallest true difference it detects with 80 % power, its power at
+        ``claim``). With training variance in the study, the less optimistic of two readings: the verdict
+        interval's bootstrap standard error (normal quantiles) and the corrected repeated-CV test's (t on
+        partitions x folds - 1 degrees of freedom). The bootstrap draws from few training replicates (6 at
+        laptop) and may understate their spread; the test has few degrees of freedom; a claim is sized to the
+        worse. A version-1 study has only its older (fold, seed) test's ``detectable`` and ``power_at_claim``."""
+        if self.training is None:
+            return self.detectable, self.power_at_claim
+        detectable = bootstrap_detectable_difference(self.training, alpha)
+        power = power_at(claim, self.training.se, None, alpha)
+        t = self.fold_test
+        if t is not None and t.n > 1 and math.isfinite(t.se) and t.se > 0:
+            detectable = max(detectable, detectable_difference(t.se, t.df, alpha))
+            power = min(power, power_at(claim, t.se, t.df, alpha))
+        return detectable, power
+
 
 @dataclass
 class LeakageGap:
@@ -252,6 +275,10 @@ class Study:
         return cls.from_dict(json.loads(path.read_text()))
 
     # ---- look-ups
+    def partitions(self, kind: str = "grouped") -> list[int]:
+        """The fold partitions the study's ``kind`` ran (``[0]``: the profile's own folds only)."""
+        return sorted({c.partition for c in self.coverage if c.kind == kind}) or [0]
+
     @property
     def complete(self) -> bool:
         """Every (arm, kind, weights, seed) has exactly one prediction per image."""
@@ -301,6 +328,8 @@ class Study:
                          "nb_low": d.test.low, "nb_high": d.test.high, "nb_t": d.test.t, "nb_p": d.test.p,
                          "detectable": d.detectable, "detectable_bootstrap": d.detectable_bootstrap,
                          "power_at_claim": d.power_at_claim,
+                         "verdict_detectable": d.resolution(self.claim, self.alpha)[0],
+                         "verdict_power_at_claim": d.resolution(self.claim, self.alpha)[1],
                          "training_low": d.training.low if d.training else math.nan,
                          "training_high": d.training.high if d.training else math.nan,
                          "fold_test_n": d.fold_test.n if d.fold_test else 0,
@@ -330,9 +359,10 @@ class Study:
         corrected test and what the design can detect."""
         pts = lambda v: f"{100 * v:+.1f}"
         conflicts = "included" if self.include_conflicts else "excluded"
-        head = (f"{self.profile}: {len(self.arms)} arms x {self.folds.get(kind, '?')} folds x "
-                f"{len(self.seeds.get(kind, []))} seeds ({kind} split), {self.n_scored} of {self.n_images} images "
-                f"scored ({len(self.conflicts)} label conflicts {conflicts}), weights: {self.weights}.")
+        head = (f"{self.profile}: {len(self.arms)} arms x {len(self.partitions(kind))} fold partition(s) x "
+                f"{self.folds.get(kind, '?')} folds x {len(self.seeds.get(kind, []))} seeds ({kind} split), "
+                f"{self.n_scored} of {self.n_images} images scored ({len(self.conflicts)} label conflicts "
+                f"{conflicts}), weights: {self.weights}.")
         out = [head]
         for d in self.differences:
             if d.kind != kind or d.metric != "accuracy" or d.weights != self.weights:
@@ -348,9 +378,10 @@ class Study:
             if d.fold_test is not None and d.fold_test.n > 1:
                 line += (f"; corrected repeated-CV t-test over {d.fold_test.n} (partition, fold) differences, seeds "
                          f"averaged: p = {d.fold_test.p:.3f}, CI [{pts(d.fold_test.low)}, {pts(d.fold_test.high)}]")
-            line += (f"; the older test over {d.test.n} (fold, seed) pairs: p = {d.test.p:.3f}; "
-                     f"smallest detectable difference {100 * d.detectable:.1f} points "
-                     f"(power {100 * d.power_at_claim:.0f}% at the paper's +{100 * self.claim:.0f}).")
+            detectable, power = d.resolution(self.claim, self.alpha)
+            line += (f"; smallest detectable difference {100 * detectable:.1f} points (power {100 * power:.0f}% at "
+                     f"the paper's +{100 * self.claim:.0f}); the older test over {d.test.n} (fold, seed) pairs: "
+                     f"p = {d.test.p:.3f}.")
             out.append(line)
         return out
 
