@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run notebook 05's cross-validated study (default: yes for paper and laptop, no for "
                          "class and smoke)")
     rp.add_argument("--no-ladder", dest="ladder", action="store_false",
-                    help="leave out the leakage ladder's extra runs (25 of laptop's 105): the same verdict, "
-                         "and the ladder without the rungs they measure")
+                    help="leave out the leakage ladder's extra runs (the random split's further seeds and the "
+                         "runs with test copies; `bcdet study --list` names them): the same verdict, and the "
+                         "ladder without the rungs they measure")
     rp.add_argument("--out", default=None, help="default: runs/<profile>/")
     rp.add_argument("--yes", action="store_true",
                     help="start even when the training is estimated at over an hour, without asking")
