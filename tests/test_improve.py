@@ -507,6 +507,34 @@ def test_a_real_climb_screens_on_one_seed_and_scores_the_chosen_one_on_all(tmp_p
     assert table.set_index("rung").loc["imbalance", "validation"] == pytest.approx(choice["value"])
 
 
+def test_the_baseline_takes_verdict_runs_without_weights_from_the_verdicts_record(tmp_path, monkeypatch):
+    """A verdict run restored from a committed snapshot, or trained on a lent GPU whose checkpoints stayed there,
+    has no weights here: the baseline takes its predictions from the verdict's record, unchanged and without
+    training it again, instead of refusing it (#31; the first GPU climb stopped on exactly this)."""
+    from bcdet_helpers.research.study import run_study
+
+    data = make_busi(tmp_path / "busi", 8)
+    prof = dataclasses.replace(get_profile("smoke", epochs=1), folds=3)
+    monkeypatch.setenv("BCDET_DATA", str(data))
+    monkeypatch.setenv("BCDET_BUSBRA", str(tmp_path / "no-busbra"))
+    monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))
+    design = im.improve_design(prof, "constant")
+    run_study(design, jobs=1, progress=False, n_boot=20)  # the verdict's runs of the arm, in runs/smoke/cv
+    for weights in (tmp_path / "runs" / "smoke").glob("*/*.pt"):
+        weights.unlink()  # as restored from a snapshot
+    finished = {p: p.stat().st_mtime for p in (tmp_path / "runs" / "smoke").glob("*/result.json")}
+    assert len(finished) == len(design.runs()) == 3
+    arm, _, choices = im.climb(prof, ["baseline"], "constant", jobs=1, progress=False, n_boot=20)
+    assert arm == "constant" and choices[0].decided and choices[0].value is not None
+    verdict, base = tmp_path / "runs" / "smoke" / "cv", tmp_path / "runs" / "smoke" / "improve" / "studies" / "baseline"
+    for key in design.runs():
+        for part in ("oof", "val"):
+            pd.testing.assert_frame_equal(pd.read_csv(base / part / f"{key.name}.csv"),
+                                          pd.read_csv(verdict / part / f"{key.name}.csv"))
+    assert {p: p.stat().st_mtime for p in finished} == finished  # nothing trained again
+    assert len(pd.read_csv(base / "runs.csv")) == 3
+
+
 # ------------------------------------------------------------------------------------------- the CLI
 def test_bcdet_improve_list_prints_the_runs_and_trains_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BCDET_RUNS", str(tmp_path / "runs"))

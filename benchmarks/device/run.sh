@@ -14,9 +14,14 @@ if [ -d .whl ]; then  # Optuna and its needs, missing from the GPU image (wheels
 fi
 export BCDET_RUNS=/tmp/bcdet-runs BCDET_GIT_COMMIT=$(cat .gpu/commit)
 export BCDET_DATA=$(python3 -c "import json;print(json.load(open('.gpu/manifest.json'))['root'])")
+# BUS-BRA (#30), when prepare.py found it here: fake_busi.py recreates its table and names there, so every run predicts it
+export BCDET_BUSBRA=$(python3 -c "import json;print(json.load(open('.gpu/manifest.json')).get('busbra',{}).get('root','/nonexistent'))")
 t0=$(date +%s)
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1
   python3 -c "import sys,torch;print(sys.version.split()[0],torch.__version__,torch.cuda.is_available(),torch.get_num_threads())"; } 2>&1 | tee $OUT/env.txt
+python3 -c "import glob, lzma, os, shutil
+for f in glob.glob('.gpu/cache/*.xz'):  # prepare.py compressed the caches to fit the call
+    shutil.copyfileobj(lzma.open(f), open(f[:-3], 'wb')); os.remove(f)"
 python3 $HERE/fake_busi.py $BCDET_RUNS 2>&1 | tee -a $OUT/env.txt; [ ${PIPESTATUS[0]} = 0 ] || exit 3
 [ -f .gpu/study-$PROFILE.tar.gz ] && tar xzf .gpu/study-$PROFILE.tar.gz -C $BCDET_RUNS  # an earlier call's runs: not retrained
 export BCDET_FAKE_TREE=1 PYTHONPATH=$SITE$PWD/$HERE/site:$PWD
@@ -50,4 +55,19 @@ timeout -s INT $STUDY_S python3 $HERE/study.py --profile $PROFILE --device $DEV 
 echo "study exit $? after $(( $(date +%s) - t0 )) s" | tee -a $OUT/env.txt
 tail -3 $OUT/study.log; mkdir -p $BCDET_RUNS/$PROFILE/cv
 python3 $HERE/pack.py $BCDET_RUNS $PROFILE $OUT/study-$PROFILE.tar.gz
+# IMPROVE_RUNGS="baseline imbalance" (#31): then, if the study finished (study.json) and IMPROVE_S seconds are given
+# (or END_S: the call's seconds in all, IMPROVE_S what is left of them),
+# climb those rungs of the improvement ladder with the arm the new study's validation images choose (not the
+# committed results/<profile>-cv's, which improve would read first), packed to $OUT/improve-$PROFILE.tar.gz
+[ -n "${END_S:-}" ] && IMPROVE_S=$(( END_S - ($(date +%s) - t0) - 25 ))  # what is left of END_S seconds in all
+if [ -n "${IMPROVE_RUNGS:-}" ] && [ -f $BCDET_RUNS/$PROFILE/cv/study.json ] && [ "${IMPROVE_S:-0}" -gt 20 ]; then
+  arm=$(python3 -c "
+from bcdet_helpers.profiles import get_profile; from bcdet_helpers.research.study.improve import verdict_arm
+arm, why = verdict_arm(get_profile('$PROFILE'), folders=['$BCDET_RUNS/$PROFILE/cv']); print(arm); import sys; print(why, file=sys.stderr)" 2>>$OUT/env.txt)
+  echo "improve: rungs $IMPROVE_RUNGS with arm $arm for at most $IMPROVE_S s" | tee -a $OUT/env.txt
+  timeout -s INT $IMPROVE_S python3 -m bcdet_helpers.research.cli improve --profile $PROFILE --rungs $IMPROVE_RUNGS \
+    --arm $arm --jobs $jobs --device $DEV > $OUT/improve.log 2>&1
+  echo "improve exit $? after $(( $(date +%s) - t0 )) s" | tee -a $OUT/env.txt
+  python3 $HERE/pack.py $BCDET_RUNS $PROFILE $OUT/improve-$PROFILE.tar.gz --improve
+fi
 echo "all done after $(( $(date +%s) - t0 )) s"
