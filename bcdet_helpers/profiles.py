@@ -263,8 +263,8 @@ TUNED_BEFORE: dict[str, list[dict[str, dict]]] = {
     # `bcdet tune --profile laptop --adopt results/tuning/laptop-inner2` (24 trials per arm, two validation sets
     # per trial, scored on accuracy, SGD rates 1e-4..3e-2; the CPU VM, 2026-12-02): results/laptop-cv-inner2-partial/
     # was recorded with it (#28). Before it, `bcdet tune --profile laptop --adopt results/tuning/laptop` (12 trials
-    # per arm, one validation set: fold 0's; the CPU VM, 2026-11-26): results/laptop/, results/laptop-cv/ and
-    # results/paper-cv/ were recorded with it (#28).
+    # per arm, one validation set: fold 0's; the CPU VM, 2026-11-26): results/laptop/, results/history/laptop-cv-12trials/
+    # (until 2026-12-04 results/laptop-cv/) and results/paper-cv/ were recorded with it (#28).
     "laptop": [{
         "constant": {
             "params": {
