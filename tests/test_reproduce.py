@@ -126,6 +126,27 @@ def test_report_without_a_study_shows_one_fold_and_says_no_verdict(tmp_path):
     assert "figures/05_gradcam.png" not in text  # only figures that exist are linked
 
 
+def test_the_reports_study_line_counts_every_arm_partition_and_ladder_run(tmp_path):
+    """The header line names the study that ran: the matched arm, both fold partitions and the leakage ladder's
+    runs included (it once said "80 training runs = arms constant, decay, switching, onecycle" of a 275-run study)."""
+    metrics = _fold0_metrics()
+    metrics["reproduce"] = {"study": {
+        "run": True, "seeds": [0, 1, 2], "splits": ["grouped", "random"], "folds": 5,
+        "schedules": ["constant", "decay", "switching", "onecycle"],
+        "arms": ["constant", "decay", "switching", "onecycle", "matched"], "partitions": 2,
+        "seeds_by_kind": {"grouped": [0, 1, 2], "random": [0]}, "runs": 275, "smaller_than_profile": False}}
+    line = next(x for x in rp.write_report(metrics, tmp_path).read_text().splitlines()
+                if x.startswith("- cross-validated study:"))
+    assert line.startswith("- cross-validated study: 275 training runs = arms constant, decay, switching, onecycle, "
+                           "matched x 5 folds")
+    assert "on 2 fold partitions" in line and "100 more for the leakage ladder" in line  # 5 x 5 x (3 x 2 + 1) = 175
+    del metrics["reproduce"]["study"]["arms"], metrics["reproduce"]["study"]["partitions"]  # a record from before
+    del metrics["reproduce"]["study"]["runs"]
+    older = next(x for x in rp.write_report(metrics, tmp_path).read_text().splitlines()
+                 if x.startswith("- cross-validated study:"))
+    assert older.startswith("- cross-validated study: 80 training runs = arms constant, decay, switching, onecycle x")
+
+
 def test_report_is_built_from_the_metrics_and_the_study(tmp_path):
     """The study's numbers come from the typed Study (one schema), set beside the paper's."""
     from test_study import write_folder

@@ -318,9 +318,14 @@ def write_report(metrics: dict, folder: str | Path, executed_notebooks: str | No
     if scope:
         # "splits" and "schedules": the record's keys (reproduce.py) for the kinds and the arms
         by_kind = scope.get("seeds_by_kind") or {k: scope["seeds"] for k in scope["splits"]}
-        n = len(scope["schedules"]) * scope.get("folds", 5) * sum(len(v) for v in by_kind.values())
-        design = (f"{n} training runs = arms {', '.join(scope['schedules'])} x {scope.get('folds', 5)} folds x seeds "
+        arms, folds, parts = scope.get("arms") or scope["schedules"], scope.get("folds", 5), scope.get("partitions", 1)
+        # the grouped split on every fold partition, the random split (the leakage gap) on the first
+        base = len(arms) * folds * sum(len(v) * (parts if k == "grouped" else 1) for k, v in by_kind.items())
+        n = scope.get("runs") or base
+        design = (f"{n} training runs = arms {', '.join(arms)} x {folds} folds x seeds "
                   + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in by_kind.items())
+                  + (f"; the grouped split on {parts} fold partitions" if parts > 1 else "")
+                  + (f"; {n - base} more for the leakage ladder" if n > base else "")
                   + (" (smaller than the profile's own study, to fit the time at hand)"
                      if scope.get("smaller_than_profile") else ""))
         if scope.get("run", True):

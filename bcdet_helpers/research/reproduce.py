@@ -222,6 +222,7 @@ def reproduce(profile: str = "paper", out: str | Path | None = None, notebooks=N
                       # record keys from before issue #32: "splits" are the kinds, "schedules" the arms
                       "seeds": list(prof.seeds), "splits": list(prof.kinds), "schedules": list(prof.arms),
                       "folds": prof.folds, "seeds_by_kind": study_seeds(prof, random_seeds),
+                      "arms": list(prof.study_arms), "partitions": prof.partitions,
                       "runs": len(study_runs(prof, random_seeds, ladder)) if with_study else 0,
                       "complete": None if cv is None else cv.complete,
                       "smaller_than_profile": bool(seeds or kinds or random_seeds)},
