@@ -312,8 +312,9 @@ def tune(profile, arm: str, trials: int, storage: str | None = None, kind: str =
     url = check_storage(storage or storage_url(prof.name))
     t0 = time.time()
     if progress:
-        print(f"tuning {arm} on {prof.name}: {trials} trials, {jobs} worker(s)"
-              + (" x 1 thread (the faster way on this CPU)" if jobs > 1 else ", one run at a time"), flush=True)
+        where = "the CPU" if str(device) == "cpu" else f"device {device}"
+        print(f"tuning {arm} on {prof.name}: {trials} trials, "
+              + (f"{jobs} workers at once on {where}" if jobs > 1 else f"one run at a time on {where}"), flush=True)
     if jobs > 1:  # N single-thread workers: on 2 CPU cores, 1.13x one two-thread run (issue #17)
         _worker(prof, arm, kind, 0, url, seed, device, False, 0)  # creates the study once, before they race
     # each worker pulls trials from the shared storage until the study holds `trials`
