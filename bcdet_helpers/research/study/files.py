@@ -1,6 +1,7 @@
 """The files of a study folder: the columns of its prediction CSVs (``oof/``, ``val/``) and of
-``runs.csv``, and the readers of ``folds.csv`` and the predictions (with the label conflicts of its
-near-duplicate groups). See :mod:`bcdet_helpers.research.study`."""
+``runs.csv``, the readers of ``folds.csv`` and the predictions (with the label conflicts of its
+near-duplicate groups), and a copier of runs' records from one study folder to another. See
+:mod:`bcdet_helpers.research.study`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,3 +51,37 @@ def load_predictions(folder: str | Path, part: str = "test") -> pd.DataFrame:
         return pd.DataFrame(columns=PREDICTION_COLUMNS)
     df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     return df if "partition" in df else df.assign(partition=0)  # recorded before fold partitions (#28)
+
+
+def copy_run_records(src: str | Path, dst: str | Path, keys) -> int:
+    """Copy study folder ``src``'s records of the runs ``keys`` -- their ``oof/``, ``val/`` and ``external/`` files
+    and ``runs.csv`` rows -- into study folder ``dst`` where it has none; returns how many runs.
+
+    What for: the improvement ladder's baseline *is* the verdict's runs, in a study folder of its own, and a verdict
+    run without weights (restored from a committed snapshot, or trained on a lent GPU whose checkpoints stayed
+    there) can only be taken from a record: :func:`~bcdet_helpers.research.study.run_study` refuses it otherwise.
+    Copying changes no number: the files are the same runs' own predictions, with their times (newer than the run)."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    if not (src / "runs.csv").exists():
+        return 0
+    recorded = pd.read_csv(src / "runs.csv")
+    if "partition" not in recorded:
+        recorded = recorded.assign(partition=0)
+    dst.mkdir(parents=True, exist_ok=True)
+    have = pd.read_csv(dst / "runs.csv") if (dst / "runs.csv").exists() else recorded.iloc[:0]
+    rows = []
+    for key in keys:
+        row = recorded[(recorded["arm"] == key.arm) & (recorded["kind"] == key.kind) & (recorded["fold"] == key.fold)
+                       & (recorded["seed"] == key.seed) & (recorded["partition"] == key.partition)]
+        made = [src / part / f"{key.name}.csv" for part in ("oof", "val")]
+        if row.empty or not all(f.exists() for f in made) or (dst / "oof" / f"{key.name}.csv").exists():
+            continue
+        for f in [*made, *(src / "external").glob(f"{key.name}.csv*")]:  # external/: gzipped, when BUS-BRA was here
+            (dst / f.parent.name).mkdir(exist_ok=True)
+            shutil.copy2(f, dst / f.parent.name / f.name)
+        rows.append(row)
+    if rows:
+        pd.concat([have, *rows], ignore_index=True).to_csv(dst / "runs.csv", index=False)
+    return len(rows)

@@ -57,6 +57,7 @@ from ...paths import runs_dir
 from ...profiles import Profile, get_profile, improve_candidates
 from ...runkey import RunKey
 from .design import StudyDesign, study_design
+from .files import copy_run_records
 from .improve_validation import CHOICE_METRIC, validation_score, verdict_arm
 
 __all__ = ["RUNGS", "RUNG_NAMES", "CHOICE_METRIC", "Rung", "Step", "Choice", "verdict_arm", "improve_design",
@@ -313,45 +314,6 @@ def plan_ladder(profile: str | Profile, rungs=None, arm: str | None = None, *, w
     return arm, how, choices
 
 
-def reuse_verdict_records(step: Step, verdict: Path, keys: list[RunKey]) -> int:
-    """Copy the verdict study's records of the baseline's runs ``keys`` -- ``oof/``, ``val/``, ``external/`` and
-    their ``runs.csv`` rows -- into the baseline's own study folder where it has none; returns how many runs.
-
-    Why: the baseline *is* the verdict's runs, but its study folder is its own, and a verdict run without
-    weights -- restored from a committed snapshot, or trained on another machine (a lent GPU) whose checkpoints
-    stayed there -- can only be taken from a record (:func:`~bcdet_helpers.research.study.cv.run_study` refuses
-    it otherwise). Copying changes no number: the files are the verdict's own predictions of the same runs."""
-    import shutil
-
-    import pandas as pd
-
-    from .external import external_csv
-
-    if not (verdict / "runs.csv").exists():
-        return 0
-    out = Path(step.folder)
-    out.mkdir(parents=True, exist_ok=True)
-    recorded = pd.read_csv(verdict / "runs.csv")
-    if "partition" not in recorded:
-        recorded = recorded.assign(partition=0)
-    have = pd.read_csv(out / "runs.csv") if (out / "runs.csv").exists() else recorded.iloc[:0]
-    rows = []
-    for key in keys:
-        sources = [verdict / part / f"{key.name}.csv" for part in ("oof", "val")]
-        row = recorded[(recorded["arm"] == key.arm) & (recorded["kind"] == key.kind) & (recorded["fold"] == key.fold)
-                       & (recorded["seed"] == key.seed) & (recorded["partition"] == key.partition)]
-        if row.empty or not all(f.exists() for f in sources) or (out / "oof" / f"{key.name}.csv").exists():
-            continue
-        for f in [*sources, external_csv(verdict, key)]:
-            if f.exists():
-                (out / f.parent.name).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, out / f.parent.name / f.name)  # the verdict's mtimes: "newer than the run" holds
-        rows.append(row)
-    if rows:
-        pd.concat([have, *rows], ignore_index=True).to_csv(out / "runs.csv", index=False)
-    return len(rows)
-
-
 def climb(profile: str | Profile, rungs=None, arm: str | None = None, *, work: str | Path | None = None,
           jobs: int | None = None, device="auto", progress: bool = True, seeds=None, folds=None, partitions=None,
           n_boot: int | None = None) -> tuple[str, str, list[Choice]]:
@@ -367,8 +329,8 @@ def climb(profile: str | Profile, rungs=None, arm: str | None = None, *, work: s
             what = "screening, " if keys != step.keys else ""
             print(f"--- {step.rung}: {step.candidate} ({what}{len(keys)} runs in runs/{step.profile.name}/, "
                   f"{step.runs_done(keys)} finished)", flush=True)
-        if step.rung == "baseline":
-            reuse_verdict_records(step, runs_dir(step.profile.name) / "cv", keys)
+        if step.rung == "baseline":  # its runs are the verdict's: without weights, their records are too
+            copy_run_records(runs_dir(step.profile.name) / "cv", step.folder, keys)
         run_study(design, out=step.folder, device=device, jobs=jobs, progress=progress,
                   n_boot=n_boot or step.profile.bootstrap, record_test=False)  # no leakage ladder reads them
 
