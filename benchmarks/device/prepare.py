@@ -23,6 +23,8 @@ from bcdet_helpers.runinfo import git_commit
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--profile", default="paper", help="the caches are at this profile's size, channels and filter")
+ap.add_argument("--no-busbra", action="store_true",
+                help="leave BUS-BRA behind (a tuning call needs none, and Optuna's wheels need the room)")
 a = ap.parse_args()
 prof = get_profile(a.profile)
 root = locate_busi()
@@ -36,7 +38,7 @@ files = [{"rel": f"{p.parent.name}/{p.name}", "size": p.stat().st_size, "mtime_n
 manifest = {"root": str(root), "fingerprint": fp, "files": files}
 for f in (cache_path(prof.image_size, prof.channels, prof.resize), index_path(root)):
     shutil.copy2(f, out / "cache" / f.name)
-busbra = find_busbra()
+busbra = None if a.no_busbra else find_busbra()
 if busbra is not None:
     external_images(prof.image_size, prof.channels, prof.resize)  # builds runs/cache/busbra-<S>px-<C>ch.pt when missing
     cache = cache_path(prof.image_size, prof.channels, prof.resize)
