@@ -56,4 +56,4 @@ for f in (out / "cache").glob("*"):  # xz: 22 -> 15 MB, so the caches and the ch
 (out / "commit").write_text(git_commit() or "unknown")  # the runs there record it (no .git travels)
 print(f"{out}: {len(files)} BUSI files listed (fingerprint {fp}), cache + index copied; "
       + (f"BUS-BRA: {len(manifest['busbra']['files'])} images listed, table and cache copied" if busbra else
-         "no BUS-BRA here: the runs there will not predict it"))
+         ("BUS-BRA left behind (--no-busbra)" if a.no_busbra else "no BUS-BRA here") + ": the runs there will not predict it"))
