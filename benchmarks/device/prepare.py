@@ -18,7 +18,7 @@ from bcdet_helpers.data.cache import cache_path, load_cache
 from bcdet_helpers.data.index import fingerprint, index_path, load_index
 from bcdet_helpers.paths import project_root
 from bcdet_helpers.profiles import get_profile
-from bcdet_helpers.research.study.external import external_images
+from bcdet_helpers.research.study.external import external_cache_path, external_images
 from bcdet_helpers.runinfo import git_commit
 
 ap = argparse.ArgumentParser()
@@ -40,9 +40,8 @@ for f in (cache_path(prof.image_size, prof.channels, prof.resize), index_path(ro
     shutil.copy2(f, out / "cache" / f.name)
 busbra = None if a.no_busbra else find_busbra()
 if busbra is not None:
-    external_images(prof.image_size, prof.channels, prof.resize)  # builds runs/cache/busbra-<S>px-<C>ch.pt when missing
-    cache = cache_path(prof.image_size, prof.channels, prof.resize)
-    cache = cache.with_name(cache.name.replace("images-", "busbra-"))
+    external_images(prof.image_size, prof.channels, prof.resize)  # builds the cache when missing
+    cache = external_cache_path(prof.image_size, prof.channels, prof.resize)
     shutil.copy2(cache, out / "cache" / cache.name)
     shutil.copy2(busbra / "bus_data.csv", out / "bus_data.csv")
     table = read_busbra(busbra)

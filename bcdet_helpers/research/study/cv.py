@@ -17,9 +17,9 @@ from ...errors import BcdetError
 from ...profiles import Profile, partition_profile
 from .design import StudyDesign, study_design
 from .evaluation import evaluate_study
-from .external import external_csv, record_external
+from .external import record_external
 from ...runkey import AUGMENTED, RunKey, fold_kind_of
-from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, read_folds
+from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, external_csv, key_columns, read_folds, with_partition
 from .folds import study_dir, write_folds
 from .result import Study, WEIGHTS, WEIGHTS_RULE
 from ...runinfo import write_atomic
@@ -156,7 +156,7 @@ def run_study(profile: str | Profile | StudyDesign, arms=None, kinds=None, seeds
     tasks = [t for t in tasks if t not in finished]
     jobs = max(1, min(len(tasks), auto_jobs(dev) if jobs is None else jobs))
     run_rows = []
-    recorded = _with_partition(pd.read_csv(out / "runs.csv")) if (out / "runs.csv").exists() \
+    recorded = with_partition(pd.read_csv(out / "runs.csv")) if (out / "runs.csv").exists() \
         else pd.DataFrame(columns=RUN_COLUMNS)
     from_record = without_weights = 0
     for task in finished:
@@ -207,11 +207,6 @@ def records_test(key: RunKey, record_test: bool = True) -> bool:
     return key.kind == AUGMENTED or (record_test and key.partition == 0)
 
 
-def _key_columns(key: RunKey) -> dict:
-    """A run's identity as the columns of ``runs.csv`` (``partition`` 0: the profile's own folds)."""
-    return {"arm": key.arm, "kind": key.kind, "fold": key.fold, "seed": key.seed, "partition": key.partition}
-
-
 def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups: dict, test: list[str],
                record: bool = True, progress: bool = True) -> dict:
     """One run of the study: train (or load) it, check its test images are its fold of
@@ -239,7 +234,7 @@ def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups:
     record_file = Path(res.run_dir) / TEST_RECORD
     if key.kind == AUGMENTED:  # the ladder's leaky run: its test record only, never a prediction of the study
         shutil.copy(record_file, out / "inflation" / f"{name}.csv")
-        return {**_key_columns(key), "wall_time_s": res.wall_time, "run": Path(res.run_dir).name}
+        return {**key_columns(key), "wall_time_s": res.wall_time, "run": Path(res.run_dir).name}
     pred = predict_run(res.run_dir, data, device=dev, groups=groups, partition=key.partition)
     for part, folder in (("test", "oof"), ("val", "val")):  # atomic: a killed study leaves no half record
         write_atomic(out / folder / f"{name}.csv", lambda tmp, df=pred[part]: df.to_csv(tmp, index=False))
@@ -249,7 +244,7 @@ def _study_run(prof: Profile, key: RunKey, dev, resume: bool, out: Path, groups:
     info = res.info or {}
     ratios = [p.get("ratio", math.nan) for p in info.get("phase_stability", [])]
     return {
-        **_key_columns(key),
+        **key_columns(key),
         "n_train": int((data.parts == "train").sum()), "n_val": int((data.parts == "val").sum()),
         "n_test": int((data.parts == "test").sum()), "epochs": len(res.history),
         "best_epoch": res.best_epoch, "max_phase_ratio": max(ratios) if ratios else math.nan,
@@ -275,7 +270,7 @@ def _recorded_row(prof: Profile, key: RunKey, out: Path, recorded: pd.DataFrame,
     record_file = out / "inflation" / f"{name}.csv"
     made = [record_file] if key.kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")]  # by the study
     need = list(dict.fromkeys([*([record_file] if record else []), *made]))
-    row = np.logical_and.reduce([recorded[c] == v for c, v in _key_columns(key).items()]) if len(recorded) else \
+    row = np.logical_and.reduce([recorded[c] == v for c, v in key_columns(key).items()]) if len(recorded) else \
         np.zeros(0, bool)
     missing = [str(p.relative_to(out)) for p in need if not p.exists()] \
         + ([] if key.kind == AUGMENTED or row.any() else ["runs.csv row"])
@@ -291,13 +286,8 @@ def _recorded_row(prof: Profile, key: RunKey, out: Path, recorded: pd.DataFrame,
                          + ": the study cannot use its record. Delete that run folder to train it again.")
     if key.kind == AUGMENTED:
         info = json.loads((run_dir / "result.json").read_text())
-        return {**_key_columns(key), "wall_time_s": info["wall_time_s"], "run": run_dir.name}
+        return {**key_columns(key), "wall_time_s": info["wall_time_s"], "run": run_dir.name}
     return recorded[row].iloc[0].to_dict()
-
-
-def _with_partition(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` (``runs.csv``, predictions) with a ``partition`` column: 0 where a record predates partitions."""
-    return df if "partition" in df else df.assign(partition=0)
 
 
 def study_run_dir(prof: Profile, key: RunKey) -> Path:
@@ -326,7 +316,7 @@ def _write_runs(out: Path, rows: list[dict]) -> None:
     new = pd.DataFrame([r for r in rows if r["kind"] != AUGMENTED], columns=RUN_COLUMNS)
     key = ["arm", "kind", "fold", "seed", "partition"]
     if path.exists():
-        old = _with_partition(pd.read_csv(path))
+        old = with_partition(pd.read_csv(path))
         if len(new):
             merged = old.merge(new[key], on=key, how="left", indicator=True)
             old = old[(merged["_merge"] == "left_only").to_numpy()]

@@ -17,7 +17,7 @@ from ...metrics import confusion, scores_from_confusion
 from ...paths import CLASSES
 from ...profiles import DEFAULTS, KINDS, get_profile
 from ...runkey import RunKey
-from .files import RUN_COLUMNS, label_conflicts, load_predictions, read_folds
+from .files import RUN_COLUMNS, label_conflicts, load_predictions, read_folds, with_partition
 from .result import (OPERATING_SENSITIVITY, ArmScore, COMPARISONS, Conflict, Coverage, Difference, LeakageGap, METRICS, PAPER_CLAIM,
                      RunScore, SCHEMA, SCHEMA_VERSION, Study, VERDICT_ANALYSIS, WEIGHTS, WEIGHTS_RULE, WeightsCheck)
 
@@ -54,7 +54,7 @@ def _operating_point(test: pd.DataFrame, val: pd.DataFrame) -> np.ndarray | None
     from ...metrics import choose_threshold
 
     called = pd.Series(False, index=test.index)
-    test, val = (df if "partition" in df else df.assign(partition=0) for df in (test, val))
+    test, val = with_partition(test), with_partition(val)
     for (p, fold, s), rows in test.groupby(["partition", "fold", "seed"]):
         v = val[(val["partition"] == p) & (val["fold"] == fold) & (val["seed"] == s)]
         try:

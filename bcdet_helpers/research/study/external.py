@@ -22,20 +22,21 @@ import numpy as np
 import pandas as pd
 
 from ...busi import CLASSES
-from ...paths import runs_dir
 from ...profiles import DEFAULTS
 from ...runinfo import write_atomic
-from .files import PROBA_DECIMALS
+from .files import PROBA_DECIMALS, external_csv
 
-EXTERNAL = "external"  # the study folder's part with each run's BUS-BRA predictions
 EXTERNAL_COLUMNS = (["file", "y", "kind", "fold", "seed", "arm", "epoch"]
                     + [f"p_{c}" for c in CLASSES] + [f"p_{c}_hflip" for c in CLASSES])
 WEIGHTS_EXTERNAL = "last"  # the study's weights rule: the final weights, no selection on a noisy curve
 
 
-def external_csv(out: Path, key) -> Path:
-    """Where a study folder keeps one run's BUS-BRA predictions."""
-    return Path(out) / EXTERNAL / f"{key.name}.csv.gz"
+def external_cache_path(image_size: int, channels: int, resize: str = DEFAULTS.resize) -> Path:
+    """BUS-BRA's tensor cache beside BUSI's: ``runs/cache/busbra-<S>px-<C>ch[-<filter>].pt``."""
+    from ...data.cache import cache_path
+
+    busi = cache_path(image_size, channels, resize)
+    return busi.with_name(busi.name.replace("images-", "busbra-"))
 
 
 _HELD: dict = {}  # (copy, cache file) -> (images, table): read once per process, not once per study run
@@ -50,12 +51,12 @@ def external_images(image_size: int, channels: int, resize: str = DEFAULTS.resiz
     import torch
 
     from ...data.busbra import find_busbra, read_busbra
-    from ...data.cache import cache_path, load_scan_areas
+    from ...data.cache import load_scan_areas
 
     root = find_busbra()
     if root is None:
         return None
-    cache = runs_dir() / "cache" / cache_path(image_size, channels, resize).name.replace("images-", "busbra-")
+    cache = external_cache_path(image_size, channels, resize)
     if (str(root), str(cache)) in _HELD:
         return _HELD[(str(root), str(cache))]
     table = read_busbra(root)

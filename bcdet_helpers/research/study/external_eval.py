@@ -57,11 +57,11 @@ from ...metrics import choose_threshold
 from ...runkey import RunKey
 from ...uncertainty import reliability
 from .evaluation import _units  # each row's training replicate, "<partition>/<seed>"
-from .external import EXTERNAL, WEIGHTS_EXTERNAL
+from .external import WEIGHTS_EXTERNAL
 from .external_bootstrap import MALIGNANT, N_BINS, NORMAL, _codes_in, _ensemble_reps, _intervals, _pooled_reps
 from .external_result import (DIFFERENCE_METRICS, SCHEMA, SCHEMA_VERSION, BusiScore, ExternalDifference, ExternalScore,
                               ExternalStudy, RunThreshold)
-from .files import label_conflicts, load_predictions
+from .files import EXTERNAL, label_conflicts, load_predictions
 from .result import COMPARISONS, OPERATING_SENSITIVITY
 
 __all__ = ["evaluate_external", "load_external"]

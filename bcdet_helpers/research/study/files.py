@@ -1,11 +1,12 @@
 """The files of a study folder: the columns of its prediction CSVs (``oof/``, ``val/``) and of
-``runs.csv``, the readers of ``folds.csv`` and the predictions (with the label conflicts of its
-near-duplicate groups), and a copier of runs' records from one study folder to another. See
+``runs.csv``, where a run's BUS-BRA predictions live, the readers of ``folds.csv`` and the predictions (with the
+label conflicts of its near-duplicate groups), and a copier of runs' records from one study folder to another. See
 :mod:`bcdet_helpers.research.study`."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ...errors import BcdetError
@@ -18,6 +19,22 @@ PREDICTION_COLUMNS = (
 )
 RUN_COLUMNS = ["arm", "kind", "fold", "seed", "n_train", "n_val", "n_test", "epochs", "best_epoch",
                "max_phase_ratio", "wall_time_s", "seconds_per_epoch", "run", "partition"]
+EXTERNAL = "external"  # the study folder's part with each run's BUS-BRA predictions (issue #30)
+
+
+def external_csv(out: Path, key) -> Path:
+    """Where a study folder keeps one run's BUS-BRA predictions (gzip: 1,875 rows, about 40 kB)."""
+    return Path(out) / EXTERNAL / f"{key.name}.csv.gz"
+
+
+def key_columns(key) -> dict:
+    """A run's identity as the columns of ``runs.csv`` (``partition`` 0: the profile's own folds)."""
+    return {"arm": key.arm, "kind": key.kind, "fold": key.fold, "seed": key.seed, "partition": key.partition}
+
+
+def with_partition(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (``runs.csv``, predictions) with a ``partition`` column: 0 where a record predates partitions."""
+    return df if "partition" in df else df.assign(partition=0)
 
 
 def label_conflicts(index: pd.DataFrame) -> pd.DataFrame:
@@ -49,8 +66,7 @@ def load_predictions(folder: str | Path, part: str = "test") -> pd.DataFrame:
     files = sorted((Path(folder) / sub).glob("*.csv"))
     if not files:
         return pd.DataFrame(columns=PREDICTION_COLUMNS)
-    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    return df if "partition" in df else df.assign(partition=0)  # recorded before fold partitions (#28)
+    return with_partition(pd.concat([pd.read_csv(f) for f in files], ignore_index=True))  # before partitions (#28)
 
 
 def copy_run_records(src: str | Path, dst: str | Path, keys) -> int:
@@ -66,21 +82,19 @@ def copy_run_records(src: str | Path, dst: str | Path, keys) -> int:
     src, dst = Path(src), Path(dst)
     if not (src / "runs.csv").exists():
         return 0
-    recorded = pd.read_csv(src / "runs.csv")
-    if "partition" not in recorded:
-        recorded = recorded.assign(partition=0)
+    recorded = with_partition(pd.read_csv(src / "runs.csv"))
     dst.mkdir(parents=True, exist_ok=True)
     have = pd.read_csv(dst / "runs.csv") if (dst / "runs.csv").exists() else recorded.iloc[:0]
     rows = []
     for key in keys:
-        row = recorded[(recorded["arm"] == key.arm) & (recorded["kind"] == key.kind) & (recorded["fold"] == key.fold)
-                       & (recorded["seed"] == key.seed) & (recorded["partition"] == key.partition)]
+        row = recorded[np.logical_and.reduce([recorded[c] == v for c, v in key_columns(key).items()])]
         made = [src / part / f"{key.name}.csv" for part in ("oof", "val")]
         if row.empty or not all(f.exists() for f in made) or (dst / "oof" / f"{key.name}.csv").exists():
             continue
-        for f in [*made, *(src / "external").glob(f"{key.name}.csv*")]:  # external/: gzipped, when BUS-BRA was here
-            (dst / f.parent.name).mkdir(exist_ok=True)
-            shutil.copy2(f, dst / f.parent.name / f.name)
+        for f in [*made, external_csv(src, key)]:  # external/: only when BUS-BRA was there
+            if f.exists():
+                (dst / f.parent.name).mkdir(exist_ok=True)
+                shutil.copy2(f, dst / f.parent.name / f.name)
         rows.append(row)
     if rows:
         pd.concat([have, *rows], ignore_index=True).to_csv(dst / "runs.csv", index=False)
