@@ -24,6 +24,8 @@ for f in glob.glob('.gpu/cache/*.xz'):  # prepare.py compressed the caches to fi
     shutil.copyfileobj(lzma.open(f), open(f[:-3], 'wb')); os.remove(f)"
 python3 $HERE/fake_busi.py $BCDET_RUNS 2>&1 | tee -a $OUT/env.txt; [ ${PIPESTATUS[0]} = 0 ] || exit 3
 [ -f .gpu/study-$PROFILE.tar.gz ] && tar xzf .gpu/study-$PROFILE.tar.gz -C $BCDET_RUNS  # an earlier call's runs: not retrained
+# the improvement ladder so far (pack.py --improve, here or on an earlier call): its finished runs are not retrained
+[ -f .gpu/improve-$PROFILE.tar.gz ] && tar xzf .gpu/improve-$PROFILE.tar.gz -C $BCDET_RUNS
 export BCDET_FAKE_TREE=1 PYTHONPATH=$SITE$PWD/$HERE/site:$PWD
 jobs=$J
 if [ "$TUNE_TRIALS" -gt 0 ]; then
@@ -49,21 +51,26 @@ import json; r=json.load(open('$OUT/throughput-$PROFILE.json'))['results']
 one=[v for k,v in r.items() if k.startswith('one')][0]['runs_per_hour']; many=[v for k,v in r.items() if 'workers' in k][0]['runs_per_hour']
 print($J if many>one*1.05 else 1)" 2>/dev/null || echo $J)
 fi
-[ "$STUDY_S" -gt 0 ] || { echo "no study (STUDY_S=0)"; exit 0; }
-echo "bench + setup took $(( $(date +%s) - t0 )) s; study with --jobs $jobs for at most $STUDY_S s" | tee -a $OUT/env.txt
-timeout -s INT $STUDY_S python3 $HERE/study.py --profile $PROFILE --device $DEV --jobs $jobs > $OUT/study.log 2>&1
-echo "study exit $? after $(( $(date +%s) - t0 )) s" | tee -a $OUT/env.txt
-tail -3 $OUT/study.log; mkdir -p $BCDET_RUNS/$PROFILE/cv
-python3 $HERE/pack.py $BCDET_RUNS $PROFILE $OUT/study-$PROFILE.tar.gz
+if [ "$STUDY_S" -gt 0 ]; then
+  echo "bench + setup took $(( $(date +%s) - t0 )) s; study with --jobs $jobs for at most $STUDY_S s" | tee -a $OUT/env.txt
+  timeout -s INT $STUDY_S python3 $HERE/study.py --profile $PROFILE --device $DEV --jobs $jobs > $OUT/study.log 2>&1
+  echo "study exit $? after $(( $(date +%s) - t0 )) s" | tee -a $OUT/env.txt
+  tail -3 $OUT/study.log; mkdir -p $BCDET_RUNS/$PROFILE/cv
+  python3 $HERE/pack.py $BCDET_RUNS $PROFILE $OUT/study-$PROFILE.tar.gz
+else
+  echo "no study (STUDY_S=0)"
+fi
 # IMPROVE_RUNGS="baseline imbalance" (#31): then, if the study finished (study.json) and IMPROVE_S seconds are given
 # (or END_S: the call's seconds in all, IMPROVE_S what is left of them),
 # climb those rungs of the improvement ladder with the arm the new study's validation images choose (not the
-# committed results/<profile>-cv's, which improve would read first), packed to $OUT/improve-$PROFILE.tar.gz
+# committed results/<profile>-cv's, which improve would read first), packed to $OUT/improve-$PROFILE.tar.gz.
+# IMPROVE_ARM=decay: climb on with that arm -- the ladder carried in .gpu/improve-$PROFILE.tar.gz, no study needed
 [ -n "${END_S:-}" ] && IMPROVE_S=$(( END_S - ($(date +%s) - t0) - 25 ))  # what is left of END_S seconds in all
-if [ -n "${IMPROVE_RUNGS:-}" ] && [ -f $BCDET_RUNS/$PROFILE/cv/study.json ] && [ "${IMPROVE_S:-0}" -gt 20 ]; then
-  arm=$(python3 -c "
+if [ -n "${IMPROVE_RUNGS:-}" ] && { [ -n "${IMPROVE_ARM:-}" ] || [ -f $BCDET_RUNS/$PROFILE/cv/study.json ]; } \
+   && [ "${IMPROVE_S:-0}" -gt 20 ]; then
+  arm=${IMPROVE_ARM:-$(python3 -c "
 from bcdet_helpers.profiles import get_profile; from bcdet_helpers.research.study.improve import verdict_arm
-arm, why = verdict_arm(get_profile('$PROFILE'), folders=['$BCDET_RUNS/$PROFILE/cv']); print(arm); import sys; print(why, file=sys.stderr)" 2>>$OUT/env.txt)
+arm, why = verdict_arm(get_profile('$PROFILE'), folders=['$BCDET_RUNS/$PROFILE/cv']); print(arm); import sys; print(why, file=sys.stderr)" 2>>$OUT/env.txt)}
   echo "improve: rungs $IMPROVE_RUNGS with arm $arm for at most $IMPROVE_S s" | tee -a $OUT/env.txt
   timeout -s INT $IMPROVE_S python3 -m bcdet_helpers.research.cli improve --profile $PROFILE --rungs $IMPROVE_RUNGS \
     --arm $arm --jobs $jobs --device $DEV > $OUT/improve.log 2>&1
