@@ -3,6 +3,7 @@
 # runs/hour (one process vs J workers), then the profile's whole study + leakage-ladder runs the faster way, cut at
 # STUDY_S seconds; the study's small outputs (no weights) packed to $OUT. Prepare .gpu/ with prepare.py first.
 # TUNE_TRIALS=N first tunes every tuned arm up to N trials for at most TUNE_S seconds (needs .whl/: wheels.sh).
+# STUDY_ARGS="--kinds grouped --partitions 0 --no-ladder": a part of the study (study.py).
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 PROFILE=${PROFILE:-paper}; DEV=${DEV:-cuda}; STUDY_S=${STUDY_S:-400}; J=${J:-4}; BENCH=${BENCH:-1}
@@ -53,7 +54,8 @@ print($J if many>one*1.05 else 1)" 2>/dev/null || echo $J)
 fi
 if [ "$STUDY_S" -gt 0 ]; then
   echo "bench + setup took $(( $(date +%s) - t0 )) s; study with --jobs $jobs for at most $STUDY_S s" | tee -a $OUT/env.txt
-  timeout -s INT $STUDY_S python3 $HERE/study.py --profile $PROFILE --device $DEV --jobs $jobs > $OUT/study.log 2>&1
+  timeout -s INT $STUDY_S python3 $HERE/study.py --profile $PROFILE --device $DEV --jobs $jobs ${STUDY_ARGS:-} \
+    > $OUT/study.log 2>&1
   echo "study exit $? after $(( $(date +%s) - t0 )) s" | tee -a $OUT/env.txt
   tail -3 $OUT/study.log; mkdir -p $BCDET_RUNS/$PROFILE/cv
   python3 $HERE/pack.py $BCDET_RUNS $PROFILE $OUT/study-$PROFILE.tar.gz
