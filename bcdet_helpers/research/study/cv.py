@@ -19,7 +19,8 @@ from .design import StudyDesign, study_design
 from .evaluation import evaluate_study
 from .external import record_external
 from ...runkey import AUGMENTED, RunKey, fold_kind_of
-from .files import PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, external_csv, key_columns, read_folds, with_partition
+from .files import (KEY_COLUMNS, PREDICTION_COLUMNS, PROBA_DECIMALS, RUN_COLUMNS, external_csv, key_columns, key_rows,
+                    read_folds, with_partition)
 from .folds import study_dir, write_folds
 from .result import Study, WEIGHTS, WEIGHTS_RULE
 from ...runinfo import write_atomic
@@ -270,8 +271,7 @@ def _recorded_row(prof: Profile, key: RunKey, out: Path, recorded: pd.DataFrame,
     record_file = out / "inflation" / f"{name}.csv"
     made = [record_file] if key.kind == AUGMENTED else [out / p / f"{name}.csv" for p in ("oof", "val")]  # by the study
     need = list(dict.fromkeys([*([record_file] if record else []), *made]))
-    row = np.logical_and.reduce([recorded[c] == v for c, v in key_columns(key).items()]) if len(recorded) else \
-        np.zeros(0, bool)
+    row = key_rows(recorded, key)
     missing = [str(p.relative_to(out)) for p in need if not p.exists()] \
         + ([] if key.kind == AUGMENTED or row.any() else ["runs.csv row"])
     differs = config_differences(run_dir, prof, key.arm, key.fold_kind, fold=key.fold, seed=key.seed,
@@ -314,7 +314,7 @@ def _write_runs(out: Path, rows: list[dict]) -> None:
     ladder's ``augmented`` runs are not study runs and stay out of it."""
     path = out / "runs.csv"
     new = pd.DataFrame([r for r in rows if r["kind"] != AUGMENTED], columns=RUN_COLUMNS)
-    key = ["arm", "kind", "fold", "seed", "partition"]
+    key = list(KEY_COLUMNS)
     if path.exists():
         old = with_partition(pd.read_csv(path))
         if len(new):

@@ -27,9 +27,17 @@ def external_csv(out: Path, key) -> Path:
     return Path(out) / EXTERNAL / f"{key.name}.csv.gz"
 
 
+KEY_COLUMNS = ("arm", "kind", "fold", "seed", "partition")  # a run's identity in runs.csv and the predictions
+
+
 def key_columns(key) -> dict:
     """A run's identity as the columns of ``runs.csv`` (``partition`` 0: the profile's own folds)."""
-    return {"arm": key.arm, "kind": key.kind, "fold": key.fold, "seed": key.seed, "partition": key.partition}
+    return {c: getattr(key, c) for c in KEY_COLUMNS}
+
+
+def key_rows(table: pd.DataFrame, key) -> np.ndarray:
+    """Which rows of ``table`` (``runs.csv``, with a ``partition`` column) are the run ``key``'s."""
+    return np.logical_and.reduce([table[c] == v for c, v in key_columns(key).items()])
 
 
 def with_partition(df: pd.DataFrame) -> pd.DataFrame:
@@ -55,8 +63,7 @@ def read_folds(folder: str | Path) -> pd.DataFrame:
     path = Path(folder) / "folds.csv"
     if not path.exists():
         raise BcdetError(f"{path} is missing: run write_folds / run_study for this study first.")
-    table = pd.read_csv(path)
-    return table if "partition" in table else table.assign(partition=0)  # one partition before #28
+    return with_partition(pd.read_csv(path))  # one partition before #28
 
 
 def load_predictions(folder: str | Path, part: str = "test") -> pd.DataFrame:
@@ -87,7 +94,7 @@ def copy_run_records(src: str | Path, dst: str | Path, keys) -> int:
     have = pd.read_csv(dst / "runs.csv") if (dst / "runs.csv").exists() else recorded.iloc[:0]
     rows = []
     for key in keys:
-        row = recorded[np.logical_and.reduce([recorded[c] == v for c, v in key_columns(key).items()])]
+        row = recorded[key_rows(recorded, key)]
         made = [src / part / f"{key.name}.csv" for part in ("oof", "val")]
         if row.empty or not all(f.exists() for f in made) or (dst / "oof" / f"{key.name}.csv").exists():
             continue
